@@ -1,0 +1,248 @@
+//! The command line, defined once: help text, flags and environment variables.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// zgrid: a peer-to-peer capacity grid. One binary for the CLI, the explorer, the node agent
+/// and the hub.
+#[derive(Debug, Parser)]
+#[command(name = "zgrid", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Explorer URL (overrides the config file).
+    #[arg(long, global = true, env = "ZGRID_EXPLORER")]
+    pub explorer: Option<String>,
+    /// Identity to act as (default: the one set with `zgrid id use`).
+    #[arg(long, global = true, env = "ZGRID_IDENTITY")]
+    pub identity: Option<String>,
+    /// Directory of identities and the config file (default: ~/.config/zgrid).
+    #[arg(long, global = true, env = "ZGRID_HOME")]
+    pub home: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage identities (keys and their registration).
+    #[command(subcommand)]
+    Id(IdCommand),
+    /// Manage farms.
+    #[command(subcommand)]
+    Farm(FarmCommand),
+    /// Find nodes by location, farm and free capacity.
+    Nodes(NodesArgs),
+    /// Reserve capacity: submit a signed workload.
+    #[command(subcommand)]
+    Deploy(DeployCommand),
+    /// List my workloads with their state and the nodes' results.
+    Live(LiveArgs),
+    /// Delete workloads (signed by their owner).
+    Delete(DeleteArgs),
+    /// Read or change the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run the explorer (directory, ledger and node feeds).
+    Explorer(ExplorerArgs),
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdCommand {
+    /// Create a new identity (a fresh key) and optionally register it.
+    New {
+        /// Local name; also the user name when registering.
+        name: String,
+        /// Register with the explorer right away.
+        #[arg(long)]
+        register: bool,
+        /// Email to register with.
+        #[arg(long, default_value = "")]
+        email: String,
+    },
+    /// Restore an identity from its 24 words.
+    Import {
+        /// Local name.
+        name: String,
+        /// The 24-word mnemonic.
+        #[arg(long, env = "ZGRID_MNEMONIC", hide_env_values = true)]
+        mnemonic: String,
+    },
+    /// Register the identity with the explorer.
+    Register {
+        /// User name (default: the identity's name).
+        #[arg(long)]
+        user_name: Option<String>,
+        /// Email.
+        #[arg(long, default_value = "")]
+        email: String,
+    },
+    /// Show the identity in use.
+    Show {
+        /// Also print the 24-word mnemonic (a secret).
+        #[arg(long)]
+        mnemonic: bool,
+    },
+    /// List identities.
+    List,
+    /// Make an identity the default.
+    Use {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FarmCommand {
+    /// Create a farm owned by me.
+    Create {
+        /// Unique farm name.
+        name: String,
+        /// A public IPv4 the farm offers, as ADDRESS/PREFIX=GATEWAY (repeatable).
+        #[arg(long = "public-ip")]
+        public_ips: Vec<String>,
+    },
+    /// List farms.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// Page number, from 1.
+    #[arg(long, default_value_t = 1)]
+    pub page: u32,
+    /// Items per page.
+    #[arg(long, default_value_t = 50)]
+    pub size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Only nodes of this farm.
+    #[arg(long)]
+    pub farm: Option<u64>,
+    /// Only nodes in this country.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Only nodes in this city.
+    #[arg(long)]
+    pub city: Option<String>,
+    /// At least this many free CPU cores.
+    #[arg(long)]
+    pub free_cru: Option<u64>,
+    /// At least this much free memory (MiB).
+    #[arg(long)]
+    pub free_mru: Option<u64>,
+    /// At least this much free SSD (MiB).
+    #[arg(long)]
+    pub free_sru: Option<u64>,
+    /// At least this much free HDD (MiB).
+    #[arg(long)]
+    pub free_hru: Option<u64>,
+    /// Only nodes that reported recently.
+    #[arg(long, conflicts_with = "dead")]
+    pub alive: bool,
+    /// Only nodes that have not reported recently.
+    #[arg(long)]
+    pub dead: bool,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// A persistent volume.
+    Volume {
+        /// Node to put it on.
+        #[arg(long)]
+        node: String,
+        /// Size in MiB.
+        #[arg(long)]
+        size: u64,
+        /// Disk class: ssd or hdd.
+        #[arg(long = "type", default_value = "ssd")]
+        disk_type: String,
+        #[command(flatten)]
+        common: DeployCommon,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployCommon {
+    /// How long to reserve it, e.g. 2h, 30m, 7d.
+    #[arg(long, default_value = "1d")]
+    pub duration: String,
+    /// Description.
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Which workloads: active, deleted, expired or all.
+    #[arg(long, default_value = "active")]
+    pub state: String,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Workload ids.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set a value: `explorer URL`.
+    Set {
+        /// The key (explorer).
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Print the config file.
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplorerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ZGRID_LISTEN")]
+    pub listen: String,
+    /// Database: a SQLite file path, or a postgres:// URL.
+    #[arg(long, default_value = "explorer.sqlite", env = "ZGRID_DATABASE")]
+    pub db: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Signed workloads accepted per second and feed latency, against an in-process explorer.
+    Explorer {
+        /// Workloads to submit.
+        #[arg(long, default_value_t = 2000)]
+        workloads: usize,
+        /// Concurrent submitters.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Database (default: a temporary SQLite file).
+        #[arg(long)]
+        db: Option<String>,
+    },
+}

@@ -1,0 +1,145 @@
+//! `zgrid bench explorer`: how many signed workloads an explorer accepts per second, and how
+//! fast an accepted workload reaches a connected node's feed. Runs an in-process explorer on
+//! loopback with a temporary SQLite file (or the given database), and real HTTP clients.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use serde_json::json;
+use zgrid_client::{ExplorerClient, Identity, new_workload_id};
+use zgrid_types::directory::{Capacity, FarmRegistration, NodeRegistration};
+use zgrid_types::workload::{DiskType, Volume};
+use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadId, WorkloadSpec};
+
+use crate::args::BenchCommand;
+use crate::config::Ctx;
+use crate::output;
+
+/// Sequential creates used to measure feed latency.
+const LATENCY_SAMPLES: usize = 200;
+
+pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
+    let BenchCommand::Explorer { workloads, concurrency, db } = cmd;
+    let dir = tempfile::tempdir()?;
+    let database = db.unwrap_or_else(|| dir.path().join("bench.sqlite").display().to_string());
+    let state = zgrid_explorer::AppState::open(zgrid_explorer::Config::new(&database)).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(zgrid_explorer::run(listener, state, async { stopped.await.unwrap_or(()) }));
+
+    let user = Identity::generate("bench");
+    let client = ExplorerClient::new(&url)?.with_key(user.keypair.clone());
+    let owner = client.register_user(&format!("bench{}", rand::random::<u32>()), "").await?.id;
+    let farm = client
+        .create_farm(&FarmRegistration { name: format!("farm{}", rand::random::<u32>()), public_ips: vec![] })
+        .await?;
+    let node_key = Keypair::from_seed(&rand::random());
+    let node = ExplorerClient::new(&url)?.with_key(node_key.clone());
+    let reg = NodeRegistration {
+        farm_id: farm.id,
+        hostname: "bench-node".into(),
+        total: Capacity { cru: 64, mru: 1 << 20, sru: 1 << 30, hru: 1 << 30 },
+        location: Default::default(),
+        public_endpoint: None,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    node.register_node(&reg).await?;
+
+    // The node listens on its feed and notes when each workload arrives.
+    let arrivals: Arc<Mutex<HashMap<WorkloadId, Instant>>> = Arc::default();
+    let mut feed = Box::pin(node.feed(0).await?);
+    let seen = arrivals.clone();
+    let listener_task = tokio::spawn(async move {
+        while let Some(Ok(ev)) = feed.next().await {
+            seen.lock().expect("lock").insert(ev.record.workload.payload.id, Instant::now());
+        }
+    });
+
+    let make = |key: &Keypair| {
+        let spec = WorkloadSpec {
+            id: new_workload_id(),
+            version: 1,
+            owner,
+            node_id: node_key.public(),
+            expires_at: zgrid_types::unix_now() + 3600,
+            description: String::new(),
+            metadata: String::new(),
+            data: WorkloadData::Volume(Volume { size: 64, disk_type: DiskType::Ssd }),
+        };
+        Signed::sign(spec, key)
+    };
+
+    // Throughput: many submitters at once.
+    let signed: Vec<_> = (0..workloads).map(|_| make(&user.keypair)).collect();
+    let started = Instant::now();
+    let results: Vec<_> = futures::stream::iter(signed.iter().map(|w| client.create_workload(w)))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let failures = results.iter().filter(|r| r.is_err()).count();
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        eprintln!("warning: {failures} submissions failed, first: {e}");
+    }
+    let rate = (workloads - failures) as f64 / elapsed.as_secs_f64();
+
+    // Latency: one at a time, submit-to-node and acceptance-to-node.
+    let mut submit_to_node = Vec::with_capacity(LATENCY_SAMPLES);
+    let mut accept_to_node = Vec::with_capacity(LATENCY_SAMPLES);
+    for _ in 0..LATENCY_SAMPLES {
+        let w = make(&user.keypair);
+        let sent = Instant::now();
+        client.create_workload(&w).await?;
+        let acked = Instant::now();
+        let arrived = wait_for(&arrivals, &w.payload.id).await.context("a workload never reached the node's feed")?;
+        submit_to_node.push(arrived - sent);
+        accept_to_node.push(arrived.saturating_duration_since(acked));
+    }
+    let _ = stop.send(());
+    listener_task.abort();
+    server.await??;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let report = json!({
+        "database": if database.starts_with("postgres") { "postgresql" } else { "sqlite" },
+        "workloads": workloads,
+        "concurrency": concurrency,
+        "failures": failures,
+        "accepted_per_second": (rate * 10.0).round() / 10.0,
+        "submit_to_node_ms": { "p50": ms(percentile(&mut submit_to_node, 50.0)), "p99": ms(percentile(&mut submit_to_node, 99.0)) },
+        "acceptance_to_node_ms": { "p50": ms(percentile(&mut accept_to_node, 50.0)), "p99": ms(percentile(&mut accept_to_node, 99.0)) },
+    });
+    if ctx.json {
+        output::json(&report)
+    } else {
+        println!("{} signed workloads, {concurrency} at a time: {:.1} accepted/s ({failures} failed)", workloads, rate);
+        println!(
+            "feed latency over {LATENCY_SAMPLES} sequential creates: submit->node p50 {:.2} ms p99 {:.2} ms; acceptance->node p50 {:.2} ms p99 {:.2} ms",
+            report["submit_to_node_ms"]["p50"].as_f64().unwrap_or_default(),
+            report["submit_to_node_ms"]["p99"].as_f64().unwrap_or_default(),
+            report["acceptance_to_node_ms"]["p50"].as_f64().unwrap_or_default(),
+            report["acceptance_to_node_ms"]["p99"].as_f64().unwrap_or_default(),
+        );
+        Ok(())
+    }
+}
+
+async fn wait_for(arrivals: &Mutex<HashMap<WorkloadId, Instant>>, id: &WorkloadId) -> Option<Instant> {
+    for _ in 0..10_000 {
+        if let Some(t) = arrivals.lock().expect("lock").get(id) {
+            return Some(*t);
+        }
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
+    None
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}

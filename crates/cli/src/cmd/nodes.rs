@@ -1,0 +1,54 @@
+//! `zgrid nodes`: find nodes.
+
+use anyhow::Result;
+use zgrid_types::api::NodeFilter;
+
+use crate::args::NodesArgs;
+use crate::config::Ctx;
+use crate::output;
+
+pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
+    let filter = NodeFilter {
+        farm: a.farm,
+        country: a.country,
+        city: a.city,
+        free_cru: a.free_cru,
+        free_mru: a.free_mru,
+        free_sru: a.free_sru,
+        free_hru: a.free_hru,
+        alive: if a.alive {
+            Some(true)
+        } else if a.dead {
+            Some(false)
+        } else {
+            None
+        },
+        page: Some(a.page.page),
+        size: Some(a.page.size),
+    };
+    let nodes = ctx.anonymous_client()?.nodes(&filter).await?;
+    if ctx.json {
+        return output::json(&nodes);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .items
+        .iter()
+        .map(|n| {
+            let free = n.free();
+            vec![
+                n.node_id.to_string(),
+                n.farm_id.to_string(),
+                format!("{}/{}", n.location.country, n.location.city),
+                format!("{}/{}", free.cru, n.total.cru),
+                format!("{}/{}", free.mru, n.total.mru),
+                format!("{}/{}", free.sru, n.total.sru),
+                format!("{}/{}", free.hru, n.total.hru),
+                if n.alive { "up" } else { "down" }.into(),
+                output::time(n.last_seen),
+            ]
+        })
+        .collect();
+    output::table(&["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN"], &rows);
+    println!("free/total shown; page {}, {} matching nodes", nodes.page, nodes.total);
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The zgrid client SDK: identities kept in seed files, and a typed explorer client that signs
+//! every state-changing request.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use zgrid_client::{ExplorerClient, Identity};
+//! let me = Identity::generate("alice");
+//! let explorer = ExplorerClient::new("http://127.0.0.1:8080")?.with_key(me.keypair.clone());
+//! let user = explorer.register_user("alice", "alice@example.com").await?;
+//! println!("registered as user {}", user.id);
+//! # Ok(()) }
+//! ```
+
+mod explorer;
+mod identity;
+
+pub use explorer::{ClientError, ClientResult, ExplorerClient, new_workload_id};
+pub use identity::{Identity, IdentityError, IdentityStore, SEED_FORMAT};

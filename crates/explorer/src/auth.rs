@@ -1,0 +1,74 @@
+//! The extractor for signed requests: checks the `Authorization` signature over method, path,
+//! timestamp, nonce and body, the timestamp window and the nonce's single use, then parses the
+//! JSON body with the path of any field at fault.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use zgrid_types::PublicKey;
+use zgrid_types::auth::{AuthError, RequestAuth};
+
+use crate::AppState;
+use crate::db::nonces;
+use crate::error::ApiErr;
+
+/// A request body signed by `key`.
+pub struct Authed<T> {
+    /// Who signed the request.
+    pub key: PublicKey,
+    /// The parsed body (`()` for requests without one).
+    pub body: T,
+}
+
+/// Parse JSON, naming the field at fault on error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErr> {
+    let bytes: &[u8] = if bytes.is_empty() { b"null" } else { bytes };
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() && path != "." {
+            ApiErr::field(StatusCode::BAD_REQUEST, path.clone(), format!("invalid value at {path}: {inner}"))
+        } else {
+            ApiErr::bad_request(format!("invalid JSON body: {inner}"))
+        }
+    })
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Authed<T> {
+    type Rejection = ApiErr;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiErr> {
+        let (parts, body) = req.into_parts();
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiErr::unauthorized(AuthError::Missing.to_string()))?
+            .to_str()
+            .map_err(|_| ApiErr::unauthorized("Authorization header is not ASCII"))?;
+        let auth = RequestAuth::parse(header).map_err(|e| ApiErr::unauthorized(e.to_string()))?;
+        let limit = state.config.max_body_bytes;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than the limit of {limit} bytes"),
+            )
+        })?;
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        auth.verify(parts.method.as_str(), path, &bytes).map_err(|e| ApiErr::unauthorized(e.to_string()))?;
+        let now = zgrid_types::unix_now();
+        let window = state.config.request_window_secs;
+        if (auth.timestamp - now).abs() > window {
+            return Err(ApiErr::unauthorized(format!(
+                "request timestamp {} is more than {window} s from the explorer's clock ({now}); check the clock and sign again",
+                auth.timestamp
+            )));
+        }
+        let body = parse_json(&bytes)?;
+        let signer = auth.key.to_string();
+        if !nonces::claim(&state.db, &signer, &auth.nonce, auth.timestamp + window).await? {
+            return Err(ApiErr::unauthorized("this request was already used (nonce seen before); sign a new one"));
+        }
+        Ok(Self { key: auth.key, body })
+    }
+}

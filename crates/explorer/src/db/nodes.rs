@@ -1,0 +1,132 @@
+//! The `nodes` table: registrations, heartbeats and search.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use zgrid_types::api::{NodeFilter, Page};
+use zgrid_types::directory::{Capacity, Node, NodeRegistration};
+use zgrid_types::{FarmId, NodeId};
+
+use super::{Db, DbError, DbResult, from_json, to_json};
+
+fn capacity(row: &AnyRow, prefix: &str) -> DbResult<Capacity> {
+    let get = |unit: &str| -> DbResult<u64> { Ok(row.try_get::<i64, _>(format!("{prefix}_{unit}").as_str())? as u64) };
+    Ok(Capacity { cru: get("cru")?, mru: get("mru")?, sru: get("sru")?, hru: get("hru")? })
+}
+
+fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
+    let id: String = row.try_get("node_id")?;
+    let endpoint: Option<String> = row.try_get("public_endpoint")?;
+    let last_seen: i64 = row.try_get("last_seen")?;
+    Ok(Node {
+        node_id: id.parse().map_err(|_| DbError::Corrupt("nodes.node_id".into()))?,
+        farm_id: row.try_get::<i64, _>("farm_id")? as FarmId,
+        hostname: row.try_get("hostname")?,
+        total: capacity(row, "total")?,
+        used: capacity(row, "used")?,
+        location: from_json(&row.try_get::<String, _>("location")?, "nodes.location")?,
+        public_endpoint: endpoint
+            .map(|e| e.parse().map_err(|_| DbError::Corrupt("nodes.public_endpoint".into())))
+            .transpose()?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        last_seen,
+        alive: last_seen >= alive_since,
+    })
+}
+
+/// Register a node, or update the registration of a known one (keeping its used capacity).
+pub async fn upsert(db: &Db, id: &NodeId, reg: &NodeRegistration, now: i64) -> DbResult<()> {
+    let mut tx = db.write().await?;
+    sqlx::query(
+        "INSERT INTO nodes (node_id, farm_id, hostname, total_cru, total_mru, total_sru, total_hru,
+                            used_cru, used_mru, used_sru, used_hru, country, city, location,
+                            public_endpoint, version, created_at, last_seen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, $8, $9, $10, $11, $12, $13, $13)
+         ON CONFLICT (node_id) DO UPDATE SET
+            farm_id = excluded.farm_id, hostname = excluded.hostname,
+            total_cru = excluded.total_cru, total_mru = excluded.total_mru,
+            total_sru = excluded.total_sru, total_hru = excluded.total_hru,
+            country = excluded.country, city = excluded.city, location = excluded.location,
+            public_endpoint = excluded.public_endpoint, version = excluded.version,
+            last_seen = excluded.last_seen",
+    )
+    .bind(id.to_string())
+    .bind(reg.farm_id as i64)
+    .bind(&reg.hostname)
+    .bind(reg.total.cru as i64)
+    .bind(reg.total.mru as i64)
+    .bind(reg.total.sru as i64)
+    .bind(reg.total.hru as i64)
+    .bind(&reg.location.country)
+    .bind(&reg.location.city)
+    .bind(to_json(&reg.location))
+    .bind(reg.public_endpoint.map(|e| e.to_string()))
+    .bind(&reg.version)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Record a heartbeat; returns false when the node is not registered.
+pub async fn heartbeat(db: &Db, id: &NodeId, used: &Capacity, now: i64) -> DbResult<bool> {
+    let mut tx = db.write().await?;
+    let done = sqlx::query(
+        "UPDATE nodes SET used_cru = $2, used_mru = $3, used_sru = $4, used_hru = $5, last_seen = $6
+         WHERE node_id = $1",
+    )
+    .bind(id.to_string())
+    .bind(used.cru as i64)
+    .bind(used.mru as i64)
+    .bind(used.sru as i64)
+    .bind(used.hru as i64)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The node with this id; `alive_since` is the oldest last-seen time that counts as alive.
+pub async fn by_id(db: &Db, id: &NodeId, alive_since: i64) -> DbResult<Option<Node>> {
+    let row =
+        sqlx::query("SELECT * FROM nodes WHERE node_id = $1").bind(id.to_string()).fetch_optional(db.pool()).await?;
+    row.as_ref().map(|r| node(r, alive_since)).transpose()
+}
+
+const FILTER: &str = "($1 IS NULL OR farm_id = $1)
+    AND ($2 IS NULL OR LOWER(country) = LOWER($2))
+    AND ($3 IS NULL OR LOWER(city) = LOWER($3))
+    AND ($4 IS NULL OR total_cru - used_cru >= $4)
+    AND ($5 IS NULL OR total_mru - used_mru >= $5)
+    AND ($6 IS NULL OR total_sru - used_sru >= $6)
+    AND ($7 IS NULL OR total_hru - used_hru >= $7)
+    AND ($8 IS NULL OR ($8 = 1 AND last_seen >= $9) OR ($8 = 0 AND last_seen < $9))";
+
+/// One page of the nodes matching `filter`.
+pub async fn search(db: &Db, filter: &NodeFilter, page: u32, size: u32, alive_since: i64) -> DbResult<Page<Node>> {
+    let count_sql = format!("SELECT COUNT(*) FROM nodes WHERE {FILTER}");
+    let list_sql = format!("SELECT * FROM nodes WHERE {FILTER} ORDER BY created_at, node_id LIMIT $10 OFFSET $11");
+    macro_rules! bind_filter {
+        ($q:expr) => {
+            $q.bind(filter.farm.map(|f| f as i64))
+                .bind(filter.country.clone())
+                .bind(filter.city.clone())
+                .bind(filter.free_cru.map(|v| v as i64))
+                .bind(filter.free_mru.map(|v| v as i64))
+                .bind(filter.free_sru.map(|v| v as i64))
+                .bind(filter.free_hru.map(|v| v as i64))
+                .bind(filter.alive.map(i64::from))
+                .bind(alive_since)
+        };
+    }
+    let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))).fetch_one(db.pool()).await?;
+    let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(list_sql)))
+        .bind(i64::from(size))
+        .bind(i64::from(page - 1) * i64::from(size))
+        .fetch_all(db.pool())
+        .await?;
+    let items = rows.iter().map(|r| node(r, alive_since)).collect::<DbResult<_>>()?;
+    Ok(Page { items, page, size, total: total as u64 })
+}

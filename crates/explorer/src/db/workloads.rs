@@ -1,0 +1,300 @@
+//! The `workloads` table: the ledger of owner-signed workloads, their deletions and the nodes'
+//! signed results, plus the per-node change feed (`feed_seq`).
+//!
+//! Every change that alters a node's desired set takes a new feed position inside the same
+//! transaction, so the feed and the ledger cannot disagree after a crash.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use zgrid_types::api::{Deletion, DesiredSet, Page, WorkloadFilter, WorkloadRecord};
+use zgrid_types::{DeleteRequest, NodeId, Signed, UserId, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
+
+use super::{Db, DbError, DbResult, Tx, from_json, next_feed_seq, to_json};
+
+fn record(row: &AnyRow) -> DbResult<WorkloadRecord> {
+    let state: String = row.try_get("state")?;
+    let deleted_at: Option<i64> = row.try_get("deleted_at")?;
+    let deleted_by: Option<i64> = row.try_get("deleted_by")?;
+    let request: Option<String> = row.try_get("delete_request")?;
+    let result: Option<String> = row.try_get("result")?;
+    Ok(WorkloadRecord {
+        workload: from_json(&row.try_get::<String, _>("signed")?, "workloads.signed")?,
+        state: state.parse().map_err(DbError::Corrupt)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        deletion: match deleted_at {
+            None => None,
+            Some(at) => Some(Deletion {
+                at,
+                by: deleted_by.map(|b| b as UserId),
+                request: request.map(|r| from_json(&r, "workloads.delete_request")).transpose()?,
+            }),
+        },
+        result: result.map(|r| from_json(&r, "workloads.result")).transpose()?,
+    })
+}
+
+/// The columns that index a workload's network membership: `(network name, ip, subnet)`.
+fn network_columns(data: &WorkloadData) -> (Option<String>, Option<String>, Option<String>) {
+    match data {
+        WorkloadData::NetworkResource(n) => (Some(n.name.clone()), None, Some(n.iprange.to_string())),
+        other => match other.network_attachment() {
+            Some((name, ip)) => (Some(name.to_string()), Some(ip.to_string()), None),
+            None => (None, None, None),
+        },
+    }
+}
+
+/// One workload by id.
+pub async fn get(db: &Db, id: &WorkloadId) -> DbResult<Option<WorkloadRecord>> {
+    let row = sqlx::query("SELECT * FROM workloads WHERE id = $1").bind(id.as_str()).fetch_optional(db.pool()).await?;
+    row.as_ref().map(record).transpose()
+}
+
+/// One workload by id, read inside a write transaction.
+pub async fn get_for_update(tx: &mut Tx, id: &WorkloadId) -> DbResult<Option<WorkloadRecord>> {
+    let row = sqlx::query("SELECT * FROM workloads WHERE id = $1").bind(id.as_str()).fetch_optional(&mut **tx).await?;
+    row.as_ref().map(record).transpose()
+}
+
+/// Store a new workload (version 1 or any first version) and return its record.
+pub async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<WorkloadRecord> {
+    let seq = next_feed_seq(tx).await?;
+    let spec = &signed.payload;
+    let (network, ip, subnet) = network_columns(&spec.data);
+    let row = sqlx::query(
+        "INSERT INTO workloads (id, owner, node_id, kind, version, expires_at, state, signed,
+                                network_name, ipaddress, subnet, created_at, updated_at, feed_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $11, $12) RETURNING *",
+    )
+    .bind(spec.id.as_str())
+    .bind(spec.owner as i64)
+    .bind(spec.node_id.to_string())
+    .bind(spec.data.kind().as_str())
+    .bind(i64::from(spec.version))
+    .bind(spec.expires_at)
+    .bind(to_json(signed))
+    .bind(network)
+    .bind(ip)
+    .bind(subnet)
+    .bind(now)
+    .bind(seq)
+    .fetch_one(&mut **tx)
+    .await?;
+    insert_version(tx, signed, now).await?;
+    record(&row)
+}
+
+async fn insert_version(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<()> {
+    sqlx::query("INSERT INTO workload_versions (id, version, signed, accepted_at) VALUES ($1, $2, $3, $4)")
+        .bind(signed.payload.id.as_str())
+        .bind(i64::from(signed.payload.version))
+        .bind(to_json(signed))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Replace an active workload with a newer signed version.
+pub async fn update(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<WorkloadRecord> {
+    let seq = next_feed_seq(tx).await?;
+    let spec = &signed.payload;
+    let (network, ip, subnet) = network_columns(&spec.data);
+    let row = sqlx::query(
+        "UPDATE workloads SET version = $2, expires_at = $3, signed = $4, network_name = $5,
+                ipaddress = $6, subnet = $7, updated_at = $8, feed_seq = $9
+         WHERE id = $1 AND state = 'active' RETURNING *",
+    )
+    .bind(spec.id.as_str())
+    .bind(i64::from(spec.version))
+    .bind(spec.expires_at)
+    .bind(to_json(signed))
+    .bind(network)
+    .bind(ip)
+    .bind(subnet)
+    .bind(now)
+    .bind(seq)
+    .fetch_one(&mut **tx)
+    .await?;
+    insert_version(tx, signed, now).await?;
+    record(&row)
+}
+
+/// Mark an active workload deleted by its owner's signed request.
+pub async fn delete(tx: &mut Tx, request: &Signed<DeleteRequest>, now: i64) -> DbResult<WorkloadRecord> {
+    let seq = next_feed_seq(tx).await?;
+    let row = sqlx::query(
+        "UPDATE workloads SET state = 'deleted', deleted_at = $2, deleted_by = $3, delete_request = $4,
+                updated_at = $2, feed_seq = $5
+         WHERE id = $1 AND state = 'active' RETURNING *",
+    )
+    .bind(request.payload.workload_id.as_str())
+    .bind(now)
+    .bind(request.payload.owner as i64)
+    .bind(to_json(request))
+    .bind(seq)
+    .fetch_one(&mut **tx)
+    .await?;
+    record(&row)
+}
+
+/// Keep a node's signed result as the workload's latest, and in the result history.
+pub async fn set_result(tx: &mut Tx, result: &Signed<WorkloadResult>, now: i64) -> DbResult<()> {
+    let r = &result.payload;
+    let json = to_json(result);
+    sqlx::query("INSERT INTO results (workload_id, version, state, signed, received_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(r.workload_id.as_str())
+        .bind(i64::from(r.version))
+        .bind(r.state.as_str())
+        .bind(&json)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE workloads SET result = $2 WHERE id = $1")
+        .bind(r.workload_id.as_str())
+        .bind(&json)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Mark every active workload whose expiry has passed as expired. Returns the nodes affected.
+pub async fn expire_due(db: &Db, now: i64) -> DbResult<Vec<NodeId>> {
+    let mut tx = db.write().await?;
+    let due: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, node_id FROM workloads WHERE state = 'active' AND expires_at <= $1")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut nodes = Vec::new();
+    for (id, node) in due {
+        let seq = next_feed_seq(&mut tx).await?;
+        sqlx::query(
+            "UPDATE workloads SET state = 'expired', deleted_at = $2, updated_at = $2, feed_seq = $3 WHERE id = $1",
+        )
+        .bind(&id)
+        .bind(now)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        let node: NodeId = node.parse().map_err(|_| DbError::Corrupt("workloads.node_id".into()))?;
+        if !nodes.contains(&node) {
+            nodes.push(node);
+        }
+    }
+    tx.commit().await?;
+    Ok(nodes)
+}
+
+/// One page of workloads matching `filter`, newest first.
+pub async fn list(db: &Db, filter: &WorkloadFilter, page: u32, size: u32) -> DbResult<Page<WorkloadRecord>> {
+    let owner = filter.owner.map(|o| o as i64);
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM workloads WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR state = $2)",
+    )
+    .bind(owner)
+    .bind(filter.state.clone())
+    .fetch_one(db.pool())
+    .await?;
+    let rows = sqlx::query(
+        "SELECT * FROM workloads WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR state = $2)
+         ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
+    )
+    .bind(owner)
+    .bind(filter.state.clone())
+    .bind(i64::from(size))
+    .bind(i64::from(page - 1) * i64::from(size))
+    .fetch_all(db.pool())
+    .await?;
+    let items = rows.iter().map(record).collect::<DbResult<_>>()?;
+    Ok(Page { items, page, size, total: total as u64 })
+}
+
+/// Changes to `node`'s workloads after `cursor`, oldest first, at most `limit`. From cursor 0
+/// only active workloads are sent: a new node has nothing to remove.
+pub async fn changes(db: &Db, node: &NodeId, cursor: i64, limit: i64) -> DbResult<Vec<(i64, WorkloadRecord)>> {
+    let rows = sqlx::query(
+        "SELECT * FROM workloads WHERE node_id = $1 AND feed_seq > $2 AND ($2 > 0 OR state = 'active')
+         ORDER BY feed_seq LIMIT $3",
+    )
+    .bind(node.to_string())
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get("feed_seq")?, record(r)?))).collect()
+}
+
+/// Every active workload of `node`, with a cursor to stream later changes from.
+pub async fn desired(db: &Db, node: &NodeId) -> DbResult<DesiredSet> {
+    // Read the position first: anything committed after it has a larger position and will be
+    // streamed; anything before it is in the rows read next.
+    let cursor: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'feed'").fetch_one(db.pool()).await?;
+    let rows = sqlx::query("SELECT * FROM workloads WHERE node_id = $1 AND state = 'active' ORDER BY feed_seq")
+        .bind(node.to_string())
+        .fetch_all(db.pool())
+        .await?;
+    let workloads = rows.iter().map(record).collect::<DbResult<_>>()?;
+    Ok(DesiredSet { cursor, workloads })
+}
+
+/// An owner's active network resource of network `name` on `node`: its id and /24.
+pub async fn network_resource(
+    tx: &mut Tx,
+    owner: UserId,
+    name: &str,
+    node: &NodeId,
+) -> DbResult<Option<(WorkloadId, String)>> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, subnet FROM workloads WHERE owner = $1 AND network_name = $2 AND node_id = $3
+         AND kind = 'network_resource' AND state = 'active'",
+    )
+    .bind(owner as i64)
+    .bind(name)
+    .bind(node.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|(id, subnet)| Ok((id.parse().map_err(|_| DbError::Corrupt("workloads.id".into()))?, subnet))).transpose()
+}
+
+/// The active workload (other than `except`) of `owner` that already uses `ip` in network
+/// `name` on `node`.
+pub async fn ip_user(
+    tx: &mut Tx,
+    owner: UserId,
+    name: &str,
+    node: &NodeId,
+    ip: &str,
+    except: &WorkloadId,
+) -> DbResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM workloads WHERE owner = $1 AND network_name = $2 AND node_id = $3 AND ipaddress = $4
+         AND state = 'active' AND id <> $5",
+    )
+    .bind(owner as i64)
+    .bind(name)
+    .bind(node.to_string())
+    .bind(ip)
+    .bind(except.as_str())
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// The other active resources of an owner's network: `(id, node, subnet)`.
+pub async fn network_members(
+    tx: &mut Tx,
+    owner: UserId,
+    name: &str,
+    except: &WorkloadId,
+) -> DbResult<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, node_id, subnet FROM workloads WHERE owner = $1 AND network_name = $2
+         AND kind = 'network_resource' AND state = 'active' AND id <> $3",
+    )
+    .bind(owner as i64)
+    .bind(name)
+    .bind(except.as_str())
+    .fetch_all(&mut **tx)
+    .await?)
+}

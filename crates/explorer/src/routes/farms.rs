@@ -1,0 +1,53 @@
+//! `/v1/farms`: farms created by signed users.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use zgrid_types::FarmId;
+use zgrid_types::api::{ApiError, Page, Paging};
+use zgrid_types::directory::{Farm, FarmRegistration};
+
+use super::paging;
+use crate::AppState;
+use crate::auth::Authed;
+use crate::db::{farms, users};
+use crate::error::{ApiErr, ApiResult};
+use crate::extract::{ApiPath, ApiQuery};
+
+/// Create a farm owned by the signing user.
+#[utoipa::path(post, path = "/v1/farms", tag = "farms", request_body = FarmRegistration,
+    responses((status = 201, body = Farm), (status = 401, body = ApiError), (status = 409, body = ApiError),
+              (status = 422, body = ApiError)))]
+pub async fn create(
+    State(state): State<AppState>,
+    req: Authed<FarmRegistration>,
+) -> ApiResult<(StatusCode, Json<Farm>)> {
+    let owner = users::by_key(&state.db, &req.key)
+        .await?
+        .ok_or_else(|| ApiErr::forbidden("the signing key is not a registered user; run `zgrid id register` first"))?;
+    req.body.validate()?;
+    match farms::insert(&state.db, owner.id, &req.body, zgrid_types::unix_now()).await {
+        Ok(farm) => Ok((StatusCode::CREATED, Json(farm))),
+        Err(e) if e.is_unique_violation() => Err(ApiErr::field(
+            StatusCode::CONFLICT,
+            "name",
+            format!("a farm named {:?} exists; choose another name", req.body.name),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One farm.
+#[utoipa::path(get, path = "/v1/farms/{id}", tag = "farms", params(("id" = u64, Path, description = "farm id")),
+    responses((status = 200, body = Farm), (status = 404, body = ApiError)))]
+pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<FarmId>) -> ApiResult<Json<Farm>> {
+    farms::by_id(&state.db, id).await?.map(Json).ok_or_else(|| ApiErr::not_found(format!("no farm {id}")))
+}
+
+/// All farms, a page at a time.
+#[utoipa::path(get, path = "/v1/farms", tag = "farms", params(Paging),
+    responses((status = 200, body = Page<Farm>), (status = 400, body = ApiError)))]
+pub async fn list(State(state): State<AppState>, ApiQuery(p): ApiQuery<Paging>) -> ApiResult<Json<Page<Farm>>> {
+    let (page, size) = paging(p)?;
+    Ok(Json(farms::list(&state.db, page, size).await?))
+}

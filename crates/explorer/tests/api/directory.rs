@@ -1,0 +1,122 @@
+//! Users, farms and nodes: registration, look-up and search.
+
+use zgrid_types::api::NodeFilter;
+use zgrid_types::directory::{Capacity, FarmRegistration, NodeHeartbeat};
+
+use crate::common::*;
+
+async fn users_register_once_per_name_and_key(backend: Backend) {
+    let w = World::new(backend).await;
+    let again = w.alice.client.register_user("alice2", "").await.unwrap_err();
+    assert_eq!(again.status(), Some(409), "{again}");
+    assert!(again.to_string().contains("already registered as user"), "{again}");
+    let taken = w.ex.signed(&key()).register_user("alice", "").await.unwrap_err();
+    assert_eq!(taken.status(), Some(409));
+    assert!(taken.to_string().contains("name"), "{taken}");
+    assert_eq!(w.alice.client.whoami().await.unwrap().unwrap().id, w.alice.id);
+    assert_eq!(w.ex.client().user(w.bob.id).await.unwrap().name, "bob");
+    w.ex.stop().await;
+}
+
+async fn a_registration_must_be_signed_by_its_key(backend: Backend) {
+    let ex = TestExplorer::start(backend).await;
+    let (signer, other) = (key(), key());
+    let body = serde_json::json!({"name": "mallory", "email": "", "public_key": other.public().to_string()});
+    let (status, err) = ex.raw(&signer, "POST", "/v1/users", serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(status, 403, "{err}");
+    ex.stop().await;
+}
+
+async fn farms_need_a_registered_owner(backend: Backend) {
+    let w = World::new(backend).await;
+    let stranger =
+        w.ex.signed(&key()).create_farm(&FarmRegistration { name: "x".into(), public_ips: vec![] }).await.unwrap_err();
+    assert_eq!(stranger.status(), Some(403), "{stranger}");
+    let dup =
+        w.bob.client.create_farm(&FarmRegistration { name: "farm1".into(), public_ips: vec![] }).await.unwrap_err();
+    assert_eq!(dup.status(), Some(409));
+    let farms = w.ex.client().farms(1, 10).await.unwrap();
+    assert_eq!(farms.total, 1);
+    assert_eq!(farms.items[0].owner, w.alice.id);
+    w.ex.stop().await;
+}
+
+async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend) {
+    let w = World::new(backend).await;
+    let farm2 =
+        w.bob.client.create_farm(&FarmRegistration { name: "farm2".into(), public_ips: vec![] }).await.unwrap().id;
+    let small = key();
+    let total = Capacity { cru: 2, mru: 2048, sru: 10_000, hru: 1_000_000 };
+    w.ex.signed(&small).register_node(&node_registration(farm2, "BE", "Ghent", total)).await.unwrap();
+    let c = w.ex.client();
+    let find = |f: NodeFilter| {
+        let c = c.clone();
+        async move { c.nodes(&f).await.unwrap() }
+    };
+
+    assert_eq!(find(NodeFilter::default()).await.total, 3);
+    assert_eq!(find(NodeFilter { farm: Some(farm2), ..Default::default() }).await.items[0].node_id, small.public());
+    assert_eq!(find(NodeFilter { country: Some("be".into()), ..Default::default() }).await.total, 2);
+    assert_eq!(
+        find(NodeFilter { city: Some("CAIRO".into()), ..Default::default() }).await.items[0].node_id,
+        w.node2.public()
+    );
+    assert_eq!(find(NodeFilter { free_hru: Some(1), ..Default::default() }).await.total, 1);
+    assert_eq!(find(NodeFilter { free_cru: Some(4), ..Default::default() }).await.total, 2);
+
+    // Using capacity shows up as less free capacity.
+    let used = Capacity { cru: 7, mru: 0, sru: 0, hru: 0 };
+    w.ex.signed(&w.node).heartbeat(&NodeHeartbeat { used }).await.unwrap();
+    assert_eq!(find(NodeFilter { free_cru: Some(4), ..Default::default() }).await.items[0].node_id, w.node2.public());
+    assert_eq!(c.node(&w.node.public()).await.unwrap().free().cru, 1);
+
+    // Everyone just reported, so all are alive.
+    assert_eq!(find(NodeFilter { alive: Some(true), ..Default::default() }).await.total, 3);
+    assert_eq!(find(NodeFilter { alive: Some(false), ..Default::default() }).await.total, 0);
+
+    // Pages.
+    let p1 = find(NodeFilter { size: Some(2), ..Default::default() }).await;
+    let p2 = find(NodeFilter { size: Some(2), page: Some(2), ..Default::default() }).await;
+    assert_eq!((p1.items.len(), p2.items.len(), p1.total), (2, 1, 3));
+    assert!(p1.items.iter().all(|n| n.node_id != p2.items[0].node_id));
+    w.ex.stop().await;
+}
+
+async fn nodes_report_only_for_themselves(backend: Backend) {
+    let w = World::new(backend).await;
+    // A heartbeat signed by another key for this node is refused.
+    let body = serde_json::to_vec(&NodeHeartbeat { used: Capacity::default() }).unwrap();
+    let (status, _) = w.ex.raw(&w.node2, "POST", &format!("/v1/nodes/{}/heartbeat", w.node.public()), body).await;
+    assert_eq!(status, 403);
+    // A node cannot join a farm that does not exist.
+    let err =
+        w.ex.signed(&key())
+            .register_node(&node_registration(999, "BE", "Ghent", Capacity::default()))
+            .await
+            .unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    assert!(err.to_string().contains("farm_id"), "{err}");
+    w.ex.stop().await;
+}
+
+async fn the_openapi_document_lists_every_route(backend: Backend) {
+    let ex = TestExplorer::start(backend).await;
+    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", ex.url)).await.unwrap().json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in
+        ["/v1/users", "/v1/farms", "/v1/nodes", "/v1/nodes/{id}/feed", "/v1/workloads", "/v1/workloads/{id}/delete"]
+    {
+        assert!(paths.contains_key(p), "missing {p} in {:?}", paths.keys().collect::<Vec<_>>());
+    }
+    assert!(doc["components"]["schemas"].get("WorkloadSpec").is_some());
+    ex.stop().await;
+}
+
+crate::on_both_backends!(
+    users_register_once_per_name_and_key,
+    a_registration_must_be_signed_by_its_key,
+    farms_need_a_registered_owner,
+    nodes_are_found_by_farm_location_capacity_and_liveness,
+    nodes_report_only_for_themselves,
+    the_openapi_document_lists_every_route,
+);

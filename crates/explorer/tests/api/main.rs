@@ -1,0 +1,9 @@
+//! The explorer's API suite. Every test runs twice: on SQLite and on PostgreSQL.
+
+mod common;
+
+mod directory;
+mod feed;
+mod input;
+mod security;
+mod workloads;

@@ -1,0 +1,155 @@
+//! Creating, updating and reporting on workloads, and the checks against the rest of the ledger.
+
+use zgrid_types::api::{WorkloadFilter, WorkloadState};
+use zgrid_types::workload::VolumeMount;
+use zgrid_types::{ResultState, Signed, WorkloadData, WorkloadResult};
+
+use crate::common::*;
+
+async fn a_signed_workload_is_stored_intact(backend: Backend) {
+    let w = World::new(backend).await;
+    let signed = w.signed(&w.alice, &w.node.public(), volume());
+    let rec = w.alice.client.create_workload(&signed).await.unwrap();
+    assert_eq!(rec.workload, signed);
+    assert_eq!(rec.state, WorkloadState::Active);
+    let back = w.ex.client().workload(&signed.payload.id).await.unwrap();
+    assert_eq!(back.workload, signed);
+    assert!(back.workload.verify(&w.alice.key.public()).is_ok());
+    let dup = w.alice.client.create_workload(&signed).await.unwrap_err();
+    assert_eq!(dup.status(), Some(409), "{dup}");
+    w.ex.stop().await;
+}
+
+async fn containers_need_their_network_on_the_node_and_a_valid_address(backend: Backend) {
+    let w = World::new(backend).await;
+    let node = w.node.public();
+    let err =
+        w.alice.client.create_workload(&w.signed(&w.alice, &node, container("net", "10.20.1.5"))).await.unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    assert!(err.to_string().contains("network_connection[0].network_id"), "{err}");
+
+    w.alice.client.create_workload(&w.signed(&w.alice, &node, network_resource("net", "10.20.1.0/24"))).await.unwrap();
+    for (ip, why) in [
+        ("10.20.2.5", "outside"),
+        ("10.20.1.1", "gateway"),
+        ("10.20.1.255", "broadcast"),
+        ("10.20.1.0", "network address"),
+    ] {
+        let err = w.alice.client.create_workload(&w.signed(&w.alice, &node, container("net", ip))).await.unwrap_err();
+        assert_eq!(err.status(), Some(422), "{ip}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("network_connection[0].ipaddress") && text.contains(why), "{ip}: {text}");
+    }
+    w.alice.client.create_workload(&w.signed(&w.alice, &node, container("net", "10.20.1.5"))).await.unwrap();
+    let taken =
+        w.alice.client.create_workload(&w.signed(&w.alice, &node, container("net", "10.20.1.5"))).await.unwrap_err();
+    assert_eq!(taken.status(), Some(409), "{taken}");
+    // Bob's network of the same name is his own: alice's resource does not serve him.
+    let bobs = w.bob.client.create_workload(&w.signed(&w.bob, &node, container("net", "10.20.1.6"))).await.unwrap_err();
+    assert_eq!(bobs.status(), Some(422), "{bobs}");
+    w.ex.stop().await;
+}
+
+async fn a_network_has_one_resource_per_node_and_distinct_subnets(backend: Backend) {
+    let w = World::new(backend).await;
+    let c = &w.alice.client;
+    c.create_workload(&w.signed(&w.alice, &w.node.public(), network_resource("net", "10.20.1.0/24"))).await.unwrap();
+    let second = c
+        .create_workload(&w.signed(&w.alice, &w.node.public(), network_resource("net", "10.20.2.0/24")))
+        .await
+        .unwrap_err();
+    assert_eq!(second.status(), Some(409), "{second}");
+    let clash = c
+        .create_workload(&w.signed(&w.alice, &w.node2.public(), network_resource("net", "10.20.1.0/24")))
+        .await
+        .unwrap_err();
+    assert_eq!(clash.status(), Some(409), "{clash}");
+    assert!(clash.to_string().contains("payload.data.iprange"), "{clash}");
+    c.create_workload(&w.signed(&w.alice, &w.node2.public(), network_resource("net", "10.20.2.0/24"))).await.unwrap();
+    w.ex.stop().await;
+}
+
+async fn containers_mount_only_their_owners_volumes_on_the_same_node(backend: Backend) {
+    let w = World::new(backend).await;
+    let node = w.node.public();
+    let alices = w.signed(&w.alice, &node, volume());
+    w.alice.client.create_workload(&alices).await.unwrap();
+    w.bob.client.create_workload(&w.signed(&w.bob, &node, network_resource("net", "10.20.1.0/24"))).await.unwrap();
+    let mut data = container("net", "10.20.1.5");
+    if let WorkloadData::Container(c) = &mut data {
+        c.volumes.push(VolumeMount { volume_id: alices.payload.id.clone(), mountpoint: "/data".into() });
+    }
+    let err = w.bob.client.create_workload(&w.signed(&w.bob, &node, data)).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert!(err.to_string().contains("volumes[0].volume_id"), "{err}");
+    w.ex.stop().await;
+}
+
+async fn updates_need_a_higher_version_from_the_owner(backend: Backend) {
+    let w = World::new(backend).await;
+    let v1 = w.signed(&w.alice, &w.node.public(), volume());
+    w.alice.client.create_workload(&v1).await.unwrap();
+    let mut spec = v1.payload.clone();
+    spec.version = 2;
+    spec.description = "bigger".into();
+    if let WorkloadData::Volume(v) = &mut spec.data {
+        v.size = 200;
+    }
+    let v2 = Signed::sign(spec.clone(), &w.alice.key);
+    let rec = w.alice.client.update_workload(&v2).await.unwrap();
+    assert_eq!(rec.workload.payload.version, 2);
+    let stale = w.alice.client.update_workload(&v1).await.unwrap_err();
+    assert_eq!(stale.status(), Some(409), "{stale}");
+    let mut moved = spec.clone();
+    moved.version = 3;
+    moved.node_id = w.node2.public();
+    let err = w.alice.client.update_workload(&Signed::sign(moved, &w.alice.key)).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    // Bob cannot update alice's workload, even re-signed by himself.
+    let mut bobs = spec;
+    bobs.version = 4;
+    bobs.owner = w.bob.id;
+    let err = w.bob.client.update_workload(&Signed::sign(bobs, &w.bob.key)).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert_eq!(w.ex.client().workload(&v1.payload.id).await.unwrap().workload, v2);
+    w.ex.stop().await;
+}
+
+async fn results_are_accepted_only_from_the_workloads_node(backend: Backend) {
+    let w = World::new(backend).await;
+    let signed = w.signed(&w.alice, &w.node.public(), volume());
+    w.alice.client.create_workload(&signed).await.unwrap();
+    let result = WorkloadResult {
+        workload_id: signed.payload.id.clone(),
+        version: 1,
+        node_id: w.node.public(),
+        state: ResultState::Ok,
+        message: String::new(),
+        data: serde_json::json!({"volume_id": signed.payload.id}),
+        timestamp: zgrid_types::unix_now(),
+    };
+    // Another node cannot report, whether it signs as itself or claims to be the right node.
+    let from_other = w.ex.signed(&w.node2).post_result(&Signed::sign(result.clone(), &w.node2)).await.unwrap_err();
+    assert_eq!(from_other.status(), Some(403));
+    let mut forged = Signed::sign(result.clone(), &w.node2);
+    forged.payload.node_id = w.node.public();
+    let err = w.ex.signed(&w.node).post_result(&forged).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    let genuine = Signed::sign(result, &w.node);
+    w.ex.signed(&w.node).post_result(&genuine).await.unwrap();
+    let rec = w.ex.client().workload(&signed.payload.id).await.unwrap();
+    assert_eq!(rec.result, Some(genuine));
+    let live =
+        w.ex.client().workloads(&WorkloadFilter { owner: Some(w.alice.id), ..Default::default() }).await.unwrap();
+    assert_eq!(live.items[0].result.as_ref().unwrap().payload.state, ResultState::Ok);
+    w.ex.stop().await;
+}
+
+crate::on_both_backends!(
+    a_signed_workload_is_stored_intact,
+    containers_need_their_network_on_the_node_and_a_valid_address,
+    a_network_has_one_resource_per_node_and_distinct_subnets,
+    containers_mount_only_their_owners_volumes_on_the_same_node,
+    updates_need_a_higher_version_from_the_owner,
+    results_are_accepted_only_from_the_workloads_node,
+);

@@ -1,0 +1,236 @@
+//! The explorer's directory: users, farms and nodes, as registered and as listed.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{FarmId, NodeId, UserId};
+use crate::keys::PublicKey;
+use crate::validate::{Valid, check_name, check_text, ensure};
+
+/// A request to register a user; it must be signed by `public_key` itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRegistration {
+    /// Unique name: lowercase letters, digits, `-`, `_`.
+    pub name: String,
+    /// Contact address.
+    #[serde(default)]
+    pub email: String,
+    /// The user's ed25519 key.
+    pub public_key: PublicKey,
+}
+
+impl UserRegistration {
+    /// Check the fields.
+    pub fn validate(&self) -> Valid {
+        check_name(&self.name, "name")?;
+        if !self.email.is_empty() {
+            let ok = self.email.len() <= 254
+                && self.email.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+                && !self.email.chars().any(char::is_whitespace);
+            ensure(ok, "email", || format!("{:?} is not an email address", self.email))?;
+        }
+        Ok(())
+    }
+}
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// Id assigned by the explorer.
+    pub id: UserId,
+    /// Unique name.
+    pub name: String,
+    /// Contact address.
+    pub email: String,
+    /// The key that signs this user's workloads and requests.
+    pub public_key: PublicKey,
+    /// Unix time of registration.
+    pub created_at: i64,
+}
+
+/// A public IPv4 address a farm offers, with its gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FarmIp {
+    /// Address with prefix, e.g. `185.69.166.10/24`.
+    #[schema(value_type = String)]
+    pub address: Ipv4Net,
+    /// Gateway for that address.
+    #[schema(value_type = String)]
+    pub gateway: Ipv4Addr,
+}
+
+/// A request to create a farm owned by the signing user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FarmRegistration {
+    /// Unique name.
+    pub name: String,
+    /// Public IPv4 addresses the farm can hand to workloads.
+    #[serde(default)]
+    pub public_ips: Vec<FarmIp>,
+}
+
+impl FarmRegistration {
+    /// Check the fields.
+    pub fn validate(&self) -> Valid {
+        check_name(&self.name, "name")?;
+        for (i, ip) in self.public_ips.iter().enumerate() {
+            ensure(ip.address.contains(&ip.gateway), &format!("public_ips[{i}].gateway"), || {
+                format!("{} is not inside {}", ip.gateway, ip.address)
+            })?;
+            ensure(ip.address.addr() != ip.gateway, &format!("public_ips[{i}].address"), || {
+                "is the gateway itself".into()
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A farm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Farm {
+    /// Id assigned by the explorer.
+    pub id: FarmId,
+    /// The user who owns it.
+    pub owner: UserId,
+    /// Unique name.
+    pub name: String,
+    /// Public IPv4 addresses.
+    pub public_ips: Vec<FarmIp>,
+    /// Unix time of creation.
+    pub created_at: i64,
+}
+
+/// Resource units: CPU cores, memory, SSD and HDD storage (MiB).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// CPU cores.
+    pub cru: u64,
+    /// Memory, MiB.
+    pub mru: u64,
+    /// SSD storage, MiB.
+    pub sru: u64,
+    /// HDD storage, MiB.
+    pub hru: u64,
+}
+
+impl Capacity {
+    /// Component-wise `self - other`, floored at zero.
+    pub fn saturating_sub(self, other: Self) -> Self {
+        Self {
+            cru: self.cru.saturating_sub(other.cru),
+            mru: self.mru.saturating_sub(other.mru),
+            sru: self.sru.saturating_sub(other.sru),
+            hru: self.hru.saturating_sub(other.hru),
+        }
+    }
+}
+
+/// Where a node is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Country name or ISO code.
+    #[serde(default)]
+    pub country: String,
+    /// City.
+    #[serde(default)]
+    pub city: String,
+    /// Degrees north.
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    /// Degrees east.
+    #[serde(default)]
+    pub longitude: Option<f64>,
+}
+
+/// A node's registration, signed with the node's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRegistration {
+    /// The farm the node belongs to.
+    pub farm_id: FarmId,
+    /// Host name.
+    pub hostname: String,
+    /// Total capacity.
+    pub total: Capacity,
+    /// Location.
+    #[serde(default)]
+    pub location: Location,
+    /// Public address WireGuard peers can reach, if any.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub public_endpoint: Option<IpAddr>,
+    /// Agent version.
+    #[serde(default)]
+    pub version: String,
+}
+
+impl NodeRegistration {
+    /// Check the fields.
+    pub fn validate(&self) -> Valid {
+        ensure(!self.hostname.is_empty(), "hostname", || "is empty".into())?;
+        check_text(&self.hostname, 253, "hostname")?;
+        check_text(&self.location.country, 64, "location.country")?;
+        check_text(&self.location.city, 64, "location.city")?;
+        check_text(&self.version, 64, "version")?;
+        if let Some(lat) = self.location.latitude {
+            ensure((-90.0..=90.0).contains(&lat), "location.latitude", || format!("{lat} is not between -90 and 90"))?;
+        }
+        if let Some(lon) = self.location.longitude {
+            ensure((-180.0..=180.0).contains(&lon), "location.longitude", || {
+                format!("{lon} is not between -180 and 180")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A node's periodic report: what it has in use right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeHeartbeat {
+    /// Capacity in use.
+    pub used: Capacity,
+}
+
+/// A node as the directory lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    /// Node id (its public key).
+    pub node_id: NodeId,
+    /// Its farm.
+    pub farm_id: FarmId,
+    /// Host name.
+    pub hostname: String,
+    /// Total capacity.
+    pub total: Capacity,
+    /// Capacity in use, as last reported.
+    pub used: Capacity,
+    /// Location.
+    pub location: Location,
+    /// Public address, if any.
+    #[schema(value_type = Option<String>)]
+    pub public_endpoint: Option<IpAddr>,
+    /// Agent version.
+    pub version: String,
+    /// Unix time of first registration.
+    pub created_at: i64,
+    /// Unix time of the last registration or heartbeat.
+    pub last_seen: i64,
+    /// Whether the node reported recently enough to count as up.
+    pub alive: bool,
+}
+
+impl Node {
+    /// Capacity not in use.
+    pub fn free(&self) -> Capacity {
+        self.total.saturating_sub(self.used)
+    }
+}

@@ -1,0 +1,182 @@
+//! ed25519 keys and signatures as they travel on the wire.
+//!
+//! Public keys are base58 (a node's id *is* its public key, as in the seed system); signatures
+//! are lowercase hex. Key generation lives outside this crate because it needs an RNG.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::Signer;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
+
+/// Why a key or signature could not be decoded or did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not base58 of 32 bytes.
+    #[error("public key must be base58 of 32 bytes")]
+    BadPublicKey,
+    /// The bytes are not a valid ed25519 point.
+    #[error("public key is not a valid ed25519 key")]
+    InvalidPoint,
+    /// The text is not hex of 64 bytes.
+    #[error("signature must be hex of 64 bytes")]
+    BadSignature,
+    /// The signature does not match the message and key.
+    #[error("signature does not verify")]
+    Mismatch,
+}
+
+/// An ed25519 public key, written as base58.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ToSchema)]
+#[schema(value_type = String, example = "7HZd49ugHzJxQUnHKyQRbmcwWWvKKtoJUndfiiXGTkow")]
+pub struct PublicKey(ed25519_dalek::VerifyingKey);
+
+impl PublicKey {
+    /// The 32 raw bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Parse from 32 raw bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        ed25519_dalek::VerifyingKey::from_bytes(bytes).map(Self).map_err(|_| KeyError::InvalidPoint)
+    }
+
+    /// Verify `signature` over `message` (strict: rejects malleable and small-order forms).
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {
+        self.0.verify_strict(message, &signature.0).map_err(|_| KeyError::Mismatch)
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&bs58::encode(self.0.as_bytes()).into_string())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let mut bytes = [0u8; 32];
+        match bs58::decode(s).onto(&mut bytes) {
+            Ok(32) => Self::from_bytes(&bytes),
+            _ => Err(KeyError::BadPublicKey),
+        }
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An ed25519 signature, written as lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(value_type = String)]
+pub struct Signature(ed25519_dalek::Signature);
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0.to_bytes()))
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({self})")
+    }
+}
+
+impl FromStr for Signature {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let mut bytes = [0u8; 64];
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| KeyError::BadSignature)?;
+        Ok(Self(ed25519_dalek::Signature::from_bytes(&bytes)))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A private signing key. Its `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct Keypair(ed25519_dalek::SigningKey);
+
+impl Keypair {
+    /// The key whose secret seed is these 32 bytes.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    /// The 32-byte secret seed (what a mnemonic encodes).
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// Sign raw bytes.
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature(self.0.sign(message))
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keypair({})", self.public())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_key_round_trips_through_base58() {
+        let key = Keypair::from_seed(&[7; 32]).public();
+        let text = key.to_string();
+        assert_eq!(text.parse::<PublicKey>().unwrap(), key);
+        assert_eq!("abc".parse::<PublicKey>(), Err(KeyError::BadPublicKey));
+    }
+
+    #[test]
+    fn signature_verifies_only_its_message_and_key() {
+        let a = Keypair::from_seed(&[1; 32]);
+        let b = Keypair::from_seed(&[2; 32]);
+        let sig = a.sign(b"hello");
+        assert!(a.public().verify(b"hello", &sig).is_ok());
+        assert_eq!(a.public().verify(b"hellp", &sig), Err(KeyError::Mismatch));
+        assert_eq!(b.public().verify(b"hello", &sig), Err(KeyError::Mismatch));
+        let text = sig.to_string();
+        assert_eq!(text.parse::<Signature>().unwrap(), sig);
+    }
+}

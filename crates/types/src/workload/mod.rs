@@ -1,0 +1,161 @@
+//! The workload model: what a deployer reserves on a node, signed by its owner.
+//!
+//! A [`WorkloadSpec`] carries the envelope every workload shares (id, version, owner, node,
+//! expiry, description, metadata) and its typed [`WorkloadData`]. The owner signs the whole spec
+//! (see [`crate::signing`]); nothing that changes what runs is left outside the signature, unlike
+//! the seed system, which left logs, stats and the yggdrasil flag unsigned.
+
+mod container;
+mod kubernetes;
+mod network;
+mod volume;
+
+pub use container::{
+    Capacity as ContainerCapacity, Container, DiskType, LogEndpoint, MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection,
+    RedisLogs, RedisStats, StatsEndpoint, VolumeMount,
+};
+pub use kubernetes::{Kubernetes, KubernetesSize};
+pub use network::{NetworkResource, Peer, check_host_ip};
+pub use volume::Volume;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{NodeId, UserId, WorkloadId};
+use crate::signing::Signable;
+use crate::validate::{Valid, check_text, ensure};
+
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION: usize = 1024;
+/// Longest metadata, in bytes (the seed system's limit).
+pub const MAX_METADATA: usize = 1024;
+
+/// Everything the owner signs about one workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Id chosen by the client; stays the same across versions.
+    pub id: WorkloadId,
+    /// 1 for a new workload; each signed update raises it.
+    pub version: u32,
+    /// The user who owns and pays for the workload.
+    pub owner: UserId,
+    /// The node that runs it.
+    pub node_id: NodeId,
+    /// Unix time (seconds) after which the workload leaves the node.
+    pub expires_at: i64,
+    /// Free text for humans.
+    #[serde(default)]
+    pub description: String,
+    /// Free text for tools.
+    #[serde(default)]
+    pub metadata: String,
+    /// The typed part.
+    pub data: WorkloadData,
+}
+
+impl Signable for WorkloadSpec {
+    const DOMAIN: &'static str = "zgrid/workload/v1";
+}
+
+/// The kinds of workload and their fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkloadData {
+    /// One node's share of a private network.
+    NetworkResource(NetworkResource),
+    /// A container started from an flist.
+    Container(Container),
+    /// A size-limited filesystem that outlives containers.
+    Volume(Volume),
+    /// A Kubernetes node in a VM.
+    Kubernetes(Kubernetes),
+}
+
+/// The kind of a workload, without its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    /// See [`WorkloadData::NetworkResource`].
+    NetworkResource,
+    /// See [`WorkloadData::Container`].
+    Container,
+    /// See [`WorkloadData::Volume`].
+    Volume,
+    /// See [`WorkloadData::Kubernetes`].
+    Kubernetes,
+}
+
+impl WorkloadKind {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NetworkResource => "network_resource",
+            Self::Container => "container",
+            Self::Volume => "volume",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WorkloadKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::NetworkResource, Self::Container, Self::Volume, Self::Kubernetes]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown workload type {s:?}: use network_resource, container, volume or kubernetes")
+            })
+    }
+}
+
+impl WorkloadData {
+    /// Which kind this is.
+    pub fn kind(&self) -> WorkloadKind {
+        match self {
+            Self::NetworkResource(_) => WorkloadKind::NetworkResource,
+            Self::Container(_) => WorkloadKind::Container,
+            Self::Volume(_) => WorkloadKind::Volume,
+            Self::Kubernetes(_) => WorkloadKind::Kubernetes,
+        }
+    }
+
+    /// The private network and address this workload joins, if any: `(network name, ip)`.
+    pub fn network_attachment(&self) -> Option<(&str, std::net::Ipv4Addr)> {
+        match self {
+            Self::Container(c) => c.network_connection.first().map(|n| (n.network_id.as_str(), n.ipaddress)),
+            Self::Kubernetes(k) => Some((k.network_id.as_str(), k.ipaddress)),
+            Self::NetworkResource(_) | Self::Volume(_) => None,
+        }
+    }
+
+    fn validate(&self) -> Valid {
+        match self {
+            Self::NetworkResource(n) => n.validate(),
+            Self::Container(c) => c.validate(),
+            Self::Volume(v) => v.validate(),
+            Self::Kubernetes(k) => k.validate(),
+        }
+    }
+}
+
+impl WorkloadSpec {
+    /// Check every field that can be checked without knowing other workloads. `now` is the
+    /// current Unix time in seconds; a spec that has already expired is refused.
+    pub fn validate(&self, now: i64) -> Valid {
+        ensure(self.version >= 1, "version", || "must be 1 or more".into())?;
+        ensure(self.expires_at > now, "expires_at", || {
+            format!("{} is not in the future (now is {now})", self.expires_at)
+        })?;
+        check_text(&self.description, MAX_DESCRIPTION, "description")?;
+        check_text(&self.metadata, MAX_METADATA, "metadata")?;
+        self.data.validate().map_err(|e| e.within("data"))
+    }
+}
