@@ -17,6 +17,8 @@ mod extract;
 mod feed;
 mod openapi;
 mod routes;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;

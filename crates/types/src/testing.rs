@@ -12,8 +12,6 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use crate::ids::WorkloadId;
-use crate::keys::Keypair;
-use crate::signing::Signed;
 use crate::workload::*;
 
 fn wg_key() -> impl Strategy<Value = String> {
@@ -139,13 +137,20 @@ pub fn workload_data() -> impl Strategy<Value = WorkloadData> {
     ]
 }
 
-/// A valid spec (expiring after `now`) owned by `owner`, for `node`, with every field set.
-pub fn workload_spec(owner: u64, node: crate::NodeId, now: i64) -> impl Strategy<Value = WorkloadSpec> {
+/// A valid spec (expiring after `now`) owned by user `owner` with key `owner_key`, for `node`,
+/// with every field set.
+pub fn workload_spec(
+    owner: u64,
+    owner_key: crate::PublicKey,
+    node: crate::NodeId,
+    now: i64,
+) -> impl Strategy<Value = WorkloadSpec> {
     (any::<u64>(), 1u32..1000, 60i64..10_000_000, text(), text(), workload_data()).prop_map(
         move |(id, version, ttl, description, metadata, data)| WorkloadSpec {
             id: WorkloadId::from_u64(id),
             version,
             owner,
+            owner_key,
             node_id: node,
             expires_at: now + ttl,
             description,
@@ -153,11 +158,6 @@ pub fn workload_spec(owner: u64, node: crate::NodeId, now: i64) -> impl Strategy
             data,
         },
     )
-}
-
-/// Sign a spec.
-pub fn sign(spec: WorkloadSpec, key: &Keypair) -> Signed<WorkloadSpec> {
-    Signed::sign(spec, key)
 }
 
 /// Every single-field change of a JSON document, each with the path it changed: each scalar

@@ -64,6 +64,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
             id: new_workload_id(),
             version: 1,
             owner,
+            owner_key: key.public(),
             node_id: node_key.public(),
             expires_at: zgrid_types::unix_now() + 3600,
             description: String::new(),

@@ -35,6 +35,7 @@ async fn submit(ctx: &Ctx, node: &str, data: WorkloadData, common: &DeployCommon
         id: zgrid_client::new_workload_id(),
         version: 1,
         owner: Ctx::user_id(&identity)?,
+        owner_key: identity.keypair.public(),
         node_id,
         expires_at: zgrid_types::unix_now() + i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2),
         description: common.description.clone(),

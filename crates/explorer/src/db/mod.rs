@@ -118,14 +118,27 @@ impl Db {
         })
     }
 
+    /// Start a write transaction that changes the workload ledger. It takes the feed counter's
+    /// row lock first, so on PostgreSQL (as on SQLite) ledger transactions run one at a time:
+    /// checks such as "this address is free" cannot race, and feed positions become visible in
+    /// the order they were taken.
+    pub async fn write_ledger(&self) -> DbResult<Tx> {
+        let mut tx = self.write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT value FROM counters WHERE name = 'feed' FOR UPDATE").execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
     /// Close every connection.
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
 
-/// Take the next feed position. The counter row stays locked until the transaction ends, so
-/// positions become visible in the order they were taken and a node never skips one.
+/// Take the next feed position (inside a [`Db::write_ledger`] transaction). The counter row stays
+/// locked until the transaction ends, so positions become visible in the order they were taken
+/// and a node never skips one.
 pub async fn next_feed_seq(tx: &mut Tx) -> DbResult<i64> {
     let seq: i64 = sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'feed' RETURNING value")
         .fetch_one(&mut **tx)

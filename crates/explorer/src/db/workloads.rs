@@ -161,7 +161,7 @@ pub async fn set_result(tx: &mut Tx, result: &Signed<WorkloadResult>, now: i64) 
 
 /// Mark every active workload whose expiry has passed as expired. Returns the nodes affected.
 pub async fn expire_due(db: &Db, now: i64) -> DbResult<Vec<NodeId>> {
-    let mut tx = db.write().await?;
+    let mut tx = db.write_ledger().await?;
     let due: Vec<(String, String)> =
         sqlx::query_as("SELECT id, node_id FROM workloads WHERE state = 'active' AND expires_at <= $1")
             .bind(now)
@@ -171,7 +171,8 @@ pub async fn expire_due(db: &Db, now: i64) -> DbResult<Vec<NodeId>> {
     for (id, node) in due {
         let seq = next_feed_seq(&mut tx).await?;
         sqlx::query(
-            "UPDATE workloads SET state = 'expired', deleted_at = $2, updated_at = $2, feed_seq = $3 WHERE id = $1",
+            "UPDATE workloads SET state = 'expired', deleted_at = $2, updated_at = $2, feed_seq = $3
+             WHERE id = $1 AND state = 'active'",
         )
         .bind(&id)
         .bind(now)

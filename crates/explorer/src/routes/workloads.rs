@@ -32,11 +32,14 @@ async fn check_signed_spec(state: &AppState, key: &PublicKey, signed: &Signed<Wo
     let owner = users::by_id(&state.db, spec.owner)
         .await?
         .ok_or_else(|| unprocessable("payload.owner", format!("no user {}", spec.owner)))?;
+    if owner.public_key != spec.owner_key {
+        return Err(unprocessable("payload.owner_key", format!("is not the key of user {}", owner.id)));
+    }
     if owner.public_key != *key {
         return Err(ApiErr::forbidden(format!("a workload must be submitted by its owner (user {})", owner.id)));
     }
     signed
-        .verify(&owner.public_key)
+        .verify_owner()
         .map_err(|_| unprocessable("signature", "the owner's signature does not match this workload; sign it again"))?;
     spec.validate(zgrid_types::unix_now()).map_err(|e| e.within("payload"))?;
     if nodes::by_id(&state.db, &spec.node_id, 0).await?.is_none() {
@@ -146,7 +149,7 @@ pub async fn create(
     let signed = req.body;
     check_signed_spec(&state, &req.key, &signed).await?;
     let spec = &signed.payload;
-    let mut tx = state.db.write().await?;
+    let mut tx = state.db.write_ledger().await?;
     if workloads::get_for_update(&mut tx, &spec.id).await?.is_some() {
         return Err(ApiErr::field(
             StatusCode::CONFLICT,
@@ -184,7 +187,7 @@ pub async fn update(
         return Err(unprocessable("payload.id", format!("the body is workload {}, the path says {id}", spec.id)));
     }
     check_signed_spec(&state, &req.key, &signed).await?;
-    let mut tx = state.db.write().await?;
+    let mut tx = state.db.write_ledger().await?;
     let current =
         workloads::get_for_update(&mut tx, &id).await?.ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))?;
     let old = &current.workload.payload;
@@ -252,7 +255,7 @@ pub async fn delete(
     request
         .verify(&owner.public_key)
         .map_err(|_| ApiErr::forbidden("the delete request is not signed by the workload's owner"))?;
-    let mut tx = state.db.write().await?;
+    let mut tx = state.db.write_ledger().await?;
     let state_now = workloads::get_for_update(&mut tx, &id).await?.map_or(WorkloadState::Deleted, |r| r.state);
     if state_now != WorkloadState::Active {
         return Err(ApiErr::conflict(format!("workload {id} is already {}", state_now.as_str())));

@@ -1,12 +1,10 @@
-//! Test harness: an explorer served on loopback over SQLite (a temporary file) or PostgreSQL (a
-//! database created for the test on the server named by `ZGRID_TEST_POSTGRES`, dropped
-//! afterwards), plus a small world of users, a farm and nodes.
+//! Test harness: an explorer served on loopback over a throwaway SQLite or PostgreSQL database,
+//! plus a small world of users, a farm and nodes.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
-use sqlx::Connection;
 use tokio::sync::oneshot;
 use zgrid_client::{ExplorerClient, new_workload_id};
 use zgrid_explorer::{AppState, Config};
@@ -15,12 +13,8 @@ use zgrid_types::directory::{Capacity, FarmRegistration, Location, NodeRegistrat
 use zgrid_types::workload::*;
 use zgrid_types::{Keypair, NodeId, Signed, UserId, WorkloadData, WorkloadSpec};
 
-/// Which database the explorer under test uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use zgrid_explorer::testing::Backend;
+use zgrid_explorer::testing::TempDatabase;
 
 /// Generate one `#[tokio::test]` per backend for each listed `async fn(Backend)`.
 #[macro_export]
@@ -28,54 +22,13 @@ macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::common::Backend::Sqlite).await } )*
+               async fn $name() { super::$name(zgrid_explorer::testing::Backend::Sqlite).await } )*
         }
         mod postgres {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::common::Backend::Postgres).await } )*
+               async fn $name() { super::$name(zgrid_explorer::testing::Backend::Postgres).await } )*
         }
     };
-}
-
-/// A PostgreSQL database made for one test; dropped when this is dropped.
-pub struct PgDatabase {
-    admin: String,
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create() -> (Self, String) {
-        let admin = std::env::var("ZGRID_TEST_POSTGRES").expect(
-            "ZGRID_TEST_POSTGRES must name a PostgreSQL server for the postgres half of the suite, \
-             e.g. postgres://postgres:zgrid@127.0.0.1:5432/postgres (scripts/test starts one)",
-        );
-        sqlx::any::install_default_drivers();
-        let name = format!("zgrid_test_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::AnyConnection::connect(&admin).await.expect("connect to the test PostgreSQL server");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let url = format!("{}/{name}", admin.rsplit_once('/').expect("URL with a database").0);
-        (Self { admin, name }, url)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs outside async context: use a private runtime on its own thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
-                }
-            })
-        })
-        .join();
-    }
 }
 
 /// A running explorer.
@@ -84,32 +37,18 @@ pub struct TestExplorer {
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
-    _pg: Option<PgDatabase>,
+    _db: TempDatabase,
 }
 
 impl TestExplorer {
     pub async fn start(backend: Backend) -> Self {
-        Self::start_with(backend, |_| {}).await
-    }
-
-    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (pg, database) = match backend {
-            Backend::Sqlite => (None, dir.path().join("explorer.sqlite").display().to_string()),
-            Backend::Postgres => {
-                let (pg, url) = PgDatabase::create().await;
-                (Some(pg), url)
-            }
-        };
-        let mut config = Config::new(database);
-        tweak(&mut config);
-        let state = AppState::open(config).await.expect("open explorer database");
+        let db = TempDatabase::create(backend).await;
+        let state = AppState::open(Config::new(db.url.clone())).await.expect("open explorer database");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(zgrid_explorer::run(listener, state.clone(), async { stopped.await.unwrap_or(()) }));
-        Self { url, state, stop: Some(stop), task: Some(task), _dir: dir, _pg: pg }
+        Self { url, state, stop: Some(stop), task: Some(task), _db: db }
     }
 
     pub fn client(&self) -> ExplorerClient {
@@ -223,6 +162,7 @@ impl World {
             id: new_workload_id(),
             version: 1,
             owner: owner.id,
+            owner_key: owner.key.public(),
             node_id: *node,
             expires_at: zgrid_types::unix_now() + 3600,
             description: "test".into(),

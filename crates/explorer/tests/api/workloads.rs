@@ -109,6 +109,7 @@ async fn updates_need_a_higher_version_from_the_owner(backend: Backend) {
     let mut bobs = spec;
     bobs.version = 4;
     bobs.owner = w.bob.id;
+    bobs.owner_key = w.bob.key.public();
     let err = w.bob.client.update_workload(&Signed::sign(bobs, &w.bob.key)).await.unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     assert_eq!(w.ex.client().workload(&v1.payload.id).await.unwrap().workload, v2);

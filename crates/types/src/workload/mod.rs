@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ids::{NodeId, UserId, WorkloadId};
-use crate::signing::Signable;
+use crate::keys::{KeyError, PublicKey};
+use crate::signing::{Signable, Signed};
 use crate::validate::{Valid, check_text, ensure};
 
 /// Longest description, in bytes.
@@ -40,6 +41,10 @@ pub struct WorkloadSpec {
     pub version: u32,
     /// The user who owns and pays for the workload.
     pub owner: UserId,
+    /// The owner's key. The signature must verify against it, so no one without that key (the
+    /// explorer included) can make or change a workload in the owner's name, and a node can
+    /// check a workload without trusting anyone's directory.
+    pub owner_key: PublicKey,
     /// The node that runs it.
     pub node_id: NodeId,
     /// Unix time (seconds) after which the workload leaves the node.
@@ -157,5 +162,12 @@ impl WorkloadSpec {
         check_text(&self.description, MAX_DESCRIPTION, "description")?;
         check_text(&self.metadata, MAX_METADATA, "metadata")?;
         self.data.validate().map_err(|e| e.within("data"))
+    }
+}
+
+impl Signed<WorkloadSpec> {
+    /// Check the signature against the owner key the spec names.
+    pub fn verify_owner(&self) -> Result<(), KeyError> {
+        self.verify(&self.payload.owner_key)
     }
 }

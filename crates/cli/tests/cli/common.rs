@@ -1,0 +1,68 @@
+//! Run `zgrid explorer` as a child process on loopback, and the CLI against it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+pub const ZGRID: &str = env!("CARGO_BIN_EXE_zgrid");
+
+/// A `zgrid explorer` process, killed when dropped.
+pub struct ExplorerProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ExplorerProcess {
+    /// Start an explorer on `db` and wait until it listens.
+    pub fn start(db: &str) -> Self {
+        let mut child = Command::new(ZGRID)
+            .args(["explorer", "--listen", "127.0.0.1:0", "--db", db])
+            .env("ZGRID_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn zgrid explorer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready line");
+        let url = line
+            .trim()
+            .strip_prefix("explorer listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self { url: url.to_string(), child }
+    }
+
+    /// SIGKILL the process and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ExplorerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Run the CLI with `home` as its home directory and `explorer` as its explorer.
+pub fn zgrid(home: &Path, explorer: &str, args: &[&str]) -> Output {
+    Command::new(ZGRID)
+        .args(args)
+        .env("ZGRID_HOME", home)
+        .env("ZGRID_EXPLORER", explorer)
+        .env_remove("ZGRID_IDENTITY")
+        .env("ZGRID_LOG", "warn")
+        .output()
+        .expect("run zgrid")
+}
+
+/// Run the CLI with `--json` and parse its output; panics with stderr on failure.
+pub fn zgrid_json(home: &Path, explorer: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = zgrid(home, explorer, &all);
+    assert!(out.status.success(), "zgrid {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("zgrid {args:?} printed non-JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}

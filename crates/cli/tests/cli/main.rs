@@ -1,0 +1,6 @@
+//! End-to-end tests of the `zgrid` binary: the explorer as a real process, and the CLI verbs.
+
+mod common;
+
+mod crash;
+mod verbs;
