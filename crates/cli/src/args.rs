@@ -210,9 +210,9 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Set a value: `explorer URL`.
+    /// Set a value: `explorer URL` or `identity NAME`.
     Set {
-        /// The key (explorer).
+        /// The key: explorer or identity.
         key: String,
         /// The value.
         value: String,

@@ -13,7 +13,7 @@ use crate::args::Global;
 pub type ConfigFile = BTreeMap<String, String>;
 
 /// Keys `config.toml` may hold.
-pub const KEYS: [&str; 1] = ["explorer"];
+pub const KEYS: [&str; 2] = ["explorer", "identity"];
 
 /// Resolved settings for one command: the home directory and what the global flags asked for.
 pub struct Ctx {
@@ -66,8 +66,13 @@ impl Ctx {
         std::fs::write(&path, toml::to_string(config)?).with_context(|| format!("cannot write {}", path.display()))
     }
 
+    /// The identity in use: flag or environment, then the config file, then the store's default.
     pub fn identity(&self) -> Result<Identity> {
-        Ok(self.store().resolve(self.identity.as_deref())?)
+        let configured = match &self.identity {
+            Some(name) => Some(name.clone()),
+            None => self.config()?.get("identity").cloned(),
+        };
+        Ok(self.store().resolve(configured.as_deref())?)
     }
 
     /// The explorer URL: flag or environment, then the config file, then the identity's.

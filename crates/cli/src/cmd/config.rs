@@ -12,8 +12,13 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
             if !KEYS.contains(&key.as_str()) {
                 bail!("unknown setting {key:?}; settings are: {}", KEYS.join(", "));
             }
-            if key == "explorer" {
-                zgrid_client::ExplorerClient::new(&value)?;
+            match key.as_str() {
+                "explorer" => {
+                    zgrid_client::ExplorerClient::new(&value)?;
+                }
+                _ => {
+                    ctx.store().load(&value)?;
+                }
             }
             let mut config = ctx.config()?;
             config.insert(key, value);

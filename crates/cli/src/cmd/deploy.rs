@@ -45,16 +45,8 @@ async fn submit(ctx: &Ctx, node: &str, data: WorkloadData, common: &DeployCommon
     spec.validate(zgrid_types::unix_now()).map_err(|e| anyhow::anyhow!("invalid workload: {e}"))?;
     let record = client.create_workload(&Signed::sign(spec, &identity.keypair)).await?;
     let spec = &record.workload.payload;
-    if ctx.json {
-        output::json(&record)
-    } else {
-        println!(
-            "workload {} ({}) accepted for node {}; expires {}",
-            spec.id,
-            spec.data.kind(),
-            spec.node_id,
-            output::time(spec.expires_at)
-        );
-        Ok(())
-    }
+    output::report(ctx.json, &record, || {
+        let when = output::time(spec.expires_at);
+        println!("workload {} ({}) accepted for node {}; expires {when}", spec.id, spec.data.kind(), spec.node_id)
+    })
 }

@@ -15,13 +15,11 @@ pub async fn run(ctx: &Ctx, cmd: IdCommand) -> Result<()> {
             let mut identity = Identity::generate(&name);
             let path = store.save(&identity, false)?;
             if register {
-                register_identity(ctx, &mut identity, &name, &email).await?;
+                register_identity(ctx, &mut identity, &name, &email).await.with_context(|| {
+                    format!("identity {name} is saved but not registered; retry with `zgrid id register`")
+                })?;
             }
-            if ctx.json {
-                output::json(
-                    &json!({"name": name, "public_key": identity.keypair.public(), "user_id": identity.user_id, "seed_file": path}),
-                )
-            } else {
+            output::report(ctx.json, &summary(&identity, &path), || {
                 println!("created identity {name} (key {})", identity.keypair.public());
                 println!(
                     "seed saved at {} (mode 0600); back up its 24 words with `zgrid id show --mnemonic`",
@@ -30,8 +28,7 @@ pub async fn run(ctx: &Ctx, cmd: IdCommand) -> Result<()> {
                 if let Some(id) = identity.user_id {
                     println!("registered as user {id}");
                 }
-                Ok(())
-            }
+            })
         }
         IdCommand::Import { name, mnemonic } => {
             let mut identity = Identity::from_mnemonic(&name, &mnemonic)?;
@@ -44,14 +41,9 @@ pub async fn run(ctx: &Ctx, cmd: IdCommand) -> Result<()> {
                 }
             }
             let path = store.save(&identity, false)?;
-            if ctx.json {
-                output::json(
-                    &json!({"name": name, "public_key": identity.keypair.public(), "user_id": identity.user_id, "seed_file": path}),
-                )
-            } else {
-                println!("imported identity {name} (key {}) into {}", identity.keypair.public(), path.display());
-                Ok(())
-            }
+            output::report(ctx.json, &summary(&identity, &path), || {
+                println!("imported identity {name} (key {}) into {}", identity.keypair.public(), path.display())
+            })
         }
         IdCommand::Register { user_name, email } => {
             let mut identity = ctx.identity()?;
@@ -103,6 +95,16 @@ pub async fn run(ctx: &Ctx, cmd: IdCommand) -> Result<()> {
             output::report(ctx.json, &json!({"default": name}), || println!("default identity is now {name}"))
         }
     }
+}
+
+/// What `id new` and `id import` print with `--json`.
+fn summary(identity: &Identity, seed_file: &std::path::Path) -> serde_json::Value {
+    json!({
+        "name": identity.name,
+        "public_key": identity.keypair.public(),
+        "user_id": identity.user_id,
+        "seed_file": seed_file,
+    })
 }
 
 async fn register_identity(ctx: &Ctx, identity: &mut Identity, name: &str, email: &str) -> Result<()> {

@@ -105,3 +105,39 @@ async fn mistakes_get_an_error_that_says_what_to_do() {
     let usage = zgrid(h, url, &["deploy", "volume"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_flags_then_environment_then_the_config_file() {
+    let db = TempDatabase::create(Backend::Sqlite).await;
+    let explorer = ExplorerProcess::start(&db.url);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let dead = "http://127.0.0.1:9";
+    let run = |args: &[&str], env_explorer: Option<&str>| {
+        let mut cmd = std::process::Command::new(crate::common::ZGRID);
+        cmd.args(args).env("ZGRID_HOME", h).env_remove("ZGRID_IDENTITY").env("ZGRID_LOG", "warn");
+        match env_explorer {
+            Some(url) => cmd.env("ZGRID_EXPLORER", url),
+            None => cmd.env_remove("ZGRID_EXPLORER"),
+        };
+        cmd.output().unwrap()
+    };
+    let ok = |out: std::process::Output| assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = run(&["nodes"], None);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("zgrid config set explorer"));
+    ok(run(&["config", "set", "explorer", &explorer.url], None));
+    ok(run(&["nodes"], None)); // config file
+    assert!(!run(&["nodes"], Some(dead)).status.success()); // environment beats config
+    ok(run(&["--explorer", &explorer.url, "nodes"], Some(dead))); // flag beats environment
+
+    ok(run(&["id", "new", "first"], None));
+    ok(run(&["id", "new", "second"], None));
+    let name = |out: std::process::Output| -> String {
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["name"].as_str().unwrap().to_string()
+    };
+    assert_eq!(name(run(&["--json", "id", "show"], None)), "first"); // the store's default
+    ok(run(&["config", "set", "identity", "second"], None));
+    assert_eq!(name(run(&["--json", "id", "show"], None)), "second"); // config file
+    assert_eq!(name(run(&["--json", "--identity", "first", "id", "show"], None)), "first"); // flag
+    assert!(!run(&["config", "set", "identity", "nobody"], None).status.success());
+}
