@@ -29,7 +29,7 @@ impl UserRegistration {
         check_name(&self.name, "name")?;
         if !self.email.is_empty() {
             let ok = self.email.len() <= 254
-                && self.email.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+                && self.email.split_once('@').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
                 && !self.email.chars().any(char::is_whitespace);
             ensure(ok, "email", || format!("{:?} is not an email address", self.email))?;
         }
