@@ -49,11 +49,15 @@ pub enum Command {
     Live(LiveArgs),
     /// Delete workloads (signed by their owner).
     Delete(DeleteArgs),
+    /// Show a container's output (stdout and stderr), read from its node.
+    Logs(LogsArgs),
     /// Read or change the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Run the explorer (directory, ledger and node feeds).
     Explorer(ExplorerArgs),
+    /// Run the node agent: turn this machine into grid capacity.
+    Node(NodeArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -166,6 +170,38 @@ pub struct NodesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DeployCommand {
+    /// A container started from an image.
+    Container {
+        /// Node to run it on.
+        #[arg(long)]
+        node: String,
+        /// Image: an flist URL, or a directory or tar archive on the node.
+        #[arg(long)]
+        flist: String,
+        /// Program and arguments (default: the image's).
+        #[arg(long, default_value = "")]
+        entrypoint: String,
+        /// An environment variable, KEY=VALUE (repeatable).
+        #[arg(long = "env")]
+        env: Vec<String>,
+        /// Virtual CPUs.
+        #[arg(long, default_value_t = 1)]
+        cpu: u32,
+        /// Memory in MiB.
+        #[arg(long, default_value_t = 256)]
+        memory: u64,
+        /// Writable root filesystem size in MiB.
+        #[arg(long, default_value_t = 256)]
+        disk: u64,
+        /// Disk class of the root filesystem: ssd or hdd.
+        #[arg(long = "disk-type", default_value = "ssd")]
+        disk_type: String,
+        /// Wait until the node reports the container running (or failing), showing progress.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        common: DeployCommon,
+    },
     /// A persistent volume.
     Volume {
         /// Node to put it on.
@@ -222,6 +258,15 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The workload id.
+    pub id: String,
+    /// Keep printing new output until the container is removed (or Ctrl-C).
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ExplorerArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "ZGRID_LISTEN")]
@@ -229,6 +274,41 @@ pub struct ExplorerArgs {
     /// Database: a SQLite file path, or a postgres:// URL.
     #[arg(long, default_value = "explorer.sqlite", env = "ZGRID_DATABASE")]
     pub db: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The farm this node belongs to.
+    #[arg(long, env = "ZGRID_FARM")]
+    pub farm: u64,
+    /// Where the node keeps its key, its records and its containers.
+    #[arg(long, default_value = "/var/lib/zgrid", env = "ZGRID_STATE_DIR")]
+    pub state_dir: std::path::PathBuf,
+    /// Host name to register (default: the machine's).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Country to register.
+    #[arg(long, default_value = "")]
+    pub country: String,
+    /// City to register.
+    #[arg(long, default_value = "")]
+    pub city: String,
+    /// Public address WireGuard peers can reach, if any.
+    #[arg(long)]
+    pub public_endpoint: Option<std::net::IpAddr>,
+    /// Where the node's own API (workload logs) listens.
+    #[arg(long, default_value = "0.0.0.0:7780")]
+    pub api_listen: std::net::SocketAddr,
+    /// The API's URL as deployers reach it (default: derived from --api-listen, or the address
+    /// this machine reaches the explorer from).
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// cgroup under which containers run (per controller).
+    #[arg(long, default_value = "zgrid")]
+    pub cgroup_parent: String,
+    /// Seconds one provisioning step may take.
+    #[arg(long, default_value_t = 120)]
+    pub step_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

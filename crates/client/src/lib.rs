@@ -1,5 +1,5 @@
-//! The zgrid client SDK: identities kept in seed files, and a typed explorer client that signs
-//! every state-changing request.
+//! The zgrid client SDK: identities kept in seed files, a typed explorer client that signs
+//! every state-changing request, and a client of node agents' own API.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,7 +12,11 @@
 //! ```
 
 mod explorer;
+mod http;
 mod identity;
+mod node;
 
-pub use explorer::{ClientError, ClientResult, ExplorerClient, new_workload_id};
+pub use explorer::{ExplorerClient, new_workload_id};
+pub use http::{ClientError, ClientResult};
 pub use identity::{Identity, IdentityError, IdentityStore, SEED_FORMAT};
+pub use node::NodeClient;

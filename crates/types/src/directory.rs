@@ -167,6 +167,9 @@ pub struct NodeRegistration {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub public_endpoint: Option<IpAddr>,
+    /// Where the node agent's API (workload logs) answers, e.g. `http://10.0.0.2:7780`.
+    #[serde(default)]
+    pub api_url: Option<String>,
     /// Agent version.
     #[serde(default)]
     pub version: String,
@@ -180,6 +183,14 @@ impl NodeRegistration {
         check_text(&self.location.country, 64, "location.country")?;
         check_text(&self.location.city, 64, "location.city")?;
         check_text(&self.version, 64, "version")?;
+        if let Some(api) = &self.api_url {
+            check_text(api, 256, "api_url")?;
+            let parsed = url::Url::parse(api).ok();
+            let usable = parsed.is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none() && u.path() == "/"
+            });
+            ensure(usable, "api_url", || format!("{api:?} is not a base URL such as http://10.0.0.2:7780"))?;
+        }
         if let Some(lat) = self.location.latitude {
             ensure((-90.0..=90.0).contains(&lat), "location.latitude", || format!("{lat} is not between -90 and 90"))?;
         }
@@ -218,6 +229,9 @@ pub struct Node {
     /// Public address, if any.
     #[schema(value_type = Option<String>)]
     pub public_endpoint: Option<IpAddr>,
+    /// Where the node agent's API answers, if it has one.
+    #[serde(default)]
+    pub api_url: Option<String>,
     /// Agent version.
     pub version: String,
     /// Unix time of first registration.

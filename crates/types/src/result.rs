@@ -6,10 +6,15 @@ use utoipa::ToSchema;
 use crate::ids::{NodeId, WorkloadId};
 use crate::signing::Signable;
 
+/// The message of the `provisioning` result a node sends once a container's image is ready.
+pub const IMAGE_READY: &str = "image ready";
+
 /// Outcome of provisioning or removing a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultState {
+    /// The node picked it up and is working on it; `message` says what it is doing.
+    Provisioning,
     /// It failed; `message` says why.
     Error,
     /// It runs as specified.
@@ -22,6 +27,7 @@ impl ResultState {
     /// The snake_case name used on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Provisioning => "provisioning",
             Self::Error => "error",
             Self::Ok => "ok",
             Self::Deleted => "deleted",

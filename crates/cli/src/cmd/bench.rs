@@ -45,6 +45,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
         total: Capacity { cru: 64, mru: 1 << 20, sru: 1 << 30, hru: 1 << 30 },
         location: Default::default(),
         public_endpoint: None,
+        api_url: None,
         version: env!("CARGO_PKG_VERSION").into(),
     };
     node.register_node(&reg).await?;

@@ -16,7 +16,8 @@ pub async fn run(a: ExplorerArgs) -> Result<()> {
     zgrid_explorer::run(listener, state, shutdown_signal()).await.context("explorer stopped with an error")
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

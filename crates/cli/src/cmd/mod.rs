@@ -8,6 +8,8 @@ mod explorer;
 mod farm;
 mod id;
 mod live;
+mod logs;
+mod node;
 mod nodes;
 
 use anyhow::Result;
@@ -25,8 +27,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Deploy(c) => deploy::run(&ctx, c).await,
         Command::Live(a) => live::run(&ctx, a).await,
         Command::Delete(a) => delete::run(&ctx, a).await,
+        Command::Logs(a) => logs::run(&ctx, a).await,
         Command::Config(c) => config::run(&ctx, c),
         Command::Explorer(a) => explorer::run(a).await,
+        Command::Node(a) => node::run(&ctx, a).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
     }
 }

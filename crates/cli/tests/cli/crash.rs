@@ -29,6 +29,7 @@ async fn acknowledged_workloads_survive_sigkill(backend: Backend) {
         total: Capacity { cru: 4, mru: 4096, sru: 1 << 20, hru: 0 },
         location: Default::default(),
         public_endpoint: None,
+        api_url: None,
         version: "test".into(),
     };
     ExplorerClient::new(&explorer.url).unwrap().with_key(node.clone()).register_node(&reg).await.unwrap();

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `zgrid` binary: the explorer as a real process, and the CLI verbs.
 
 mod common;
+mod grid;
 
 mod crash;
+mod node;
 mod verbs;

@@ -43,6 +43,7 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
         total: Capacity { cru: 4, mru: 8192, sru: 100_000, hru: 0 },
         location: Location { country: "BE".into(), city: "Ghent".into(), ..Default::default() },
         public_endpoint: None,
+        api_url: None,
         version: "test".into(),
     };
     ExplorerClient::new(url).unwrap().with_key(node.clone()).register_node(&reg).await.unwrap();

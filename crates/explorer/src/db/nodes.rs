@@ -27,6 +27,7 @@ fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
         public_endpoint: endpoint
             .map(|e| e.parse().map_err(|_| DbError::Corrupt("nodes.public_endpoint".into())))
             .transpose()?,
+        api_url: row.try_get("api_url")?,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         last_seen,
@@ -40,14 +41,14 @@ pub async fn upsert(db: &Db, id: &NodeId, reg: &NodeRegistration, now: i64) -> D
     sqlx::query(
         "INSERT INTO nodes (node_id, farm_id, hostname, total_cru, total_mru, total_sru, total_hru,
                             used_cru, used_mru, used_sru, used_hru, country, city, location,
-                            public_endpoint, version, created_at, last_seen)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, $8, $9, $10, $11, $12, $13, $13)
+                            public_endpoint, api_url, version, created_at, last_seen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, $8, $9, $10, $11, $12, $13, $14, $14)
          ON CONFLICT (node_id) DO UPDATE SET
             farm_id = excluded.farm_id, hostname = excluded.hostname,
             total_cru = excluded.total_cru, total_mru = excluded.total_mru,
             total_sru = excluded.total_sru, total_hru = excluded.total_hru,
             country = excluded.country, city = excluded.city, location = excluded.location,
-            public_endpoint = excluded.public_endpoint, version = excluded.version,
+            public_endpoint = excluded.public_endpoint, api_url = excluded.api_url, version = excluded.version,
             last_seen = excluded.last_seen",
     )
     .bind(id.to_string())
@@ -61,6 +62,7 @@ pub async fn upsert(db: &Db, id: &NodeId, reg: &NodeRegistration, now: i64) -> D
     .bind(&reg.location.city)
     .bind(to_json(&reg.location))
     .bind(reg.public_endpoint.map(|e| e.to_string()))
+    .bind(reg.api_url.clone())
     .bind(&reg.version)
     .bind(now)
     .execute(&mut *tx)

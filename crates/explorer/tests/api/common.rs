@@ -125,6 +125,7 @@ pub fn node_registration(farm: u64, country: &str, city: &str, total: Capacity) 
         total,
         location: Location { country: country.into(), city: city.into(), latitude: Some(50.8), longitude: Some(4.3) },
         public_endpoint: Some("192.0.2.10".parse().unwrap()),
+        api_url: None,
         version: "test".into(),
     }
 }

@@ -1,0 +1,40 @@
+//! `zgrid node`: run the node agent until SIGINT or SIGTERM. Containers keep running when the
+//! agent stops; the next start adopts them.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use zgrid_node::NodeConfig;
+use zgrid_node::container::Containers;
+use zgrid_node::engine::EngineConfig;
+use zgrid_node::runtime::Runtime;
+use zgrid_types::directory::Location;
+
+use crate::args::NodeArgs;
+use crate::config::Ctx;
+
+pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
+    let explorer = ctx.explorer_url(None)?;
+    let runtime = Runtime::new(a.state_dir.join("runtime"), &a.cgroup_parent)?;
+    let containers = Containers::new(runtime, a.state_dir.join("images"));
+    let hostname = match a.hostname {
+        Some(h) => h,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("cannot read the host name")?
+            .trim()
+            .to_string(),
+    };
+    let config = NodeConfig {
+        state_dir: a.state_dir,
+        explorer,
+        farm_id: a.farm,
+        hostname,
+        location: Location { country: a.country, city: a.city, latitude: None, longitude: None },
+        public_endpoint: a.public_endpoint,
+        api_listen: a.api_listen,
+        api_url: a.api_url,
+        heartbeat: Duration::from_secs(30),
+        engine: EngineConfig { step_timeout: Duration::from_secs(a.step_timeout), ..EngineConfig::default() },
+    };
+    zgrid_node::run(config, containers, crate::cmd::explorer::shutdown_signal()).await
+}

@@ -1,0 +1,131 @@
+//! The devnet: an underlay, an explorer on the host's side of it, a farmer with a farm, and
+//! node agents added one by one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, Result};
+
+use crate::node::{Node, NodeOptions};
+use crate::process::{Explorer, cli_json};
+use crate::underlay::Underlay;
+
+/// Where and how to start a devnet.
+#[derive(Debug, Clone)]
+pub struct DevnetConfig {
+    /// The `zgrid` binary every process runs.
+    pub zgrid: PathBuf,
+    /// Directory for the explorer's database, logs, the farmer's identity and node state.
+    pub dir: PathBuf,
+    /// `ZGRID_LOG` for the explorer and the nodes.
+    pub log_level: String,
+}
+
+impl DevnetConfig {
+    /// Run `zgrid` at `zgrid`, keeping state in `dir`, logging at `info`.
+    pub fn new(zgrid: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
+        Self { zgrid: zgrid.into(), dir: dir.into(), log_level: "info".into() }
+    }
+}
+
+/// A running devnet. Dropping it stops the explorer and removes the underlay once every
+/// [`Node`] made from it is dropped too.
+#[derive(Debug)]
+pub struct Devnet {
+    config: DevnetConfig,
+    prefix: String,
+    underlay: Arc<Underlay>,
+    explorer: Explorer,
+    farm: u64,
+    nodes_made: AtomicU32,
+}
+
+impl Devnet {
+    /// Create the underlay, start the explorer on its host address, and register a farmer
+    /// (identity `farmer` in `<dir>/farmer`) with a farm.
+    pub fn start(config: DevnetConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.dir).with_context(|| format!("cannot create {}", config.dir.display()))?;
+        let prefix = format!("zg{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let underlay = Underlay::create(&prefix)?;
+        let listen = (underlay.gateway(), 0).into();
+        let explorer = Explorer::start(
+            &config.zgrid,
+            listen,
+            &config.dir.join("explorer.sqlite"),
+            &config.dir.join("explorer.log"),
+            &config.log_level,
+        )?;
+        let home = config.dir.join("farmer");
+        cli_json(&config.zgrid, &home, &explorer.url, &["id", "new", "farmer", "--register"])?;
+        let farm = cli_json(&config.zgrid, &home, &explorer.url, &["farm", "create", "devnet"])?["id"]
+            .as_u64()
+            .context("`zgrid farm create` printed no farm id")?;
+        Ok(Self { config, prefix, underlay, explorer, farm, nodes_made: AtomicU32::new(0) })
+    }
+
+    /// The explorer's URL (on the underlay, reachable from the host and every node).
+    pub fn explorer_url(&self) -> &str {
+        &self.explorer.url
+    }
+
+    /// The farm nodes join.
+    pub fn farm(&self) -> u64 {
+        self.farm
+    }
+
+    /// The explorer's SQLite database file.
+    pub fn database(&self) -> PathBuf {
+        self.config.dir.join("explorer.sqlite")
+    }
+
+    /// The underlay the nodes are attached to.
+    pub fn underlay(&self) -> &Arc<Underlay> {
+        &self.underlay
+    }
+
+    /// The directory holding the devnet's state.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// SIGKILL the explorer (nodes keep running and retry).
+    pub fn kill_explorer(&mut self) {
+        self.explorer.kill();
+    }
+
+    /// Start the explorer again on the same database and address (after [`Devnet::kill_explorer`]).
+    pub fn restart_explorer(&mut self) -> Result<()> {
+        self.explorer.kill();
+        self.explorer = Explorer::start(
+            &self.config.zgrid,
+            self.explorer.listen,
+            &self.database(),
+            &self.config.dir.join("explorer.log"),
+            &self.config.log_level,
+        )?;
+        Ok(())
+    }
+
+    /// Start a node agent in a new network namespace on the underlay and wait until it has
+    /// registered with the explorer.
+    pub fn add_node(&self, options: NodeOptions) -> Result<Node> {
+        let n = self.nodes_made.fetch_add(1, Ordering::Relaxed) + 1;
+        let netns = self.underlay.add_netns(&format!("n{n}"))?;
+        let state_dir = self.config.dir.join(format!("node{n}"));
+        let cgroup_parent = format!("{}-n{n}", self.prefix);
+        Node::start(
+            crate::node::Launch {
+                zgrid: self.config.zgrid.clone(),
+                explorer: self.explorer.url.clone(),
+                farm: self.farm,
+                log_level: self.config.log_level.clone(),
+                hostname: format!("node{n}"),
+                state_dir,
+                cgroup_parent,
+                options,
+            },
+            netns,
+        )
+    }
+}

@@ -1,0 +1,204 @@
+//! One node agent: a `zgrid node` process inside its own network namespace, with its own state
+//! directory and cgroup parent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use zgrid_node::runtime::Runtime;
+
+use crate::process::{cli_json, wait_for};
+use crate::underlay::Netns;
+
+/// Port of the node API inside each node's namespace.
+const API_PORT: u16 = 7780;
+
+/// How long a node gets to register.
+const REGISTER_LIMIT: Duration = Duration::from_secs(30);
+
+/// Per-node settings.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Time limit of one provisioning step (`--step-timeout`).
+    pub step_timeout: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self { step_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Everything needed to (re)start the agent.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub zgrid: PathBuf,
+    pub explorer: String,
+    pub farm: u64,
+    pub log_level: String,
+    pub hostname: String,
+    pub state_dir: PathBuf,
+    pub cgroup_parent: String,
+    pub options: NodeOptions,
+}
+
+/// A node agent in its namespace. Dropping it kills the agent, removes every container it
+/// made (mounts, cgroups, directories) and its state, and deletes the namespace.
+#[derive(Debug)]
+pub struct Node {
+    id: String,
+    launch: Launch,
+    child: Option<Child>,
+    // Dropped last: the namespace outlives the agent in it.
+    netns: Netns,
+}
+
+impl Node {
+    /// Start the agent and wait until the explorer lists it.
+    pub(crate) fn start(launch: Launch, netns: Netns) -> Result<Self> {
+        std::fs::create_dir_all(&launch.state_dir)
+            .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
+        let mut node = Self { id: String::new(), launch, child: None, netns };
+        node.spawn()?;
+        let home = node.launch.state_dir.join("cli");
+        let farm = node.launch.farm.to_string();
+        let id = wait_for(REGISTER_LIMIT, || {
+            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("the node agent exited ({status}):\n{}", node.log());
+            }
+            let Ok(key) = std::fs::read_to_string(node.launch.state_dir.join("node.key")) else { return Ok(None) };
+            let mut seed = [0u8; 32];
+            hex::decode_to_slice(key.trim(), &mut seed).context("node.key")?;
+            let id = zgrid_types::Keypair::from_seed(&seed).public().to_string();
+            let nodes = cli_json(&node.launch.zgrid, &home, &node.launch.explorer, &["nodes", "--farm", &farm])?;
+            let listed = nodes["items"].as_array().is_some_and(|all| all.iter().any(|n| n["node_id"] == id.as_str()));
+            Ok(listed.then_some(id))
+        })?;
+        node.id =
+            id.with_context(|| format!("the node did not register within {REGISTER_LIMIT:?}:\n{}", node.log()))?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let l = &self.launch;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let child = self
+            .netns
+            .command(&l.zgrid)
+            .args(["node", "--farm", &l.farm.to_string(), "--state-dir"])
+            .arg(&l.state_dir)
+            .args(["--cgroup-parent", &l.cgroup_parent, "--hostname", &l.hostname])
+            .args(["--step-timeout", &l.options.step_timeout.as_secs().max(1).to_string()])
+            .args(["--api-listen", &format!("{}:{API_PORT}", self.netns.address())])
+            .env("ZGRID_EXPLORER", &l.explorer)
+            .env("ZGRID_LOG", &l.log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start the node agent (is nsenter from util-linux installed?)")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The node id (base58 public key).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The node's address on the underlay.
+    pub fn address(&self) -> std::net::Ipv4Addr {
+        self.netns.address()
+    }
+
+    /// The node's network namespace.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// The agent's state directory (`--state-dir`).
+    pub fn state_dir(&self) -> &Path {
+        &self.launch.state_dir
+    }
+
+    /// The container runtime's directory inside the state directory.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.launch.state_dir.join("runtime")
+    }
+
+    /// The cgroup (in every hierarchy) the node's containers live under.
+    pub fn cgroup_parent(&self) -> &str {
+        &self.launch.cgroup_parent
+    }
+
+    /// A handle on the node's containers, for inspection.
+    pub fn runtime(&self) -> Result<Runtime> {
+        Ok(Runtime::new(self.runtime_dir(), &self.launch.cgroup_parent)?)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.launch.state_dir.join("agent.log")
+    }
+
+    /// Everything the agent has logged (across restarts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL the agent; its containers keep running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the agent again on the same state (killing it first if it runs).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Remove every container of this node, its cgroup parents, and, when nothing is mounted
+    /// under it any more, its state directory.
+    fn clean(&self) -> Result<()> {
+        if self.runtime_dir().exists() {
+            let runtime = self.runtime()?.with_stop_grace(Duration::ZERO);
+            let ids = runtime.list()?;
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    for result in rt.block_on(futures::future::join_all(ids.iter().map(|id| runtime.remove(id)))) {
+                        result?;
+                    }
+                    anyhow::Ok(())
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("container cleanup panicked"))?
+            })?;
+        }
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join(&self.launch.cgroup_parent));
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let state = self.launch.state_dir.to_string_lossy();
+        if mounts.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&*state)) {
+            bail!("mounts remain under {state}; not removing it");
+        }
+        std::fs::remove_dir_all(&self.launch.state_dir).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        if let Err(e) = self.clean() {
+            eprintln!("devnet: cleaning up node {}: {e:#}", self.id);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Running `zgrid` itself: the explorer as a child process, and CLI calls with `--json`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A `zgrid explorer` process on SQLite; killed on drop.
+#[derive(Debug)]
+pub(crate) struct Explorer {
+    child: Child,
+    pub(crate) url: String,
+    pub(crate) listen: SocketAddr,
+}
+
+impl Explorer {
+    /// Start `zgrid explorer` on `listen` with the database `db`, logging to `log`, and wait
+    /// until it listens.
+    pub(crate) fn start(zgrid: &Path, listen: SocketAddr, db: &Path, log: &Path, level: &str) -> Result<Self> {
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let mut child = Command::new(zgrid)
+            .args(["explorer", "--listen", &listen.to_string(), "--db"])
+            .arg(db)
+            .env("ZGRID_LOG", level)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("cannot start {}", zgrid.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("explorer stdout")?).read_line(&mut line)?;
+        let Some(url) = line.trim().strip_prefix("explorer listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the explorer did not start; see {}", log.display());
+        };
+        let listen = url.trim_start_matches("http://").parse().context("the explorer's listen address")?;
+        Ok(Self { url: url.to_owned(), listen, child })
+    }
+
+    /// SIGKILL the explorer and reap it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Explorer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Run `zgrid --json args…` as the identity in `home` against `explorer` and parse its output.
+pub(crate) fn cli_json(zgrid: &Path, home: &Path, explorer: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new(zgrid)
+        .arg("--json")
+        .args(args)
+        .env("ZGRID_HOME", home)
+        .env("ZGRID_EXPLORER", explorer)
+        .env_remove("ZGRID_IDENTITY")
+        .env("ZGRID_LOG", "warn")
+        .output()
+        .with_context(|| format!("cannot run {}", zgrid.display()))?;
+    if !out.status.success() {
+        bail!("`zgrid {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("`zgrid {}` printed no JSON", args.join(" ")))
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, for at most `limit`.
+pub(crate) fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f()? {
+            return Ok(Some(v));
+        }
+        if start.elapsed() > limit {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

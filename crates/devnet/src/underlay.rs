@@ -1,0 +1,164 @@
+//! The underlay: a Linux bridge in the host's network namespace with a private /24, and network
+//! namespaces attached to it by veth pairs, one per simulated machine. The host keeps `.1`, so
+//! processes on the host (the explorer, the CLI) reach every namespace and back.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use anyhow::{Context, Result, bail};
+
+/// Serialises the choice of subnets between devnets started at the same time.
+const LOCK_FILE: &str = "/run/lock/zgrid-devnet.lock";
+
+/// A bridge with its /24; removed on drop (after every [`Netns`] on it, which hold it alive).
+#[derive(Debug)]
+pub struct Underlay {
+    prefix: String,
+    bridge: String,
+    /// The first three octets of the /24.
+    net: [u8; 3],
+    next_host: AtomicU8,
+}
+
+impl Underlay {
+    /// Create a bridge named after `prefix` (at most 8 characters of `[a-z0-9]`) on a free /24
+    /// of 10.200.0.0/13.
+    pub fn create(prefix: &str) -> Result<Arc<Self>> {
+        if prefix.is_empty()
+            || prefix.len() > 8
+            || !prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            bail!("underlay prefix {prefix:?}: use 1 to 8 characters of [a-z0-9]");
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK_FILE)
+            .with_context(|| format!("cannot open {LOCK_FILE}"))?;
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {LOCK_FILE}: {e}"))?;
+        let used = ip(&["-4", "-o", "addr", "show"])? + &ip(&["-4", "route", "show", "table", "all"])?;
+        let net = (0..1000)
+            .map(|_| [10, 200 + rand::random_range(0..8u8), rand::random()])
+            .find(|n| !used.contains(&format!("{}.{}.{}.", n[0], n[1], n[2])))
+            .context("no free /24 in 10.200.0.0/13 for the underlay")?;
+        let underlay =
+            Self { prefix: prefix.to_owned(), bridge: format!("{prefix}br"), net, next_host: AtomicU8::new(2) };
+        ip(&["link", "add", &underlay.bridge, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{}/24", underlay.gateway()), "dev", &underlay.bridge])?;
+        ip(&["link", "set", &underlay.bridge, "up"])?;
+        Ok(Arc::new(underlay))
+    }
+
+    /// The host's address on the underlay (`.1`).
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(self.net[0], self.net[1], self.net[2], 1)
+    }
+
+    /// The bridge's name.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    /// A new network namespace `<prefix>-<name>` on the underlay with the next free address,
+    /// `lo` up and a default route through the host.
+    pub fn add_netns(self: &Arc<Self>, name: &str) -> Result<Netns> {
+        let host = self.next_host.fetch_add(1, Ordering::Relaxed);
+        if host == 255 {
+            bail!("the underlay {} is full (253 namespaces)", self.bridge);
+        }
+        let address = Ipv4Addr::new(self.net[0], self.net[1], self.net[2], host);
+        let netns = Netns {
+            name: format!("{}-{name}", self.prefix),
+            veth: format!("{}h{host}", self.prefix),
+            address,
+            underlay: self.clone(),
+        };
+        ip(&["netns", "add", &netns.name])?;
+        ip(&["link", "add", &netns.veth, "type", "veth", "peer", "name", "eth0", "netns", &netns.name])?;
+        ip(&["link", "set", &netns.veth, "master", &self.bridge, "up"])?;
+        netns.ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
+        netns.ip(&["link", "set", "eth0", "up"])?;
+        netns.ip(&["link", "set", "lo", "up"])?;
+        netns.ip(&["route", "add", "default", "via", &self.gateway().to_string()])?;
+        Ok(netns)
+    }
+}
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["link", "del", &self.bridge]) {
+            eprintln!("devnet: cannot remove bridge {}: {e:#}", self.bridge);
+        }
+    }
+}
+
+/// A network namespace on the underlay; deleted, with its veth, on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    veth: String,
+    address: Ipv4Addr,
+    underlay: Arc<Underlay>,
+}
+
+impl Netns {
+    /// The namespace's name (as `ip netns` lists it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its address on the underlay.
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+
+    /// The host's address on the underlay, its default gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.underlay.gateway()
+    }
+
+    /// The namespace's file, for `nsenter --net=` or `setns`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `program` to be run inside the namespace (network only: mounts and cgroups are the
+    /// host's, as on a real machine).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
+        command
+    }
+
+    /// Run `ip args…` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // The veth goes with the namespace; deleting it first also works while a process
+        // still holds the namespace open.
+        let _ = ip(&["link", "del", &self.veth]);
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("devnet: cannot remove network namespace {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// Run `ip args…`, returning its output, or an error with what it printed.
+fn ip(args: &[&str]) -> Result<String> {
+    let out = Command::new("ip").args(args).output().context("cannot run `ip`; install iproute2")?;
+    if !out.status.success() {
+        bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,147 @@
+//! The node agent's own HTTP API, for what only the node has: a workload's output.
+//!
+//! `GET /v1/workloads/{id}/logs?follow=true|false` answers the container's recent stdout and
+//! stderr as `text/plain`, then, with `follow`, streams what it writes until it is removed. The
+//! request must be signed (`Authorization: Zgrid ...`, as for the explorer) by the key the
+//! workload's owner signed the workload with, within five minutes of the node's clock. Nothing
+//! here changes state, so nonces are not tracked. `GET /v1/node` says which node this is.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use zgrid_types::api::ApiError;
+use zgrid_types::auth::{AuthError, RequestAuth};
+use zgrid_types::{NodeId, WorkloadId};
+
+use crate::runtime::Runtime;
+use crate::store::Store;
+
+/// How far a request's timestamp may be from the node's clock, seconds.
+const REQUEST_WINDOW_SECS: i64 = 300;
+
+/// How often a followed log is checked for new output.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// What the API reads from.
+#[derive(Clone)]
+pub struct ApiState {
+    /// This node.
+    pub node_id: NodeId,
+    /// What the node provisioned (owners' keys).
+    pub store: Store,
+    /// Where container logs are.
+    pub runtime: Runtime,
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/node", axum::routing::get(node))
+        .route("/v1/workloads/{id}/logs", axum::routing::get(logs))
+        .with_state(state)
+}
+
+/// Serve the API on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, "node API listening");
+    axum::serve(listener, router(state)).await
+}
+
+/// An error answer in the explorer's JSON shape.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1, field: None })).into_response()
+    }
+}
+
+async fn node(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "node_id": state.node_id, "version": env!("CARGO_PKG_VERSION") }))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+async fn logs(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(query): Query<LogsQuery>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let auth = signed_by(&uri, &headers)?;
+    let id: WorkloadId =
+        id.parse().map_err(|_| Refusal(StatusCode::NOT_FOUND, format!("{id:?} is not a workload id")))?;
+    let entry = state
+        .store
+        .get(&id)
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("workload {id} is not on this node")))?;
+    if entry.workload.payload.owner_key != auth.key {
+        return Err(Refusal(StatusCode::FORBIDDEN, format!("only the owner of workload {id} may read its logs")));
+    }
+    let not_found = || Refusal(StatusCode::NOT_FOUND, format!("workload {id} has no logs on this node"));
+    let mut follower = state.runtime.follow_logs(id.as_str()).map_err(|e| internal(&e))?.ok_or_else(not_found)?;
+    let first = follower.read_new().map_err(|e| internal(&e))?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let _ = tx.try_send(Ok(Bytes::from(first)));
+    if query.follow {
+        let runtime = state.runtime.clone();
+        tokio::spawn(async move {
+            // Ends when the client goes away (send fails) or the container is removed.
+            while runtime.exists(id.as_str()) {
+                tokio::time::sleep(FOLLOW_POLL).await;
+                let chunk = match follower.read_new() {
+                    Ok(bytes) if bytes.is_empty() => continue,
+                    Ok(bytes) => Ok(Bytes::from(bytes)),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+    } else {
+        drop(tx);
+    }
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+/// The verified signer of this (bodiless) request.
+fn signed_by(uri: &Uri, headers: &HeaderMap) -> Result<RequestAuth, Refusal> {
+    let unauthorized = |m: String| Refusal(StatusCode::UNAUTHORIZED, m);
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized(AuthError::Missing.to_string()))?
+        .to_str()
+        .map_err(|_| unauthorized("Authorization header is not ASCII".into()))?;
+    let auth = RequestAuth::parse(header).map_err(|e| unauthorized(e.to_string()))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    auth.verify("GET", path, b"").map_err(|e| unauthorized(e.to_string()))?;
+    let now = zgrid_types::unix_now();
+    if (auth.timestamp - now).abs() > REQUEST_WINDOW_SECS {
+        return Err(unauthorized(format!(
+            "request timestamp {} is more than {REQUEST_WINDOW_SECS} s from the node's clock ({now}); check the clock and sign again",
+            auth.timestamp
+        )));
+    }
+    Ok(auth)
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "node API request failed");
+    Refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal error on the node; see its log".into())
+}

@@ -1,0 +1,172 @@
+//! The work the engine hands to its own tasks, one per workload at a time: provisioning (with a
+//! capacity check, a write-ahead store entry, a time limit and rollback on failure), removal, and
+//! health checks. Each job ends in an [`Outcome`] the engine loop applies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use zgrid_types::directory::Capacity;
+use zgrid_types::{Keypair, ResultState, Signed, WorkloadId, WorkloadSpec};
+
+use crate::capacity;
+use crate::provision::{Health, ProvisionError, Provisioner};
+use crate::report::Reporter;
+use crate::store::{Entry, Phase, Store};
+
+/// What jobs share.
+pub struct Ctx<P> {
+    /// The node key.
+    pub me: Keypair,
+    /// The local record.
+    pub store: Store,
+    /// Side effects.
+    pub provisioner: P,
+    /// Result delivery.
+    pub reporter: Reporter,
+    /// The machine's capacity.
+    pub total: Capacity,
+    /// Limit on one provisioning or removal attempt.
+    pub step_timeout: Duration,
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Provisioned; the entry is stored as running.
+    Provisioned(Entry),
+    /// Failed and rolled back; `transient` failures are retried.
+    Failed {
+        /// The entry as stored.
+        entry: Entry,
+        /// What went wrong.
+        reason: String,
+        /// Whether another attempt may succeed.
+        transient: bool,
+    },
+    /// Removed, entry forgotten.
+    Removed,
+    /// Removal did not finish; retried.
+    RemoveFailed(String),
+    /// A health check's answer.
+    Checked(Health),
+    /// The explorer's record of a workload it no longer lists.
+    Fetched(Box<zgrid_types::api::WorkloadRecord>),
+}
+
+impl<P: Provisioner> Ctx<P> {
+    /// Provision `workload`, replacing `previous` (an older version) first.
+    pub async fn provision(
+        self: Arc<Self>,
+        workload: Signed<WorkloadSpec>,
+        previous: Option<Entry>,
+        used_by_others: Capacity,
+    ) -> Outcome {
+        let spec = &workload.payload;
+        let restarts = previous.as_ref().map_or(0, |p| p.restarts);
+        let want = capacity::of(&spec.data);
+        if let Some(reason) = capacity::shortfall(&want, &self.total.saturating_sub(used_by_others)) {
+            let phase = Phase::Failed { reason: reason.clone() };
+            let entry = Entry { workload: workload.clone(), phase, restarts, data: serde_json::Value::Null };
+            return self.fail(entry, reason, false).await;
+        }
+        if let Some(old) = previous.filter(|p| p.workload.payload.version != spec.version)
+            && let Err(reason) = self.timed(self.provisioner.remove(old.id())).await.and_then(|r| r)
+        {
+            let reason = format!("cannot replace the old version: {reason}");
+            return Outcome::Failed { entry: old, reason, transient: true };
+        }
+        let mut entry =
+            Entry { workload: workload.clone(), phase: Phase::Provisioning, restarts, data: serde_json::Value::Null };
+        if let Err(e) = self.store.put(&entry) {
+            return Outcome::Failed {
+                entry,
+                reason: format!("cannot record the workload locally: {e:#}"),
+                transient: true,
+            };
+        }
+        self.reporter.report(spec, ResultState::Provisioning, "picked up by the node", serde_json::Value::Null);
+        let progress = |message: &str| {
+            self.reporter.report(spec, ResultState::Provisioning, message, serde_json::Value::Null);
+        };
+        let attempt = self.timed(self.provisioner.provision(&workload, &progress)).await;
+        match attempt.map_err(ProvisionError::Transient).and_then(|r| r) {
+            Ok(data) => {
+                entry.phase = Phase::Running;
+                entry.data = data.clone();
+                if let Err(e) = self.store.put(&entry) {
+                    return Outcome::Failed {
+                        entry,
+                        reason: format!("cannot record the workload locally: {e:#}"),
+                        transient: true,
+                    };
+                }
+                self.reporter.report(spec, ResultState::Ok, "", data);
+                Outcome::Provisioned(entry)
+            }
+            Err(e) => {
+                // Leave nothing half done behind.
+                if let Err(r) = self.timed(self.provisioner.remove(&spec.id)).await.and_then(|r| r) {
+                    tracing::warn!(workload = %spec.id, error = %r, "rollback after a failed attempt did not finish; retried later");
+                }
+                let transient = matches!(e, ProvisionError::Transient(_));
+                if !transient {
+                    entry.phase = Phase::Failed { reason: e.to_string() };
+                }
+                self.fail(entry, e.to_string(), transient).await
+            }
+        }
+    }
+
+    /// Record and report a failure. Transient ones are reported by the engine once it gives up.
+    pub async fn fail(&self, entry: Entry, reason: String, transient: bool) -> Outcome {
+        if !transient {
+            if let Err(e) = self.store.put(&entry) {
+                tracing::error!(workload = %entry.id(), error = %e, "cannot record a failure locally");
+            }
+            self.reporter.report(&entry.workload.payload, ResultState::Error, reason.clone(), serde_json::Value::Null);
+        }
+        Outcome::Failed { entry, reason, transient }
+    }
+
+    /// Remove a workload because of `why` (expired, deleted by its owner, ...).
+    pub async fn remove(self: Arc<Self>, entry: Entry, why: String) -> Outcome {
+        let removing = Entry { phase: Phase::Removing, ..entry };
+        if let Err(e) = self.store.put(&removing) {
+            return Outcome::RemoveFailed(format!("cannot record the removal locally: {e:#}"));
+        }
+        match self.timed(self.provisioner.remove(removing.id())).await.and_then(|r| r) {
+            Ok(()) => match self.store.remove(removing.id()) {
+                Ok(()) => {
+                    self.reporter.report(
+                        &removing.workload.payload,
+                        ResultState::Deleted,
+                        why,
+                        serde_json::Value::Null,
+                    );
+                    Outcome::Removed
+                }
+                Err(e) => Outcome::RemoveFailed(format!("{e:#}")),
+            },
+            Err(reason) => Outcome::RemoveFailed(reason),
+        }
+    }
+
+    /// Remove side effects that have no store entry (left by a crash before the entry existed).
+    pub async fn remove_orphan(self: Arc<Self>, id: WorkloadId) {
+        match self.timed(self.provisioner.remove(&id)).await.and_then(|r| r) {
+            Ok(()) => tracing::info!(workload = %id, "removed an orphan"),
+            Err(e) => tracing::warn!(workload = %id, error = %e, "cannot remove an orphan"),
+        }
+    }
+
+    /// Check on a provisioned workload.
+    pub async fn check(self: Arc<Self>, id: WorkloadId) -> Outcome {
+        Outcome::Checked(self.timed(self.provisioner.health(&id)).await.unwrap_or(Health::Running))
+    }
+
+    async fn timed<T>(&self, step: impl Future<Output = T>) -> Result<T, String> {
+        tokio::time::timeout(self.step_timeout, step)
+            .await
+            .map_err(|_| format!("gave up after {:?} (the step time limit)", self.step_timeout))
+    }
+}

@@ -1,0 +1,384 @@
+//! The engine: level-triggered reconciliation of the desired set (what the explorer's records,
+//! verified here, ask for) against what this node has (its [`Store`]).
+//!
+//! One loop owns the state and decides; the work runs in one task per workload, so a workload
+//! that hangs holds up only itself, and every attempt has a time limit. Transient failures are
+//! retried with exponential backoff; a permanent failure is reported with its reason and not
+//! retried until a new version arrives. Workloads leave the node only when their own signed
+//! expiry time has passed or their owner signed a delete request.
+
+mod jobs;
+pub mod verify;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use zgrid_client::ExplorerClient;
+use zgrid_types::api::{WorkloadRecord, WorkloadState};
+use zgrid_types::directory::Capacity;
+use zgrid_types::{ResultState, WorkloadId};
+
+use self::jobs::{Ctx, Outcome};
+use crate::capacity;
+use crate::provision::{Health, Provisioner};
+use crate::report::Reporter;
+use crate::store::{Entry, Phase, Store};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Limit on one provisioning or removal attempt.
+    pub step_timeout: Duration,
+    /// Attempts on transient failures before reporting an error.
+    pub max_attempts: u32,
+    /// First retry delay; doubles on each failure, up to a minute.
+    pub retry_base: Duration,
+    /// How often running workloads are checked, expiry enforced and retries run.
+    pub tick: Duration,
+    /// Restarts of a crashing workload before it is reported failed and left stopped.
+    pub crash_limit: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            step_timeout: Duration::from_secs(120),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(1),
+            tick: Duration::from_secs(2),
+            crash_limit: 5,
+        }
+    }
+}
+
+/// What the engine learns from the explorer.
+#[derive(Debug)]
+pub enum Input {
+    /// The whole desired set (after connecting or a gap).
+    Snapshot(Vec<WorkloadRecord>),
+    /// One workload changed.
+    Change(Box<WorkloadRecord>),
+}
+
+/// The reconciliation engine.
+pub struct Engine<P> {
+    ctx: Arc<Ctx<P>>,
+    explorer: ExplorerClient,
+    config: EngineConfig,
+    used: watch::Sender<Capacity>,
+    records: HashMap<WorkloadId, WorkloadRecord>,
+    entries: HashMap<WorkloadId, Entry>,
+    busy: HashSet<WorkloadId>,
+    retry: HashMap<WorkloadId, (u32, Instant)>,
+    noted: HashSet<(WorkloadId, u32, String)>,
+}
+
+impl<P: Provisioner> Engine<P> {
+    /// An engine for the node with key `me`, which asks `explorer` about workloads it no longer
+    /// lists and sends results through `reporter`.
+    ///
+    /// After a reboot of the machine every workload the store says was running is provisioned
+    /// again (its processes and mounts are gone); after a restart of the agent alone they are
+    /// adopted as they are.
+    pub fn new(
+        explorer: ExplorerClient,
+        reporter: Reporter,
+        me: zgrid_types::Keypair,
+        store: Store,
+        provisioner: P,
+        total: Capacity,
+        config: EngineConfig,
+    ) -> anyhow::Result<Self> {
+        let mut entries = store.load_all()?;
+        if store.rebooted()? {
+            tracing::info!(workloads = entries.len(), "the machine rebooted; provisioning its workloads again");
+            for entry in entries.values_mut().filter(|e| e.phase == Phase::Running) {
+                entry.phase = Phase::Provisioning;
+            }
+        }
+        let ctx = Arc::new(Ctx { me, store, provisioner, reporter, total, step_timeout: config.step_timeout });
+        let (used, _) = watch::channel(Capacity::default());
+        let engine = Self {
+            ctx,
+            explorer,
+            config,
+            used,
+            records: HashMap::new(),
+            entries,
+            busy: HashSet::new(),
+            retry: HashMap::new(),
+            noted: HashSet::new(),
+        };
+        engine.publish_used();
+        Ok(engine)
+    }
+
+    /// Capacity in use, updated as workloads come and go (for heartbeats).
+    pub fn used(&self) -> watch::Receiver<Capacity> {
+        self.used.subscribe()
+    }
+
+    /// Run until `inputs` closes.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let (done_tx, mut done) = mpsc::unbounded_channel::<(WorkloadId, Outcome)>();
+        self.remove_orphans().await;
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(Input::Snapshot(records)) => self.snapshot(records, &done_tx),
+                    Some(Input::Change(record)) => {
+                        let id = record.workload.payload.id.clone();
+                        self.records.insert(id.clone(), *record);
+                        self.reconcile(&id, &done_tx);
+                    }
+                    None => return,
+                },
+                Some((id, outcome)) = done.recv() => {
+                    self.busy.remove(&id);
+                    self.apply(&id, outcome);
+                    self.reconcile(&id, &done_tx);
+                }
+                _ = tick.tick() => self.tick(&done_tx),
+            }
+        }
+    }
+
+    async fn remove_orphans(&self) {
+        for id in self.ctx.provisioner.existing().await {
+            if !self.entries.contains_key(&id) {
+                self.ctx.clone().remove_orphan(id).await;
+            }
+        }
+    }
+
+    fn snapshot(&mut self, records: Vec<WorkloadRecord>, done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>) {
+        let listed: HashSet<WorkloadId> = records.iter().map(|r| r.workload.payload.id.clone()).collect();
+        for r in records {
+            self.report_missing(&r);
+            self.records.insert(r.workload.payload.id.clone(), r);
+        }
+        // Workloads this node has but the explorer no longer lists: learn why (a signed delete,
+        // an expiry) before removing anything.
+        for id in self.entries.keys().filter(|id| !listed.contains(*id)) {
+            if self.records.get(id).is_none_or(|r| r.state == WorkloadState::Active) {
+                let (explorer, id, tx) = (self.explorer.clone(), id.clone(), done.clone());
+                tokio::spawn(async move {
+                    match explorer.workload(&id).await {
+                        Ok(record) => drop(tx.send((id, Outcome::Fetched(Box::new(record))))),
+                        Err(e) => {
+                            tracing::warn!(workload = %id, error = %e, "cannot fetch a workload the explorer no longer lists")
+                        }
+                    }
+                });
+            }
+        }
+        let ids: Vec<WorkloadId> = self.records.keys().chain(self.entries.keys()).cloned().collect();
+        ids.iter().for_each(|id| self.reconcile(id, done));
+    }
+
+    /// Send again a settled outcome the explorer does not show (its delivery was cut short by a
+    /// crash or restart of the agent).
+    fn report_missing(&self, record: &WorkloadRecord) {
+        let id = &record.workload.payload.id;
+        let Some(entry) = self.entries.get(id) else { return };
+        let spec = &entry.workload.payload;
+        let (state, message) = match &entry.phase {
+            Phase::Running => (ResultState::Ok, ""),
+            Phase::Failed { reason } => (ResultState::Error, reason.as_str()),
+            Phase::Provisioning | Phase::Removing => return,
+        };
+        let settled = record
+            .result
+            .as_ref()
+            .is_some_and(|r| r.payload.version == spec.version && r.payload.state != ResultState::Provisioning);
+        if spec.version == record.workload.payload.version && !settled {
+            self.ctx.reporter.report(spec, state, message, entry.data.clone());
+        }
+    }
+
+    fn tick(&mut self, done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>) {
+        let ids: Vec<WorkloadId> = self.records.keys().chain(self.entries.keys()).cloned().collect();
+        ids.iter().for_each(|id| self.reconcile(id, done));
+        let running: Vec<WorkloadId> = self
+            .entries
+            .values()
+            .filter(|e| e.phase == Phase::Running && !self.busy.contains(e.id()))
+            .map(|e| e.id().clone())
+            .collect();
+        for id in running {
+            self.spawn(&id, done, |ctx| ctx.check(id.clone()));
+        }
+    }
+
+    fn spawn<F: Future<Output = Outcome> + Send + 'static>(
+        &mut self,
+        id: &WorkloadId,
+        done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>,
+        job: impl FnOnce(Arc<Ctx<P>>) -> F,
+    ) {
+        self.busy.insert(id.clone());
+        let (fut, tx, id) = (job(self.ctx.clone()), done.clone(), id.clone());
+        tokio::spawn(async move {
+            let outcome = fut.await;
+            let _ = tx.send((id, outcome));
+        });
+    }
+
+    /// Say something about a workload version once, not on every tick.
+    fn note(&mut self, id: &WorkloadId, version: u32, message: String, report: bool) {
+        if self.noted.insert((id.clone(), version, message.clone())) {
+            tracing::warn!(workload = %id, version, %message);
+            if report && let Some(r) = self.records.get(id) {
+                self.ctx.reporter.report(&r.workload.payload, ResultState::Error, message, serde_json::Value::Null);
+            }
+        }
+    }
+
+    fn reconcile(&mut self, id: &WorkloadId, done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>) {
+        if self.busy.contains(id) || self.retry.get(id).is_some_and(|(_, at)| Instant::now() < *at) {
+            return;
+        }
+        let now = zgrid_types::unix_now();
+        let record = self.records.get(id).cloned();
+        let entry = self.entries.get(id).cloned();
+        let wanted = record
+            .as_ref()
+            .filter(|r| r.state == WorkloadState::Active && r.workload.payload.expires_at > now)
+            .map(|r| r.workload.clone());
+        match (wanted, entry) {
+            (Some(w), entry) => {
+                if let Err(message) = verify::workload(&w, &self.ctx.me.public()) {
+                    return self.note(id, w.payload.version, message, true);
+                }
+                let redo = match &entry {
+                    None => true,
+                    Some(e) if e.workload.payload.version < w.payload.version => true,
+                    Some(e) => matches!(e.phase, Phase::Provisioning | Phase::Removing),
+                };
+                if redo {
+                    let others = self.used_except(id);
+                    self.spawn(id, done, move |ctx| ctx.provision(w, entry, others));
+                }
+            }
+            (None, Some(e)) => {
+                let why = if e.workload.payload.expires_at <= now || e.phase == Phase::Removing {
+                    Ok("expired".to_string())
+                } else {
+                    match &record {
+                        Some(r) => verify::removal(r, now).map(str::to_string),
+                        None => return,
+                    }
+                };
+                match why {
+                    Ok(why) => self.spawn(id, done, move |ctx| ctx.remove(e, why)),
+                    Err(message) => self.note(id, e.workload.payload.version, message, false),
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn apply(&mut self, id: &WorkloadId, outcome: Outcome) {
+        match outcome {
+            Outcome::Provisioned(entry) => {
+                self.retry.remove(id);
+                self.entries.insert(id.clone(), entry);
+            }
+            Outcome::Failed { entry, reason, transient } => {
+                if transient {
+                    let attempts = self.retry.get(id).map_or(0, |(n, _)| *n) + 1;
+                    if attempts >= self.config.max_attempts {
+                        let message = format!("gave up after {attempts} attempts: {reason}");
+                        let failed = Entry { phase: Phase::Failed { reason: message.clone() }, ..entry };
+                        self.retry.remove(id);
+                        self.entries.insert(id.clone(), failed.clone());
+                        let ctx = self.ctx.clone();
+                        tokio::spawn(async move { ctx.fail(failed, message, false).await });
+                    } else {
+                        let delay =
+                            (self.config.retry_base * 2u32.saturating_pow(attempts - 1)).min(Duration::from_secs(60));
+                        tracing::info!(workload = %id, attempts, error = %reason, "will retry in {delay:?}");
+                        self.retry.insert(id.clone(), (attempts, Instant::now() + delay));
+                        self.entries.insert(id.clone(), entry);
+                    }
+                } else {
+                    self.retry.remove(id);
+                    self.entries.insert(id.clone(), entry);
+                }
+            }
+            Outcome::Removed => {
+                self.entries.remove(id);
+                self.retry.remove(id);
+            }
+            Outcome::RemoveFailed(reason) => {
+                let attempts = self.retry.get(id).map_or(0, |(n, _)| *n) + 1;
+                let delay =
+                    (self.config.retry_base * 2u32.saturating_pow(attempts.min(6) - 1)).min(Duration::from_secs(60));
+                tracing::warn!(workload = %id, error = %reason, "removal did not finish; retrying in {delay:?}");
+                self.retry.insert(id.clone(), (attempts, Instant::now() + delay));
+            }
+            Outcome::Fetched(record) => {
+                self.records.insert(id.clone(), *record);
+            }
+            Outcome::Checked(health) => self.supervise(id, health),
+        }
+        self.publish_used();
+    }
+
+    /// Restart a workload that stopped, up to the crash limit.
+    fn supervise(&mut self, id: &WorkloadId, health: Health) {
+        let Some(entry) = self.entries.get_mut(id) else { return };
+        let reason = match health {
+            Health::Running => return,
+            Health::Degraded(message) => {
+                let spec = entry.workload.payload.clone();
+                return self.ctx.reporter.report(&spec, ResultState::Error, message, serde_json::Value::Null);
+            }
+            Health::Missing => "it was gone (machine restarted?)".to_string(),
+            Health::Stopped(how) => how,
+        };
+        entry.restarts += 1;
+        let spec = entry.workload.payload.clone();
+        if entry.restarts > self.config.crash_limit {
+            let message = format!("stopped {} times, last: {reason}; not restarted", entry.restarts);
+            entry.phase = Phase::Failed { reason: message.clone() };
+            let failed = entry.clone();
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move { ctx.fail(failed, message, false).await });
+            return;
+        }
+        let message = format!("{reason}; restarting ({}/{})", entry.restarts, self.config.crash_limit);
+        self.ctx.reporter.report(&spec, ResultState::Error, message, serde_json::Value::Null);
+        entry.phase = Phase::Provisioning;
+        let delay =
+            (self.config.retry_base * 2u32.saturating_pow(entry.restarts.min(6) - 1)).min(Duration::from_secs(60));
+        self.retry.insert(id.clone(), (0, Instant::now() + delay));
+    }
+
+    fn used_except(&self, id: &WorkloadId) -> Capacity {
+        let caps: Vec<Capacity> = self
+            .entries
+            .values()
+            .filter(|e| e.id() != id && !matches!(e.phase, Phase::Failed { .. }))
+            .map(|e| capacity::of(&e.workload.payload.data))
+            .collect();
+        capacity::sum(&caps)
+    }
+
+    fn publish_used(&self) {
+        let caps: Vec<Capacity> = self
+            .entries
+            .values()
+            .filter(|e| !matches!(e.phase, Phase::Failed { .. }))
+            .map(|e| capacity::of(&e.workload.payload.data))
+            .collect();
+        self.used.send_replace(capacity::sum(&caps));
+    }
+}
+
+#[cfg(test)]
+mod tests;

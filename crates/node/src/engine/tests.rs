@@ -1,0 +1,347 @@
+//! The engine's decisions, with a recording provisioner (side effects are tested for real in
+//! `tests/runtime.rs` and end to end in the CLI suite) and a recording reporter. No explorer is
+//! involved: records are fed in as the follower would, and the explorer URL is unreachable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use zgrid_types::api::{Deletion, WorkloadRecord, WorkloadState};
+use zgrid_types::directory::Capacity;
+use zgrid_types::workload::{Container, ContainerCapacity, DiskType};
+use zgrid_types::{
+    DeleteRequest, Keypair, ResultState, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec,
+};
+
+use super::{Engine, EngineConfig, Input};
+use crate::provision::{Health, Progress, ProvisionError, Provisioner};
+use crate::report::Reporter;
+use crate::store::Store;
+
+/// What the recording provisioner does for one workload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Behaviour {
+    Succeed,
+    /// Never finishes.
+    Hang,
+    /// Fails transiently this many times, then succeeds.
+    FailTransiently(u32),
+    FailPermanently,
+}
+
+#[derive(Default)]
+struct Recorded {
+    behaviour: HashMap<WorkloadId, Behaviour>,
+    health: HashMap<WorkloadId, Health>,
+    provisions: HashMap<WorkloadId, u32>,
+    removals: HashMap<WorkloadId, u32>,
+}
+
+/// Records calls and acts as told; shared with the test through the `Arc`.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Recorded>>);
+
+impl Recorder {
+    fn set(&self, id: &WorkloadId, behaviour: Behaviour) {
+        self.0.lock().unwrap().behaviour.insert(id.clone(), behaviour);
+    }
+    fn set_health(&self, id: &WorkloadId, health: Health) {
+        self.0.lock().unwrap().health.insert(id.clone(), health);
+    }
+    fn provisions(&self, id: &WorkloadId) -> u32 {
+        self.0.lock().unwrap().provisions.get(id).copied().unwrap_or(0)
+    }
+    fn removals(&self, id: &WorkloadId) -> u32 {
+        self.0.lock().unwrap().removals.get(id).copied().unwrap_or(0)
+    }
+}
+
+impl Provisioner for Recorder {
+    async fn provision(
+        &self,
+        workload: &Signed<WorkloadSpec>,
+        progress: Progress<'_>,
+    ) -> Result<serde_json::Value, ProvisionError> {
+        let id = workload.payload.id.clone();
+        let (behaviour, attempt) = {
+            let mut r = self.0.lock().unwrap();
+            let attempt = *r.provisions.entry(id.clone()).and_modify(|n| *n += 1).or_insert(1);
+            (r.behaviour.get(&id).copied().unwrap_or(Behaviour::Succeed), attempt)
+        };
+        progress(zgrid_types::result::IMAGE_READY);
+        match behaviour {
+            Behaviour::Succeed => {}
+            Behaviour::Hang => futures::future::pending::<()>().await,
+            Behaviour::FailTransiently(n) if attempt <= n => {
+                return Err(ProvisionError::Transient(format!("flaky attempt {attempt}")));
+            }
+            Behaviour::FailTransiently(_) => {}
+            Behaviour::FailPermanently => return Err(ProvisionError::Permanent("bad image".into())),
+        }
+        self.0.lock().unwrap().health.insert(id, Health::Running);
+        Ok(serde_json::json!({ "attempt": attempt }))
+    }
+
+    async fn remove(&self, id: &WorkloadId) -> Result<(), String> {
+        let mut r = self.0.lock().unwrap();
+        *r.removals.entry(id.clone()).or_default() += 1;
+        r.health.remove(id);
+        Ok(())
+    }
+
+    async fn health(&self, id: &WorkloadId) -> Health {
+        self.0.lock().unwrap().health.get(id).cloned().unwrap_or(Health::Missing)
+    }
+
+    async fn existing(&self) -> Vec<WorkloadId> {
+        self.0.lock().unwrap().health.keys().cloned().collect()
+    }
+}
+
+/// An engine running on its own task, its inputs, results and provisioner.
+struct Harness {
+    me: Keypair,
+    owner: Keypair,
+    inputs: mpsc::Sender<Input>,
+    results: mpsc::UnboundedReceiver<Signed<WorkloadResult>>,
+    recorder: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        step_timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        retry_base: Duration::from_millis(20),
+        tick: Duration::from_millis(50),
+        crash_limit: 2,
+    }
+}
+
+impl Harness {
+    fn start(total: Capacity) -> Self {
+        let me = Keypair::from_seed(&rand::random());
+        let owner = Keypair::from_seed(&rand::random());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let recorder = Recorder::default();
+        let (reporter, results) = Reporter::recording(me.clone());
+        // Only asked about workloads it no longer lists, which these tests never need.
+        let explorer = zgrid_client::ExplorerClient::new("http://127.0.0.1:9").unwrap();
+        let engine = Engine::new(explorer, reporter, me.clone(), store, recorder.clone(), total, config()).unwrap();
+        let (inputs, rx) = mpsc::channel(16);
+        tokio::spawn(engine.run(rx));
+        Self { me, owner, inputs, results, recorder, _dir: dir }
+    }
+
+    /// An active container record for this node, signed by the owner, expiring in `ttl` s.
+    fn container(&self, memory: u64, ttl: i64) -> WorkloadRecord {
+        let spec = WorkloadSpec {
+            id: zgrid_client::new_workload_id(),
+            version: 1,
+            owner: 7,
+            owner_key: self.owner.public(),
+            node_id: self.me.public(),
+            expires_at: zgrid_types::unix_now() + ttl,
+            description: String::new(),
+            metadata: String::new(),
+            data: WorkloadData::Container(Container {
+                flist: "/images/busybox".into(),
+                hub_url: String::new(),
+                environment: BTreeMap::new(),
+                secret_environment: BTreeMap::new(),
+                entrypoint: "sleep 1000".into(),
+                interactive: false,
+                volumes: vec![],
+                capacity: ContainerCapacity { cpu: 1, memory, disk_size: 256, disk_type: DiskType::Ssd },
+                network_connection: vec![],
+                logs: vec![],
+                stats: vec![],
+            }),
+        };
+        let now = zgrid_types::unix_now();
+        WorkloadRecord {
+            workload: Signed::sign(spec, &self.owner),
+            state: WorkloadState::Active,
+            created_at: now,
+            updated_at: now,
+            deletion: None,
+            result: None,
+        }
+    }
+
+    async fn send(&self, input: Input) {
+        self.inputs.send(input).await.unwrap();
+    }
+
+    /// The next result about `id` whose state is `state` (others about it are skipped).
+    async fn result(&mut self, id: &WorkloadId, state: ResultState) -> WorkloadResult {
+        let wait = async {
+            loop {
+                let r = self.results.recv().await.expect("reporter open").payload;
+                if &r.workload_id == id && r.state == state {
+                    return r;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {} result for {id}", state.as_str()))
+    }
+
+    /// Results about `id` that arrive within `window`.
+    async fn results_within(&mut self, id: &WorkloadId, window: Duration) -> Vec<WorkloadResult> {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(window, async {
+            while let Some(r) = self.results.recv().await {
+                if &r.payload.workload_id == id {
+                    out.push(r.payload);
+                }
+            }
+        })
+        .await;
+        out
+    }
+}
+
+fn plenty() -> Capacity {
+    Capacity { cru: 8, mru: 8192, sru: 100_000, hru: 0 }
+}
+
+#[tokio::test]
+async fn a_hanging_workload_does_not_delay_the_others_and_is_given_up_on() {
+    let mut h = Harness::start(plenty());
+    let (stuck, fine) = (h.container(64, 3600), h.container(64, 3600));
+    let (stuck_id, fine_id) = (stuck.workload.payload.id.clone(), fine.workload.payload.id.clone());
+    h.recorder.set(&stuck_id, Behaviour::Hang);
+    h.send(Input::Snapshot(vec![stuck, fine])).await;
+    let ok = h.result(&fine_id, ResultState::Ok).await;
+    assert_eq!(ok.data["attempt"], 1);
+    let error = h.result(&stuck_id, ResultState::Error).await;
+    assert!(error.message.starts_with("gave up after 3 attempts: gave up after"), "{}", error.message);
+    assert_eq!(h.recorder.provisions(&stuck_id), 3);
+    assert!(h.recorder.removals(&stuck_id) >= 1, "attempts cut short are rolled back");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_provisioning_succeeds() {
+    let mut h = Harness::start(plenty());
+    let record = h.container(64, 3600);
+    let id = record.workload.payload.id.clone();
+    h.recorder.set(&id, Behaviour::FailTransiently(2));
+    h.send(Input::Change(Box::new(record))).await;
+    let progress = h.result(&id, ResultState::Provisioning).await;
+    assert_eq!(progress.message, "picked up by the node");
+    let ok = h.result(&id, ResultState::Ok).await;
+    assert_eq!(ok.data["attempt"], 3);
+    assert_eq!(ok.node_id, h.me.public());
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_reported_with_its_reason_and_not_retried() {
+    let mut h = Harness::start(plenty());
+    let record = h.container(64, 3600);
+    let id = record.workload.payload.id.clone();
+    h.recorder.set(&id, Behaviour::FailPermanently);
+    h.send(Input::Change(Box::new(record))).await;
+    assert_eq!(h.result(&id, ResultState::Error).await.message, "bad image");
+    let later = h.results_within(&id, Duration::from_millis(500)).await;
+    assert!(later.is_empty(), "reported again: {later:?}");
+    assert_eq!(h.recorder.provisions(&id), 1);
+}
+
+#[tokio::test]
+async fn a_workload_that_would_over_commit_memory_is_refused_saying_what_is_free() {
+    let mut h = Harness::start(Capacity { cru: 2, mru: 300, sru: 100_000, hru: 0 });
+    let first = h.container(200, 3600);
+    let second = h.container(256, 3600);
+    let (first_id, second_id) = (first.workload.payload.id.clone(), second.workload.payload.id.clone());
+    h.send(Input::Change(Box::new(first))).await;
+    h.result(&first_id, ResultState::Ok).await;
+    h.send(Input::Change(Box::new(second))).await;
+    let refused = h.result(&second_id, ResultState::Error).await;
+    assert_eq!(refused.message, "not enough memory on this node: asked 256 MiB, 100 MiB free");
+    assert_eq!(h.recorder.provisions(&second_id), 0);
+}
+
+#[tokio::test]
+async fn a_workload_whose_signature_does_not_verify_is_refused_before_any_side_effect() {
+    let mut h = Harness::start(plenty());
+    let mut record = h.container(64, 3600);
+    let id = record.workload.payload.id.clone();
+    if let WorkloadData::Container(c) = &mut record.workload.payload.data {
+        c.entrypoint = "cat /etc/shadow".into();
+    }
+    h.send(Input::Change(Box::new(record))).await;
+    let refused = h.result(&id, ResultState::Error).await;
+    assert!(refused.message.contains("does not verify"), "{}", refused.message);
+    assert_eq!(h.recorder.provisions(&id), 0);
+}
+
+#[tokio::test]
+async fn a_crashing_workload_is_restarted_with_backoff_then_given_up_on() {
+    let mut h = Harness::start(plenty());
+    let record = h.container(64, 3600);
+    let id = record.workload.payload.id.clone();
+    h.send(Input::Change(Box::new(record))).await;
+    h.result(&id, ResultState::Ok).await;
+    // It exits every time it is started.
+    let recorder = h.recorder.clone();
+    let crash = id.clone();
+    tokio::spawn(async move {
+        loop {
+            recorder.set_health(&crash, Health::Stopped("the container exited".into()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let mut messages = Vec::new();
+    while !messages.last().is_some_and(|m: &String| m.contains("not restarted")) {
+        messages.push(h.result(&id, ResultState::Error).await.message);
+    }
+    assert_eq!(
+        messages,
+        [
+            "the container exited; restarting (1/2)",
+            "the container exited; restarting (2/2)",
+            "stopped 3 times, last: the container exited; not restarted",
+        ]
+    );
+    assert_eq!(h.recorder.provisions(&id), 3);
+}
+
+#[tokio::test]
+async fn an_expired_workload_is_removed_without_the_explorer() {
+    let mut h = Harness::start(plenty());
+    let record = h.container(64, 2);
+    let id = record.workload.payload.id.clone();
+    h.send(Input::Change(Box::new(record))).await;
+    h.result(&id, ResultState::Ok).await;
+    let deleted = h.result(&id, ResultState::Deleted).await;
+    assert_eq!(deleted.message, "expired");
+    assert_eq!(h.recorder.removals(&id), 1);
+}
+
+#[tokio::test]
+async fn a_deletion_is_carried_out_only_when_the_owner_signed_it() {
+    let mut h = Harness::start(plenty());
+    let record = h.container(64, 3600);
+    let id = record.workload.payload.id.clone();
+    h.send(Input::Change(Box::new(record.clone()))).await;
+    h.result(&id, ResultState::Ok).await;
+
+    let request = DeleteRequest { workload_id: id.clone(), owner: 7, requested_at: zgrid_types::unix_now() };
+    let deleted = |signer: &Keypair| WorkloadRecord {
+        state: WorkloadState::Deleted,
+        deletion: Some(Deletion { at: 0, by: Some(7), request: Some(Signed::sign(request.clone(), signer)) }),
+        ..record.clone()
+    };
+    let forger = Keypair::from_seed(&[3; 32]);
+    h.send(Input::Change(Box::new(deleted(&forger)))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.recorder.removals(&id), 0, "removed on a delete request the owner did not sign");
+
+    h.send(Input::Change(Box::new(deleted(&h.owner)))).await;
+    assert_eq!(h.result(&id, ResultState::Deleted).await.message, "deleted by its owner");
+    assert_eq!(h.recorder.removals(&id), 1);
+}

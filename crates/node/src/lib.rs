@@ -1,0 +1,147 @@
+//! The zgrid node agent: turns a Linux machine into grid capacity. It registers the node,
+//! follows its desired set from the explorer, verifies every owner signature itself, provisions
+//! workloads concurrently with a time limit on every step, keeps what it provisioned in a local
+//! store so it can reconcile after a crash or reboot, and reports signed results.
+
+pub mod api;
+pub mod capacity;
+pub mod container;
+pub mod engine;
+mod follow;
+pub mod identity;
+pub mod provision;
+pub mod report;
+pub mod runtime;
+mod source;
+pub mod store;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use zgrid_client::ExplorerClient;
+use zgrid_types::FarmId;
+use zgrid_types::directory::{Location, NodeHeartbeat, NodeRegistration};
+
+use crate::container::Containers;
+use crate::engine::{Engine, EngineConfig};
+use crate::store::Store;
+
+/// Node agent settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the node keeps its key, its store and its workloads' files.
+    pub state_dir: PathBuf,
+    /// The explorer's URL.
+    pub explorer: String,
+    /// The farm this node belongs to.
+    pub farm_id: FarmId,
+    /// Host name to register.
+    pub hostname: String,
+    /// Where the node is.
+    pub location: Location,
+    /// Public address for WireGuard peers, if any.
+    pub public_endpoint: Option<IpAddr>,
+    /// Where the node's own API (workload logs) listens.
+    pub api_listen: SocketAddr,
+    /// The API's URL as deployers reach it; by default `http://` the listen address, or, when
+    /// that is a wildcard, the address this machine reaches the explorer from.
+    pub api_url: Option<String>,
+    /// How often the node reports its used capacity.
+    pub heartbeat: Duration,
+    /// Engine settings.
+    pub engine: EngineConfig,
+}
+
+/// Run the agent, provisioning containers with `containers`, until `shutdown` resolves.
+pub async fn run(config: NodeConfig, containers: Containers, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let key = identity::load_or_create(&config.state_dir)?;
+    let explorer = ExplorerClient::new(&config.explorer)?.with_key(key.clone());
+    let total = capacity::total(&config.state_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.api_listen).await.with_context(|| {
+        format!("cannot listen on {} for the node API; pick another --api-listen", config.api_listen)
+    })?;
+    let api_url = match config.api_url.clone() {
+        Some(url) => url,
+        None => advertised_url(listener.local_addr()?, &config.explorer)?,
+    };
+    let registration = NodeRegistration {
+        farm_id: config.farm_id,
+        hostname: config.hostname.clone(),
+        total,
+        location: config.location.clone(),
+        public_endpoint: config.public_endpoint,
+        api_url: Some(api_url.clone()),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    register(&explorer, &registration).await;
+    tracing::info!(node = %key.public(), cru = total.cru, mru = total.mru, sru = total.sru, api = %api_url, "node registered");
+
+    let store = Store::open(config.state_dir.join("workloads")).context("cannot open the workload store")?;
+    let state = api::ApiState { node_id: key.public(), store: store.clone(), runtime: containers.runtime().clone() };
+    let server = tokio::spawn(api::serve(listener, state));
+    let reporter = report::Reporter::start(key.clone(), explorer.clone());
+    let engine = Engine::new(explorer.clone(), reporter, key, store, containers, total, config.engine.clone())?;
+    let used = engine.used();
+    let (tx, rx) = mpsc::channel(1024);
+    let follower = tokio::spawn(follow::follow(explorer.clone(), tx));
+    let beats = tokio::spawn(heartbeats(explorer, used, config.heartbeat));
+    tokio::select! {
+        () = engine.run(rx) => {}
+        () = shutdown => tracing::info!("node agent stopping; workloads keep running"),
+    }
+    follower.abort();
+    beats.abort();
+    server.abort();
+    Ok(())
+}
+
+/// `http://` the API's listen address; for a wildcard address, the local address of the route
+/// to the explorer (no packet is sent).
+fn advertised_url(listen: SocketAddr, explorer: &str) -> Result<String> {
+    if !listen.ip().is_unspecified() {
+        return Ok(format!("http://{listen}"));
+    }
+    let url = url::Url::parse(explorer).with_context(|| format!("{explorer:?} is not a URL"))?;
+    let host = url.host_str().context("the explorer URL has no host")?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&(host.trim_matches(['[', ']']), port))
+        .with_context(|| format!("cannot resolve the explorer host {host}"))?
+        .next()
+        .with_context(|| format!("the explorer host {host} has no address"))?;
+    let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let probe = std::net::UdpSocket::bind(bind)?;
+    probe.connect(target).with_context(|| format!("no route to the explorer at {target}"))?;
+    Ok(format!("http://{}", SocketAddr::new(probe.local_addr()?.ip(), listen.port())))
+}
+
+/// Register, retrying until the explorer takes it (it may not be up yet).
+async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match explorer.register_node(registration).await {
+            Ok(_) => return,
+            Err(e) => tracing::warn!(error = %e, "registration failed; retrying in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn heartbeats(
+    explorer: ExplorerClient,
+    used: tokio::sync::watch::Receiver<zgrid_types::directory::Capacity>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let beat = NodeHeartbeat { used: *used.borrow() };
+        if let Err(e) = explorer.heartbeat(&beat).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The side effects of the engine, behind one trait: making a workload real on this machine,
+//! checking on it, and removing it. The engine is tested with a recording implementation; the
+//! agent uses [`crate::container::Containers`].
+
+use std::future::Future;
+
+use zgrid_types::{Signed, WorkloadId, WorkloadSpec};
+
+/// Why provisioning failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionError {
+    /// Trying again will not help (bad input, unsupported); the message is reported as is.
+    #[error("{0}")]
+    Permanent(String),
+    /// Might work on a later attempt.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// How a provisioned workload is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Running as provisioned.
+    Running,
+    /// It runs, but something went wrong inside it that the owner should hear about (for a
+    /// container: the OOM killer struck one of its processes).
+    Degraded(String),
+    /// It stopped; the text says how (for a container: its exit or the OOM killer).
+    Stopped(String),
+    /// Nothing of it exists (for example after a reboot).
+    Missing,
+}
+
+/// Tells the owner how far provisioning got: each call reports a `provisioning` result with
+/// the message (for a container: "image ready").
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Makes workloads real. Every method must be idempotent: the engine calls again after a crash.
+pub trait Provisioner: Send + Sync + 'static {
+    /// Provision `workload` (again, if a previous attempt was cut short) and return the facts to
+    /// report in the result; milestones on the way go to `progress`.
+    fn provision(
+        &self,
+        workload: &Signed<WorkloadSpec>,
+        progress: Progress<'_>,
+    ) -> impl Future<Output = Result<serde_json::Value, ProvisionError>> + Send;
+
+    /// Remove everything `id` created. Succeeds if nothing is left, including when nothing was there.
+    fn remove(&self, id: &WorkloadId) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Check a provisioned workload.
+    fn health(&self, id: &WorkloadId) -> impl Future<Output = Health> + Send;
+
+    /// Ids of workloads with side effects on this machine, to find orphans after a crash.
+    fn existing(&self) -> impl Future<Output = Vec<WorkloadId>> + Send;
+}

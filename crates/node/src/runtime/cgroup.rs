@@ -1,0 +1,162 @@
+//! Cgroups: which layout the machine uses (v1, hybrid or unified v2), where a container's cgroup
+//! is in each hierarchy, how many of its processes the OOM killer took, and removing its cgroups
+//! from every hierarchy, killing anything left in them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::{RuntimeError, mounts};
+
+/// Where cgroup hierarchies are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Controllers the runtime enforces limits with.
+const REQUIRED: [&str; 3] = ["memory", "cpu", "pids"];
+
+/// How long leftover processes get to die before their cgroup is given up on.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// The machine's cgroup hierarchies, and the parent cgroup containers go under.
+#[derive(Debug, Clone)]
+pub(crate) struct Cgroups {
+    /// `true` when `/sys/fs/cgroup` itself is the unified (v2) hierarchy.
+    unified: bool,
+    /// Every mounted hierarchy: its mount point and controllers (v1 super options).
+    hierarchies: Vec<mounts::Mount>,
+    /// The parent cgroup, e.g. `zgrid`.
+    parent: String,
+}
+
+impl Cgroups {
+    /// Find the hierarchies and check the controllers the runtime needs are there.
+    pub(crate) fn detect(parent: &str) -> Result<Self, RuntimeError> {
+        let hierarchies: Vec<_> =
+            mounts::all()?.into_iter().filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2").collect();
+        let unified = hierarchies.iter().any(|m| m.fstype == "cgroup2" && m.point == Path::new(CGROUP_ROOT));
+        let cgroups = Self { unified, hierarchies, parent: parent.to_owned() };
+        if cgroups.hierarchies.is_empty() {
+            return Err(RuntimeError::NoCgroups);
+        }
+        let available = if unified {
+            let path = Path::new(CGROUP_ROOT).join("cgroup.controllers");
+            std::fs::read_to_string(&path).map_err(|e| RuntimeError::host_io("read", path, e))?
+        } else {
+            String::new()
+        };
+        for controller in REQUIRED {
+            let present = if unified {
+                available.split_whitespace().any(|c| c == controller)
+            } else {
+                cgroups.v1_mount(controller).is_some()
+            };
+            if !present {
+                return Err(RuntimeError::ControllerMissing { controller, layout: cgroups.layout() });
+            }
+        }
+        Ok(cgroups)
+    }
+
+    /// The layout in use, for messages and logs.
+    pub(crate) fn layout(&self) -> &'static str {
+        match (self.unified, self.hierarchies.iter().any(|m| m.fstype == "cgroup2")) {
+            (true, _) => "cgroup v2",
+            (false, true) => "cgroup v1 (hybrid)",
+            (false, false) => "cgroup v1",
+        }
+    }
+
+    /// Whether swap is accounted, so a swap limit can be set (v1 needs `memory.memsw.*`).
+    pub(crate) fn swap_accounting(&self) -> bool {
+        self.unified || self.v1_mount("memory").is_some_and(|m| m.join("memory.memsw.limit_in_bytes").exists())
+    }
+
+    /// runc's `linux.cgroupsPath` for container `id`.
+    pub(crate) fn cgroups_path(&self, id: &str) -> String {
+        format!("/{}/{id}", self.parent)
+    }
+
+    /// The container's cgroup directory in `controller`'s hierarchy.
+    pub(crate) fn path(&self, id: &str, controller: &str) -> PathBuf {
+        let base = match self.unified {
+            true => PathBuf::from(CGROUP_ROOT),
+            false => self.v1_mount(controller).unwrap_or_else(|| Path::new(CGROUP_ROOT).join(controller)),
+        };
+        base.join(&self.parent).join(id)
+    }
+
+    /// How many of the container's processes the OOM killer killed since its cgroup was made
+    /// (0 when it has no memory cgroup).
+    pub(crate) fn oom_kills(&self, id: &str) -> Result<u64, RuntimeError> {
+        let file = if self.unified { "memory.events" } else { "memory.oom_control" };
+        let path = self.path(id, "memory").join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(RuntimeError::io(id, "read", path, e)),
+        };
+        Ok(text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0))
+    }
+
+    /// Remove the container's cgroup from every hierarchy, first thawing and killing whatever
+    /// still runs in it. Cgroups already gone are fine.
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let dirs: Vec<PathBuf> =
+            self.hierarchies.iter().map(|m| m.point.join(&self.parent).join(id)).filter(|d| d.is_dir()).collect();
+        for dir in &dirs {
+            // Frozen processes cannot die; best effort, the files exist only in some hierarchies.
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        for dir in &dirs {
+            loop {
+                for pid in procs(dir) {
+                    // The process may have exited meanwhile; that is what we want anyway.
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        return Err(RuntimeError::Leftover {
+                            id: id.to_owned(),
+                            what: format!("cgroup {} ({e})", dir.display()),
+                        });
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The mount point of the v1 hierarchy holding `controller`.
+    fn v1_mount(&self, controller: &str) -> Option<PathBuf> {
+        self.hierarchies
+            .iter()
+            .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
+            .map(|m| m.point.clone())
+    }
+}
+
+/// Pids in the cgroup at `dir`.
+fn procs(dir: &Path) -> Vec<i32> {
+    let text = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_this_machine() {
+        let cg = Cgroups::detect("zgrid").unwrap();
+        assert_eq!(cg.cgroups_path("c1"), "/zgrid/c1");
+        assert!(cg.path("c1", "memory").ends_with("zgrid/c1"));
+        assert_eq!(cg.oom_kills("no-such-container").unwrap(), 0);
+    }
+}

@@ -1,0 +1,78 @@
+//! Where things live under the runtime's state directory:
+//!
+//! ```text
+//! <root>/runc/<id>/                runc's own state (--root <root>/runc)
+//! <root>/containers/<id>/          the container directory, also the OCI bundle
+//!     config.json                  the runtime spec
+//!     disk.img                     sparse file holding the writable layer (ext4)
+//!     layer/                       disk.img loop-mounted: upper/ and work/ of the overlay
+//!     rootfs/                      the overlay: image below, layer/upper above
+//!     log                          stdout and stderr, append-only
+//!     oom_killed                   present once the OOM killer is known to have struck
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The paths of one container.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerPaths {
+    /// The container directory (and OCI bundle).
+    pub dir: PathBuf,
+}
+
+impl ContainerPaths {
+    /// The paths of container `id` under state directory `root`.
+    pub(crate) fn new(root: &Path, id: &str) -> Self {
+        Self { dir: containers_dir(root).join(id) }
+    }
+
+    /// The runtime spec.
+    pub(crate) fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    /// The file holding the writable layer's file system.
+    pub(crate) fn disk_image(&self) -> PathBuf {
+        self.dir.join("disk.img")
+    }
+
+    /// Where the writable layer is mounted.
+    pub(crate) fn layer(&self) -> PathBuf {
+        self.dir.join("layer")
+    }
+
+    /// The overlay's upper directory.
+    pub(crate) fn upper(&self) -> PathBuf {
+        self.layer().join("upper")
+    }
+
+    /// The overlay's work directory.
+    pub(crate) fn work(&self) -> PathBuf {
+        self.layer().join("work")
+    }
+
+    /// The merged root filesystem.
+    pub(crate) fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// The log file.
+    pub(crate) fn log(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    /// The marker recording an OOM kill.
+    pub(crate) fn oom_marker(&self) -> PathBuf {
+        self.dir.join("oom_killed")
+    }
+}
+
+/// The directory holding every container directory.
+pub(crate) fn containers_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+/// runc's state directory (`runc --root`).
+pub(crate) fn runc_dir(root: &Path) -> PathBuf {
+    root.join("runc")
+}

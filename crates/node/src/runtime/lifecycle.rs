@@ -1,0 +1,159 @@
+//! Starting, inspecting, stopping and removing containers. Calls for one container id must not
+//! overlap (the engine serialises them); calls for different ids may.
+
+use std::time::Duration;
+
+use super::layout::{self, ContainerPaths};
+use super::runc::RuncState;
+use super::spec::{self, Placement};
+use super::{ContainerConfig, ContainerState, Runtime, RuntimeError, image, rootfs};
+
+/// How long a container gets to die after SIGKILL before runc is told to delete it anyway.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a stopping container is looked at.
+const POLL: Duration = Duration::from_millis(50);
+
+impl Runtime {
+    /// Create and mount the container's root filesystem, without starting it: the first half of
+    /// [`Runtime::start`], idempotent like it.
+    pub async fn prepare(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
+        cfg.validate()?;
+        rootfs::prepare(&self.tools, cfg, &self.paths(&cfg.id)?).await
+    }
+
+    /// Prepare the root filesystem and start the container detached.
+    ///
+    /// A running container with this id is left alone. A stopped one (or one a crash left
+    /// half-created) is started again on the same writable layer, with fresh cgroups; its
+    /// OOM record is cleared, so read [`Runtime::state`] first if it matters.
+    pub async fn start(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
+        cfg.validate()?;
+        let id = cfg.id.as_str();
+        let paths = self.paths(id)?;
+        // Before any side effect, so that a bad image config changes nothing.
+        let process = image::process(cfg)?;
+        match self.runc.state(id).await? {
+            Some(s) if is_running(&s) => {
+                tracing::debug!(container = id, pid = s.pid, "already running");
+                return Ok(());
+            }
+            Some(s) => {
+                tracing::info!(container = id, status = %s.status, "replacing a container that is not running");
+                self.runc.delete(id).await?;
+            }
+            None => {}
+        }
+        rootfs::prepare(&self.tools, cfg, &paths).await?;
+        let rootfs = paths.rootfs();
+        let cgroups_path = self.cgroups.cgroups_path(id);
+        let at =
+            Placement { rootfs: &rootfs, cgroups_path: &cgroups_path, swap_accounting: self.cgroups.swap_accounting() };
+        write_config(id, &paths, &spec::build(cfg, &process, &at))?;
+        remove_file(id, &paths.oom_marker())?;
+        // Cgroups left by a crashed attempt would carry its processes and counters.
+        self.cgroups.remove(id).await?;
+        self.runc.run(id, &paths.dir, &paths.log()).await?;
+        tracing::info!(container = id, args = ?process.args, "started");
+        Ok(())
+    }
+
+    /// What the container is doing. A stopped container's OOM kills are read from its memory
+    /// cgroup and remembered on disk, so they are still reported once the cgroup is gone.
+    pub async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        let paths = self.paths(id)?;
+        match self.runc.state(id).await? {
+            Some(s) if is_running(&s) => Ok(ContainerState::Running { pid: s.pid }),
+            Some(_) => Ok(ContainerState::Stopped { oom_killed: self.record_oom(id, &paths)? }),
+            None if paths.dir.exists() => Ok(ContainerState::Stopped { oom_killed: self.record_oom(id, &paths)? }),
+            None => Ok(ContainerState::Missing),
+        }
+    }
+
+    /// Stop the container (SIGTERM, then SIGKILL after the stop grace) and remove everything it
+    /// created: runc state, processes and cgroups in every hierarchy, mounts, the loop device,
+    /// its directory. Idempotent, and safe on a half-created container.
+    pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let paths = self.paths(id)?;
+        // Failures of runc are not final: killing what is in the cgroups below is.
+        if let Err(e) = self.stop(id).await {
+            tracing::warn!(container = id, error = %e, "graceful stop failed; killing");
+        }
+        if let Err(e) = self.runc.delete(id).await {
+            tracing::warn!(container = id, error = %e, "runc delete failed; cleaning up by hand");
+        }
+        self.cgroups.remove(id).await?;
+        let runc_state = layout::runc_dir(&self.root).join(id);
+        if runc_state.exists() {
+            std::fs::remove_dir_all(&runc_state).map_err(|e| RuntimeError::io(id, "remove", runc_state, e))?;
+        }
+        rootfs::teardown(&self.tools, id, &paths).await?;
+        match std::fs::remove_dir_all(&paths.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::io(id, "remove", paths.dir, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// SIGTERM, wait up to the stop grace, then SIGKILL and wait a little more.
+    async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
+        if !self.runc.state(id).await?.is_some_and(|s| is_running(&s)) {
+            return Ok(());
+        }
+        self.runc.kill(id, "TERM").await?;
+        if self.wait_stopped(id, self.stop_grace).await? {
+            return Ok(());
+        }
+        tracing::info!(container = id, grace = ?self.stop_grace, "did not stop on SIGTERM; sending SIGKILL");
+        self.runc.kill(id, "KILL").await?;
+        self.wait_stopped(id, KILL_WAIT).await.map(drop)
+    }
+
+    /// Whether the container stopped within `limit`.
+    async fn wait_stopped(&self, id: &str, limit: Duration) -> Result<bool, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if !self.runc.state(id).await?.is_some_and(|s| is_running(&s)) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether the OOM killer struck, remembering a yes in the container directory.
+    fn record_oom(&self, id: &str, paths: &ContainerPaths) -> Result<bool, RuntimeError> {
+        let marker = paths.oom_marker();
+        if marker.exists() {
+            return Ok(true);
+        }
+        let kills = self.cgroups.oom_kills(id)?;
+        if kills > 0 && paths.dir.exists() {
+            std::fs::write(&marker, format!("{kills}\n")).map_err(|e| RuntimeError::io(id, "write", marker, e))?;
+        }
+        Ok(kills > 0)
+    }
+}
+
+/// Whether runc reports the init process alive (running, or paused by someone).
+fn is_running(state: &RuncState) -> bool {
+    matches!(state.status.as_str(), "running" | "paused")
+}
+
+/// Write the runtime spec, atomically.
+fn write_config(id: &str, paths: &ContainerPaths, spec: &serde_json::Value) -> Result<(), RuntimeError> {
+    let path = paths.config();
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(spec).map_err(|e| RuntimeError::io(id, "encode", &path, e.into()))?;
+    std::fs::write(&tmp, bytes).map_err(|e| RuntimeError::io(id, "write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| RuntimeError::io(id, "rename into place", &tmp, e))
+}
+
+/// Remove `path` if it exists.
+fn remove_file(id: &str, path: &std::path::Path) -> Result<(), RuntimeError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::io(id, "remove", path, e)),
+        _ => Ok(()),
+    }
+}

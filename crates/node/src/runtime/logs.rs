@@ -1,0 +1,170 @@
+//! The container's log: one append-only file that runc hands to the container as stdout and
+//! stderr, so output is kept even while the agent is down. Reads return the tail; trimming keeps
+//! the file bounded.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::RuntimeError;
+
+/// Most bytes [`tail`] returns and [`trim`] keeps.
+pub const LOG_KEEP_BYTES: u64 = 1 << 20;
+
+/// Size above which [`trim`] cuts the log down to [`LOG_KEEP_BYTES`].
+pub const LOG_TRIM_BYTES: u64 = 2 << 20;
+
+/// Open (creating) the log at `path` for appending.
+pub(crate) fn open(id: &str, path: &Path) -> Result<File, RuntimeError> {
+    OpenOptions::new().create(true).append(true).open(path).map_err(|e| RuntimeError::io(id, "open", path, e))
+}
+
+/// The current length of the log (0 when it does not exist yet).
+pub(crate) fn len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The bytes of the log from offset `from`, at most `max` of them (the last ones).
+pub(crate) fn read_from(id: &str, path: &Path, from: u64, max: u64) -> Result<Vec<u8>, RuntimeError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RuntimeError::io(id, "open", path, e)),
+    };
+    let io = |e| RuntimeError::io(id, "read", path, e);
+    let end = file.metadata().map_err(io)?.len();
+    let start = from.max(end.saturating_sub(max));
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+/// The last [`LOG_KEEP_BYTES`] of the log, starting at a line boundary when there is one.
+pub(crate) fn tail(id: &str, path: &Path) -> Result<Vec<u8>, RuntimeError> {
+    let bytes = read_from(id, path, 0, LOG_KEEP_BYTES)?;
+    if len(path) <= LOG_KEEP_BYTES {
+        return Ok(bytes);
+    }
+    Ok(match bytes.iter().position(|&b| b == b'\n') {
+        Some(nl) if nl + 1 < bytes.len() => bytes[nl + 1..].to_vec(),
+        _ => bytes,
+    })
+}
+
+/// When the log exceeds [`LOG_TRIM_BYTES`], keep only its [`tail`].
+///
+/// The tail is copied aside, the file truncated and the tail written back. The container keeps
+/// appending meanwhile (its file descriptor is `O_APPEND`), so output written between the copy
+/// and the truncation is lost, and output written between the truncation and the write-back
+/// lands before the kept tail. Both windows last microseconds.
+pub(crate) fn trim(id: &str, path: &Path) -> Result<(), RuntimeError> {
+    if len(path) <= LOG_TRIM_BYTES {
+        return Ok(());
+    }
+    let kept = tail(id, path)?;
+    let io = |e| RuntimeError::io(id, "trim", path, e);
+    let mut file = OpenOptions::new().append(true).open(path).map_err(io)?;
+    file.set_len(0).map_err(io)?;
+    file.write_all(&kept).map_err(io)
+}
+
+/// Reads a log as it grows: first its [`tail`], then whatever is appended, also across a [`trim`].
+#[derive(Debug)]
+pub struct LogFollower {
+    id: String,
+    path: std::path::PathBuf,
+    /// How far the log has been read.
+    offset: u64,
+    /// The last bytes handed out, to find the resume point after a trim.
+    recent: Vec<u8>,
+}
+
+/// How many of the last bytes read are remembered to resynchronise after a trim.
+const RESYNC_BYTES: usize = 256;
+
+impl LogFollower {
+    /// A follower of the log at `path` that has read nothing yet.
+    pub(crate) fn new(id: &str, path: std::path::PathBuf) -> Self {
+        Self { id: id.to_owned(), path, offset: 0, recent: Vec::new() }
+    }
+
+    /// The bytes not read yet: the tail on the first call, what was appended since on later ones.
+    pub fn read_new(&mut self) -> Result<Vec<u8>, RuntimeError> {
+        let now = len(&self.path);
+        let bytes = if self.offset == 0 {
+            tail(&self.id, &self.path)?
+        } else if now < self.offset {
+            // Trimmed: resume after the last bytes handed out, or at the start if they are gone.
+            let all = read_from(&self.id, &self.path, 0, LOG_KEEP_BYTES * 2)?;
+            let resume = find_last(&all, &self.recent).map_or(0, |at| at + self.recent.len());
+            all[resume..].to_vec()
+        } else {
+            read_from(&self.id, &self.path, self.offset, now - self.offset)?
+        };
+        self.offset = now.max(bytes.len() as u64);
+        if !bytes.is_empty() {
+            self.recent.extend_from_slice(&bytes);
+            let excess = self.recent.len().saturating_sub(RESYNC_BYTES);
+            self.recent.drain(..excess);
+        }
+        Ok(bytes)
+    }
+}
+
+/// Where `needle` last occurs in `haystack`.
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return None;
+    }
+    (0..=haystack.len() - needle.len()).rev().find(|&i| &haystack[i..i + needle.len()] == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_and_trim_bound_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        assert!(tail("t", &path).unwrap().is_empty());
+        let mut file = open("t", &path).unwrap();
+        let line = [b'x'; 99].iter().copied().chain([b'\n']).collect::<Vec<u8>>();
+        for _ in 0..30_000 {
+            file.write_all(&line).unwrap();
+        }
+        file.write_all(b"last\n").unwrap();
+        let t = tail("t", &path).unwrap();
+        assert!(t.len() as u64 <= LOG_KEEP_BYTES && t.starts_with(b"xxx") && t.ends_with(b"last\n"));
+        trim("t", &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), t);
+        file.write_all(b"after\n").unwrap();
+        assert!(std::fs::read(&path).unwrap().ends_with(b"last\nafter\n"));
+        assert_eq!(read_from("t", &path, len(&path) - 6, 100).unwrap(), b"after\n");
+    }
+
+    #[test]
+    fn a_follower_sees_every_new_byte_once_even_across_a_trim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut file = open("t", &path).unwrap();
+        let mut follower = LogFollower::new("t", path.clone());
+        assert!(follower.read_new().unwrap().is_empty());
+        file.write_all(b"one\n").unwrap();
+        assert_eq!(follower.read_new().unwrap(), b"one\n");
+        assert!(follower.read_new().unwrap().is_empty());
+        let mut seen = b"one\n".to_vec();
+        for i in 0..40_000 {
+            writeln!(file, "line {i:08} {}", "y".repeat(60)).unwrap();
+            if i % 997 == 0 {
+                trim("t", &path).unwrap();
+                seen.extend(follower.read_new().unwrap());
+            }
+        }
+        seen.extend(follower.read_new().unwrap());
+        let text = String::from_utf8(seen).unwrap();
+        let numbers: Vec<u32> = text.lines().skip(1).map(|l| l.split(' ').nth(1).unwrap().parse().unwrap()).collect();
+        assert_eq!(numbers, (0..40_000).collect::<Vec<_>>());
+    }
+}

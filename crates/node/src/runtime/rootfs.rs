@@ -1,0 +1,166 @@
+//! The container's root filesystem: a size-limited writable layer (a sparse file formatted as
+//! ext4 and loop-mounted) under an overlay whose lower layer is the read-only image. Every step
+//! checks whether it is already done, so preparing again after a crash finishes the job, and
+//! tearing down removes whatever subset exists.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::command::{Cmd, Tools};
+use super::layout::ContainerPaths;
+use super::{ContainerConfig, RuntimeError, mounts};
+
+/// Limit for `mkfs.ext4` (large layers take a while to format).
+const MKFS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Limit for `mount`, `umount` and `losetup`.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a busy mount or loop device is retried before giving up.
+const RELEASE_WAIT: Duration = Duration::from_secs(3);
+
+/// Where the host's resolver configuration is copied from.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Create (if needed) and mount the writable layer and the overlay at `paths.rootfs()`.
+pub(crate) async fn prepare(tools: &Tools, cfg: &ContainerConfig, paths: &ContainerPaths) -> Result<(), RuntimeError> {
+    let id = cfg.id.as_str();
+    let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| RuntimeError::io(id, "create directory", p, e));
+    mkdir(&paths.dir)?;
+    let image = paths.disk_image();
+    if !image.exists() {
+        format_disk(tools, id, &image, cfg.disk_mib).await?;
+    }
+    let layer = paths.layer();
+    mkdir(&layer)?;
+    if !mounts::is_mounted(&layer)? {
+        let args = [os("-o"), os("loop"), image.as_os_str(), layer.as_os_str()];
+        Cmd::new(id, &tools.mount, args, MOUNT_TIMEOUT).run().await?;
+    }
+    mkdir(&paths.upper())?;
+    mkdir(&paths.work())?;
+    let rootfs = paths.rootfs();
+    mkdir(&rootfs)?;
+    if !mounts::is_mounted(&rootfs)? {
+        write_etc(id, &paths.upper(), &cfg.hostname)?;
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            cfg.image.display(),
+            paths.upper().display(),
+            paths.work().display()
+        );
+        let args = [os("-t"), os("overlay"), os("overlay"), os("-o"), os(&options), rootfs.as_os_str()];
+        Cmd::new(id, &tools.mount, args, MOUNT_TIMEOUT).run().await?;
+    }
+    Ok(())
+}
+
+/// Create the sparse file `image` of `mib` MiB and format it; the file appears under its final
+/// name only once formatted.
+async fn format_disk(tools: &Tools, id: &str, image: &Path, mib: u64) -> Result<(), RuntimeError> {
+    let tmp = image.with_extension("img.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| RuntimeError::io(id, "create", &tmp, e))?;
+    file.set_len(mib << 20).map_err(|e| RuntimeError::io(id, "size", &tmp, e))?;
+    drop(file);
+    let args = [os("-q"), os("-F"), os("-m"), os("0"), os("-O"), os("^has_journal"), tmp.as_os_str()];
+    Cmd::new(id, &tools.mkfs, args, MKFS_TIMEOUT).run().await?;
+    std::fs::rename(&tmp, image).map_err(|e| RuntimeError::io(id, "rename into place", &tmp, e))
+}
+
+/// Put `/etc/hostname` and the host's `/etc/resolv.conf` into the writable layer. The layer's
+/// contents come from the container, so nothing in it is written through: a symbolic link or
+/// whiteout at either file is replaced, and an `/etc` that is not a directory is left alone.
+fn write_etc(id: &str, upper: &Path, hostname: &str) -> Result<(), RuntimeError> {
+    let etc = upper.join("etc");
+    match std::fs::symlink_metadata(&etc) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&etc).map_err(|e| RuntimeError::io(id, "create directory", &etc, e))?;
+        }
+        Err(e) => return Err(RuntimeError::io(id, "inspect", etc, e)),
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            tracing::warn!(container = id, path = %etc.display(), "/etc is not a directory in the writable layer; not writing hostname and resolv.conf");
+            return Ok(());
+        }
+    }
+    let write = |name: &str, bytes: &[u8]| {
+        let path = etc.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+            std::fs::remove_file(&path).map_err(|e| RuntimeError::io(id, "replace", &path, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| RuntimeError::io(id, "write", path, e))
+    };
+    write("hostname", format!("{hostname}\n").as_bytes())?;
+    match std::fs::read(HOST_RESOLV_CONF) {
+        Ok(resolv) => write("resolv.conf", &resolv),
+        Err(e) => {
+            tracing::warn!(container = id, error = %e, "cannot read {HOST_RESOLV_CONF}; the container gets no resolver configuration");
+            Ok(())
+        }
+    }
+}
+
+/// Unmount everything under the container directory and release the loop device of its
+/// writable layer. Errors when something cannot be released, so that nothing is deleted
+/// through a live mount.
+pub(crate) async fn teardown(tools: &Tools, id: &str, paths: &ContainerPaths) -> Result<(), RuntimeError> {
+    let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        let points = mounts::under(&paths.dir)?;
+        let Some(point) = points.first() else { break };
+        let umount = Cmd::new(id, &tools.umount, [point.as_os_str()], MOUNT_TIMEOUT);
+        if let Err(e) = umount.run().await {
+            if tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            tracing::warn!(container = id, error = %e, "mount stays busy; detaching it lazily");
+            Cmd::new(id, &tools.umount, [os("-l"), point.as_os_str()], MOUNT_TIMEOUT).run().await?;
+        }
+    }
+    let image = paths.disk_image();
+    let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        let devices = mounts::loop_devices_of(&image);
+        let Some(device) = devices.first() else { return Ok(()) };
+        if tokio::time::Instant::now() >= deadline {
+            let what = format!("loop device {} backed by {}", device.display(), image.display());
+            return Err(RuntimeError::Leftover { id: id.to_owned(), what });
+        }
+        // Fails harmlessly when the kernel is already releasing it (auto-clear after umount).
+        let _ = Cmd::new(id, &tools.losetup, [os("-d"), device.as_os_str()], MOUNT_TIMEOUT).run().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `s` as an `OsStr`, to mix literal arguments with paths.
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etc_files_never_write_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("hostname"), "host\n").unwrap();
+
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(host.join("hostname"), upper.join("etc/hostname")).unwrap();
+        write_etc("t", &upper, "box1").unwrap();
+        assert_eq!(std::fs::read_to_string(upper.join("etc/hostname")).unwrap(), "box1\n");
+        assert_eq!(std::fs::read_to_string(host.join("hostname")).unwrap(), "host\n");
+
+        let linked = dir.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(&host, linked.join("etc")).unwrap();
+        write_etc("t", &linked, "box2").unwrap();
+        assert_eq!(std::fs::read_to_string(host.join("hostname")).unwrap(), "host\n");
+        assert!(!host.join("resolv.conf").exists());
+    }
+}
