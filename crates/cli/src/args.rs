@@ -184,6 +184,9 @@ pub enum DeployCommand {
         /// An environment variable, KEY=VALUE (repeatable).
         #[arg(long = "env")]
         env: Vec<String>,
+        /// Mount one of my volumes on the same node: VOLUME_ID:/path/in/container (repeatable).
+        #[arg(long = "volume")]
+        volumes: Vec<String>,
         /// Virtual CPUs.
         #[arg(long, default_value_t = 1)]
         cpu: u32,
@@ -313,6 +316,13 @@ pub struct NodeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Submit-to-running latency of containers, container start time and node agent memory, on
+    /// a devnet (an explorer and one node agent in a network namespace) on this machine. Root.
+    Node {
+        /// Containers to run, one after the other, then all at once.
+        #[arg(long, default_value_t = 50)]
+        containers: usize,
+    },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {
         /// Workloads to submit.

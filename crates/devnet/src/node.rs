@@ -107,6 +107,11 @@ impl Node {
         &self.id
     }
 
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The node's address on the underlay.
     pub fn address(&self) -> std::net::Ipv4Addr {
         self.netns.address()
@@ -160,19 +165,25 @@ impl Node {
         self.spawn()
     }
 
-    /// Remove every container of this node, its cgroup parents, and, when nothing is mounted
-    /// under it any more, its state directory.
+    /// Remove every container and volume of this node, its cgroup parents, and, when nothing
+    /// is mounted under it any more, its state directory.
     fn clean(&self) -> Result<()> {
         if self.runtime_dir().exists() {
             let runtime = self.runtime()?.with_stop_grace(Duration::ZERO);
-            let ids = runtime.list()?;
+            let (containers, volumes) = (runtime.list()?, runtime.list_volumes()?);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                    for result in rt.block_on(futures::future::join_all(ids.iter().map(|id| runtime.remove(id)))) {
-                        result?;
-                    }
-                    anyhow::Ok(())
+                    rt.block_on(async {
+                        let removals = containers.iter().map(|id| runtime.remove(id));
+                        for result in futures::future::join_all(removals).await {
+                            result?;
+                        }
+                        for id in &volumes {
+                            runtime.remove_volume(id).await?;
+                        }
+                        anyhow::Ok(())
+                    })
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("container cleanup panicked"))?

@@ -5,7 +5,6 @@
 
 pub mod api;
 pub mod capacity;
-pub mod container;
 pub mod engine;
 mod follow;
 pub mod identity;
@@ -14,6 +13,7 @@ pub mod report;
 pub mod runtime;
 mod source;
 pub mod store;
+pub mod workloads;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -26,9 +26,9 @@ use zgrid_client::ExplorerClient;
 use zgrid_types::FarmId;
 use zgrid_types::directory::{Location, NodeHeartbeat, NodeRegistration};
 
-use crate::container::Containers;
 use crate::engine::{Engine, EngineConfig};
 use crate::store::Store;
+use crate::workloads::Workloads;
 
 /// Node agent settings.
 #[derive(Debug, Clone)]
@@ -56,8 +56,8 @@ pub struct NodeConfig {
     pub engine: EngineConfig,
 }
 
-/// Run the agent, provisioning containers with `containers`, until `shutdown` resolves.
-pub async fn run(config: NodeConfig, containers: Containers, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// Run the agent, provisioning with `workloads`, until `shutdown` resolves.
+pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future<Output = ()>) -> Result<()> {
     let key = identity::load_or_create(&config.state_dir)?;
     let explorer = ExplorerClient::new(&config.explorer)?.with_key(key.clone());
     let total = capacity::total(&config.state_dir)?;
@@ -81,10 +81,10 @@ pub async fn run(config: NodeConfig, containers: Containers, shutdown: impl Futu
     tracing::info!(node = %key.public(), cru = total.cru, mru = total.mru, sru = total.sru, api = %api_url, "node registered");
 
     let store = Store::open(config.state_dir.join("workloads")).context("cannot open the workload store")?;
-    let state = api::ApiState { node_id: key.public(), store: store.clone(), runtime: containers.runtime().clone() };
+    let state = api::ApiState { node_id: key.public(), store: store.clone(), runtime: workloads.runtime().clone() };
     let server = tokio::spawn(api::serve(listener, state));
     let reporter = report::Reporter::start(key.clone(), explorer.clone());
-    let engine = Engine::new(explorer.clone(), reporter, key, store, containers, total, config.engine.clone())?;
+    let engine = Engine::new(explorer.clone(), reporter, key, store, workloads, total, config.engine.clone())?;
     let used = engine.used();
     let (tx, rx) = mpsc::channel(1024);
     let follower = tokio::spawn(follow::follow(explorer.clone(), tx));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tempfile::TempDir;
-use zgrid_node::runtime::{ContainerConfig, ContainerState, Runtime};
+use zgrid_node::runtime::{Bind, ContainerConfig, ContainerState, Runtime};
 
 /// Upper bound for waiting on a container; tests assert behaviour, not speed.
 const WAIT: Duration = Duration::from_secs(20);
@@ -61,6 +61,7 @@ impl Fixture {
             disk_mib: 64,
             pids_limit: 64,
             netns: None,
+            binds: vec![],
         }
     }
 
@@ -275,4 +276,41 @@ async fn half_created_containers_are_finished_or_removed() {
     assert!(err.contains(&broken.id) && err.contains("/no/such/program"), "{err}");
     f.runtime.remove(&broken.id).await.unwrap();
     f.assert_gone(&broken.id);
+}
+
+#[tokio::test]
+async fn volumes_are_size_limited_outlive_containers_and_leave_nothing_when_removed() {
+    let Some(mut f) = Fixture::new() else { return };
+    let volume = format!("v{}", std::process::id());
+    let data = f.runtime.create_volume(&volume, 16).await.unwrap();
+    assert_eq!(f.runtime.volume(&volume).unwrap().as_deref(), Some(data.as_path()));
+
+    let mut writer =
+        f.config("volw", "echo kept > /data/file; dd if=/dev/zero of=/data/big bs=1M count=32; echo dd-exit=$?");
+    writer.binds.push(Bind { source: data.clone(), destination: "/data".into() });
+    f.runtime.start(&writer).await.unwrap();
+    f.wait(&writer.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
+    let logs = f.logs(&writer.id);
+    assert!(logs.contains("No space left on device") && !logs.contains("dd-exit=0"), "logs: {logs}");
+    f.runtime.remove(&writer.id).await.unwrap();
+
+    // Unmounted (as by a reboot) and made again: the data is still there, for another container.
+    let dir = data.parent().unwrap().to_owned();
+    assert!(std::process::Command::new("umount").arg(&data).status().unwrap().success());
+    assert_eq!(f.runtime.volume(&volume).unwrap(), None);
+    assert_eq!(f.runtime.create_volume(&volume, 16).await.unwrap(), data);
+    let mut reader = f.config("volr", "cat /data/file");
+    reader.binds.push(Bind { source: data.clone(), destination: "/data".into() });
+    f.runtime.start(&reader).await.unwrap();
+    f.wait(&reader.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
+    assert_eq!(f.logs(&reader.id).trim(), "kept");
+    f.runtime.remove(&reader.id).await.unwrap();
+
+    assert_eq!(f.runtime.list_volumes().unwrap(), std::slice::from_ref(&volume));
+    f.runtime.remove_volume(&volume).await.unwrap();
+    f.runtime.remove_volume(&volume).await.unwrap();
+    assert!(!dir.exists(), "{} remains", dir.display());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&*dir.to_string_lossy()), "mounts remain:\n{mountinfo}");
+    assert!(f.runtime.list_volumes().unwrap().is_empty());
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use zgrid_client::ExplorerClient;
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::result::IMAGE_READY;
-use zgrid_types::workload::{Container, ContainerCapacity, DiskType, Volume};
+use zgrid_types::workload::{Container, ContainerCapacity, DiskType, Volume, VolumeMount};
 use zgrid_types::{ResultState, Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
 use crate::args::{DeployCommand, DeployCommon};
@@ -37,12 +37,30 @@ fn env_pairs(items: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
+fn volume_mount(text: &str) -> Result<VolumeMount> {
+    let (id, path) = text.split_once(':').with_context(|| format!("--volume {text:?}: write VOLUME_ID:/path"))?;
+    let volume_id = id.parse().with_context(|| format!("--volume {text:?}: {id:?} is not a workload id"))?;
+    Ok(VolumeMount { volume_id, mountpoint: path.to_string() })
+}
+
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let (node, data, common, wait) = match cmd {
         DeployCommand::Volume { node, size, disk_type: t, common } => {
             (node, WorkloadData::Volume(Volume { size, disk_type: disk_type(&t)? }), common, false)
         }
-        DeployCommand::Container { node, flist, entrypoint, env, cpu, memory, disk, disk_type: t, wait, common } => {
+        DeployCommand::Container {
+            node,
+            flist,
+            entrypoint,
+            env,
+            volumes,
+            cpu,
+            memory,
+            disk,
+            disk_type: t,
+            wait,
+            common,
+        } => {
             let container = Container {
                 flist,
                 hub_url: String::new(),
@@ -50,7 +68,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 secret_environment: BTreeMap::new(),
                 entrypoint,
                 interactive: false,
-                volumes: vec![],
+                volumes: volumes.iter().map(|v| volume_mount(v)).collect::<Result<_>>()?,
                 capacity: ContainerCapacity { cpu, memory, disk_size: disk, disk_type: disk_type(&t)? },
                 network_connection: vec![],
                 logs: vec![],

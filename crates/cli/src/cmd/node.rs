@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use zgrid_node::NodeConfig;
-use zgrid_node::container::Containers;
 use zgrid_node::engine::EngineConfig;
 use zgrid_node::runtime::Runtime;
+use zgrid_node::workloads::Workloads;
 use zgrid_types::directory::Location;
 
 use crate::args::NodeArgs;
@@ -16,7 +16,7 @@ use crate::config::Ctx;
 pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let explorer = ctx.explorer_url(None)?;
     let runtime = Runtime::new(a.state_dir.join("runtime"), &a.cgroup_parent)?;
-    let containers = Containers::new(runtime, a.state_dir.join("images"));
+    let workloads = Workloads::new(runtime, a.state_dir.join("images"));
     let hostname = match a.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -36,5 +36,5 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
         heartbeat: Duration::from_secs(30),
         engine: EngineConfig { step_timeout: Duration::from_secs(a.step_timeout), ..EngineConfig::default() },
     };
-    zgrid_node::run(config, containers, crate::cmd::explorer::shutdown_signal()).await
+    zgrid_node::run(config, workloads, crate::cmd::explorer::shutdown_signal()).await
 }

@@ -13,7 +13,20 @@ pub struct Grid {
     pub devnet: Devnet,
     pub home: tempfile::TempDir,
     // Dropped last: holds the devnet's state.
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Grid {
+    /// Never delete the state through a mount a failed cleanup left: keep the directory instead.
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let path = dir.path().to_string_lossy().into_owned();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&path)) {
+            eprintln!("mounts remain under {path}; kept for inspection");
+            let _ = dir.keep();
+        }
+    }
 }
 
 impl Grid {
@@ -24,7 +37,7 @@ impl Grid {
         let devnet = Devnet::start(config).expect("devnet (needs root, iproute2, util-linux)");
         let home = tempfile::tempdir().unwrap();
         zgrid_json(home.path(), devnet.explorer_url(), &["id", "new", "deployer", "--register"]);
-        Self { devnet, home, _dir: dir }
+        Self { devnet, home, dir: Some(dir) }
     }
 
     /// Start a node agent whose provisioning steps time out after `step_timeout_secs`.

@@ -343,6 +343,47 @@ fn after_a_reboot_every_container_is_provisioned_again_with_its_writable_layer()
 }
 
 #[test]
+fn a_volume_keeps_its_data_across_container_deletion_agent_restart_and_reboot() {
+    let grid = Grid::new();
+    let mut node = grid.node(60);
+    let images = tempfile::tempdir().unwrap();
+    let image = busybox_rootfs(images.path()).unwrap();
+    let volume = id_of(&grid.cli(&["deploy", "volume", "--node", node.id(), "--size", "32", "--type", "ssd"]));
+    let mount = format!("{volume}:/data");
+    let script = "/bin/sh -c 'echo run >> /data/runs; wc -l < /data/runs; sleep 1000'";
+    let first = id_of(&grid.deploy(&node, &image, script, &["--volume", &mount, "--wait"]));
+    assert!(grid.cli_raw(&["delete", &first]).status.success());
+    grid.wait_for_result(&node, &first, "deleted", LIMIT);
+
+    // The agent is killed and restarted: the volume stays mounted and keeps its data.
+    node.kill();
+    node.restart().unwrap();
+    let second = id_of(&grid.deploy(&node, &image, script, &["--volume", &mount, "--wait"]));
+    let runs = |id: &str| {
+        wait_until(LIMIT, || {
+            let text = String::from_utf8_lossy(&grid.cli_raw(&["logs", id]).stdout).trim().to_string();
+            (!text.is_empty()).then_some(text)
+        })
+    };
+    assert_eq!(runs(&second).as_deref(), Some("2"), "agent log:\n{}", node.log());
+
+    // A reboot: the volume is mounted again before the container that needs it starts.
+    node.kill();
+    power_loss(&node, &second);
+    let data = node.runtime_dir().join("volumes").join(&volume).join("data");
+    assert!(Command::new("umount").arg(&data).status().unwrap().success());
+    std::fs::write(node.state_dir().join("workloads/boot_id"), "a-previous-boot\n").unwrap();
+    node.restart().unwrap();
+    let again = wait_until(LIMIT, || {
+        let text = String::from_utf8_lossy(&grid.cli_raw(&["logs", &second]).stdout).to_string();
+        text.lines().any(|l| l.trim() == "3").then_some(())
+    });
+    assert!(again.is_some(), "the container did not run again on its volume:\n{}", node.log());
+    let out = grid.cli_raw(&["delete", &volume]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn a_container_that_hangs_while_starting_does_not_delay_the_others() {
     let grid = Grid::new();
     let node = grid.node(8);

@@ -7,6 +7,7 @@
 //! retried until a new version arrives. Workloads leave the node only when their own signed
 //! expiry time has passed or their owner signed a delete request.
 
+mod deps;
 mod jobs;
 pub mod verify;
 
@@ -141,6 +142,9 @@ impl<P: Provisioner> Engine<P> {
                     self.busy.remove(&id);
                     self.apply(&id, outcome);
                     self.reconcile(&id, &done_tx);
+                    for other in self.related(&id) {
+                        self.reconcile(&other, &done_tx);
+                    }
                 }
                 _ = tick.tick() => self.tick(&done_tx),
             }
@@ -228,14 +232,31 @@ impl<P: Provisioner> Engine<P> {
         });
     }
 
-    /// Say something about a workload version once, not on every tick.
-    fn note(&mut self, id: &WorkloadId, version: u32, message: String, report: bool) {
+    /// Say something about a workload version once, not on every tick, reporting it to the
+    /// owner as a result in `state` when given.
+    fn note(&mut self, id: &WorkloadId, version: u32, message: String, state: Option<ResultState>) {
         if self.noted.insert((id.clone(), version, message.clone())) {
-            tracing::warn!(workload = %id, version, %message);
-            if report && let Some(r) = self.records.get(id) {
-                self.ctx.reporter.report(&r.workload.payload, ResultState::Error, message, serde_json::Value::Null);
+            tracing::info!(workload = %id, version, %message);
+            if let (Some(state), Some(r)) = (state, self.records.get(id)) {
+                self.ctx.reporter.report(&r.workload.payload, state, message, serde_json::Value::Null);
             }
         }
+    }
+
+    /// Workloads whose next step may depend on `id`: those that need it, and those it needs.
+    fn related(&self, id: &WorkloadId) -> Vec<WorkloadId> {
+        let mut out: Vec<WorkloadId> = self
+            .records
+            .values()
+            .map(|r| &r.workload.payload)
+            .filter(|spec| deps::needs(spec).contains(&id))
+            .map(|spec| spec.id.clone())
+            .collect();
+        out.extend(deps::users_of(id, &self.entries).into_iter().cloned());
+        let own =
+            self.entries.get(id).map(|e| &e.workload.payload).or(self.records.get(id).map(|r| &r.workload.payload));
+        out.extend(own.map(deps::needs).unwrap_or_default().into_iter().cloned());
+        out
     }
 
     fn reconcile(&mut self, id: &WorkloadId, done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>) {
@@ -252,21 +273,35 @@ impl<P: Provisioner> Engine<P> {
         match (wanted, entry) {
             (Some(w), entry) => {
                 if let Err(message) = verify::workload(&w, &self.ctx.me.public()) {
-                    return self.note(id, w.payload.version, message, true);
+                    return self.note(id, w.payload.version, message, Some(ResultState::Error));
                 }
                 let redo = match &entry {
                     None => true,
                     Some(e) if e.workload.payload.version < w.payload.version => true,
                     Some(e) => matches!(e.phase, Phase::Provisioning | Phase::Removing),
                 };
-                if redo {
-                    let others = self.used_except(id);
-                    self.spawn(id, done, move |ctx| ctx.provision(w, entry, others));
+                if !redo {
+                    return;
+                }
+                match deps::check(&w.payload, &self.entries, &self.records) {
+                    deps::Ready::Yes => {
+                        let others = self.used_except(id);
+                        self.spawn(id, done, move |ctx| ctx.provision(w, entry, others));
+                    }
+                    deps::Ready::Wait(m) => self.note(id, w.payload.version, m, Some(ResultState::Provisioning)),
+                    deps::Ready::Refuse(m) => self.note(id, w.payload.version, m, Some(ResultState::Error)),
                 }
             }
             (None, Some(e)) => {
-                let why = if e.workload.payload.expires_at <= now || e.phase == Phase::Removing {
+                let users = deps::users_of(id, &self.entries);
+                if let Some(user) = users.first() {
+                    let message = format!("kept until {user}, which uses it, is removed");
+                    return self.note(id, e.workload.payload.version, message, None);
+                }
+                let why = if e.workload.payload.expires_at <= now {
                     Ok("expired".to_string())
+                } else if e.phase == Phase::Removing {
+                    Ok("removal finished".to_string())
                 } else {
                     match &record {
                         Some(r) => verify::removal(r, now).map(str::to_string),
@@ -275,7 +310,7 @@ impl<P: Provisioner> Engine<P> {
                 };
                 match why {
                     Ok(why) => self.spawn(id, done, move |ctx| ctx.remove(e, why)),
-                    Err(message) => self.note(id, e.workload.payload.version, message, false),
+                    Err(message) => self.note(id, e.workload.payload.version, message, None),
                 }
             }
             (None, None) => {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use zgrid_types::api::{Deletion, WorkloadRecord, WorkloadState};
 use zgrid_types::directory::Capacity;
-use zgrid_types::workload::{Container, ContainerCapacity, DiskType};
+use zgrid_types::workload::{Container, ContainerCapacity, DiskType, Volume, VolumeMount};
 use zgrid_types::{
     DeleteRequest, Keypair, ResultState, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec,
 };
@@ -36,6 +36,8 @@ struct Recorded {
     health: HashMap<WorkloadId, Health>,
     provisions: HashMap<WorkloadId, u32>,
     removals: HashMap<WorkloadId, u32>,
+    /// Every call, in order: `provision <id>` or `remove <id>`.
+    calls: Vec<String>,
 }
 
 /// Records calls and acts as told; shared with the test through the `Arc`.
@@ -55,6 +57,9 @@ impl Recorder {
     fn removals(&self, id: &WorkloadId) -> u32 {
         self.0.lock().unwrap().removals.get(id).copied().unwrap_or(0)
     }
+    fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap().calls.clone()
+    }
 }
 
 impl Provisioner for Recorder {
@@ -67,6 +72,7 @@ impl Provisioner for Recorder {
         let (behaviour, attempt) = {
             let mut r = self.0.lock().unwrap();
             let attempt = *r.provisions.entry(id.clone()).and_modify(|n| *n += 1).or_insert(1);
+            r.calls.push(format!("provision {id}"));
             (r.behaviour.get(&id).copied().unwrap_or(Behaviour::Succeed), attempt)
         };
         progress(zgrid_types::result::IMAGE_READY);
@@ -86,6 +92,7 @@ impl Provisioner for Recorder {
     async fn remove(&self, id: &WorkloadId) -> Result<(), String> {
         let mut r = self.0.lock().unwrap();
         *r.removals.entry(id.clone()).or_default() += 1;
+        r.calls.push(format!("remove {id}"));
         r.health.remove(id);
         Ok(())
     }
@@ -137,6 +144,26 @@ impl Harness {
 
     /// An active container record for this node, signed by the owner, expiring in `ttl` s.
     fn container(&self, memory: u64, ttl: i64) -> WorkloadRecord {
+        self.container_with(memory, ttl, vec![])
+    }
+
+    /// An active volume record for this node, signed by `owner`.
+    fn volume(&self, owner: &Keypair) -> WorkloadRecord {
+        let mut record = self.container(64, 3600);
+        let mut spec = record.workload.payload;
+        spec.owner_key = owner.public();
+        spec.data = WorkloadData::Volume(Volume { size: 100, disk_type: DiskType::Ssd });
+        record.workload = Signed::sign(spec, owner);
+        record
+    }
+
+    /// An active container record that mounts `volumes` at `/data<n>`.
+    fn container_with(&self, memory: u64, ttl: i64, volumes: Vec<WorkloadId>) -> WorkloadRecord {
+        let volumes = volumes
+            .into_iter()
+            .enumerate()
+            .map(|(n, volume_id)| VolumeMount { volume_id, mountpoint: format!("/data{n}") })
+            .collect();
         let spec = WorkloadSpec {
             id: zgrid_client::new_workload_id(),
             version: 1,
@@ -153,7 +180,7 @@ impl Harness {
                 secret_environment: BTreeMap::new(),
                 entrypoint: "sleep 1000".into(),
                 interactive: false,
-                volumes: vec![],
+                volumes,
                 capacity: ContainerCapacity { cpu: 1, memory, disk_size: 256, disk_type: DiskType::Ssd },
                 network_connection: vec![],
                 logs: vec![],
@@ -344,4 +371,57 @@ async fn a_deletion_is_carried_out_only_when_the_owner_signed_it() {
     h.send(Input::Change(Box::new(deleted(&h.owner)))).await;
     assert_eq!(h.result(&id, ResultState::Deleted).await.message, "deleted by its owner");
     assert_eq!(h.recorder.removals(&id), 1);
+}
+
+#[tokio::test]
+async fn a_container_waits_for_its_volume_and_starts_once_it_is_mounted() {
+    let mut h = Harness::start(plenty());
+    let volume = h.volume(&h.owner.clone());
+    let volume_id = volume.workload.payload.id.clone();
+    let container = h.container_with(64, 3600, vec![volume_id.clone()]);
+    let id = container.workload.payload.id.clone();
+    h.recorder.set(&volume_id, Behaviour::FailTransiently(2));
+    h.send(Input::Snapshot(vec![container, volume])).await;
+    let waiting = h.result(&id, ResultState::Provisioning).await;
+    assert_eq!(waiting.message, format!("waiting for volume {volume_id}"));
+    h.result(&id, ResultState::Ok).await;
+    let calls = h.recorder.calls();
+    let container_at = calls.iter().position(|c| c == &format!("provision {id}")).unwrap();
+    let volume_done = calls.iter().rposition(|c| c == &format!("provision {volume_id}")).unwrap();
+    assert!(volume_done < container_at, "the container was provisioned before its volume: {calls:?}");
+    assert_eq!(h.recorder.provisions(&volume_id), 3);
+}
+
+#[tokio::test]
+async fn a_container_mounting_another_owners_volume_is_refused_by_the_node() {
+    let mut h = Harness::start(plenty());
+    let stranger = Keypair::from_seed(&[5; 32]);
+    let volume = h.volume(&stranger);
+    let volume_id = volume.workload.payload.id.clone();
+    let container = h.container_with(64, 3600, vec![volume_id.clone()]);
+    let id = container.workload.payload.id.clone();
+    h.send(Input::Snapshot(vec![volume, container])).await;
+    h.result(&volume_id, ResultState::Ok).await;
+    let refused = h.result(&id, ResultState::Error).await;
+    assert_eq!(refused.message, format!("volume {volume_id} belongs to another owner; refused"));
+    assert_eq!(h.recorder.provisions(&id), 0);
+}
+
+#[tokio::test]
+async fn a_volume_outlives_the_container_using_it_when_both_expire() {
+    let mut h = Harness::start(plenty());
+    let mut volume = h.volume(&h.owner.clone());
+    let mut spec = volume.workload.payload.clone();
+    spec.expires_at = zgrid_types::unix_now() + 2;
+    volume.workload = Signed::sign(spec, &h.owner);
+    let volume_id = volume.workload.payload.id.clone();
+    let container = h.container_with(64, 2, vec![volume_id.clone()]);
+    let id = container.workload.payload.id.clone();
+    h.send(Input::Snapshot(vec![volume, container])).await;
+    h.result(&id, ResultState::Ok).await;
+    h.result(&volume_id, ResultState::Deleted).await;
+    let calls = h.recorder.calls();
+    let container_removed = calls.iter().position(|c| c == &format!("remove {id}")).unwrap();
+    let volume_removed = calls.iter().position(|c| c == &format!("remove {volume_id}")).unwrap();
+    assert!(container_removed < volume_removed, "the volume went first: {calls:?}");
 }

@@ -108,6 +108,11 @@ fn runc_message(line: &str) -> Option<&str> {
     Some(rest.strip_suffix('"').unwrap_or(rest))
 }
 
+/// `s` as an `OsStr`, to mix literal arguments with paths.
+pub(crate) fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
 /// The programs the runtime runs, found once at start-up.
 #[derive(Debug, Clone)]
 pub(crate) struct Tools {

@@ -2,7 +2,7 @@
 //! ([`ContainerState`]), and the checks that keep bad input from reaching paths, mount options
 //! or runc.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use super::RuntimeError;
 
@@ -34,6 +34,17 @@ pub struct ContainerConfig {
     pub pids_limit: i64,
     /// Network namespace to join (e.g. `/var/run/netns/x`); `None` gives a new, empty one.
     pub netns: Option<PathBuf>,
+    /// Host directories (volumes) bind-mounted into the container, read-write.
+    pub binds: Vec<Bind>,
+}
+
+/// A host directory mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// The directory on the host (absolute).
+    pub source: PathBuf,
+    /// Where it appears in the container: an absolute path without `.` or `..`, not `/`.
+    pub destination: String,
 }
 
 /// What a container is doing.
@@ -93,10 +104,22 @@ impl ContainerConfig {
         if self.disk_mib < MIN_DISK_MIB {
             return bad("disk_mib", format!("{} is below the minimum of {MIN_DISK_MIB}", self.disk_mib));
         }
-        match &self.netns {
-            Some(ns) if !ns.exists() => bad("netns", format!("{} does not exist", ns.display())),
-            _ => Ok(()),
+        if let Some(ns) = self.netns.as_ref().filter(|ns| !ns.exists()) {
+            return bad("netns", format!("{} does not exist", ns.display()));
         }
+        for bind in &self.binds {
+            let dest = Path::new(&bind.destination);
+            let plain = dest.components().skip(1).all(|c| matches!(c, Component::Normal(_)));
+            if !dest.is_absolute() || !plain || dest == Path::new("/") || bind.destination.contains('\0') {
+                let reason =
+                    format!("mount point {:?} must be an absolute path below / without . or ..", bind.destination);
+                return bad("binds", reason);
+            }
+            if !bind.source.is_absolute() || !bind.source.is_dir() {
+                return bad("binds", format!("{} is not a directory", bind.source.display()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -116,6 +139,7 @@ mod tests {
             disk_mib: 64,
             pids_limit: 100,
             netns: None,
+            binds: vec![],
         }
     }
 
@@ -129,8 +153,10 @@ mod tests {
 
     #[test]
     fn configs() {
-        assert!(cfg().validate().is_ok());
-        let cases: [fn(&mut ContainerConfig); 7] = [
+        let mut with_volume = cfg();
+        with_volume.binds.push(Bind { source: "/".into(), destination: "/var/lib/data".into() });
+        assert!(with_volume.validate().is_ok());
+        let cases: [fn(&mut ContainerConfig); 11] = [
             |c| c.image = "relative".into(),
             |c| c.image = "/a,b".into(),
             |c| c.hostname = "a b".into(),
@@ -138,6 +164,10 @@ mod tests {
             |c| c.memory_mib = 0,
             |c| c.disk_mib = 1,
             |c| c.netns = Some("/nonexistent/netns".into()),
+            |c| c.binds.push(Bind { source: "/".into(), destination: "/data/../etc".into() }),
+            |c| c.binds.push(Bind { source: "/".into(), destination: "data".into() }),
+            |c| c.binds.push(Bind { source: "/".into(), destination: "/".into() }),
+            |c| c.binds.push(Bind { source: "/nonexistent/volume".into(), destination: "/data".into() }),
         ];
         for (i, edit) in cases.iter().enumerate() {
             let mut c = cfg();

@@ -38,7 +38,7 @@ pub enum RuntimeError {
         layout: &'static str,
     },
     /// A container id that cannot be used in paths and cgroup names.
-    #[error("invalid container id {id:?}: use 1 to 32 characters from [a-z0-9-]")]
+    #[error("invalid workload id {id:?}: use 1 to 32 characters from [a-z0-9-]")]
     InvalidId {
         /// The rejected id.
         id: String,
@@ -64,7 +64,7 @@ pub enum RuntimeError {
         reason: String,
     },
     /// The image's `/.zgrid/config.json` is unreadable or malformed.
-    #[error("container {id}: invalid image config {path}: {reason}")]
+    #[error("workload {id}: invalid image config {path}: {reason}")]
     ImageConfig {
         /// The container.
         id: String,
@@ -74,13 +74,13 @@ pub enum RuntimeError {
         reason: String,
     },
     /// There is nothing on this node for the container.
-    #[error("container {id} does not exist on this node")]
+    #[error("workload {id} does not exist on this node")]
     NotFound {
         /// The container.
         id: String,
     },
     /// An external command could not be started.
-    #[error("container {id}: cannot run `{command}`: {source}")]
+    #[error("workload {id}: cannot run `{command}`: {source}")]
     Spawn {
         /// The container.
         id: String,
@@ -90,7 +90,7 @@ pub enum RuntimeError {
         source: io::Error,
     },
     /// An external command did not finish in time (it was killed).
-    #[error("container {id}: `{command}` did not finish within {timeout:?} and was killed")]
+    #[error("workload {id}: `{command}` did not finish within {timeout:?} and was killed")]
     Timeout {
         /// The container.
         id: String,
@@ -100,7 +100,7 @@ pub enum RuntimeError {
         timeout: Duration,
     },
     /// An external command failed.
-    #[error("container {id}: `{command}` failed ({status}): {stderr}")]
+    #[error("workload {id}: `{command}` failed ({status}): {stderr}")]
     Command {
         /// The container.
         id: String,
@@ -112,7 +112,7 @@ pub enum RuntimeError {
         stderr: String,
     },
     /// An external command printed something the runtime could not understand.
-    #[error("container {id}: cannot parse the output of `{command}`: {reason}")]
+    #[error("workload {id}: cannot parse the output of `{command}`: {reason}")]
     Parse {
         /// The container.
         id: String,
@@ -122,7 +122,7 @@ pub enum RuntimeError {
         reason: String,
     },
     /// A file system operation for one container failed.
-    #[error("container {id}: cannot {action} {path}: {source}")]
+    #[error("workload {id}: cannot {action} {path}: {source}")]
     Io {
         /// The container.
         id: String,
@@ -144,7 +144,7 @@ pub enum RuntimeError {
         source: io::Error,
     },
     /// Removal could not take something away; nothing was deleted under it.
-    #[error("container {id}: {what} is still present after cleanup; remove it by hand and retry")]
+    #[error("workload {id}: {what} is still present after cleanup; remove it by hand and retry")]
     Leftover {
         /// The container.
         id: String,

@@ -105,6 +105,7 @@ mod tests {
             disk_mib: 64,
             pids_limit: 0,
             netns: None,
+            binds: vec![],
         }
     }
 

@@ -9,9 +9,15 @@
 //!     rootfs/                      the overlay: image below, layer/upper above
 //!     log                          stdout and stderr, append-only
 //!     oom_killed                   present once the OOM killer is known to have struck
+//! <root>/volumes/<id>/             a volume
+//!     disk.img                     sparse file holding its file system (ext4)
+//!     data/                        disk.img loop-mounted; bind-mounted into containers
 //! ```
 
 use std::path::{Path, PathBuf};
+
+use super::RuntimeError;
+use super::config::check_id;
 
 /// The paths of one container.
 #[derive(Debug, Clone)]
@@ -70,6 +76,30 @@ impl ContainerPaths {
 /// The directory holding every container directory.
 pub(crate) fn containers_dir(root: &Path) -> PathBuf {
     root.join("containers")
+}
+
+/// The directory holding every volume.
+pub(crate) fn volumes_dir(root: &Path) -> PathBuf {
+    root.join("volumes")
+}
+
+/// The names of the subdirectories of `dir` that are valid ids, sorted.
+pub(crate) fn ids_in(dir: &Path) -> Result<Vec<String>, RuntimeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RuntimeError::host_io("list", dir, e)),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| RuntimeError::host_io("list", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if check_id(&name).is_ok() && entry.path().is_dir() {
+            ids.push(name);
+        }
+    }
+    ids.sort();
+    Ok(ids)
 }
 
 /// runc's state directory (`runc --root`).

@@ -99,11 +99,13 @@ impl Runtime {
         if !self.runc.state(id).await?.is_some_and(|s| is_running(&s)) {
             return Ok(());
         }
-        self.runc.kill(id, "TERM").await?;
-        if self.wait_stopped(id, self.stop_grace).await? {
-            return Ok(());
+        if !self.stop_grace.is_zero() {
+            self.runc.kill(id, "TERM").await?;
+            if self.wait_stopped(id, self.stop_grace).await? {
+                return Ok(());
+            }
+            tracing::info!(container = id, grace = ?self.stop_grace, "did not stop on SIGTERM; sending SIGKILL");
         }
-        tracing::info!(container = id, grace = ?self.stop_grace, "did not stop on SIGTERM; sending SIGKILL");
         self.runc.kill(id, "KILL").await?;
         self.wait_stopped(id, KILL_WAIT).await.map(drop)
     }

@@ -19,6 +19,7 @@
 mod cgroup;
 mod command;
 mod config;
+mod disk;
 mod error;
 mod image;
 mod layout;
@@ -28,11 +29,12 @@ mod mounts;
 mod rootfs;
 mod runc;
 mod spec;
+mod volume;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use config::{ContainerConfig, ContainerState, MIN_DISK_MIB};
+pub use config::{Bind, ContainerConfig, ContainerState, MIN_DISK_MIB};
 pub use error::RuntimeError;
 pub use image::IMAGE_CONFIG;
 pub use logs::{LOG_KEEP_BYTES, LOG_TRIM_BYTES, LogFollower};
@@ -143,17 +145,8 @@ impl Runtime {
     /// Ids of the containers this runtime has state for on disk (a container directory or runc
     /// state), sorted: after a crash, each is to be adopted or removed.
     pub fn list(&self) -> Result<Vec<String>, RuntimeError> {
-        let mut ids = Vec::new();
-        for dir in [layout::containers_dir(&self.root), layout::runc_dir(&self.root)] {
-            let entries = std::fs::read_dir(&dir).map_err(|e| RuntimeError::host_io("list", &dir, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| RuntimeError::host_io("list", &dir, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if check_id(&name).is_ok() && entry.path().is_dir() {
-                    ids.push(name);
-                }
-            }
-        }
+        let mut ids = layout::ids_in(&layout::containers_dir(&self.root))?;
+        ids.extend(layout::ids_in(&layout::runc_dir(&self.root))?);
         ids.sort();
         ids.dedup();
         Ok(ids)

@@ -6,18 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::command::{Cmd, Tools};
+use super::command::{Cmd, Tools, os};
 use super::layout::ContainerPaths;
-use super::{ContainerConfig, RuntimeError, mounts};
+use super::{ContainerConfig, RuntimeError, disk, mounts};
 
-/// Limit for `mkfs.ext4` (large layers take a while to format).
-const MKFS_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Limit for `mount`, `umount` and `losetup`.
+/// Limit for mounting the overlay.
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a busy mount or loop device is retried before giving up.
-const RELEASE_WAIT: Duration = Duration::from_secs(3);
 
 /// Where the host's resolver configuration is copied from.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -27,16 +21,8 @@ pub(crate) async fn prepare(tools: &Tools, cfg: &ContainerConfig, paths: &Contai
     let id = cfg.id.as_str();
     let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| RuntimeError::io(id, "create directory", p, e));
     mkdir(&paths.dir)?;
-    let image = paths.disk_image();
-    if !image.exists() {
-        format_disk(tools, id, &image, cfg.disk_mib).await?;
-    }
-    let layer = paths.layer();
-    mkdir(&layer)?;
-    if !mounts::is_mounted(&layer)? {
-        let args = [os("-o"), os("loop"), image.as_os_str(), layer.as_os_str()];
-        Cmd::new(id, &tools.mount, args, MOUNT_TIMEOUT).run().await?;
-    }
+    // Without a journal: the layer is scratch space, and formatting stays fast.
+    disk::mount(tools, id, &paths.disk_image(), &paths.layer(), cfg.disk_mib, false).await?;
     mkdir(&paths.upper())?;
     mkdir(&paths.work())?;
     let rootfs = paths.rootfs();
@@ -53,18 +39,6 @@ pub(crate) async fn prepare(tools: &Tools, cfg: &ContainerConfig, paths: &Contai
         Cmd::new(id, &tools.mount, args, MOUNT_TIMEOUT).run().await?;
     }
     Ok(())
-}
-
-/// Create the sparse file `image` of `mib` MiB and format it; the file appears under its final
-/// name only once formatted.
-async fn format_disk(tools: &Tools, id: &str, image: &Path, mib: u64) -> Result<(), RuntimeError> {
-    let tmp = image.with_extension("img.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| RuntimeError::io(id, "create", &tmp, e))?;
-    file.set_len(mib << 20).map_err(|e| RuntimeError::io(id, "size", &tmp, e))?;
-    drop(file);
-    let args = [os("-q"), os("-F"), os("-m"), os("0"), os("-O"), os("^has_journal"), tmp.as_os_str()];
-    Cmd::new(id, &tools.mkfs, args, MKFS_TIMEOUT).run().await?;
-    std::fs::rename(&tmp, image).map_err(|e| RuntimeError::io(id, "rename into place", &tmp, e))
 }
 
 /// Put `/etc/hostname` and the host's `/etc/resolv.conf` into the writable layer. The layer's
@@ -100,42 +74,9 @@ fn write_etc(id: &str, upper: &Path, hostname: &str) -> Result<(), RuntimeError>
     }
 }
 
-/// Unmount everything under the container directory and release the loop device of its
-/// writable layer. Errors when something cannot be released, so that nothing is deleted
-/// through a live mount.
+/// Unmount everything of the container and release its writable layer's loop device.
 pub(crate) async fn teardown(tools: &Tools, id: &str, paths: &ContainerPaths) -> Result<(), RuntimeError> {
-    let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
-    loop {
-        let points = mounts::under(&paths.dir)?;
-        let Some(point) = points.first() else { break };
-        let umount = Cmd::new(id, &tools.umount, [point.as_os_str()], MOUNT_TIMEOUT);
-        if let Err(e) = umount.run().await {
-            if tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            tracing::warn!(container = id, error = %e, "mount stays busy; detaching it lazily");
-            Cmd::new(id, &tools.umount, [os("-l"), point.as_os_str()], MOUNT_TIMEOUT).run().await?;
-        }
-    }
-    let image = paths.disk_image();
-    let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
-    loop {
-        let devices = mounts::loop_devices_of(&image);
-        let Some(device) = devices.first() else { return Ok(()) };
-        if tokio::time::Instant::now() >= deadline {
-            let what = format!("loop device {} backed by {}", device.display(), image.display());
-            return Err(RuntimeError::Leftover { id: id.to_owned(), what });
-        }
-        // Fails harmlessly when the kernel is already releasing it (auto-clear after umount).
-        let _ = Cmd::new(id, &tools.losetup, [os("-d"), device.as_os_str()], MOUNT_TIMEOUT).run().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `s` as an `OsStr`, to mix literal arguments with paths.
-fn os(s: &str) -> &std::ffi::OsStr {
-    std::ffi::OsStr::new(s)
+    disk::release(tools, id, &paths.dir, &paths.disk_image()).await
 }
 
 #[cfg(test)]

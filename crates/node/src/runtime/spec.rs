@@ -8,6 +8,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::ContainerConfig;
+#[cfg(test)]
+use super::config::Bind;
 use super::image::Process;
 
 /// CFS period, µs; the quota is `cpu` periods.
@@ -78,7 +80,7 @@ pub(crate) fn build(cfg: &ContainerConfig, process: &Process, at: &Placement<'_>
         },
         "root": { "path": at.rootfs, "readonly": false },
         "hostname": cfg.hostname,
-        "mounts": mounts(),
+        "mounts": mounts(cfg),
         "linux": {
             "cgroupsPath": at.cgroups_path,
             "resources": resources(cfg, at.swap_accounting),
@@ -117,9 +119,12 @@ fn namespaces(cfg: &ContainerConfig) -> Value {
     json!([{ "type": "pid" }, network, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }])
 }
 
-/// The standard mounts of `runc spec`.
-fn mounts() -> Value {
-    json!([
+/// The standard mounts of `runc spec`, then the container's volumes.
+fn mounts(cfg: &ContainerConfig) -> Value {
+    let binds = cfg.binds.iter().map(|b| {
+        json!({ "destination": b.destination, "type": "bind", "source": b.source, "options": ["rbind", "rw", "nosuid", "nodev"] })
+    });
+    let standard = json!([
         { "destination": "/proc", "type": "proc", "source": "proc" },
         {
             "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -139,7 +144,10 @@ fn mounts() -> Value {
             "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
         },
-    ])
+    ]);
+    let mut all = standard.as_array().cloned().unwrap_or_default();
+    all.extend(binds);
+    Value::Array(all)
 }
 
 #[cfg(test)]
@@ -159,6 +167,7 @@ mod tests {
             disk_mib: 64,
             pids_limit: 50,
             netns: Some("/var/run/netns/n1".into()),
+            binds: vec![Bind { source: "/vol/data".into(), destination: "/data".into() }],
         };
         let process = Process { args: vec!["/bin/sh".into()], env: vec!["A=b".into()], cwd: "/".into() };
         let at = Placement { rootfs: Path::new("/r/rootfs"), cgroups_path: "/zgrid/spec-test", swap_accounting: true };
@@ -172,6 +181,8 @@ mod tests {
         assert_eq!(spec["linux"]["namespaces"][1]["path"], "/var/run/netns/n1");
         assert_eq!(spec["root"]["path"], "/r/rootfs");
         assert_eq!(spec["process"]["noNewPrivileges"], true);
+        let last = spec["mounts"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!((last["source"].as_str(), last["destination"].as_str()), (Some("/vol/data"), Some("/data")));
         let without = build(&ContainerConfig { cpu: 0, pids_limit: 0, netns: None, ..cfg }, &process, &at);
         assert!(without["linux"]["resources"].get("cpu").is_none());
         assert!(without["linux"]["resources"].get("pids").is_none());

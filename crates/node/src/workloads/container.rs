@@ -1,47 +1,22 @@
-//! The container provisioner: turns a signed container workload into a runc container through
-//! [`Runtime`], and reports on it. Other workload kinds are refused with a reason until their
-//! provisioners exist.
+//! Containers: a signed container workload becomes a runc container through [`Runtime`], with
+//! its image, limits, environment, entrypoint and volumes; its health is its process's state.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
-
+use zgrid_types::WorkloadId;
 use zgrid_types::workload::Container;
-use zgrid_types::{Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
-use crate::provision::{Health, Progress, ProvisionError, Provisioner};
-use crate::runtime::{ContainerConfig, ContainerState, Runtime};
+use super::Workloads;
+use crate::provision::{Health, Progress, ProvisionError};
+use crate::runtime::{Bind, ContainerConfig, ContainerState};
 
 /// Most processes one container may run.
 const PIDS_LIMIT: i64 = 4096;
 
-/// Provisions containers with runc.
-pub struct Containers {
-    runtime: Runtime,
-    images: PathBuf,
-    /// OOM kills already reported, per container.
-    oom_seen: Mutex<HashMap<String, u64>>,
-}
-
-impl Containers {
-    /// Containers run by `runtime`; images unpacked from archives are kept under `images`.
-    pub fn new(runtime: Runtime, images: impl Into<PathBuf>) -> Self {
-        Self { runtime, images: images.into(), oom_seen: Mutex::default() }
-    }
-
-    /// The runtime, for logs and inspection.
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
-    }
-
+impl Workloads {
     async fn config(&self, id: &WorkloadId, c: &Container) -> Result<ContainerConfig, ProvisionError> {
         let unsupported =
             |what: &str| Err(ProvisionError::Permanent(format!("{what} is not supported by this node version yet")));
         if !c.network_connection.is_empty() {
             return unsupported("joining a private network");
-        }
-        if !c.volumes.is_empty() {
-            return unsupported("mounting volumes");
         }
         if !c.secret_environment.is_empty() {
             return unsupported("secret_environment");
@@ -58,6 +33,15 @@ impl Containers {
         let image = tokio::task::spawn_blocking(move || crate::source::resolve(&flist, &images))
             .await
             .map_err(|e| ProvisionError::Transient(format!("image preparation stopped: {e}")))??;
+        let mut binds = Vec::with_capacity(c.volumes.len());
+        for mount in &c.volumes {
+            let volume =
+                self.runtime.volume(mount.volume_id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
+            let source = volume.ok_or_else(|| {
+                ProvisionError::Transient(format!("volume {} is not mounted on this node yet", mount.volume_id))
+            })?;
+            binds.push(Bind { source, destination: mount.mountpoint.clone() });
+        }
         let args = shlex::split(&c.entrypoint)
             .ok_or_else(|| ProvisionError::Permanent(format!("entrypoint {:?} has unbalanced quotes", c.entrypoint)))?;
         Ok(ContainerConfig {
@@ -71,37 +55,29 @@ impl Containers {
             disk_mib: c.capacity.disk_size,
             pids_limit: PIDS_LIMIT,
             netns: None,
+            binds,
         })
     }
-}
 
-impl Provisioner for Containers {
-    async fn provision(
+    /// Start the container (or leave it running).
+    pub(super) async fn provision_container(
         &self,
-        workload: &Signed<WorkloadSpec>,
+        id: &WorkloadId,
+        c: &Container,
         progress: Progress<'_>,
     ) -> Result<serde_json::Value, ProvisionError> {
-        let spec = &workload.payload;
-        let WorkloadData::Container(c) = &spec.data else {
-            let kind = spec.data.kind();
-            return Err(ProvisionError::Permanent(format!(
-                "{kind} workloads are not supported by this node version yet"
-            )));
-        };
-        let config = self.config(&spec.id, c).await?;
+        let config = self.config(id, c).await?;
         progress(zgrid_types::result::IMAGE_READY);
         // A running container is left alone; a stopped one starts again on its writable layer.
+        let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
-        Ok(serde_json::json!({ "id": spec.id }))
+        let start_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(serde_json::json!({ "id": id, "start_ms": (start_ms * 10.0).round() / 10.0 }))
     }
 
-    async fn remove(&self, id: &WorkloadId) -> Result<(), String> {
-        self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
-        self.oom_seen.lock().expect("lock").remove(id.as_str());
-        Ok(())
-    }
-
-    async fn health(&self, id: &WorkloadId) -> Health {
+    /// The container's process state; a running container's log is trimmed and new OOM kills
+    /// are reported once.
+    pub(super) async fn container_health(&self, id: &WorkloadId) -> Health {
         match self.runtime.state(id.as_str()).await {
             Ok(ContainerState::Running { .. }) => {
                 if let Err(e) = self.runtime.trim_logs(id.as_str()) {
@@ -126,16 +102,6 @@ impl Provisioner for Containers {
             Err(e) => {
                 tracing::warn!(workload = %id, error = %e, "cannot read container state");
                 Health::Running
-            }
-        }
-    }
-
-    async fn existing(&self) -> Vec<WorkloadId> {
-        match self.runtime.list() {
-            Ok(ids) => ids.iter().filter_map(|i| i.parse().ok()).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list containers");
-                Vec::new()
             }
         }
     }

@@ -14,15 +14,14 @@ use zgrid_types::directory::{Capacity, FarmRegistration, NodeRegistration};
 use zgrid_types::workload::{DiskType, Volume};
 use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
-use crate::args::BenchCommand;
+use super::{ms, percentile};
 use crate::config::Ctx;
 use crate::output;
 
 /// Sequential creates used to measure feed latency.
 const LATENCY_SAMPLES: usize = 200;
 
-pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Explorer { workloads, concurrency, db } = cmd;
+pub async fn run(ctx: &Ctx, workloads: usize, concurrency: usize, db: Option<String>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let database = db.unwrap_or_else(|| dir.path().join("bench.sqlite").display().to_string());
     let state = zgrid_explorer::AppState::open(zgrid_explorer::Config::new(&database)).await?;
@@ -105,7 +104,6 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
     listener_task.abort();
     server.await??;
 
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let report = json!({
         "database": if database.starts_with("postgres") { "postgresql" } else { "sqlite" },
         "workloads": workloads,
@@ -138,10 +136,4 @@ async fn wait_for(arrivals: &Mutex<HashMap<WorkloadId, Instant>>, id: &WorkloadI
         tokio::time::sleep(Duration::from_micros(100)).await;
     }
     None
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
-    samples[rank.clamp(1, samples.len()) - 1]
 }
