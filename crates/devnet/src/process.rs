@@ -53,15 +53,23 @@ impl Drop for Explorer {
     }
 }
 
-/// Run `zgrid --json args…` as the identity in `home` against `explorer` and parse its output.
-pub(crate) fn cli_json(zgrid: &Path, home: &Path, explorer: &str, args: &[&str]) -> Result<serde_json::Value> {
-    let out = Command::new(zgrid)
-        .arg("--json")
-        .args(args)
+/// The CLI `zgrid` acting as the default identity in `home` against `explorer`; add arguments
+/// and run it.
+pub fn cli(zgrid: &Path, home: &Path, explorer: &str) -> Command {
+    let mut command = Command::new(zgrid);
+    command
         .env("ZGRID_HOME", home)
         .env("ZGRID_EXPLORER", explorer)
         .env_remove("ZGRID_IDENTITY")
-        .env("ZGRID_LOG", "warn")
+        .env("ZGRID_LOG", "warn");
+    command
+}
+
+/// Run `zgrid --json args…` as the identity in `home` against `explorer` and parse its output.
+pub(crate) fn cli_json(zgrid: &Path, home: &Path, explorer: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let out = cli(zgrid, home, explorer)
+        .arg("--json")
+        .args(args)
         .output()
         .with_context(|| format!("cannot run {}", zgrid.display()))?;
     if !out.status.success() {

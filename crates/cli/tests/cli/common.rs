@@ -47,14 +47,7 @@ impl Drop for ExplorerProcess {
 
 /// Run the CLI with `home` as its home directory and `explorer` as its explorer.
 pub fn zgrid(home: &Path, explorer: &str, args: &[&str]) -> Output {
-    Command::new(ZGRID)
-        .args(args)
-        .env("ZGRID_HOME", home)
-        .env("ZGRID_EXPLORER", explorer)
-        .env_remove("ZGRID_IDENTITY")
-        .env("ZGRID_LOG", "warn")
-        .output()
-        .expect("run zgrid")
+    zgrid_devnet::cli(Path::new(ZGRID), home, explorer).args(args).output().expect("run zgrid")
 }
 
 /// Run the CLI with `--json` and parse its output; panics with stderr on failure.

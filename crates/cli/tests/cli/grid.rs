@@ -8,10 +8,12 @@ use zgrid_devnet::{Devnet, DevnetConfig, Node, NodeOptions};
 
 use crate::common::{ZGRID, zgrid, zgrid_json};
 
-/// Explorer, deployer and farm; nodes are added with [`Grid::node`].
+/// Explorer, deployer, farm and a busybox image; nodes are added with [`Grid::node`].
 pub struct Grid {
     pub devnet: Devnet,
     pub home: tempfile::TempDir,
+    /// A busybox root filesystem, usable as a container's `--flist`.
+    pub image: std::path::PathBuf,
     // Dropped last: holds the devnet's state.
     dir: Option<tempfile::TempDir>,
 }
@@ -37,7 +39,8 @@ impl Grid {
         let devnet = Devnet::start(config).expect("devnet (needs root, iproute2, util-linux)");
         let home = tempfile::tempdir().unwrap();
         zgrid_json(home.path(), devnet.explorer_url(), &["id", "new", "deployer", "--register"]);
-        Self { devnet, home, dir: Some(dir) }
+        let image = zgrid_devnet::busybox_rootfs(dir.path()).expect("busybox image");
+        Self { devnet, home, image, dir: Some(dir) }
     }
 
     /// Start a node agent whose provisioning steps time out after `step_timeout_secs`.
@@ -55,8 +58,24 @@ impl Grid {
         zgrid(self.home.path(), self.devnet.explorer_url(), args)
     }
 
+    /// The CLI as the deployer, to add arguments to and spawn.
+    pub fn cli_command(&self) -> std::process::Command {
+        zgrid_devnet::cli(std::path::Path::new(ZGRID), self.home.path(), self.devnet.explorer_url())
+    }
+
+    /// Deploy a container running `entrypoint` from the busybox image on `node`; extra flags follow.
+    pub fn deploy(&self, node: &Node, entrypoint: &str, extra: &[&str]) -> serde_json::Value {
+        self.deploy_from(node, &self.image, entrypoint, extra)
+    }
+
     /// Deploy a container running `entrypoint` from `image` on `node`; extra flags follow.
-    pub fn deploy(&self, node: &Node, image: &std::path::Path, entrypoint: &str, extra: &[&str]) -> serde_json::Value {
+    pub fn deploy_from(
+        &self,
+        node: &Node,
+        image: &std::path::Path,
+        entrypoint: &str,
+        extra: &[&str],
+    ) -> serde_json::Value {
         let mut args = vec!["deploy", "container", "--node", node.id(), "--flist", image.to_str().unwrap()];
         args.extend(["--entrypoint", entrypoint, "--memory", "32", "--disk", "64"]);
         args.extend_from_slice(extra);

@@ -5,10 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use zgrid_devnet::{Node, busybox_rootfs};
+use zgrid_devnet::Node;
 use zgrid_node::runtime::ContainerState;
 
-use crate::common::ZGRID;
 use crate::grid::{Grid, id_of, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -70,8 +69,6 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
     let grid = Grid::new();
     let node = grid.node(60);
     assert_in_own_netns(&node);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
     let script =
         "/bin/sh -c 'echo hello $NAME; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done'";
     let out = grid.cli_raw(&[
@@ -80,7 +77,7 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
         "--node",
         node.id(),
         "--flist",
-        image.to_str().unwrap(),
+        grid.image.to_str().unwrap(),
         "--entrypoint",
         script,
         "--env",
@@ -113,13 +110,7 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
     assert!(logs.contains("oops\n"), "{logs}");
 
     // `--follow` streams new lines as they are written, and ends when the container goes.
-    let mut follow = Command::new(ZGRID)
-        .args(["logs", "--follow", &id])
-        .env("ZGRID_HOME", grid.home.path())
-        .env("ZGRID_EXPLORER", grid.devnet.explorer_url())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follow = grid.cli_command().args(["logs", "--follow", &id]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
     let last_logged = logs.lines().filter_map(|l| l.strip_prefix("tick ")).filter_map(|n| n.parse::<u32>().ok()).max();
     let fresh = lines
@@ -151,9 +142,7 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
 fn only_the_owner_reads_a_containers_logs() {
     let grid = Grid::new();
     let node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
-    let id = id_of(&grid.deploy(&node, &image, "/bin/sh -c 'echo private; sleep 1000'", &["--wait"]));
+    let id = id_of(&grid.deploy(&node, "/bin/sh -c 'echo private; sleep 1000'", &["--wait"]));
 
     let mallory = tempfile::tempdir().unwrap();
     let explorer = grid.devnet.explorer_url();
@@ -169,11 +158,9 @@ fn only_the_owner_reads_a_containers_logs() {
 fn a_container_past_its_memory_limit_is_killed_and_the_result_says_so() {
     let grid = Grid::new();
     let node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
     // dd fills a 200 MiB buffer under a 32 MiB limit.
     let script = "/bin/sh -c 'dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 1000'";
-    let id = id_of(&grid.deploy(&node, &image, script, &[]));
+    let id = id_of(&grid.deploy(&node, script, &[]));
     let record = wait_until(LIMIT, || {
         let r = grid.record(&id)?;
         r["result"]["payload"]["message"].as_str()?.contains("out of memory").then_some(r)
@@ -186,10 +173,8 @@ fn a_container_past_its_memory_limit_is_killed_and_the_result_says_so() {
 fn a_crashing_container_is_restarted_on_its_writable_layer_and_the_result_says_so() {
     let grid = Grid::new();
     let node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
     // Each run appends to a file in the writable layer, then fails.
-    let id = id_of(&grid.deploy(&node, &image, "/bin/sh -c 'echo run >> /runs; cat /runs | wc -l; exit 3'", &[]));
+    let id = id_of(&grid.deploy(&node, "/bin/sh -c 'echo run >> /runs; cat /runs | wc -l; exit 3'", &[]));
     let record = wait_until(LIMIT, || {
         let r = grid.record(&id)?;
         r["result"]["payload"]["message"].as_str()?.contains("restarting (2/").then_some(r)
@@ -205,9 +190,7 @@ fn a_crashing_container_is_restarted_on_its_writable_layer_and_the_result_says_s
 fn an_expired_container_is_removed_by_the_node() {
     let grid = Grid::new();
     let node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
-    let id = id_of(&grid.deploy(&node, &image, "sleep 1000", &["--duration", "8s", "--wait"]));
+    let id = id_of(&grid.deploy(&node, "sleep 1000", &["--duration", "8s", "--wait"]));
     assert!(node.runtime_dir().join("containers").join(&id).exists());
     grid.wait_for_result(&node, &id, "deleted", LIMIT);
     assert_gone(&node, &id);
@@ -217,9 +200,7 @@ fn an_expired_container_is_removed_by_the_node() {
 fn expiry_is_enforced_while_the_explorer_is_unreachable() {
     let mut grid = Grid::new();
     let node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
-    let id = id_of(&grid.deploy(&node, &image, "sleep 1000", &["--duration", "8s", "--wait"]));
+    let id = id_of(&grid.deploy(&node, "sleep 1000", &["--duration", "8s", "--wait"]));
     grid.devnet.kill_explorer();
     let runtime = node.runtime().unwrap();
     let gone = wait_until(LIMIT, || (!runtime.exists(&id)).then_some(()));
@@ -232,9 +213,7 @@ fn containers_survive_an_agent_killed_mid_provisioning_and_run_exactly_once() {
     const COUNT: usize = 20;
     let grid = Grid::new();
     let mut node = grid.node(120);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
-    let ids: Vec<String> = (0..COUNT).map(|_| id_of(&grid.deploy(&node, &image, "sleep 1000", &[]))).collect();
+    let ids: Vec<String> = (0..COUNT).map(|_| id_of(&grid.deploy(&node, "sleep 1000", &[]))).collect();
     // Kill the agent once some containers exist and others are still being made.
     let containers = node.runtime_dir().join("containers");
     wait_until(LIMIT, || (std::fs::read_dir(&containers).ok()?.count() >= 3).then_some(()))
@@ -312,10 +291,8 @@ fn processes_in(node: &Node) -> usize {
 fn after_a_reboot_every_container_is_provisioned_again_with_its_writable_layer() {
     let grid = Grid::new();
     let mut node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
     let script = "/bin/sh -c 'echo boot >> /boots; sleep 1000'";
-    let ids: Vec<String> = (0..3).map(|_| id_of(&grid.deploy(&node, &image, script, &["--wait"]))).collect();
+    let ids: Vec<String> = (0..3).map(|_| id_of(&grid.deploy(&node, script, &["--wait"]))).collect();
 
     // A reboot: the agent and every container process die, mounts, loop devices and cgroups
     // vanish, files on disk stay, and the kernel has a new boot id.
@@ -346,19 +323,17 @@ fn after_a_reboot_every_container_is_provisioned_again_with_its_writable_layer()
 fn a_volume_keeps_its_data_across_container_deletion_agent_restart_and_reboot() {
     let grid = Grid::new();
     let mut node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
     let volume = id_of(&grid.cli(&["deploy", "volume", "--node", node.id(), "--size", "32", "--type", "ssd"]));
     let mount = format!("{volume}:/data");
     let script = "/bin/sh -c 'echo run >> /data/runs; wc -l < /data/runs; sleep 1000'";
-    let first = id_of(&grid.deploy(&node, &image, script, &["--volume", &mount, "--wait"]));
+    let first = id_of(&grid.deploy(&node, script, &["--volume", &mount, "--wait"]));
     assert!(grid.cli_raw(&["delete", &first]).status.success());
     grid.wait_for_result(&node, &first, "deleted", LIMIT);
 
     // The agent is killed and restarted: the volume stays mounted and keeps its data.
     node.kill();
     node.restart().unwrap();
-    let second = id_of(&grid.deploy(&node, &image, script, &["--volume", &mount, "--wait"]));
+    let second = id_of(&grid.deploy(&node, script, &["--volume", &mount, "--wait"]));
     let runs = |id: &str| {
         wait_until(LIMIT, || {
             let text = String::from_utf8_lossy(&grid.cli_raw(&["logs", id]).stdout).trim().to_string();
@@ -387,13 +362,12 @@ fn a_volume_keeps_its_data_across_container_deletion_agent_restart_and_reboot() 
 fn a_container_that_hangs_while_starting_does_not_delay_the_others() {
     let grid = Grid::new();
     let node = grid.node(8);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
     // An "image archive" that is a FIFO nobody writes to: unpacking it blocks forever.
+    let images = tempfile::tempdir().unwrap();
     let stuck = images.path().join("stuck.tar");
     nix::unistd::mkfifo(&stuck, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let hung = id_of(&grid.deploy(&node, &stuck, "sleep 1000", &[]));
-    let ok = grid.deploy(&node, &image, "sleep 1000", &["--wait"]);
+    let hung = id_of(&grid.deploy_from(&node, &stuck, "sleep 1000", &[]));
+    let ok = grid.deploy(&node, "sleep 1000", &["--wait"]);
     assert_eq!(ok["result"]["payload"]["state"], "ok");
     assert_ne!(grid.record(&hung).unwrap()["result"]["payload"]["state"], "ok");
     // The stuck one is abandoned at its time limit, retried, and eventually reported failed.
@@ -405,10 +379,8 @@ fn a_container_that_hangs_while_starting_does_not_delay_the_others() {
 fn a_workload_changed_behind_the_explorer_is_refused_by_the_node() {
     let mut grid = Grid::new();
     let mut node = grid.node(60);
-    let images = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(images.path()).unwrap();
     node.kill();
-    let id = id_of(&grid.deploy(&node, &image, "sleep 1000", &[]));
+    let id = id_of(&grid.deploy(&node, "sleep 1000", &[]));
 
     // Someone with access to the explorer's database changes what the container runs.
     grid.devnet.kill_explorer();

@@ -202,6 +202,13 @@ impl Harness {
         self.inputs.send(input).await.unwrap();
     }
 
+    /// Hand the engine one new record, as the feed would; returns its id.
+    async fn submit(&self, record: WorkloadRecord) -> WorkloadId {
+        let id = record.workload.payload.id.clone();
+        self.send(Input::Change(Box::new(record))).await;
+        id
+    }
+
     /// The next result about `id` whose state is `state` (others about it are skipped).
     async fn result(&mut self, id: &WorkloadId, state: ResultState) -> WorkloadResult {
         let wait = async {
@@ -257,7 +264,7 @@ async fn transient_failures_are_retried_until_provisioning_succeeds() {
     let record = h.container(64, 3600);
     let id = record.workload.payload.id.clone();
     h.recorder.set(&id, Behaviour::FailTransiently(2));
-    h.send(Input::Change(Box::new(record))).await;
+    h.submit(record).await;
     let progress = h.result(&id, ResultState::Provisioning).await;
     assert_eq!(progress.message, "picked up by the node");
     let ok = h.result(&id, ResultState::Ok).await;
@@ -271,7 +278,7 @@ async fn a_permanent_failure_is_reported_with_its_reason_and_not_retried() {
     let record = h.container(64, 3600);
     let id = record.workload.payload.id.clone();
     h.recorder.set(&id, Behaviour::FailPermanently);
-    h.send(Input::Change(Box::new(record))).await;
+    h.submit(record).await;
     assert_eq!(h.result(&id, ResultState::Error).await.message, "bad image");
     let later = h.results_within(&id, Duration::from_millis(500)).await;
     assert!(later.is_empty(), "reported again: {later:?}");
@@ -309,9 +316,7 @@ async fn a_workload_whose_signature_does_not_verify_is_refused_before_any_side_e
 #[tokio::test]
 async fn a_crashing_workload_is_restarted_with_backoff_then_given_up_on() {
     let mut h = Harness::start(plenty());
-    let record = h.container(64, 3600);
-    let id = record.workload.payload.id.clone();
-    h.send(Input::Change(Box::new(record))).await;
+    let id = h.submit(h.container(64, 3600)).await;
     h.result(&id, ResultState::Ok).await;
     // It exits every time it is started.
     let recorder = h.recorder.clone();
@@ -340,9 +345,7 @@ async fn a_crashing_workload_is_restarted_with_backoff_then_given_up_on() {
 #[tokio::test]
 async fn an_expired_workload_is_removed_without_the_explorer() {
     let mut h = Harness::start(plenty());
-    let record = h.container(64, 2);
-    let id = record.workload.payload.id.clone();
-    h.send(Input::Change(Box::new(record))).await;
+    let id = h.submit(h.container(64, 2)).await;
     h.result(&id, ResultState::Ok).await;
     let deleted = h.result(&id, ResultState::Deleted).await;
     assert_eq!(deleted.message, "expired");
