@@ -314,8 +314,7 @@ fn after_a_reboot_every_container_is_provisioned_again_with_its_writable_layer()
             std::fs::read_to_string(rootfs).ok().filter(|t| t.lines().count() == 2)
         });
         assert!(text.is_some(), "{id}'s writable layer was not kept across the reboot");
-        let record = grid.record(id).unwrap();
-        assert_eq!(record["result"]["payload"]["state"], "ok", "{record}");
+        grid.wait_for_result(&node, id, "ok", LIMIT);
     }
 }
 
