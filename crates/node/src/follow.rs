@@ -10,16 +10,26 @@ use zgrid_client::ExplorerClient;
 
 use crate::engine::Input;
 
+/// First wait before reconnecting.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Feed the engine until it stops listening.
 pub async fn follow(explorer: ExplorerClient, engine: mpsc::Sender<Input>) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
     loop {
+        let started = tokio::time::Instant::now();
         match once(&explorer, &engine).await {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "lost the explorer feed; reconnecting in {backoff:?}"),
+            Err(e) => {
+                // A connection that lasted was healthy: start over with short waits.
+                if started.elapsed() > MAX_BACKOFF {
+                    backoff = FIRST_BACKOFF;
+                }
+                tracing::warn!(error = %e, "lost the explorer feed; reconnecting in {backoff:?}");
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
