@@ -8,6 +8,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use zgrid_client::ExplorerClient;
 
+use crate::backoff::Backoff;
 use crate::engine::Input;
 
 /// First wait before reconnecting.
@@ -18,21 +19,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Feed the engine until it stops listening.
 pub async fn follow(explorer: ExplorerClient, engine: mpsc::Sender<Input>) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         let started = tokio::time::Instant::now();
-        match once(&explorer, &engine).await {
-            Ok(()) => return,
-            Err(e) => {
-                // A connection that lasted was healthy: start over with short waits.
-                if started.elapsed() > MAX_BACKOFF {
-                    backoff = FIRST_BACKOFF;
-                }
-                tracing::warn!(error = %e, "lost the explorer feed; reconnecting in {backoff:?}");
-            }
+        let Err(e) = once(&explorer, &engine).await else { return };
+        // A connection that lasted was healthy: start over with short waits.
+        if started.elapsed() > MAX_BACKOFF {
+            backoff.reset();
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        let wait = backoff.next();
+        tracing::warn!(error = %e, "lost the explorer feed; reconnecting in {wait:?}");
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! store so it can reconcile after a crash or reboot, and reports signed results.
 
 pub mod api;
+mod backoff;
 pub mod capacity;
 pub mod engine;
 mod follow;
@@ -120,14 +121,12 @@ fn advertised_url(listen: SocketAddr, explorer: &str) -> Result<String> {
 
 /// Register, retrying until the explorer takes it (it may not be up yet).
 async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     loop {
-        match explorer.register_node(registration).await {
-            Ok(_) => return,
-            Err(e) => tracing::warn!(error = %e, "registration failed; retrying in {backoff:?}"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        let Err(e) = explorer.register_node(registration).await else { return };
+        let wait = backoff.next();
+        tracing::warn!(error = %e, "registration failed; retrying in {wait:?}");
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -8,6 +8,8 @@ use tokio::sync::mpsc;
 use zgrid_client::ExplorerClient;
 use zgrid_types::{Keypair, ResultState, Signed, WorkloadId, WorkloadResult, WorkloadSpec};
 
+use crate::backoff::Backoff;
+
 /// Longest wait between delivery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -62,7 +64,7 @@ impl Reporter {
 
 async fn deliver(explorer: ExplorerClient, mut rx: mpsc::UnboundedReceiver<Signed<WorkloadResult>>) {
     let mut waiting: HashMap<WorkloadId, Signed<WorkloadResult>> = HashMap::new();
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
     loop {
         if waiting.is_empty() {
             match rx.recv().await {
@@ -91,10 +93,9 @@ async fn deliver(explorer: ExplorerClient, mut rx: mpsc::UnboundedReceiver<Signe
             }
         }
         if failed {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(backoff.next()).await;
         } else {
-            backoff = Duration::from_millis(200);
+            backoff.reset();
         }
     }
 }

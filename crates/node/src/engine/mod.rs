@@ -180,6 +180,11 @@ impl<P: Provisioner> Engine<P> {
                 });
             }
         }
+        self.reconcile_all(done);
+    }
+
+    /// Reconcile every workload the node knows of, asked for or provisioned.
+    fn reconcile_all(&mut self, done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>) {
         let ids: Vec<WorkloadId> = self.records.keys().chain(self.entries.keys()).cloned().collect();
         ids.iter().for_each(|id| self.reconcile(id, done));
     }
@@ -205,8 +210,7 @@ impl<P: Provisioner> Engine<P> {
     }
 
     fn tick(&mut self, done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>) {
-        let ids: Vec<WorkloadId> = self.records.keys().chain(self.entries.keys()).cloned().collect();
-        ids.iter().for_each(|id| self.reconcile(id, done));
+        self.reconcile_all(done);
         let running: Vec<WorkloadId> = self
             .entries
             .values()
@@ -285,7 +289,7 @@ impl<P: Provisioner> Engine<P> {
                 }
                 match deps::check(&w.payload, &self.entries, &self.records) {
                     deps::Ready::Yes => {
-                        let others = self.used_except(id);
+                        let others = self.used_except(Some(id));
                         self.spawn(id, done, move |ctx| ctx.provision(w, entry, others));
                     }
                     deps::Ready::Wait(m) => self.note(id, w.payload.version, m, Some(ResultState::Provisioning)),
@@ -334,8 +338,7 @@ impl<P: Provisioner> Engine<P> {
                         let ctx = self.ctx.clone();
                         tokio::spawn(async move { ctx.fail(failed, message, false).await });
                     } else {
-                        let delay =
-                            (self.config.retry_base * 2u32.saturating_pow(attempts - 1)).min(Duration::from_secs(60));
+                        let delay = self.retry_delay(attempts);
                         tracing::info!(workload = %id, attempts, error = %reason, "will retry in {delay:?}");
                         self.retry.insert(id.clone(), (attempts, Instant::now() + delay));
                         self.entries.insert(id.clone(), entry);
@@ -351,8 +354,7 @@ impl<P: Provisioner> Engine<P> {
             }
             Outcome::RemoveFailed(reason) => {
                 let attempts = self.retry.get(id).map_or(0, |(n, _)| *n) + 1;
-                let delay =
-                    (self.config.retry_base * 2u32.saturating_pow(attempts.min(6) - 1)).min(Duration::from_secs(60));
+                let delay = self.retry_delay(attempts);
                 tracing::warn!(workload = %id, error = %reason, "removal did not finish; retrying in {delay:?}");
                 self.retry.insert(id.clone(), (attempts, Instant::now() + delay));
             }
@@ -386,32 +388,33 @@ impl<P: Provisioner> Engine<P> {
             tokio::spawn(async move { ctx.fail(failed, message, false).await });
             return;
         }
-        let message = format!("{reason}; restarting ({}/{})", entry.restarts, self.config.crash_limit);
-        self.ctx.reporter.report(&spec, ResultState::Error, message, serde_json::Value::Null);
+        let restarts = entry.restarts;
         entry.phase = Phase::Provisioning;
-        let delay =
-            (self.config.retry_base * 2u32.saturating_pow(entry.restarts.min(6) - 1)).min(Duration::from_secs(60));
+        let message = format!("{reason}; restarting ({restarts}/{})", self.config.crash_limit);
+        self.ctx.reporter.report(&spec, ResultState::Error, message, serde_json::Value::Null);
+        let delay = self.retry_delay(restarts);
         self.retry.insert(id.clone(), (0, Instant::now() + delay));
     }
 
-    fn used_except(&self, id: &WorkloadId) -> Capacity {
+    /// The wait before retry number `attempt` (from 1): the base, doubled per attempt, at most
+    /// a minute.
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        (self.config.retry_base * 2u32.saturating_pow(attempt.clamp(1, 6) - 1)).min(Duration::from_secs(60))
+    }
+
+    /// Capacity reserved by the workloads this node has (failed ones hold none), `except` one.
+    fn used_except(&self, except: Option<&WorkloadId>) -> Capacity {
         let caps: Vec<Capacity> = self
             .entries
             .values()
-            .filter(|e| e.id() != id && !matches!(e.phase, Phase::Failed { .. }))
+            .filter(|e| Some(e.id()) != except && !matches!(e.phase, Phase::Failed { .. }))
             .map(|e| capacity::of(&e.workload.payload.data))
             .collect();
         capacity::sum(&caps)
     }
 
     fn publish_used(&self) {
-        let caps: Vec<Capacity> = self
-            .entries
-            .values()
-            .filter(|e| !matches!(e.phase, Phase::Failed { .. }))
-            .map(|e| capacity::of(&e.workload.payload.data))
-            .collect();
-        self.used.send_replace(capacity::sum(&caps));
+        self.used.send_replace(self.used_except(None));
     }
 }
 

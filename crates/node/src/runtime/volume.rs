@@ -19,6 +19,11 @@ impl Runtime {
         Ok(data)
     }
 
+    /// Whether anything of volume `id` exists on this node (mounted or not, complete or not).
+    pub fn has_volume(&self, id: &str) -> bool {
+        check_id(id).is_ok() && layout::volumes_dir(&self.root).join(id).exists()
+    }
+
     /// The mounted data directory of volume `id`, or `None` when it is not mounted.
     pub fn volume(&self, id: &str) -> Result<Option<PathBuf>, RuntimeError> {
         check_id(id)?;

@@ -52,19 +52,17 @@ impl Provisioner for Workloads {
     }
 
     async fn remove(&self, id: &WorkloadId) -> Result<(), String> {
-        // The id says nothing of the kind: remove whatever of either exists.
+        // The id says nothing of the kind; a volume's directory exists from its first side effect.
+        if self.runtime.has_volume(id.as_str()) {
+            return self.runtime.remove_volume(id.as_str()).await.map_err(|e| e.to_string());
+        }
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
-        self.runtime.remove_volume(id.as_str()).await.map_err(|e| e.to_string())?;
         self.oom_seen.lock().expect("lock").remove(id.as_str());
         Ok(())
     }
 
     async fn health(&self, id: &WorkloadId) -> Health {
-        if self.runtime.list_volumes().is_ok_and(|v| v.iter().any(|v| v == id.as_str())) {
-            self.volume_health(id)
-        } else {
-            self.container_health(id).await
-        }
+        if self.runtime.has_volume(id.as_str()) { self.volume_health(id) } else { self.container_health(id).await }
     }
 
     async fn existing(&self) -> Vec<WorkloadId> {
