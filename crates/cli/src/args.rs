@@ -1,8 +1,10 @@
 //! The command line, defined once: help text, flags and environment variables.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
 
 /// zgrid: a peer-to-peer capacity grid. One binary for the CLI, the explorer, the node agent
 /// and the hub.
@@ -45,6 +47,9 @@ pub enum Command {
     /// Reserve capacity: submit a signed workload.
     #[command(subcommand)]
     Deploy(DeployCommand),
+    /// Private WireGuard networks between my nodes (and my own machines).
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// List my workloads with their state and the nodes' results.
     Live(LiveArgs),
     /// Delete workloads (signed by their owner).
@@ -199,6 +204,12 @@ pub enum DeployCommand {
         /// Disk class of the root filesystem: ssd or hdd.
         #[arg(long = "disk-type", default_value = "ssd")]
         disk_type: String,
+        /// Join one of my private networks; the node must be a member (`zgrid network add-node`).
+        #[arg(long)]
+        network: Option<String>,
+        /// Address in the network (default: the lowest free one of the node's subnet).
+        #[arg(long, requires = "network")]
+        ip: Option<Ipv4Addr>,
         /// Wait until the node reports the container running (or failing), showing progress.
         #[arg(long)]
         wait: bool,
@@ -229,6 +240,86 @@ pub struct DeployCommon {
     /// Description.
     #[arg(long, default_value = "")]
     pub description: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network on one or more nodes: one network resource per node, then the peers
+    /// once every node reported its port. Shows each node as it becomes ready.
+    Create {
+        #[command(flatten)]
+        network: NetworkName,
+        /// The network's private range, a /16 such as 10.20.0.0/16.
+        #[arg(long)]
+        cidr: Ipv4Net,
+        /// A node to put it on (repeatable, at least one).
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        #[command(flatten)]
+        common: DeployCommon,
+    },
+    /// Add a node to a network and connect the other members to it.
+    AddNode {
+        #[command(flatten)]
+        target: NetworkNode,
+        /// The node's /24 in the network (default: the lowest free one).
+        #[arg(long)]
+        subnet: Option<Ipv4Net>,
+        /// How long to reserve it, e.g. 7d (default: until the last member expires).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// Take a node out of a network (refused while my containers there use it).
+    RemoveNode {
+        #[command(flatten)]
+        target: NetworkNode,
+    },
+    /// Let a machine of mine (a laptop) join the network through a public member: writes its
+    /// WireGuard config for `wg-quick up FILE`.
+    AddAccess {
+        #[command(flatten)]
+        target: NetworkNode,
+        /// The access point's /24 in the network (default: the lowest free one).
+        #[arg(long)]
+        subnet: Option<Ipv4Net>,
+        /// Where to write the config, mode 0600 (default: NAME.conf in the current directory).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Overwrite the config file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the network as a Graphviz graph (render with `dot -Tsvg`).
+    Graph {
+        #[command(flatten)]
+        network: NetworkName,
+    },
+    /// Show members, subnets, endpoints, states and access points.
+    Show {
+        #[command(flatten)]
+        network: NetworkName,
+    },
+    /// Delete the whole network (refused while my containers use it).
+    Delete {
+        #[command(flatten)]
+        network: NetworkName,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkName {
+    /// The network's name.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkNode {
+    #[command(flatten)]
+    pub network: NetworkName,
+    /// The node.
+    #[arg(long)]
+    pub node: String,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +403,20 @@ pub struct NodeArgs {
     /// Seconds one provisioning step may take.
     #[arg(long, default_value_t = 120)]
     pub step_timeout: u64,
+    /// UDP ports the node picks WireGuard listen ports from, as FIRST-LAST.
+    #[arg(long, default_value = "51820-52819", value_parser = port_range)]
+    pub wireguard_ports: std::ops::RangeInclusive<u16>,
+}
+
+/// Parse FIRST-LAST into a port range.
+fn port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("{text:?}: write a port range such as 51820-52819");
+    let (first, last) = text.split_once('-').ok_or_else(bad)?;
+    let (first, last): (u16, u16) = (first.parse().map_err(|_| bad())?, last.parse().map_err(|_| bad())?);
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok(first..=last)
 }
 
 #[derive(Debug, Subcommand)]
@@ -322,6 +427,14 @@ pub enum BenchCommand {
         /// Containers to run, one after the other, then all at once.
         #[arg(long, default_value_t = 50)]
         containers: usize,
+    },
+    /// Throughput (iperf3) and latency (ping) between containers on two nodes over a private
+    /// network, next to the raw underlay between the same nodes, on a devnet. Root; needs
+    /// iperf3.
+    Network {
+        /// Seconds each iperf3 run lasts.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
     },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {
@@ -335,4 +448,42 @@ pub enum BenchCommand {
         #[arg(long)]
         db: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn network_verbs_parse_their_flags() {
+        let cli = Cli::try_parse_from([
+            "zgrid",
+            "network",
+            "add-node",
+            "--name",
+            "web",
+            "--node",
+            "N",
+            "--subnet",
+            "10.20.9.0/24",
+        ]);
+        let Ok(Cli { command: Command::Network(NetworkCommand::AddNode { target, subnet, duration }), .. }) = cli
+        else {
+            panic!("{cli:?}")
+        };
+        assert_eq!((target.network.name.as_str(), target.node.as_str()), ("web", "N"));
+        assert_eq!((subnet.map(|s| s.to_string()), duration), (Some("10.20.9.0/24".into()), None));
+        let no_network =
+            Cli::try_parse_from(["zgrid", "deploy", "container", "--node", "N", "--flist", "f", "--ip", "10.20.1.2"]);
+        assert!(no_network.is_err(), "--ip needs --network");
+        let no_node = Cli::try_parse_from(["zgrid", "network", "create", "--name", "web", "--cidr", "10.20.0.0/16"]);
+        assert!(no_node.is_err(), "create needs a --node");
+    }
 }

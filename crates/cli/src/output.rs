@@ -1,6 +1,7 @@
 //! Human tables and `--json` output.
 
 use serde::Serialize;
+use zgrid_types::api::WorkloadRecord;
 
 /// Print `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -33,6 +34,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     line(header.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// The node's latest result on a workload, for people: `pending`, `ok` or `error: why`.
+pub fn result(record: &WorkloadRecord) -> String {
+    match record.result.as_ref().map(|r| &r.payload) {
+        None => "pending".into(),
+        Some(r) if r.message.is_empty() => r.state.as_str().into(),
+        Some(r) => format!("{}: {}", r.state.as_str(), r.message),
     }
 }
 

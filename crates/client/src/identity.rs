@@ -125,8 +125,10 @@ fn check_name(name: &str) -> Result<(), IdentityError> {
     if ok { Ok(()) } else { Err(IdentityError::BadName(name.to_string())) }
 }
 
-/// Write `bytes` to `path` atomically with mode 0600.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+/// Write `bytes` to `path` atomically (a temporary file renamed over it) with mode 0600: for
+/// secrets such as seed files and WireGuard configs. A failure is [`IdentityError::Io`], naming
+/// the file.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
     let tmp = path.with_extension("tmp");
     let mut f =
         fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;

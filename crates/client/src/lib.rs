@@ -14,9 +14,10 @@
 mod explorer;
 mod http;
 mod identity;
+pub mod network;
 mod node;
 
 pub use explorer::{ExplorerClient, new_workload_id};
 pub use http::{ClientError, ClientResult};
-pub use identity::{Identity, IdentityError, IdentityStore, SEED_FORMAT};
+pub use identity::{Identity, IdentityError, IdentityStore, SEED_FORMAT, write_private};
 pub use node::NodeClient;

@@ -6,6 +6,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use zgrid_node::network::{DEFAULT_PORTS, Networks};
 use zgrid_node::runtime::Runtime;
 
 use crate::process::{cli_json, wait_for};
@@ -22,11 +23,14 @@ const REGISTER_LIMIT: Duration = Duration::from_secs(30);
 pub struct NodeOptions {
     /// Time limit of one provisioning step (`--step-timeout`).
     pub step_timeout: Duration,
+    /// Register the node's underlay address as its public endpoint; without one the node is
+    /// "hidden" (as behind NAT) and joins networks through nodes that have one.
+    pub public: bool,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { step_timeout: Duration::from_secs(60) }
+        Self { step_timeout: Duration::from_secs(60), public: true }
     }
 }
 
@@ -83,14 +87,17 @@ impl Node {
     fn spawn(&mut self) -> Result<()> {
         let l = &self.launch;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
-        let child = self
-            .netns
-            .command(&l.zgrid)
+        let mut command = self.netns.command(&l.zgrid);
+        command
             .args(["node", "--farm", &l.farm.to_string(), "--state-dir"])
             .arg(&l.state_dir)
             .args(["--cgroup-parent", &l.cgroup_parent, "--hostname", &l.hostname])
             .args(["--step-timeout", &l.options.step_timeout.as_secs().max(1).to_string()])
-            .args(["--api-listen", &format!("{}:{API_PORT}", self.netns.address())])
+            .args(["--api-listen", &format!("{}:{API_PORT}", self.netns.address())]);
+        if l.options.public {
+            command.args(["--public-endpoint", &self.netns.address().to_string()]);
+        }
+        let child = command
             .env("ZGRID_EXPLORER", &l.explorer)
             .env("ZGRID_LOG", &l.log_level)
             .stdin(Stdio::null())
@@ -165,11 +172,18 @@ impl Node {
         self.spawn()
     }
 
-    /// Remove every container and volume of this node, its cgroup parents, and, when nothing
-    /// is mounted under it any more, its state directory.
+    /// A handle on the node's networks, for inspection and cleanup.
+    pub fn networks(&self) -> Result<Networks> {
+        let key = zgrid_node::identity::load_or_create(&self.launch.state_dir)?;
+        Ok(Networks::new(self.launch.state_dir.join("networks"), key, DEFAULT_PORTS)?)
+    }
+
+    /// Remove every container, volume and network of this node, its cgroup parents, and, when
+    /// nothing is mounted under it any more, its state directory.
     fn clean(&self) -> Result<()> {
         if self.runtime_dir().exists() {
             let runtime = self.runtime()?.with_stop_grace(Duration::ZERO);
+            let networks = self.networks()?;
             let (containers, volumes) = (runtime.list()?, runtime.list_volumes()?);
             std::thread::scope(|s| {
                 s.spawn(|| {
@@ -181,6 +195,12 @@ impl Node {
                         }
                         for id in &volumes {
                             runtime.remove_volume(id).await?;
+                        }
+                        for id in containers.iter().filter_map(|id| id.parse().ok()) {
+                            networks.detach(&id).await?;
+                        }
+                        for id in networks.list()? {
+                            networks.remove(&id).await?;
                         }
                         anyhow::Ok(())
                     })

@@ -145,6 +145,12 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // Processes still inside (a test's helper daemon) would keep the namespace alive.
+        for pid in ip(&["netns", "pids", &self.name]).unwrap_or_default().split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
         // The veth goes with the namespace; deleting it first also works while a process
         // still holds the namespace open.
         let _ = ip(&["link", "del", &self.veth]);

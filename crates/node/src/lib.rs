@@ -9,6 +9,7 @@ pub mod capacity;
 pub mod engine;
 mod follow;
 pub mod identity;
+pub mod network;
 pub mod provision;
 pub mod report;
 pub mod runtime;

@@ -53,4 +53,19 @@ pub trait Provisioner: Send + Sync + 'static {
 
     /// Ids of workloads with side effects on this machine, to find orphans after a crash.
     fn existing(&self) -> impl Future<Output = Vec<WorkloadId>> + Send;
+
+    /// Whether a new version of `spec` is applied to the running workload in place (a network
+    /// resource keeps carrying traffic) rather than by removing the old version first. A failed
+    /// in-place update leaves the running version alone.
+    fn updates_in_place(&self, spec: &WorkloadSpec) -> bool {
+        let _ = spec;
+        false
+    }
+
+    /// Whether the workload's side effects end with the agent process (a userspace WireGuard
+    /// device), so the agent provisions it again when it starts, as after a reboot.
+    fn lost_with_agent(&self, spec: &WorkloadSpec) -> bool {
+        let _ = spec;
+        false
+    }
 }

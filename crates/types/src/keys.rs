@@ -30,7 +30,7 @@ pub enum KeyError {
 /// An ed25519 public key, written as base58.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ToSchema)]
 #[schema(value_type = String, example = "7HZd49ugHzJxQUnHKyQRbmcwWWvKKtoJUndfiiXGTkow")]
-pub struct PublicKey(ed25519_dalek::VerifyingKey);
+pub struct PublicKey(pub(crate) ed25519_dalek::VerifyingKey);
 
 impl PublicKey {
     /// The 32 raw bytes.
@@ -126,7 +126,7 @@ impl<'de> Deserialize<'de> for Signature {
 
 /// A private signing key. Its `Debug` never prints the secret.
 #[derive(Clone)]
-pub struct Keypair(ed25519_dalek::SigningKey);
+pub struct Keypair(pub(crate) ed25519_dalek::SigningKey);
 
 impl Keypair {
     /// The key whose secret seed is these 32 bytes.

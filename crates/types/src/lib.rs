@@ -1,6 +1,6 @@
 //! Wire types, validation and signing shared by every zgrid part.
 //!
-//! This crate does no I/O. The explorer, the node agent and the CLI all parse, validate and
+//! This crate does no I/O (sealing secrets draws randomness from the operating system). The explorer, the node agent and the CLI all parse, validate and
 //! verify through it, so a signature that verifies in one verifies in all.
 
 pub mod api;
@@ -10,6 +10,7 @@ pub mod directory;
 pub mod ids;
 pub mod keys;
 pub mod result;
+pub mod sealed;
 pub mod signing;
 pub mod validate;
 pub mod workload;

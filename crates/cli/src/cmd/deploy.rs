@@ -1,22 +1,21 @@
-//! `zgrid deploy`: build a workload from flags, sign it, submit it, and optionally wait for the
-//! node's verdict while showing progress.
+//! `zgrid deploy`: build a workload from flags (a container may join one of the owner's networks),
+//! sign it, submit it, and optionally wait for the node's verdict while showing progress.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, bail};
-use zgrid_client::ExplorerClient;
+use zgrid_client::network::Network;
+use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::result::IMAGE_READY;
-use zgrid_types::workload::{Container, ContainerCapacity, DiskType, Volume, VolumeMount};
-use zgrid_types::{ResultState, Signed, WorkloadData, WorkloadId, WorkloadSpec};
+use zgrid_types::workload::{Container, ContainerCapacity, DiskType, NetworkConnection, Volume, VolumeMount};
+use zgrid_types::{NodeId, ResultState, WorkloadData};
 
-use crate::args::{DeployCommand, DeployCommon};
+use super::submit;
+use crate::args::DeployCommand;
 use crate::config::Ctx;
 use crate::output;
-
-/// How long `--wait` waits for the node.
-const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 fn disk_type(text: &str) -> Result<DiskType> {
     match text.to_ascii_lowercase().as_str() {
@@ -44,9 +43,11 @@ fn volume_mount(text: &str) -> Result<VolumeMount> {
 }
 
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
-    let (node, data, common, wait) = match cmd {
+    let (client, identity) = ctx.signed_client()?;
+    let (node, data, common, wait, joined) = match cmd {
         DeployCommand::Volume { node, size, disk_type: t, common } => {
-            (node, WorkloadData::Volume(Volume { size, disk_type: disk_type(&t)? }), common, false)
+            let node = submit::node_id(&node)?;
+            (node, WorkloadData::Volume(Volume { size, disk_type: disk_type(&t)? }), common, false, None)
         }
         DeployCommand::Container {
             node,
@@ -58,9 +59,16 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             memory,
             disk,
             disk_type: t,
+            network,
+            ip,
             wait,
             common,
         } => {
+            let node = submit::node_id(&node)?;
+            let connection = match network {
+                Some(name) => Some(join(&client, &identity, &node, name, ip).await?),
+                None => None,
+            };
             let container = Container {
                 flist,
                 hub_url: String::new(),
@@ -70,15 +78,19 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 interactive: false,
                 volumes: volumes.iter().map(|v| volume_mount(v)).collect::<Result<_>>()?,
                 capacity: ContainerCapacity { cpu, memory, disk_size: disk, disk_type: disk_type(&t)? },
-                network_connection: vec![],
+                network_connection: connection.iter().cloned().collect(),
                 logs: vec![],
                 stats: vec![],
             };
-            (node, WorkloadData::Container(container), common, wait)
+            (node, WorkloadData::Container(container), common, wait, connection)
         }
     };
-    let (client, record) = submit(ctx, &node, data, &common).await?;
+    let expires_at = submit::expiry(&common.duration)?;
+    let record = submit::create(&client, &identity, node, expires_at, &common.description, data).await?;
     let id = record.workload.payload.id.clone();
+    if let Some(c) = joined.as_ref().filter(|_| !ctx.json) {
+        println!("workload {id} joins network {} at {}", c.network_id, c.ipaddress);
+    }
     if !wait {
         let spec = &record.workload.payload;
         return output::report(ctx.json, &record, || {
@@ -89,7 +101,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     if !ctx.json {
         eprintln!("workload {id}");
     }
-    let record = wait_for_node(&client, &id, ctx.json).await?;
+    let record = wait_for_node(&client, &record, ctx.json).await?;
     let result = record.result.as_ref().map(|r| &r.payload);
     match result.map(|r| r.state) {
         Some(ResultState::Ok) => output::report(ctx.json, &record, || println!("workload {id} is running")),
@@ -103,31 +115,29 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     }
 }
 
-async fn submit(
-    ctx: &Ctx,
-    node: &str,
-    data: WorkloadData,
-    common: &DeployCommon,
-) -> Result<(ExplorerClient, WorkloadRecord)> {
-    let node_id =
-        node.parse().with_context(|| format!("--node {node:?} is not a node id; find one with `zgrid nodes`"))?;
-    let duration = humantime::parse_duration(&common.duration)
-        .with_context(|| format!("--duration {:?}: write it like 30m, 2h or 7d", common.duration))?;
-    let (client, identity) = ctx.signed_client()?;
-    let spec = WorkloadSpec {
-        id: zgrid_client::new_workload_id(),
-        version: 1,
-        owner: Ctx::user_id(&identity)?,
-        owner_key: identity.keypair.public(),
-        node_id,
-        expires_at: zgrid_types::unix_now() + i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2),
-        description: common.description.clone(),
-        metadata: String::new(),
-        data,
+/// The membership of network `name` on `node`: at `ip` after checking it, else at the lowest
+/// free address of the node's subnet.
+async fn join(
+    client: &ExplorerClient,
+    identity: &Identity,
+    node: &NodeId,
+    name: String,
+    ip: Option<Ipv4Addr>,
+) -> Result<NetworkConnection> {
+    let network = Network::load(client, Ctx::user_id(identity)?, &name).await?.with_context(|| {
+        format!("--network {name}: you have no network of that name; create it with `zgrid network create`")
+    })?;
+    if network.member(node).is_err() {
+        bail!(
+            "node {node} is not a member of network {name}: add it with \
+             `zgrid network add-node --name {name} --node {node}`"
+        );
+    }
+    let ipaddress = match ip {
+        Some(ip) => network.check_ip(node, ip).map(|()| ip).with_context(|| format!("--ip {ip}"))?,
+        None => network.free_ip(node).with_context(|| format!("--network {name}"))?,
     };
-    spec.validate(zgrid_types::unix_now()).map_err(|e| anyhow::anyhow!("invalid workload: {e}"))?;
-    let record = client.create_workload(&Signed::sign(spec, &identity.keypair)).await?;
-    Ok((client, record))
+    Ok(NetworkConnection { network_id: name, ipaddress, public_ipv6: false, yggdrasil_ip: false })
 }
 
 /// The stages `--wait` shows, in order.
@@ -143,14 +153,12 @@ fn stage(result: Option<&zgrid_types::WorkloadResult>) -> usize {
     }
 }
 
-/// Poll the explorer until the node reports a final result, printing each stage reached (also
-/// those passed between two polls) once.
-async fn wait_for_node(client: &ExplorerClient, id: &WorkloadId, quiet: bool) -> Result<WorkloadRecord> {
-    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+/// Wait for the node's verdict on a new workload, printing each stage reached (also those
+/// passed between two polls) once.
+async fn wait_for_node(client: &ExplorerClient, record: &WorkloadRecord, quiet: bool) -> Result<WorkloadRecord> {
+    let spec = &record.workload.payload;
     let mut shown = None;
-    loop {
-        let record = client.workload(id).await?;
-        let result = record.result.as_ref().map(|r| &r.payload);
+    submit::verdict(client, &spec.id, spec.version, |record, result| {
         let reached = stage(result);
         for (n, name) in STAGES.iter().enumerate().take(reached + 1).skip(shown.map_or(0, |s| s + 1)) {
             if !quiet {
@@ -159,12 +167,6 @@ async fn wait_for_node(client: &ExplorerClient, id: &WorkloadId, quiet: bool) ->
             }
             shown = Some(n);
         }
-        if result.is_some_and(|r| r.state != ResultState::Provisioning) {
-            return Ok(record);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("no verdict from the node within {} s; check `zgrid live` later", WAIT_LIMIT.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }

@@ -24,24 +24,13 @@ pub async fn run(ctx: &Ctx, a: LiveArgs) -> Result<()> {
         .iter()
         .map(|r| {
             let w = &r.workload.payload;
-            let result = r.result.as_ref().map_or_else(
-                || "pending".to_string(),
-                |res| {
-                    let m = &res.payload.message;
-                    if m.is_empty() {
-                        res.payload.state.as_str().into()
-                    } else {
-                        format!("{}: {m}", res.payload.state.as_str())
-                    }
-                },
-            );
             vec![
                 w.id.to_string(),
                 w.data.kind().to_string(),
                 w.version.to_string(),
                 w.node_id.to_string(),
                 r.state.as_str().into(),
-                result,
+                output::result(r),
                 output::time(w.expires_at),
             ]
         })

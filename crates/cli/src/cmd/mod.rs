@@ -9,8 +9,10 @@ mod farm;
 mod id;
 mod live;
 mod logs;
+mod network;
 mod node;
 mod nodes;
+mod submit;
 
 use anyhow::Result;
 
@@ -25,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Farm(c) => farm::run(&ctx, c).await,
         Command::Nodes(a) => nodes::run(&ctx, a).await,
         Command::Deploy(c) => deploy::run(&ctx, c).await,
+        Command::Network(c) => network::run(&ctx, c).await,
         Command::Live(a) => live::run(&ctx, a).await,
         Command::Delete(a) => delete::run(&ctx, a).await,
         Command::Logs(a) => logs::run(&ctx, a).await,

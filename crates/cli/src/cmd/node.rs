@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use zgrid_node::NodeConfig;
 use zgrid_node::engine::EngineConfig;
+use zgrid_node::network::Networks;
 use zgrid_node::runtime::Runtime;
 use zgrid_node::workloads::Workloads;
 use zgrid_types::directory::Location;
@@ -16,7 +17,9 @@ use crate::config::Ctx;
 pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let explorer = ctx.explorer_url(None)?;
     let runtime = Runtime::new(a.state_dir.join("runtime"), &a.cgroup_parent)?;
-    let workloads = Workloads::new(runtime, a.state_dir.join("images"));
+    let key = zgrid_node::identity::load_or_create(&a.state_dir)?;
+    let networks = Networks::new(a.state_dir.join("networks"), key, a.wireguard_ports.clone())?;
+    let workloads = Workloads::new(runtime, networks, a.state_dir.join("images"));
     let hostname = match a.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")

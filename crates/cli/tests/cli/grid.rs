@@ -45,7 +45,9 @@ impl Grid {
 
     /// Start a node agent whose provisioning steps time out after `step_timeout_secs`.
     pub fn node(&self, step_timeout_secs: u64) -> Node {
-        self.devnet.add_node(NodeOptions { step_timeout: Duration::from_secs(step_timeout_secs) }).expect("node")
+        self.devnet
+            .add_node(NodeOptions { step_timeout: Duration::from_secs(step_timeout_secs), ..NodeOptions::default() })
+            .expect("node")
     }
 
     /// Run the CLI as the deployer, expecting success, and parse its JSON.

@@ -4,5 +4,6 @@ mod common;
 mod grid;
 
 mod crash;
+mod network;
 mod node;
 mod verbs;

@@ -54,7 +54,8 @@ pub enum Outcome {
 }
 
 impl<P: Provisioner> Ctx<P> {
-    /// Provision `workload`, replacing `previous` (an older version) first.
+    /// Provision `workload`, replacing `previous` (an older version) first, unless the
+    /// provisioner updates this kind in place.
     pub async fn provision(
         self: Arc<Self>,
         workload: Signed<WorkloadSpec>,
@@ -69,7 +70,9 @@ impl<P: Provisioner> Ctx<P> {
             let entry = Entry { workload: workload.clone(), phase, restarts, data: serde_json::Value::Null };
             return self.fail(entry, reason, false).await;
         }
-        if let Some(old) = previous.filter(|p| p.workload.payload.version != spec.version)
+        let in_place = self.provisioner.updates_in_place(spec);
+        let had_previous = previous.is_some();
+        if let Some(old) = previous.filter(|p| !in_place && p.workload.payload.version != spec.version)
             && let Err(reason) = self.timed(self.provisioner.remove(old.id())).await.and_then(|r| r)
         {
             let reason = format!("cannot replace the old version: {reason}");
@@ -104,8 +107,10 @@ impl<P: Provisioner> Ctx<P> {
                 Outcome::Provisioned(entry)
             }
             Err(e) => {
-                // Leave nothing half done behind.
-                if let Err(r) = self.timed(self.provisioner.remove(&spec.id)).await.and_then(|r| r) {
+                // Leave nothing half done behind, but never take down a version that runs.
+                if in_place && had_previous {
+                    tracing::warn!(workload = %spec.id, error = %e, "update not applied; the running version is kept");
+                } else if let Err(r) = self.timed(self.provisioner.remove(&spec.id)).await.and_then(|r| r) {
                     tracing::warn!(workload = %spec.id, error = %r, "rollback after a failed attempt did not finish; retried later");
                 }
                 let transient = matches!(e, ProvisionError::Transient(_));

@@ -82,7 +82,7 @@ impl<P: Provisioner> Engine<P> {
     ///
     /// After a reboot of the machine every workload the store says was running is provisioned
     /// again (its processes and mounts are gone); after a restart of the agent alone they are
-    /// adopted as they are.
+    /// adopted as they are, except those whose side effects ended with the previous agent.
     pub fn new(
         explorer: ExplorerClient,
         reporter: Reporter,
@@ -93,9 +93,12 @@ impl<P: Provisioner> Engine<P> {
         config: EngineConfig,
     ) -> anyhow::Result<Self> {
         let mut entries = store.load_all()?;
-        if store.rebooted()? {
+        let rebooted = store.rebooted()?;
+        if rebooted {
             tracing::info!(workloads = entries.len(), "the machine rebooted; provisioning its workloads again");
-            for entry in entries.values_mut().filter(|e| e.phase == Phase::Running) {
+        }
+        for entry in entries.values_mut().filter(|e| e.phase == Phase::Running) {
+            if rebooted || provisioner.lost_with_agent(&entry.workload.payload) {
                 entry.phase = Phase::Provisioning;
             }
         }
@@ -249,17 +252,17 @@ impl<P: Provisioner> Engine<P> {
 
     /// Workloads whose next step may depend on `id`: those that need it, and those it needs.
     fn related(&self, id: &WorkloadId) -> Vec<WorkloadId> {
-        let mut out: Vec<WorkloadId> = self
-            .records
-            .values()
-            .map(|r| &r.workload.payload)
-            .filter(|spec| deps::needs(spec).contains(&id))
-            .map(|spec| spec.id.clone())
-            .collect();
-        out.extend(deps::users_of(id, &self.entries).into_iter().cloned());
         let own =
             self.entries.get(id).map(|e| &e.workload.payload).or(self.records.get(id).map(|r| &r.workload.payload));
-        out.extend(own.map(deps::needs).unwrap_or_default().into_iter().cloned());
+        let Some(own) = own else { return Vec::new() };
+        let specs = self.records.values().map(|r| &r.workload.payload);
+        let specs = specs.chain(self.entries.values().map(|e| &e.workload.payload));
+        let mut out: Vec<WorkloadId> = specs
+            .filter(|other| deps::depends_on(other, own) || deps::depends_on(own, other))
+            .map(|other| other.id.clone())
+            .collect();
+        out.sort();
+        out.dedup();
         out
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use zgrid_types::api::{Deletion, WorkloadRecord, WorkloadState};
 use zgrid_types::directory::Capacity;
-use zgrid_types::workload::{Container, ContainerCapacity, DiskType, Volume, VolumeMount};
+use zgrid_types::workload::{
+    Container, ContainerCapacity, DiskType, NetworkConnection, NetworkResource, Volume, VolumeMount,
+};
 use zgrid_types::{
     DeleteRequest, Keypair, ResultState, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec,
 };
@@ -104,6 +106,10 @@ impl Provisioner for Recorder {
     async fn existing(&self) -> Vec<WorkloadId> {
         self.0.lock().unwrap().health.keys().cloned().collect()
     }
+
+    fn updates_in_place(&self, spec: &WorkloadSpec) -> bool {
+        matches!(spec.data, WorkloadData::NetworkResource(_))
+    }
 }
 
 /// An engine running on its own task, its inputs, results and provisioner.
@@ -155,6 +161,31 @@ impl Harness {
         spec.data = WorkloadData::Volume(Volume { size: 100, disk_type: DiskType::Ssd });
         record.workload = Signed::sign(spec, owner);
         record
+    }
+
+    /// An active record of `owner`'s network resource of network `name` on this node.
+    fn network(&self, owner: &Keypair, name: &str) -> WorkloadRecord {
+        let mut record = self.container(64, 3600);
+        let mut spec = record.workload.payload;
+        spec.owner_key = owner.public();
+        spec.data = WorkloadData::NetworkResource(NetworkResource {
+            name: name.into(),
+            network_iprange: "10.20.0.0/16".parse().unwrap(),
+            iprange: "10.20.1.0/24".parse().unwrap(),
+            wireguard_private_key_encrypted: "00".into(),
+            wireguard_public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            wireguard_listen_port: 0,
+            peers: vec![],
+        });
+        record.workload = Signed::sign(spec, owner);
+        record
+    }
+
+    /// Record `record` again as version `version`, re-signed by the owner.
+    fn new_version(&self, record: &WorkloadRecord, version: u32) -> WorkloadRecord {
+        let mut spec = record.workload.payload.clone();
+        spec.version = version;
+        WorkloadRecord { workload: Signed::sign(spec, &self.owner), ..record.clone() }
     }
 
     /// An active container record that mounts `volumes` at `/data<n>`.
@@ -427,4 +458,50 @@ async fn a_volume_outlives_the_container_using_it_when_both_expire() {
     let container_removed = calls.iter().position(|c| c == &format!("remove {id}")).unwrap();
     let volume_removed = calls.iter().position(|c| c == &format!("remove {volume_id}")).unwrap();
     assert!(container_removed < volume_removed, "the volume went first: {calls:?}");
+}
+
+#[tokio::test]
+async fn a_container_joins_its_owners_network_only_once_it_is_up() {
+    let mut h = Harness::start(plenty());
+    let stranger = Keypair::from_seed(&[6; 32]);
+    let theirs = h.network(&stranger, "net");
+    let ours = h.network(&h.owner.clone(), "net");
+    let ours_id = ours.workload.payload.id.clone();
+    let mut container = h.container(64, 3600);
+    let mut spec = container.workload.payload.clone();
+    if let WorkloadData::Container(c) = &mut spec.data {
+        c.network_connection = vec![NetworkConnection {
+            network_id: "net".into(),
+            ipaddress: "10.20.1.2".parse().unwrap(),
+            public_ipv6: false,
+            yggdrasil_ip: false,
+        }];
+    }
+    container.workload = Signed::sign(spec, &h.owner);
+    let id = container.workload.payload.id.clone();
+    h.recorder.set(&ours_id, Behaviour::FailTransiently(2));
+    h.send(Input::Snapshot(vec![theirs, container, ours])).await;
+    let waiting = h.result(&id, ResultState::Provisioning).await;
+    assert_eq!(waiting.message, "waiting for network \"net\"");
+    h.result(&id, ResultState::Ok).await;
+    let calls = h.recorder.calls();
+    let container_at = calls.iter().position(|c| c == &format!("provision {id}")).unwrap();
+    let network_done = calls.iter().rposition(|c| c == &format!("provision {ours_id}")).unwrap();
+    assert!(network_done < container_at, "the container was provisioned before its network: {calls:?}");
+}
+
+#[tokio::test]
+async fn a_network_update_is_applied_in_place_and_a_failed_one_leaves_it_running() {
+    let mut h = Harness::start(plenty());
+    let v1 = h.network(&h.owner.clone(), "net");
+    let id = v1.workload.payload.id.clone();
+    h.send(Input::Snapshot(vec![v1.clone()])).await;
+    h.result(&id, ResultState::Ok).await;
+    h.submit(h.new_version(&v1, 2)).await;
+    h.result(&id, ResultState::Ok).await;
+    h.recorder.set(&id, Behaviour::FailPermanently);
+    h.submit(h.new_version(&v1, 3)).await;
+    h.result(&id, ResultState::Error).await;
+    assert_eq!(h.recorder.provisions(&id), 3);
+    assert_eq!(h.recorder.removals(&id), 0, "an update removed the running network: {:?}", h.recorder.calls());
 }

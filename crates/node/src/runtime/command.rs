@@ -142,7 +142,7 @@ impl Tools {
 }
 
 /// Find `program` in `PATH` or the usual system directories.
-fn find_program(program: &'static str, package: &'static str) -> Result<PathBuf, RuntimeError> {
+pub(crate) fn find_program(program: &'static str, package: &'static str) -> Result<PathBuf, RuntimeError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let fallback = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from);
     std::env::split_paths(&path)

@@ -17,7 +17,7 @@
 //! ```
 
 mod cgroup;
-mod command;
+pub(crate) mod command;
 mod config;
 mod disk;
 mod error;

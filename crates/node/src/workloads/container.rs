@@ -1,8 +1,9 @@
 //! Containers: a signed container workload becomes a runc container through [`Runtime`], with
-//! its image, limits, environment, entrypoint and volumes; its health is its process's state.
+//! its image, limits, environment, entrypoint, volumes and network; its health is its
+//! process's state.
 
-use zgrid_types::WorkloadId;
 use zgrid_types::workload::Container;
+use zgrid_types::{WorkloadId, WorkloadSpec};
 
 use super::Workloads;
 use crate::provision::{Health, Progress, ProvisionError};
@@ -12,11 +13,12 @@ use crate::runtime::{Bind, ContainerConfig, ContainerState};
 const PIDS_LIMIT: i64 = 4096;
 
 impl Workloads {
-    async fn config(&self, id: &WorkloadId, c: &Container) -> Result<ContainerConfig, ProvisionError> {
+    async fn config(&self, spec: &WorkloadSpec, c: &Container) -> Result<ContainerConfig, ProvisionError> {
+        let id = &spec.id;
         let unsupported =
             |what: &str| Err(ProvisionError::Permanent(format!("{what} is not supported by this node version yet")));
-        if !c.network_connection.is_empty() {
-            return unsupported("joining a private network");
+        if c.network_connection.iter().any(|n| n.public_ipv6 || n.yggdrasil_ip) {
+            return unsupported("a public IPv6 or yggdrasil address");
         }
         if !c.secret_environment.is_empty() {
             return unsupported("secret_environment");
@@ -42,6 +44,10 @@ impl Workloads {
             })?;
             binds.push(Bind { source, destination: mount.mountpoint.clone() });
         }
+        let netns = match c.network_connection.first() {
+            Some(n) => Some(self.networks.attach(id, &spec.owner_key, &n.network_id, n.ipaddress).await?),
+            None => None,
+        };
         let args = shlex::split(&c.entrypoint)
             .ok_or_else(|| ProvisionError::Permanent(format!("entrypoint {:?} has unbalanced quotes", c.entrypoint)))?;
         Ok(ContainerConfig {
@@ -54,7 +60,7 @@ impl Workloads {
             memory_mib: c.capacity.memory,
             disk_mib: c.capacity.disk_size,
             pids_limit: PIDS_LIMIT,
-            netns: None,
+            netns,
             binds,
         })
     }
@@ -62,17 +68,19 @@ impl Workloads {
     /// Start the container (or leave it running).
     pub(super) async fn provision_container(
         &self,
-        id: &WorkloadId,
+        spec: &WorkloadSpec,
         c: &Container,
         progress: Progress<'_>,
     ) -> Result<serde_json::Value, ProvisionError> {
-        let config = self.config(id, c).await?;
+        let id = &spec.id;
+        let config = self.config(spec, c).await?;
         progress(zgrid_types::result::IMAGE_READY);
         // A running container is left alone; a stopped one starts again on its writable layer.
         let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
-        Ok(serde_json::json!({ "id": id, "start_ms": (start_ms * 10.0).round() / 10.0 }))
+        let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());
+        Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": (start_ms * 10.0).round() / 10.0 }))
     }
 
     /// The container's process state; a running container's log is trimmed and new OOM kills

@@ -1,6 +1,7 @@
 //! The node's provisioner: makes each kind of workload real on this machine. Containers run
-//! with runc ([`container`]); volumes are size-limited filesystems ([`volume`]). Network
-//! resources and Kubernetes VMs are refused with a reason until this node version has them.
+//! with runc ([`container`]); volumes are size-limited filesystems ([`volume`]); network
+//! resources are namespaces joined by WireGuard ([`crate::network`]). Kubernetes VMs are
+//! refused with a reason until this node version has them.
 
 mod container;
 mod volume;
@@ -11,21 +12,24 @@ use std::sync::Mutex;
 
 use zgrid_types::{Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
+use crate::network::Networks;
 use crate::provision::{Health, Progress, ProvisionError, Provisioner};
 use crate::runtime::Runtime;
 
-/// Provisions containers and volumes through one [`Runtime`].
+/// Provisions containers and volumes through one [`Runtime`], and networks.
 pub struct Workloads {
     runtime: Runtime,
+    networks: Networks,
     images: PathBuf,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
 }
 
 impl Workloads {
-    /// Workloads made with `runtime`; images unpacked from archives are kept under `images`.
-    pub fn new(runtime: Runtime, images: impl Into<PathBuf>) -> Self {
-        Self { runtime, images: images.into(), oom_seen: Mutex::default() }
+    /// Workloads made with `runtime` and `networks`; images unpacked from archives are kept
+    /// under `images`.
+    pub fn new(runtime: Runtime, networks: Networks, images: impl Into<PathBuf>) -> Self {
+        Self { runtime, networks, images: images.into(), oom_seen: Mutex::default() }
     }
 
     /// The runtime, for logs and inspection.
@@ -42,8 +46,9 @@ impl Provisioner for Workloads {
     ) -> Result<serde_json::Value, ProvisionError> {
         let spec = &workload.payload;
         match &spec.data {
-            WorkloadData::Container(c) => self.provision_container(&spec.id, c, progress).await,
+            WorkloadData::Container(c) => self.provision_container(spec, c, progress).await,
             WorkloadData::Volume(v) => self.provision_volume(&spec.id, v).await,
+            WorkloadData::NetworkResource(nr) => self.networks.provision(&spec.id, &spec.owner_key, nr).await,
             other => Err(ProvisionError::Permanent(format!(
                 "{} workloads are not supported by this node version yet",
                 other.kind()
@@ -52,28 +57,48 @@ impl Provisioner for Workloads {
     }
 
     async fn remove(&self, id: &WorkloadId) -> Result<(), String> {
-        // The id says nothing of the kind; a volume's directory exists from its first side effect.
+        // The id says nothing of the kind; a volume's directory and a network's record exist
+        // from their first side effect.
         if self.runtime.has_volume(id.as_str()) {
             return self.runtime.remove_volume(id.as_str()).await.map_err(|e| e.to_string());
         }
+        if self.networks.has(id) {
+            return self.networks.remove(id).await.map_err(|e| e.to_string());
+        }
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
+        self.networks.detach(id).await.map_err(|e| e.to_string())?;
         self.oom_seen.lock().expect("lock").remove(id.as_str());
         Ok(())
     }
 
     async fn health(&self, id: &WorkloadId) -> Health {
-        if self.runtime.has_volume(id.as_str()) { self.volume_health(id) } else { self.container_health(id).await }
+        if self.runtime.has_volume(id.as_str()) {
+            self.volume_health(id)
+        } else if self.networks.has(id) {
+            if self.networks.is_up(id) { Health::Running } else { Health::Missing }
+        } else {
+            self.container_health(id).await
+        }
+    }
+
+    fn updates_in_place(&self, spec: &WorkloadSpec) -> bool {
+        matches!(spec.data, WorkloadData::NetworkResource(_))
+    }
+
+    fn lost_with_agent(&self, spec: &WorkloadSpec) -> bool {
+        matches!(spec.data, WorkloadData::NetworkResource(_))
     }
 
     async fn existing(&self) -> Vec<WorkloadId> {
         let ids = self.runtime.list().and_then(|mut c| {
             c.extend(self.runtime.list_volumes()?);
+            c.extend(self.networks.list()?.iter().map(ToString::to_string));
             Ok(c)
         });
         match ids {
             Ok(ids) => ids.iter().filter_map(|i| i.parse().ok()).collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list containers and volumes");
+                tracing::warn!(error = %e, "cannot list containers, volumes and networks");
                 Vec::new()
             }
         }

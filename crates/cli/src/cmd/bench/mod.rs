@@ -1,6 +1,7 @@
 //! `zgrid bench`: measurements recorded in `docs/benchmarks.md`.
 
 mod explorer;
+mod network;
 mod node;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Explorer { workloads, concurrency, db } => explorer::run(ctx, workloads, concurrency, db).await,
         BenchCommand::Node { containers } => node::run(ctx, containers).await,
+        BenchCommand::Network { seconds } => network::run_bench(ctx, seconds).await,
     }
 }
 

@@ -1,0 +1,133 @@
+//! `zgrid bench network`: on a devnet of this machine (an explorer and two node agents, each in
+//! its own network namespace on an underlay bridge), TCP throughput (iperf3) and round-trip
+//! latency (ping) between two containers on different nodes over a private network, next to
+//! the same measurements over the raw underlay between the two nodes' namespaces.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use zgrid_devnet::{Devnet, DevnetConfig, NodeOptions, busybox_rootfs};
+
+use crate::config::Ctx;
+use crate::output;
+
+/// Run the CLI as the benchmark's deployer and parse its JSON output.
+fn cli(zgrid: &Path, home: &Path, explorer: &str, args: &[&str]) -> Result<Value> {
+    let out = zgrid_devnet::cli(zgrid, home, explorer).arg("--json").args(args).output()?;
+    if !out.status.success() {
+        bail!("zgrid {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Output of `command`, which must succeed.
+fn run(command: &mut Command, what: &str) -> Result<String> {
+    let out = command.output().with_context(|| format!("cannot run {what} (apt-get install iperf3 busybox-static)"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `program` inside the network namespace pinned at `netns`.
+fn inside(netns: &Path, program: &str) -> Command {
+    let mut command = Command::new("nsenter");
+    command.arg(format!("--net={}", netns.display())).arg("--").arg(program);
+    command
+}
+
+/// Throughput (Gbit/s, received) and latency (average and maximum ms of 50 pings) from `client`
+/// to `server_ip` in `server`.
+fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Result<Value> {
+    let mut listener =
+        inside(server, "iperf3").args(["-s", "-1", "-B", server_ip]).spawn().context("cannot start iperf3")?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let report = run(inside(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string()]), "iperf3 -c");
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let report: Value = serde_json::from_str(&report?)?;
+    let bits = report["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 reported no throughput")?;
+    let ping = run(inside(client, "busybox").args(["ping", "-c", "50", "-i", "0.02", "-q", server_ip]), "ping")?;
+    // round-trip min/avg/max = 0.020/0.061/0.094 ms
+    let rtt: Vec<f64> = ping
+        .lines()
+        .find_map(|l| l.split(" = ").nth(1))
+        .context("ping printed no round-trip summary")?
+        .trim_end_matches(" ms")
+        .split('/')
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Ok(json!({
+        "throughput_gbit_s": (bits / 1e9 * 1000.0).round() / 1000.0,
+        "rtt_avg_ms": rtt.get(1),
+        "rtt_max_ms": rtt.get(2),
+    }))
+}
+
+pub async fn run_bench(ctx: &Ctx, seconds: u32) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let zgrid = std::env::current_exe().context("cannot find the zgrid binary")?;
+    let mut config = DevnetConfig::new(zgrid.clone(), dir.path());
+    config.log_level = "warn".into();
+    let image = busybox_rootfs(dir.path())?;
+    let report = tokio::task::spawn_blocking(move || -> Result<Value> {
+        let devnet = Devnet::start(config)?;
+        let (a, b) = (devnet.add_node(NodeOptions::default())?, devnet.add_node(NodeOptions::default())?);
+        let home = dir.path().join("deployer");
+        let explorer = devnet.explorer_url();
+        cli(&zgrid, &home, explorer, &["id", "new", "bench", "--register"])?;
+        cli(
+            &zgrid,
+            &home,
+            explorer,
+            &["network", "create", "--name", "bench", "--cidr", "10.99.0.0/16", "--node", a.id(), "--node", b.id()],
+        )?;
+        let mut containers = Vec::new();
+        for node in [&a, &b] {
+            let deployed = cli(
+                &zgrid,
+                &home,
+                explorer,
+                &[
+                    "deploy",
+                    "container",
+                    "--node",
+                    node.id(),
+                    "--flist",
+                    &image.display().to_string(),
+                    "--entrypoint",
+                    "sleep 100000",
+                    "--memory",
+                    "64",
+                    "--network",
+                    "bench",
+                    "--wait",
+                ],
+            )?;
+            let id = deployed["workload"]["payload"]["id"].as_str().context("no workload id")?.to_owned();
+            let ip = deployed["result"]["payload"]["data"]["ipv4"].as_str().context("no container address")?.to_owned();
+            containers.push((Path::new("/run/netns").join(format!("zgc-{id}")), ip));
+        }
+        let overlay = measure(&containers[0].0, &containers[1].0, &containers[1].1, seconds)?;
+        let underlay = measure(&a.netns().path(), &b.netns().path(), &b.address().to_string(), seconds)?;
+        drop((a, b, devnet));
+        Ok(json!({ "overlay_container_to_container": overlay, "underlay_node_to_node": underlay, "seconds": seconds }))
+    })
+    .await??;
+    if ctx.json {
+        return output::json(&report);
+    }
+    for (name, key) in [
+        ("overlay, container to container", "overlay_container_to_container"),
+        ("underlay, node to node", "underlay_node_to_node"),
+    ] {
+        let v = &report[key];
+        println!(
+            "{name}: {} Gbit/s, rtt avg {} ms, max {} ms",
+            v["throughput_gbit_s"], v["rtt_avg_ms"], v["rtt_max_ms"]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! `zgrid network add-access`: let a machine outside the grid (a laptop) join a network through
+//! a public member. The access point's private key is written only to its `wg-quick` config
+//! file, never printed or logged.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ipnet::Ipv4Net;
+use zgrid_client::network::{AccessPoint, check_wg_quick_file};
+
+use super::Session;
+use crate::args::NetworkNode;
+use crate::cmd::submit;
+use crate::output;
+
+/// Add an access point with `subnet` (default: the lowest free one) through `target.node`:
+/// write its config to `output` (default: `NAME.conf`), then route it on every member.
+pub async fn add(
+    s: &Session,
+    target: &NetworkNode,
+    subnet: Option<Ipv4Net>,
+    output: Option<PathBuf>,
+    force: bool,
+) -> Result<()> {
+    let name = &target.network.name;
+    let path = output.unwrap_or_else(|| PathBuf::from(format!("{name}.conf")));
+    check_wg_quick_file(&path)
+        .with_context(|| format!("config file {} (choose another with --output)", path.display()))?;
+    if path.exists() && !force {
+        bail!("{} exists: pass --force to overwrite it, or choose another file with --output", path.display());
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("{} is not a directory: create it, or choose another file with --output", dir.display());
+    }
+    let mut network = s.existing(name).await?;
+    let node = submit::node_id(&target.node)?;
+    let chosen = network.access_subnet(subnet);
+    let subnet = match subnet {
+        Some(given) => chosen.with_context(|| format!("--subnet {given}"))?,
+        None => chosen?,
+    };
+    let (access, key) = AccessPoint::generate(node, subnet);
+    network.add_access_point(access.clone()).with_context(|| format!("--node {node}"))?;
+    network.check()?;
+    let config = network.wg_quick_config(&access, &key)?;
+    // the key is saved before the ledger can name the access point, so it is never lost
+    zgrid_client::write_private(&path, config.as_bytes())?;
+    s.progress(format!("adding access point {subnet} to network {name} through node {node}"));
+    s.update_peers(&network).await.with_context(|| {
+        format!(
+            "{} was written, but not every node routes the access point yet; check `zgrid network show --name {name}`",
+            path.display()
+        )
+    })?;
+    let shown = serde_json::json!({ "network": name, "access_point": access, "config": path });
+    output::report(s.json, &shown, || {
+        println!("wrote the WireGuard config of access point {subnet} to {} (mode 0600)", path.display());
+        println!("connect this machine with:    sudo wg-quick up {}", absolute(&path).display());
+        println!("disconnect it with:           sudo wg-quick down {}", absolute(&path).display());
+    })
+}
+
+/// `path` from the root, so the printed commands work from any directory.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

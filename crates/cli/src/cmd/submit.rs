@@ -1,0 +1,95 @@
+//! Building, signing and submitting workloads, and waiting for the node's verdict on them:
+//! shared by `zgrid deploy` and `zgrid network`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use zgrid_client::{ExplorerClient, Identity};
+use zgrid_types::api::{WorkloadRecord, WorkloadState};
+use zgrid_types::{NodeId, ResultState, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
+
+use crate::config::Ctx;
+
+/// How long to wait for a node's verdict.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(600);
+
+/// A `--node` value as a node id.
+pub fn node_id(text: &str) -> Result<NodeId> {
+    text.parse().with_context(|| format!("--node {text:?} is not a node id; find one with `zgrid nodes`"))
+}
+
+/// The Unix time a `--duration` from now ends.
+pub fn expiry(duration: &str) -> Result<i64> {
+    let d = humantime::parse_duration(duration)
+        .with_context(|| format!("--duration {duration:?}: write it like 30m, 2h or 7d"))?;
+    Ok(zgrid_types::unix_now() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
+}
+
+async fn send(client: &ExplorerClient, identity: &Identity, spec: WorkloadSpec, new: bool) -> Result<WorkloadRecord> {
+    spec.validate(zgrid_types::unix_now()).map_err(|e| anyhow::anyhow!("invalid workload: {e}"))?;
+    let signed = Signed::sign(spec, &identity.keypair);
+    let record = if new { client.create_workload(&signed).await? } else { client.update_workload(&signed).await? };
+    Ok(record)
+}
+
+/// Check, sign and submit a new workload (version 1) on `node_id` until `expires_at`.
+pub async fn create(
+    client: &ExplorerClient,
+    identity: &Identity,
+    node_id: NodeId,
+    expires_at: i64,
+    description: &str,
+    data: WorkloadData,
+) -> Result<WorkloadRecord> {
+    let spec = WorkloadSpec {
+        id: zgrid_client::new_workload_id(),
+        version: 1,
+        owner: Ctx::user_id(identity)?,
+        owner_key: identity.keypair.public(),
+        node_id,
+        expires_at,
+        description: description.to_string(),
+        metadata: String::new(),
+        data,
+    };
+    send(client, identity, spec, true).await
+}
+
+/// Check, sign and submit the next version of `record` with new `data`; the rest is kept.
+pub async fn update(
+    client: &ExplorerClient,
+    identity: &Identity,
+    record: &WorkloadRecord,
+    data: WorkloadData,
+) -> Result<WorkloadRecord> {
+    let current = &record.workload.payload;
+    let spec = WorkloadSpec { version: current.version + 1, data, ..current.clone() };
+    send(client, identity, spec, false).await
+}
+
+/// Poll the explorer until the node reports `ok`, `error` or `deleted` on `version` (or a later
+/// one) of workload `id`, and return the record then. `progress` sees every polled record with
+/// the node's result on that version so far.
+pub async fn verdict(
+    client: &ExplorerClient,
+    id: &WorkloadId,
+    version: u32,
+    mut progress: impl FnMut(&WorkloadRecord, Option<&WorkloadResult>),
+) -> Result<WorkloadRecord> {
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        let record = client.workload(id).await?;
+        let result = record.result.as_ref().map(|r| &r.payload).filter(|r| r.version >= version);
+        progress(&record, result);
+        if result.is_some_and(|r| r.state != ResultState::Provisioning) {
+            return Ok(record);
+        }
+        if record.state != WorkloadState::Active {
+            bail!("workload {id} is {} now, so its node will not run it", record.state.as_str());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no verdict from the node within {} s; check `zgrid live` later", WAIT_LIMIT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

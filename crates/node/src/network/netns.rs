@@ -1,0 +1,98 @@
+//! Named network namespaces (`ip netns`, under `/run/netns`) and the `ip` commands run inside
+//! them. Every operation is idempotent, so a provisioning step cut short is finished by the next.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use crate::runtime::RuntimeError;
+use crate::runtime::command::Cmd;
+
+/// Where `ip netns` keeps its namespaces.
+const NETNS_DIR: &str = "/run/netns";
+/// Time limit of one `ip` command.
+const IP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One named network namespace; `owner` (a workload id) is named in errors.
+#[derive(Debug, Clone)]
+pub(crate) struct Netns {
+    name: String,
+    owner: String,
+    ip: PathBuf,
+}
+
+impl Netns {
+    /// The namespace `name`, acted on for workload `owner` with the `ip` program at `ip`.
+    pub(crate) fn new(name: String, owner: &str, ip: &Path) -> Self {
+        Self { name, owner: owner.to_owned(), ip: ip.to_owned() }
+    }
+
+    /// Its name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file that pins it, for runc and `setns`.
+    pub(crate) fn path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.name)
+    }
+
+    /// Whether it exists.
+    pub(crate) fn exists(&self) -> bool {
+        self.path().exists()
+    }
+
+    /// Create it unless it exists, with its loopback up and IPv4 forwarding as `forward` says.
+    pub(crate) async fn ensure(&self, forward: bool) -> Result<(), RuntimeError> {
+        if !self.exists() {
+            self.host(&["netns", "add", &self.name]).await?;
+        }
+        self.ip(&["link", "set", "lo", "up"]).await?;
+        let path = self.path();
+        let value = if forward { "1" } else { "0" };
+        tokio::task::spawn_blocking(move || write_sysctl(&path, "/proc/sys/net/ipv4/ip_forward", value))
+            .await
+            .map_err(|e| RuntimeError::host_io("set ip_forward in", self.path(), std::io::Error::other(e)))?
+            .map_err(|e| RuntimeError::host_io("set ip_forward in", self.path(), e))
+    }
+
+    /// Delete it (and with it every interface inside); nothing to do when it does not exist.
+    pub(crate) async fn delete(&self) -> Result<(), RuntimeError> {
+        if self.exists() {
+            self.host(&["netns", "delete", &self.name]).await?;
+        }
+        Ok(())
+    }
+
+    /// Run `ip args…` inside the namespace.
+    pub(crate) async fn ip(&self, args: &[&str]) -> Result<Output, RuntimeError> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        self.host(&all).await
+    }
+
+    /// Whether interface `name` exists inside the namespace.
+    pub(crate) async fn has_link(&self, name: &str) -> Result<bool, RuntimeError> {
+        let out = Cmd::new(&self.owner, &self.ip, ["-n", &self.name, "link", "show", "dev", name], IP_TIMEOUT)
+            .output()
+            .await?;
+        Ok(out.status.success())
+    }
+
+    /// Run `ip args…` in the agent's own namespace.
+    pub(crate) async fn host(&self, args: &[&str]) -> Result<Output, RuntimeError> {
+        Cmd::new(&self.owner, &self.ip, args, IP_TIMEOUT).run().await
+    }
+}
+
+/// Write `value` to the per-namespace sysctl file `key` as seen from the namespace at `netns`:
+/// a fresh thread joins the namespace, so the agent's own threads never leave theirs.
+fn write_sysctl(netns: &Path, key: &'static str, value: &'static str) -> std::io::Result<()> {
+    let file = std::fs::File::open(netns)?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        std::fs::write(key, value)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the sysctl thread panicked"))?
+}

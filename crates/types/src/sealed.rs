@@ -1,0 +1,70 @@
+//! Secrets sealed to one node: a network resource's WireGuard private key (and, later, secret
+//! environment values) travel encrypted to the node's X25519 key, which is derived from its
+//! ed25519 identity, so the explorer stores and forwards them without being able to read them.
+//!
+//! The construction is libsodium's sealed box (an ephemeral X25519 key, XSalsa20-Poly1305), as
+//! implemented by the `crypto_box` crate. Sealing draws randomness from the operating system.
+
+use crate::keys::{Keypair, PublicKey};
+
+/// A sealed secret could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the secret was not sealed to this node's key, or it was altered")]
+pub struct UnsealError;
+
+/// Encrypt `plaintext` so that only the holder of `to`'s private key can read it.
+pub fn seal(to: &PublicKey, plaintext: &[u8]) -> Vec<u8> {
+    let key = crypto_box::PublicKey::from(to.to_x25519());
+    key.seal(&mut crypto_box::aead::OsRng, plaintext).expect("sealing into memory cannot fail")
+}
+
+impl PublicKey {
+    /// The X25519 public key of the same identity (the birational map of the curve).
+    pub fn to_x25519(&self) -> [u8; 32] {
+        self.0.to_montgomery().to_bytes()
+    }
+}
+
+impl Keypair {
+    /// Open a secret [`seal`]ed to this key.
+    pub fn unseal(&self, sealed: &[u8]) -> Result<Vec<u8>, UnsealError> {
+        crypto_box::SecretKey::from(self.0.to_scalar_bytes()).unseal(sealed).map_err(|_| UnsealError)
+    }
+}
+
+/// A fresh WireGuard (X25519) key pair from the operating system's randomness:
+/// `(private, public)`, 32 bytes each.
+pub fn wireguard_keypair() -> ([u8; 32], [u8; 32]) {
+    let secret = crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng);
+    (secret.to_bytes(), secret.public_key().to_bytes())
+}
+
+/// The WireGuard public key of a private key, both 32 bytes.
+pub fn wireguard_public(private: &[u8; 32]) -> [u8; 32] {
+    crypto_box::SecretKey::from(*private).public_key().to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_addressed_node_opens_a_sealed_secret() {
+        let node = Keypair::from_seed(&[3; 32]);
+        let other = Keypair::from_seed(&[4; 32]);
+        let sealed = seal(&node.public(), b"wireguard private key");
+        assert_eq!(node.unseal(&sealed).unwrap(), b"wireguard private key");
+        assert_eq!(other.unseal(&sealed), Err(UnsealError));
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(node.unseal(&altered), Err(UnsealError));
+        assert_ne!(seal(&node.public(), b"x"), seal(&node.public(), b"x"), "each seal uses a fresh key");
+    }
+
+    #[test]
+    fn wireguard_keys_pair_up() {
+        let (private, public) = wireguard_keypair();
+        assert_eq!(wireguard_public(&private), public);
+        assert_ne!(wireguard_keypair().0, private);
+    }
+}
