@@ -187,7 +187,7 @@ impl Drop for Laptop {
 }
 
 #[test]
-fn a_laptop_joins_with_wg_quick_and_reaches_a_container_by_its_overlay_ip() {
+fn a_laptop_joins_with_wg_quick_and_reaches_a_container_by_its_overlay_ip_also_after_an_agent_restart() {
     let grid = Grid::new();
     let (a, b) = (grid.node(60), grid.node(60));
     create(&grid, "office", "10.60.0.0/16", &[&a, &b]);
@@ -227,6 +227,16 @@ fn a_laptop_joins_with_wg_quick_and_reaches_a_container_by_its_overlay_ip() {
     assert!(ping.is_some(), "the laptop cannot ping {ip}; agent logs:\n{}\n{}", a.log(), b.log());
     let out = laptop.run("busybox", &["nc", "-w", "5", &ip, "8080"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hello from {server}"));
+
+    // The WireGuard devices live in the agents: after a SIGKILL and restart of node b's agent,
+    // its network is made again on the same port, and the path works again.
+    let mut b = b;
+    b.kill();
+    b.restart().unwrap();
+    let again = wait_until(LIMIT, || {
+        laptop.run("busybox", &["ping", "-c", "1", "-W", "2", &ip]).status.success().then_some(())
+    });
+    assert!(again.is_some(), "no path to {ip} after node b's agent restarted; agent log:\n{}", b.log());
 }
 
 #[test]

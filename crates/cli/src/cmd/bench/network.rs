@@ -1,7 +1,8 @@
 //! `zgrid bench network`: on a devnet of this machine (an explorer and two node agents, each in
 //! its own network namespace on an underlay bridge), TCP throughput (iperf3) and round-trip
 //! latency (ping) between two containers on different nodes over a private network, next to
-//! the same measurements over the raw underlay between the two nodes' namespaces.
+//! the same measurements over the raw underlay between the two nodes' namespaces and over a
+//! tunnel of Debian's wireguard-go between them (the reference userspace implementation).
 
 use std::path::Path;
 use std::process::Command;
@@ -41,8 +42,11 @@ fn inside(netns: &Path, program: &str) -> Command {
 /// Throughput (Gbit/s, received) and latency (average and maximum ms of 50 pings) from `client`
 /// to `server_ip` in `server`.
 fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Result<Value> {
-    let mut listener =
-        inside(server, "iperf3").args(["-s", "-1", "-B", server_ip]).spawn().context("cannot start iperf3")?;
+    let mut listener = inside(server, "iperf3")
+        .args(["-s", "-1", "-B", server_ip])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start iperf3")?;
     std::thread::sleep(std::time::Duration::from_millis(500));
     let report = run(inside(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string()]), "iperf3 -c");
     let _ = listener.kill();
@@ -64,6 +68,45 @@ fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Resul
         "rtt_avg_ms": rtt.get(1),
         "rtt_max_ms": rtt.get(2),
     }))
+}
+
+/// A wireguard-go tunnel between namespaces `a` and `b` (underlay addresses `a_ip`, `b_ip`),
+/// with overlay addresses 192.168.250.1 and .2; returns the overlay address of `b`'s end.
+/// The interfaces are `zgbench0` and `zgbench1`.
+fn wireguard_go(a: &Path, a_ip: &str, b: &Path, b_ip: &str) -> Result<&'static str> {
+    let ends = [(a, a_ip, "192.168.250.1/24", b_ip), (b, b_ip, "192.168.250.2/24", a_ip)];
+    let keys: Vec<(String, String)> = (0..2)
+        .map(|_| {
+            let (private, public) = zgrid_types::sealed::wireguard_keypair();
+            let b64 = |k: [u8; 32]| base64_encode(&k);
+            (b64(private), b64(public))
+        })
+        .collect();
+    for (i, (ns, _, address, peer_ip)) in ends.iter().enumerate() {
+        let name = format!("zgbench{i}");
+        run(inside(ns, "wireguard-go").arg(&name), "wireguard-go (apt-get install wireguard-go)")?;
+        let key_file = std::env::temp_dir().join(format!("{name}-{}.key", std::process::id()));
+        std::fs::write(&key_file, &keys[i].0)?;
+        let peer = &keys[1 - i].1;
+        let endpoint = format!("{peer_ip}:{}", 51900 + (1 - i));
+        let set = run(
+            inside(ns, "wg")
+                .args(["set", &name, "listen-port", &(51900 + i).to_string(), "private-key"])
+                .arg(&key_file)
+                .args(["peer", peer, "endpoint", &endpoint, "allowed-ips", "192.168.250.0/24"]),
+            "wg set (apt-get install wireguard-tools)",
+        );
+        std::fs::remove_file(&key_file)?;
+        set?;
+        run(inside(ns, "ip").args(["addr", "add", address, "dev", &name]), "ip addr")?;
+        run(inside(ns, "ip").args(["link", "set", &name, "mtu", "1420", "up"]), "ip link")?;
+    }
+    Ok("192.168.250.2")
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 pub async fn run_bench(ctx: &Ctx, seconds: u32) -> Result<()> {
@@ -111,9 +154,22 @@ pub async fn run_bench(ctx: &Ctx, seconds: u32) -> Result<()> {
             containers.push((Path::new("/run/netns").join(format!("zgc-{id}")), ip));
         }
         let overlay = measure(&containers[0].0, &containers[1].0, &containers[1].1, seconds)?;
-        let underlay = measure(&a.netns().path(), &b.netns().path(), &b.address().to_string(), seconds)?;
+        let (a_ns, b_ns) = (a.netns().path(), b.netns().path());
+        let underlay = measure(&a_ns, &b_ns, &b.address().to_string(), seconds)?;
+        let far_end = wireguard_go(&a_ns, &a.address().to_string(), &b_ns, &b.address().to_string())?;
+        let reference = measure(&a_ns, &b_ns, far_end, seconds);
+        // Deleting the interfaces ends wireguard-go cleanly (it removes its control sockets).
+        for (i, ns) in [&a_ns, &b_ns].into_iter().enumerate() {
+            let _ = inside(ns, "ip").args(["link", "delete", &format!("zgbench{i}")]).output();
+        }
+        let reference = reference?;
         drop((a, b, devnet));
-        Ok(json!({ "overlay_container_to_container": overlay, "underlay_node_to_node": underlay, "seconds": seconds }))
+        Ok(json!({
+            "overlay_container_to_container": overlay,
+            "underlay_node_to_node": underlay,
+            "wireguard_go_node_to_node": reference,
+            "seconds": seconds,
+        }))
     })
     .await??;
     if ctx.json {
@@ -122,6 +178,7 @@ pub async fn run_bench(ctx: &Ctx, seconds: u32) -> Result<()> {
     for (name, key) in [
         ("overlay, container to container", "overlay_container_to_container"),
         ("underlay, node to node", "underlay_node_to_node"),
+        ("wireguard-go tunnel, node to node", "wireguard_go_node_to_node"),
     ] {
         let v = &report[key];
         println!(
