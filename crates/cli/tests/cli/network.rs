@@ -389,3 +389,38 @@ fn nodes_without_a_public_endpoint_reach_each_other_through_one_that_has_one() {
     let out = wait_for_logs(&grid, &h1, &client, LIMIT, |l| l.contains("DONE"));
     assert!(out.contains("behind nat"), "{out}");
 }
+
+#[test]
+fn after_a_reboot_a_node_rejoins_its_networks_on_the_same_port_and_its_containers_are_reachable_again() {
+    let grid = Grid::new();
+    let (a, mut b) = (grid.node(60), grid.node(60));
+    create(&grid, "boot", "10.85.0.0/16", &[&a, &b]);
+    let (ip_a, ip_b) = (host(&grid, "boot", &a, 2), host(&grid, "boot", &b, 2));
+    let server = run_on(&grid, &b, "boot", &ip_b, "while true; do echo up | nc -l -p 7000; done");
+    let client = run_on(
+        &grid,
+        &a,
+        "boot",
+        &ip_a,
+        &format!("while true; do nc -w 2 {ip_b} 7000 && echo REACHED; sleep 0.5; done"),
+    );
+    wait_for_logs(&grid, &a, &client, LIMIT, |l| l.contains("REACHED"));
+    let shown = grid.cli(&["network", "show", "--name", "boot"]);
+    let member = shown["members"].as_array().unwrap().iter().find(|m| m["node_id"] == b.id()).unwrap().clone();
+    let (resource, port) = (member["workload_id"].as_str().unwrap().to_owned(), member["listen_port"].clone());
+
+    // A reboot of b: its agent and container die, every namespace and mount is gone, files stay.
+    b.kill();
+    crate::node::power_loss(&b, &server);
+    for ns in [format!("zgn-{resource}"), format!("zgc-{server}")] {
+        assert!(std::process::Command::new("ip").args(["netns", "delete", &ns]).status().unwrap().success());
+    }
+    std::fs::write(b.state_dir().join("workloads/boot_id"), "a-previous-boot\n").unwrap();
+    let reached_before = grid.cli_raw(&["logs", &client]).stdout.len();
+    b.restart().unwrap();
+    grid.wait_for_result(&b, &server, "ok", LIMIT);
+    wait_for_logs(&grid, &a, &client, LIMIT, |l| l.len() > reached_before && l[reached_before..].contains("REACHED"));
+    let shown = grid.cli(&["network", "show", "--name", "boot"]);
+    let member = shown["members"].as_array().unwrap().iter().find(|m| m["node_id"] == b.id()).unwrap().clone();
+    assert_eq!(member["listen_port"], port, "the port changed across the reboot");
+}

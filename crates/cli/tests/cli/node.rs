@@ -258,7 +258,7 @@ fn state(
 
 /// What a power cut does to container `id`: its processes die, its mounts, loop device and
 /// cgroups vanish; its files stay.
-fn power_loss(node: &Node, id: &str) {
+pub(crate) fn power_loss(node: &Node, id: &str) {
     let cgroups = cgroups_of(node, id);
     for dir in &cgroups {
         for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {

@@ -89,6 +89,12 @@ impl Networks {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::host_io("create directory", &dir, e))?;
         let ip = crate::runtime::command::find_program("ip", "iproute2")?;
+        let kernel = Path::new("/sys/module/wireguard").exists();
+        tracing::info!(
+            ports = %format!("{}-{}", ports.start(), ports.end()),
+            kernel_module = if kernel { "loaded, not used yet" } else { "absent" },
+            "WireGuard: embedded userspace implementation (boringtun)"
+        );
         Ok(Self { key, dir, ports, ip, tunnels: Mutex::default() })
     }
 
