@@ -255,6 +255,10 @@ pub enum NetworkCommand {
         /// A node to put it on (repeatable, at least one).
         #[arg(long = "node", required = true)]
         nodes: Vec<String>,
+        /// Let containers on the network reach outside it through their node's uplink
+        /// (addresses translated; nothing outside can connect in). Nodes added later get it too.
+        #[arg(long)]
+        egress: bool,
         #[command(flatten)]
         common: DeployCommon,
     },

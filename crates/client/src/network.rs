@@ -153,6 +153,8 @@ pub struct Network {
     members: Vec<Member>,
     access_points: Vec<AccessPoint>,
     attachments: Vec<Attachment>,
+    /// Whether members let their workloads reach outside through the node's uplink.
+    egress: bool,
 }
 
 impl Network {
@@ -162,7 +164,19 @@ impl Network {
             return Err(NetworkError::NotSlash16(cidr));
         }
         let (members, access_points, attachments) = (vec![], vec![], vec![]);
-        Ok(Self { name: name.to_string(), cidr, members, access_points, attachments })
+        Ok(Self { name: name.to_string(), cidr, members, access_points, attachments, egress: false })
+    }
+
+    /// The same network, with new members letting their workloads reach outside through
+    /// their node's uplink (`egress`) or not.
+    pub fn with_egress(mut self, egress: bool) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// Whether new members get egress through their node's uplink.
+    pub fn egress(&self) -> bool {
+        self.egress
     }
 
     /// The network's name.
@@ -244,6 +258,7 @@ impl Network {
                 wireguard_public_key: member.public_key.clone(),
                 wireguard_listen_port: 0,
                 peers,
+                egress: self.egress,
             },
         })
     }

@@ -84,8 +84,9 @@ fn network_resource() -> impl Strategy<Value = NetworkResource> {
         wg_key(),
         1u16..,
         vec((wg_key(), 1u16.., any::<bool>()), 1..3),
+        any::<bool>(),
     )
-        .prop_map(|(name, b, secret, public, port, peers)| {
+        .prop_map(|(name, b, secret, public, port, peers, egress)| {
             let network: ipnet::Ipv4Net = "10.20.0.0/16".parse().unwrap();
             let peers = peers
                 .into_iter()
@@ -105,6 +106,7 @@ fn network_resource() -> impl Strategy<Value = NetworkResource> {
                 wireguard_public_key: public,
                 wireguard_listen_port: port,
                 peers,
+                egress,
             }
         })
 }

@@ -23,8 +23,8 @@ use crate::config::Ctx;
 pub async fn run(ctx: &Ctx, cmd: NetworkCommand) -> Result<()> {
     let s = Session::new(ctx)?;
     match cmd {
-        NetworkCommand::Create { network, cidr, nodes, common } => {
-            members::create(&s, &network.name, cidr, &nodes, &common).await
+        NetworkCommand::Create { network, cidr, nodes, egress, common } => {
+            members::create(&s, &network.name, cidr, &nodes, egress, &common).await
         }
         NetworkCommand::AddNode { target, subnet, duration } => {
             members::add_node(&s, &target, subnet, duration.as_deref()).await

@@ -60,6 +60,8 @@ fn delete(grid: &Grid, node: &Node, ids: &[&str]) {
     for id in ids {
         let out = grid.cli_raw(&["delete", id]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for id in ids {
         grid.wait_for_result(node, id, "deleted", LIMIT);
     }
 }
@@ -423,4 +425,59 @@ fn after_a_reboot_a_node_rejoins_its_networks_on_the_same_port_and_its_container
     let shown = grid.cli(&["network", "show", "--name", "boot"]);
     let member = shown["members"].as_array().unwrap().iter().find(|m| m["node_id"] == b.id()).unwrap().clone();
     assert_eq!(member["listen_port"], port, "the port changed across the reboot");
+}
+
+#[test]
+fn with_egress_containers_reach_outside_through_their_node_and_without_it_they_do_not() {
+    let grid = Grid::new();
+    let node = grid.node(60);
+    let before = node_links_and_routes(&node);
+    let out = grid.cli_raw(&[
+        "network",
+        "create",
+        "--name",
+        "out",
+        "--cidr",
+        "10.95.0.0/16",
+        "--node",
+        node.id(),
+        "--egress",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    create(&grid, "closed", "10.96.0.0/16", &[&node]);
+    // The explorer listens on the underlay, outside every private network. (busybox's static
+    // wget crashes in a bare image, so HTTP is spoken with nc.)
+    let explorer = grid.devnet.explorer_url().trim_start_matches("http://").replace(':', " ");
+    let fetch = format!(
+        "(printf \"GET /v1/nodes HTTP/1.0\\r\\n\\r\\n\"; sleep 3) | nc -w 5 {explorer}; echo END; sleep 100000"
+    );
+    let open = run_on(&grid, &node, "out", &host(&grid, "out", &node, 2), &fetch);
+    let closed = run_on(&grid, &node, "closed", &host(&grid, "closed", &node, 2), &fetch);
+    let out = wait_for_logs(&grid, &node, &open, LIMIT, |l| l.contains("END"));
+    assert!(out.contains("200 OK") && out.contains(node.id()), "{out}\nagent log:\n{}", node.log());
+    let out = wait_for_logs(&grid, &node, &closed, LIMIT, |l| l.contains("END"));
+    assert!(!out.contains("200 OK"), "a network without egress reached outside:\n{out}");
+
+    // A machine next to the node that routes the network (and the uplinks) through it still
+    // cannot open a connection into it.
+    let listener =
+        run_on(&grid, &node, "out", &host(&grid, "out", &node, 3), "while true; do echo INSIDE | nc -l -p 7000; done");
+    let neighbour = grid.devnet.underlay().add_netns(&format!("nb{}", std::process::id() % 10000)).unwrap();
+    for range in ["10.95.0.0/16", "100.127.0.0/16"] {
+        neighbour.ip(&["route", "add", range, "via", &node.address().to_string()]).unwrap();
+    }
+    let target = host(&grid, "out", &node, 3);
+    let probe = neighbour.command("busybox").args(["nc", "-w", "3", &target, "7000"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&probe.stdout).contains("INSIDE"), "a neighbour connected into the network");
+
+    // Deleting everything takes the uplink and the node's egress rules away.
+    delete(&grid, &node, &[&open, &closed, &listener]);
+    for name in ["out", "closed"] {
+        let out = grid.cli_raw(&["network", "delete", "--name", name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let clean = wait_until(LIMIT, || (node_links_and_routes(&node) == before).then_some(()));
+    assert!(clean.is_some(), "interfaces or routes left: {:?}", node_links_and_routes(&node));
+    let tables = node.netns().command("nft").args(["list", "tables"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains("zgrid"), "nftables rules left behind");
 }

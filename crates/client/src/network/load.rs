@@ -50,7 +50,8 @@ impl Network {
     ) -> Result<Option<Self>, NetworkError> {
         let resources: Vec<_> = records.iter().filter_map(|r| Some((r, resource_named(r, name)?))).collect();
         let Some((_, first)) = resources.first() else { return Ok(None) };
-        let mut network = Self::new(name, first.network_iprange)?;
+        let egress = resources.iter().any(|(_, nr)| nr.egress);
+        let mut network = Self::new(name, first.network_iprange)?.with_egress(egress);
         let mut known_ports = HashMap::new();
         for (_, nr) in &resources {
             if nr.network_iprange != network.cidr {

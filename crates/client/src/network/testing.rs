@@ -92,6 +92,7 @@ pub fn resource_record(node_id: NodeId, subnet: &str, seed: u8, port: Option<u16
         wireguard_public_key: key(seed),
         wireguard_listen_port: 0,
         peers,
+        egress: false,
     };
     let result = port.map(|p| (ResultState::Ok, serde_json::json!({ "listen_port": p, "public_key": key(seed) })));
     record(node_id, WorkloadData::NetworkResource(nr), result)

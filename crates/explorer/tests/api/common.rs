@@ -191,6 +191,7 @@ pub fn network_resource(name: &str, subnet: &str) -> WorkloadData {
         wireguard_public_key: base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
         wireguard_listen_port: 0,
         peers: vec![],
+        egress: false,
     })
 }
 

@@ -176,6 +176,7 @@ impl Harness {
             wireguard_public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
             wireguard_listen_port: 0,
             peers: vec![],
+            egress: false,
         });
         record.workload = Signed::sign(spec, owner);
         record

@@ -11,6 +11,7 @@
 //! port, so the port stays the same across agent restarts and reboots and leftovers of a crash
 //! are found and removed.
 
+mod egress;
 mod netns;
 mod wireguard;
 
@@ -55,6 +56,9 @@ struct Record {
     /// Set when removal starts: containers no longer join it.
     #[serde(default)]
     removing: bool,
+    /// Its uplink's number when it has egress ([`egress`]).
+    #[serde(default)]
+    uplink: Option<u16>,
 }
 
 /// The failure of a network step.
@@ -72,6 +76,8 @@ pub struct Networks {
     ports: RangeInclusive<u16>,
     /// The `ip` program.
     ip: PathBuf,
+    /// The `nft` program, needed for egress only.
+    nft: Option<PathBuf>,
     /// Live WireGuard devices by network resource id.
     tunnels: Mutex<HashMap<WorkloadId, Arc<Mutex<Tunnel>>>>,
 }
@@ -95,7 +101,8 @@ impl Networks {
             kernel_module = if kernel { "loaded, not used yet" } else { "absent" },
             "WireGuard: embedded userspace implementation (boringtun)"
         );
-        Ok(Self { key, dir, ports, ip, tunnels: Mutex::default() })
+        let nft = crate::runtime::command::find_program("nft", "nftables").ok();
+        Ok(Self { key, dir, ports, ip, nft, tunnels: Mutex::default() })
     }
 
     /// The namespace of network resource `id`.
@@ -135,6 +142,7 @@ impl Networks {
                 subnet: nr.iprange,
                 port: 0,
                 removing: false,
+                uplink: None,
             },
         };
         record.network = nr.network_iprange;
@@ -157,7 +165,44 @@ impl Networks {
         ns.ip(&["route", "replace", &nr.network_iprange.to_string(), "dev", WG]).await.map_err(transient)?;
         record.port = port;
         self.write(&record).map_err(transient)?;
-        Ok(serde_json::json!({ "listen_port": port, "public_key": nr.wireguard_public_key }))
+        self.egress(&ns, &mut record, nr.egress).await?;
+        Ok(serde_json::json!({ "listen_port": port, "public_key": nr.wireguard_public_key, "egress": nr.egress }))
+    }
+
+    /// Give the network an uplink (`wanted`) or take it away.
+    async fn egress(&self, ns: &Netns, record: &mut Record, wanted: bool) -> Result<(), ProvisionError> {
+        let outside = host_name("zu", &record.id);
+        if !wanted {
+            if record.uplink.take().is_some() {
+                egress::disable(ns, &outside).await.map_err(transient)?;
+                self.write(record).map_err(transient)?;
+                self.forget_unused_rules().await.map_err(transient)?;
+            }
+            return Ok(());
+        }
+        let nft = self.nft.as_ref().ok_or_else(|| {
+            ProvisionError::Permanent(
+                "egress needs nftables on this node (apt-get install nftables); deploy the network without egress or on another node".into(),
+            )
+        })?;
+        if record.uplink.is_none() {
+            let taken: Vec<u16> = self.records().map_err(transient)?.iter().filter_map(|r| r.uplink).collect();
+            let free = (1..=egress::MAX_UPLINKS).find(|i| !taken.contains(i));
+            record.uplink = Some(free.ok_or_else(|| transient("every uplink address of this node is in use"))?);
+            self.write(record).map_err(transient)?;
+        }
+        let index = record.uplink.expect("set above");
+        egress::enable(ns, &outside, index, nft, &self.dir).await.map_err(transient)
+    }
+
+    /// Remove the node's egress rules once no network has an uplink.
+    async fn forget_unused_rules(&self) -> Result<(), RuntimeError> {
+        if let Some(nft) = &self.nft
+            && self.records()?.iter().all(|r| r.uplink.is_none())
+        {
+            egress::forget_node_rules(nft).await;
+        }
+        Ok(())
     }
 
     /// The device of `id`, created and moved into `ns` if this process has none yet (first
@@ -181,7 +226,7 @@ impl Networks {
         if ns.has_link(WG).await.map_err(transient)? {
             ns.ip(&["link", "delete", WG]).await.map_err(transient)?;
         }
-        let name = tunnel_name(id);
+        let name = host_name("zw", id);
         let (key, create_name) = (*private, name.clone());
         // Created on a blocking thread of the agent's namespace: the UDP socket stays here.
         let tunnel = tokio::task::spawn_blocking(move || Tunnel::create(&create_name, &key))
@@ -260,9 +305,10 @@ impl Networks {
         self.netns(id).delete().await?;
         let path = self.path(id);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::host_io("remove", path, e)),
-            _ => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(RuntimeError::host_io("remove", path, e)),
+            _ => {}
         }
+        self.forget_unused_rules().await
     }
 
     /// Whether `id` is a network resource of this node.
@@ -421,12 +467,13 @@ fn gateway(subnet: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(subnet.network()) + 1)
 }
 
-/// The WireGuard interface's name while it is still in the agent's namespace: `zw` and the
-/// id's 64 bits in base32, unique on the node and within the 15 characters Linux allows.
-fn tunnel_name(id: &WorkloadId) -> String {
+/// The name of an interface of network resource `id` in the agent's namespace: a two-letter
+/// `prefix` (`zw` for the WireGuard device before it moves, `zu` for the uplink) and the id's
+/// 64 bits in base32, unique on the node and within the 15 characters Linux allows.
+fn host_name(prefix: &str, id: &WorkloadId) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let bits = u64::from_str_radix(id.as_str(), 16).unwrap_or_default();
-    let mut name = String::from("zw");
+    let mut name = String::from(prefix);
     for i in (0..13).rev() {
         name.push(char::from(ALPHABET[((bits >> (i * 5)) & 31) as usize]));
     }
@@ -447,9 +494,9 @@ mod tests {
         let a: WorkloadId = "00000000000000ff".parse().unwrap();
         let b: WorkloadId = "ff00000000000000".parse().unwrap();
         for id in [&a, &b] {
-            assert!(tunnel_name(id).len() <= 15 && veth_name(id).len() <= 15);
+            assert!(host_name("zw", id).len() <= 15 && veth_name(id).len() <= 15);
         }
-        assert_ne!(tunnel_name(&a), tunnel_name(&b));
+        assert_ne!(host_name("zw", &a), host_name("zw", &b));
         assert_eq!(gateway("10.20.3.0/24".parse().unwrap()), Ipv4Addr::new(10, 20, 3, 1));
     }
 }

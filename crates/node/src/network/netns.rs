@@ -73,10 +73,23 @@ impl Netns {
 
     /// Whether interface `name` exists inside the namespace.
     pub(crate) async fn has_link(&self, name: &str) -> Result<bool, RuntimeError> {
-        let out = Cmd::new(&self.owner, &self.ip, ["-n", &self.name, "link", "show", "dev", name], IP_TIMEOUT)
-            .output()
-            .await?;
-        Ok(out.status.success())
+        self.succeeds(&["-n", &self.name, "link", "show", "dev", name]).await
+    }
+
+    /// Whether interface `name` exists in the agent's own namespace.
+    pub(crate) async fn host_has_link(&self, name: &str) -> Result<bool, RuntimeError> {
+        self.succeeds(&["link", "show", "dev", name]).await
+    }
+
+    async fn succeeds(&self, args: &[&str]) -> Result<bool, RuntimeError> {
+        Ok(Cmd::new(&self.owner, &self.ip, args, IP_TIMEOUT).output().await?.status.success())
+    }
+
+    /// Run `program args…` inside the namespace (`ip netns exec`); fails unless it succeeds.
+    pub(crate) async fn exec(&self, program: &Path, args: &[&str]) -> Result<Output, RuntimeError> {
+        let mut all = vec![std::ffi::OsStr::new("netns"), "exec".as_ref(), self.name.as_ref(), program.as_os_str()];
+        all.extend(args.iter().map(std::ffi::OsStr::new));
+        Cmd::new(&self.owner, &self.ip, all, IP_TIMEOUT).run().await
     }
 
     /// Run `ip args…` in the agent's own namespace.

@@ -32,6 +32,10 @@ pub struct NetworkResource {
     /// The other members of the network.
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// Let workloads on this node's part of the network reach outside it through the node's
+    /// own uplink (source addresses translated, no inbound connections).
+    #[serde(default)]
+    pub egress: bool,
 }
 
 /// Another member of the network as this node sees it.

@@ -11,7 +11,14 @@ use crate::output;
 
 /// Create network `name` over `cidr` on `nodes`: the resources first, then, once every node
 /// reported its port, the peer lists with endpoints.
-pub async fn create(s: &Session, name: &str, cidr: Ipv4Net, nodes: &[String], common: &DeployCommon) -> Result<()> {
+pub async fn create(
+    s: &Session,
+    name: &str,
+    cidr: Ipv4Net,
+    nodes: &[String],
+    egress: bool,
+    common: &DeployCommon,
+) -> Result<()> {
     if let Some(existing) = s.load(name).await? {
         bail!(
             "you already have a network {name} ({}, {} members): add nodes with \
@@ -20,7 +27,7 @@ pub async fn create(s: &Session, name: &str, cidr: Ipv4Net, nodes: &[String], co
             existing.members().len()
         );
     }
-    let mut network = Network::new(name, cidr).context("--cidr")?;
+    let mut network = Network::new(name, cidr).context("--cidr")?.with_egress(egress);
     let expires_at = submit::expiry(&common.duration)?;
     for text in nodes {
         let node = submit::node_id(text)?;
