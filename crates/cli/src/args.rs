@@ -189,6 +189,11 @@ pub enum DeployCommand {
         /// An environment variable, KEY=VALUE (repeatable).
         #[arg(long = "env")]
         env: Vec<String>,
+        /// A secret environment variable, sealed to the node so only it can read the value:
+        /// KEY=VALUE, or KEY alone to take the value from this shell's environment and keep it
+        /// out of the command line (repeatable).
+        #[arg(long = "secret-env")]
+        secret_env: Vec<String>,
         /// Mount one of my volumes on the same node: VOLUME_ID:/path/in/container (repeatable).
         #[arg(long = "volume")]
         volumes: Vec<String>,

@@ -1,6 +1,7 @@
-//! Secrets sealed to one node: a network resource's WireGuard private key (and, later, secret
-//! environment values) travel encrypted to the node's X25519 key, which is derived from its
-//! ed25519 identity, so the explorer stores and forwards them without being able to read them.
+//! Secrets sealed to one node: a network resource's WireGuard private key and a container's
+//! secret environment values travel encrypted to the node's X25519 key, which is derived from
+//! its ed25519 identity, so the explorer stores and forwards them without being able to read
+//! them. Text secrets carry their scheme's version ([`SECRET_V1`]) so a node never guesses.
 //!
 //! The construction is libsodium's sealed box (an ephemeral X25519 key, XSalsa20-Poly1305), as
 //! implemented by the `crypto_box` crate. Sealing draws randomness from the operating system.
@@ -11,6 +12,41 @@ use crate::keys::{Keypair, PublicKey};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the secret was not sealed to this node's key, or it was altered")]
 pub struct UnsealError;
+
+/// The prefix of a text secret in the first (and only) scheme: a sealed box, base64.
+pub const SECRET_V1: &str = "v1:";
+
+/// Why a text secret could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// It does not start with a known version.
+    #[error(
+        "is not a sealed secret of a known version (expected {SECRET_V1}<base64>); seal it to the node with the zgrid CLI or SDK"
+    )]
+    Version,
+    /// The part after the version is not base64.
+    #[error("is not base64 after {SECRET_V1}")]
+    Encoding,
+    /// The box does not open with this key.
+    #[error(transparent)]
+    Unseal(#[from] UnsealError),
+    /// The plaintext is not UTF-8.
+    #[error("does not hold UTF-8 text")]
+    Utf8,
+}
+
+/// Seal the text `plaintext` to node `to` as a versioned text secret (`v1:<base64>`).
+pub fn seal_secret(to: &PublicKey, plaintext: &str) -> String {
+    use base64::Engine;
+    format!("{SECRET_V1}{}", base64::engine::general_purpose::STANDARD.encode(seal(to, plaintext.as_bytes())))
+}
+
+/// The sealed bytes of a text secret, checking its version and encoding (not who can open it).
+pub fn secret_bytes(secret: &str) -> Result<Vec<u8>, SecretError> {
+    use base64::Engine;
+    let encoded = secret.strip_prefix(SECRET_V1).ok_or(SecretError::Version)?;
+    base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SecretError::Encoding)
+}
 
 /// Encrypt `plaintext` so that only the holder of `to`'s private key can read it.
 pub fn seal(to: &PublicKey, plaintext: &[u8]) -> Vec<u8> {
@@ -29,6 +65,11 @@ impl Keypair {
     /// Open a secret [`seal`]ed to this key.
     pub fn unseal(&self, sealed: &[u8]) -> Result<Vec<u8>, UnsealError> {
         crypto_box::SecretKey::from(self.0.to_scalar_bytes()).unseal(sealed).map_err(|_| UnsealError)
+    }
+
+    /// Open a text secret made with [`seal_secret`] for this key.
+    pub fn unseal_secret(&self, secret: &str) -> Result<String, SecretError> {
+        String::from_utf8(self.unseal(&secret_bytes(secret)?)?).map_err(|_| SecretError::Utf8)
     }
 }
 
@@ -59,6 +100,17 @@ mod tests {
         *altered.last_mut().unwrap() ^= 1;
         assert_eq!(node.unseal(&altered), Err(UnsealError));
         assert_ne!(seal(&node.public(), b"x"), seal(&node.public(), b"x"), "each seal uses a fresh key");
+    }
+
+    #[test]
+    fn text_secrets_carry_their_version_and_open_only_for_their_node() {
+        let node = Keypair::from_seed(&[3; 32]);
+        let secret = seal_secret(&node.public(), "hunter2");
+        assert!(secret.starts_with("v1:") && !secret.contains("hunter2"));
+        assert_eq!(node.unseal_secret(&secret).unwrap(), "hunter2");
+        assert_eq!(Keypair::from_seed(&[4; 32]).unseal_secret(&secret), Err(SecretError::Unseal(UnsealError)));
+        assert_eq!(node.unseal_secret("hunter2"), Err(SecretError::Version));
+        assert_eq!(node.unseal_secret("v1:***"), Err(SecretError::Encoding));
     }
 
     #[test]

@@ -35,7 +35,16 @@ fn disk_type() -> impl Strategy<Value = DiskType> {
 
 fn container() -> impl Strategy<Value = Container> {
     (
-        (text(), btree_map("[A-Z][A-Z0-9_]{0,8}", text(), 1..4), "[0-9a-f]{8,64}", text(), any::<bool>()),
+        (
+            text(),
+            btree_map("[A-Z][A-Z0-9_]{0,8}", text(), 1..4),
+            vec(any::<u8>(), 8..48).prop_map(|b| {
+                use base64::Engine;
+                format!("v1:{}", base64::engine::general_purpose::STANDARD.encode(b))
+            }),
+            text(),
+            any::<bool>(),
+        ),
         (vec((any::<u64>(), "/[a-z]{1,8}"), 1..3), (1u32..64, 32u64..65536, 64u64..1 << 20, disk_type())),
         (name(), 2u8..255, any::<bool>(), any::<bool>(), name()),
     )

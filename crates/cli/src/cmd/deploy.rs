@@ -42,6 +42,28 @@ fn volume_mount(text: &str) -> Result<VolumeMount> {
     Ok(VolumeMount { volume_id, mountpoint: path.to_string() })
 }
 
+/// `--secret-env` values sealed to `node`: `KEY=VALUE`, or `KEY` whose value is this process's
+/// environment variable of that name.
+fn secrets(items: &[String], node: &zgrid_types::NodeId) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| {
+            let (name, value) = match item.split_once('=') {
+                Some((name, value)) => (name.to_string(), value.to_string()),
+                None => {
+                    let value = std::env::var(item).with_context(|| {
+                        format!(
+                            "--secret-env {item}: no variable {item} in this shell; write {item}=VALUE or export it"
+                        )
+                    })?;
+                    (item.clone(), value)
+                }
+            };
+            Ok((name, zgrid_types::sealed::seal_secret(node, &value)))
+        })
+        .collect()
+}
+
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let (client, identity) = ctx.signed_client()?;
     let (node, data, common, wait, joined) = match cmd {
@@ -54,6 +76,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             flist,
             entrypoint,
             env,
+            secret_env,
             volumes,
             cpu,
             memory,
@@ -73,7 +96,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 flist,
                 hub_url: String::new(),
                 environment: env_pairs(&env)?,
-                secret_environment: BTreeMap::new(),
+                secret_environment: secrets(&secret_env, &node)?,
                 entrypoint,
                 interactive: false,
                 volumes: volumes.iter().map(|v| volume_mount(v)).collect::<Result<_>>()?,

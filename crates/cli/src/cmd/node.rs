@@ -18,8 +18,8 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let explorer = ctx.explorer_url(None)?;
     let runtime = Runtime::new(a.state_dir.join("runtime"), &a.cgroup_parent)?;
     let key = zgrid_node::identity::load_or_create(&a.state_dir)?;
-    let networks = Networks::new(a.state_dir.join("networks"), key, a.wireguard_ports.clone())?;
-    let workloads = Workloads::new(runtime, networks, a.state_dir.join("images"));
+    let networks = Networks::new(a.state_dir.join("networks"), key.clone(), a.wireguard_ports.clone())?;
+    let workloads = Workloads::new(runtime, networks, key, a.state_dir.join("images"));
     let hostname = match a.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -408,3 +408,52 @@ fn tamper_sqlite(db: &std::path::Path, sql: &str) {
         conn.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_secret_env_var_reaches_the_container_and_nothing_else_in_clear() {
+    let grid = Grid::new();
+    let node = grid.node(60);
+    let secret = format!("zgrid-secret-{}", std::process::id());
+    let out = grid
+        .cli_command()
+        .args(["--json", "deploy", "container", "--node", node.id(), "--flist", grid.image.to_str().unwrap()])
+        .args([
+            "--entrypoint",
+            "/bin/sh -c 'echo token=$TOKEN other=$OTHER; sleep 1000'",
+            "--memory",
+            "32",
+            "--disk",
+            "64",
+        ])
+        .args(["--secret-env", &format!("TOKEN={secret}"), "--secret-env", "OTHER", "--wait"])
+        .env("OTHER", format!("{secret}-from-env"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deployed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = id_of(&deployed);
+    let logs = wait_until(LIMIT, || {
+        let text = String::from_utf8_lossy(&grid.cli_raw(&["logs", &id]).stdout).to_string();
+        text.contains("token=").then_some(text)
+    })
+    .unwrap();
+    assert_eq!(logs.lines().next(), Some(format!("token={secret} other={secret}-from-env").as_str()));
+
+    // In clear nowhere else: not in the CLI's output, the ledger, the explorer's database
+    // files, or the node's log.
+    let mut places = vec![("deploy output".to_string(), out.stdout.clone()), ("deploy errors".into(), out.stderr)];
+    places.push(("zgrid live".into(), grid.cli_raw(&["--json", "live", "--state", "all"]).stdout));
+    places.push(("node log".into(), node.log().into_bytes()));
+    let db = grid.devnet.database();
+    let dir = db.parent().unwrap();
+    for file in std::fs::read_dir(dir).unwrap().flatten() {
+        if file.file_name().to_string_lossy().starts_with(&*db.file_name().unwrap().to_string_lossy()) {
+            places.push((file.path().display().to_string(), std::fs::read(file.path()).unwrap()));
+        }
+    }
+    assert!(places.len() >= 5, "the explorer's database was not found next to {}", db.display());
+    for (place, bytes) in places {
+        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(!found, "the secret is in clear in {place}");
+    }
+}

@@ -20,9 +20,6 @@ impl Workloads {
         if c.network_connection.iter().any(|n| n.public_ipv6 || n.yggdrasil_ip) {
             return unsupported("a public IPv6 or yggdrasil address");
         }
-        if !c.secret_environment.is_empty() {
-            return unsupported("secret_environment");
-        }
         if c.interactive {
             return unsupported("the interactive console");
         }
@@ -48,12 +45,23 @@ impl Workloads {
             Some(n) => Some(self.networks.attach(id, &spec.owner_key, &n.network_id, n.ipaddress).await?),
             None => None,
         };
+        let mut env: Vec<(String, String)> = c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (name, sealed) in &c.secret_environment {
+            // The message names the variable, never its value.
+            let value = self.key.unseal_secret(sealed).map_err(|e| {
+                ProvisionError::Permanent(format!(
+                    "secret_environment.{name}: {e}; seal it to this node ({})",
+                    spec.node_id
+                ))
+            })?;
+            env.push((name.clone(), value));
+        }
         let args = shlex::split(&c.entrypoint)
             .ok_or_else(|| ProvisionError::Permanent(format!("entrypoint {:?} has unbalanced quotes", c.entrypoint)))?;
         Ok(ContainerConfig {
             id: id.to_string(),
             image,
-            env: c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env,
             args,
             hostname: id.to_string(),
             cpu: c.capacity.cpu,

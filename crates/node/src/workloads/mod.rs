@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use zgrid_types::{Signed, WorkloadData, WorkloadId, WorkloadSpec};
+use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
 use crate::network::Networks;
 use crate::provision::{Health, Progress, ProvisionError, Provisioner};
@@ -20,16 +20,18 @@ use crate::runtime::Runtime;
 pub struct Workloads {
     runtime: Runtime,
     networks: Networks,
+    /// Opens secrets sealed to this node.
+    key: Keypair,
     images: PathBuf,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
 }
 
 impl Workloads {
-    /// Workloads made with `runtime` and `networks`; images unpacked from archives are kept
-    /// under `images`.
-    pub fn new(runtime: Runtime, networks: Networks, images: impl Into<PathBuf>) -> Self {
-        Self { runtime, networks, images: images.into(), oom_seen: Mutex::default() }
+    /// Workloads made with `runtime` and `networks`, opening secrets with the node's `key`;
+    /// images unpacked from archives are kept under `images`.
+    pub fn new(runtime: Runtime, networks: Networks, key: Keypair, images: impl Into<PathBuf>) -> Self {
+        Self { runtime, networks, key, images: images.into(), oom_seen: Mutex::default() }
     }
 
     /// The runtime, for logs and inspection.

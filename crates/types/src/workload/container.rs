@@ -29,7 +29,8 @@ pub struct Container {
     /// Environment variables.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
-    /// Environment variables whose values are encrypted to the node's key.
+    /// Environment variables whose values are sealed to the node's key
+    /// ([`crate::sealed::seal_secret`]: `v1:<base64>`).
     #[serde(default)]
     pub secret_environment: BTreeMap<String, String>,
     /// Program and arguments to start; empty means the image's default.
@@ -173,7 +174,8 @@ impl Container {
         }
         for (k, v) in &self.secret_environment {
             check_env_name(k, &format!("secret_environment.{k}"))?;
-            ensure(!v.is_empty(), &format!("secret_environment.{k}"), || "is empty".into())?;
+            let field = format!("secret_environment.{k}");
+            crate::sealed::secret_bytes(v).map_err(|e| crate::ValidationError::new(&field, e.to_string()))?;
             ensure(!self.environment.contains_key(k), &format!("secret_environment.{k}"), || {
                 "is also set in environment; keep one".into()
             })?;
