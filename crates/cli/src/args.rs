@@ -56,6 +56,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show a container's output (stdout and stderr), read from its node.
     Logs(LogsArgs),
+    /// Print a container's live statistics from the Redis channel its node publishes them to.
+    Stats(StatsArgs),
     /// Read or change the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -194,6 +196,10 @@ pub enum DeployCommand {
         /// out of the command line (repeatable).
         #[arg(long = "secret-env")]
         secret_env: Vec<String>,
+        /// Publish the container's statistics every 2 s to a Redis channel,
+        /// redis://HOST:PORT/CHANNEL (repeatable); read them with `zgrid stats ID`.
+        #[arg(long = "stats")]
+        stats: Vec<String>,
         /// Mount one of my volumes on the same node: VOLUME_ID:/path/in/container (repeatable).
         #[arg(long = "volume")]
         volumes: Vec<String>,
@@ -367,6 +373,15 @@ pub struct LogsArgs {
     /// Keep printing new output until the container is removed (or Ctrl-C).
     #[arg(short, long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The workload id (a container deployed with `--stats`).
+    pub id: String,
+    /// Stop after this many messages (default: until Ctrl-C).
+    #[arg(long)]
+    pub count: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,9 @@ use zgrid_client::network::Network;
 use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::result::IMAGE_READY;
-use zgrid_types::workload::{Container, ContainerCapacity, DiskType, NetworkConnection, Volume, VolumeMount};
+use zgrid_types::workload::{
+    Container, ContainerCapacity, DiskType, NetworkConnection, RedisStats, StatsEndpoint, Volume, VolumeMount,
+};
 use zgrid_types::{NodeId, ResultState, WorkloadData};
 
 use super::submit;
@@ -77,6 +79,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             entrypoint,
             env,
             secret_env,
+            stats,
             volumes,
             cpu,
             memory,
@@ -103,7 +106,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 capacity: ContainerCapacity { cpu, memory, disk_size: disk, disk_type: disk_type(&t)? },
                 network_connection: connection.iter().cloned().collect(),
                 logs: vec![],
-                stats: vec![],
+                stats: stats.into_iter().map(|endpoint| StatsEndpoint::Redis(RedisStats { endpoint })).collect(),
             };
             (node, WorkloadData::Container(container), common, wait, connection)
         }

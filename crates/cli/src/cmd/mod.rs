@@ -12,6 +12,7 @@ mod logs;
 mod network;
 mod node;
 mod nodes;
+mod stats;
 mod submit;
 
 use anyhow::Result;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Live(a) => live::run(&ctx, a).await,
         Command::Delete(a) => delete::run(&ctx, a).await,
         Command::Logs(a) => logs::run(&ctx, a).await,
+        Command::Stats(a) => stats::run(&ctx, a).await,
         Command::Config(c) => config::run(&ctx, c),
         Command::Explorer(a) => explorer::run(a).await,
         Command::Node(a) => node::run(&ctx, a).await,

@@ -6,4 +6,5 @@ mod grid;
 mod crash;
 mod network;
 mod node;
+mod redis;
 mod verbs;

@@ -100,6 +100,48 @@ impl Cgroups {
         Ok(text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0))
     }
 
+    /// The container's resource use as its cgroups count it, or `None` when it has no cgroup.
+    pub(crate) fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
+        let read = |controller: &str, file: &str| -> Result<Option<String>, RuntimeError> {
+            let path = self.path(id, controller).join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(RuntimeError::io(id, "read", path, e)),
+            }
+        };
+        let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
+        let field = |text: &Option<String>, name: &str| {
+            text.as_deref()?.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+        };
+        let (usage, limit, stat, cpu_ns) = if self.unified {
+            let Some(usage) = number(read("memory", "memory.current")?) else { return Ok(None) };
+            let cpu = read("cpu", "cpu.stat")?;
+            (
+                usage,
+                number(read("memory", "memory.max")?),
+                read("memory", "memory.stat")?,
+                field(&cpu, "usage_usec").map(|u| u * 1000),
+            )
+        } else {
+            let Some(usage) = number(read("memory", "memory.usage_in_bytes")?) else { return Ok(None) };
+            (
+                usage,
+                number(read("memory", "memory.limit_in_bytes")?),
+                read("memory", "memory.stat")?,
+                number(read("cpuacct", "cpuacct.usage")?),
+            )
+        };
+        let cache = field(&stat, if self.unified { "file" } else { "cache" }).unwrap_or(0);
+        Ok(Some(Usage {
+            memory_usage: usage.saturating_sub(cache),
+            memory_limit: limit.unwrap_or(u64::MAX),
+            memory_cache: cache,
+            cpu_ns: cpu_ns.unwrap_or(0),
+            pids: number(read("pids", "pids.current")?).unwrap_or(0),
+        }))
+    }
+
     /// Remove the container's cgroup from every hierarchy, first thawing and killing whatever
     /// still runs in it. Cgroups already gone are fine.
     pub(crate) async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
@@ -159,4 +201,19 @@ mod tests {
         assert!(cg.path("c1", "memory").ends_with("zgrid/c1"));
         assert_eq!(cg.oom_kills("no-such-container").unwrap(), 0);
     }
+}
+
+/// A container's resource use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Memory in use, page cache excluded, in bytes.
+    pub memory_usage: u64,
+    /// The memory limit in bytes.
+    pub memory_limit: u64,
+    /// Page cache in bytes.
+    pub memory_cache: u64,
+    /// CPU time used since the container started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Processes and threads.
+    pub pids: u64,
 }

@@ -41,6 +41,7 @@ pub use logs::{LOG_KEEP_BYTES, LOG_TRIM_BYTES, LogFollower};
 pub use spec::CFS_PERIOD_US;
 
 use cgroup::Cgroups;
+pub use cgroup::Usage;
 use command::Tools;
 use config::check_id;
 use layout::ContainerPaths;
@@ -150,6 +151,12 @@ impl Runtime {
         ids.sort();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// The container's resource use from its cgroups, or `None` when it has none (not running).
+    pub fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
+        check_id(id)?;
+        self.cgroups.usage(id)
     }
 
     /// How many processes of the container the kernel's OOM killer has killed so far.

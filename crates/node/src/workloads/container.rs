@@ -2,10 +2,10 @@
 //! its image, limits, environment, entrypoint, volumes and network; its health is its
 //! process's state.
 
-use zgrid_types::workload::Container;
+use zgrid_types::workload::{Container, StatsEndpoint};
 use zgrid_types::{WorkloadId, WorkloadSpec};
 
-use super::Workloads;
+use super::{Workloads, stats};
 use crate::provision::{Health, Progress, ProvisionError};
 use crate::runtime::{Bind, ContainerConfig, ContainerState};
 
@@ -23,8 +23,8 @@ impl Workloads {
         if c.interactive {
             return unsupported("the interactive console");
         }
-        if !c.logs.is_empty() || !c.stats.is_empty() {
-            return unsupported("publishing logs or stats to Redis");
+        if !c.logs.is_empty() {
+            return unsupported("publishing logs to Redis");
         }
         // Unpacking may block (a slow disk, a FIFO): keep it off the async workers so the step
         // time limit can abandon it.
@@ -86,6 +86,15 @@ impl Workloads {
         // A running container is left alone; a stopped one starts again on its writable layer.
         let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
+        let channels = c
+            .stats
+            .iter()
+            .map(|StatsEndpoint::Redis(r)| stats::Channel::parse(&r.endpoint))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ProvisionError::Permanent)?;
+        if !channels.is_empty() {
+            self.stats.start(self.runtime.clone(), id.as_str(), channels);
+        }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());
         Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": (start_ms * 10.0).round() / 10.0 }))

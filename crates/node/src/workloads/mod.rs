@@ -4,6 +4,7 @@
 //! refused with a reason until this node version has them.
 
 mod container;
+mod stats;
 mod volume;
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ pub struct Workloads {
     networks: Networks,
     /// Opens secrets sealed to this node.
     key: Keypair,
+    /// Statistics publishers of running containers.
+    stats: stats::Publishers,
     images: PathBuf,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
@@ -31,7 +34,14 @@ impl Workloads {
     /// Workloads made with `runtime` and `networks`, opening secrets with the node's `key`;
     /// images unpacked from archives are kept under `images`.
     pub fn new(runtime: Runtime, networks: Networks, key: Keypair, images: impl Into<PathBuf>) -> Self {
-        Self { runtime, networks, key, images: images.into(), oom_seen: Mutex::default() }
+        Self {
+            runtime,
+            networks,
+            key,
+            stats: stats::Publishers::default(),
+            images: images.into(),
+            oom_seen: Mutex::default(),
+        }
     }
 
     /// The runtime, for logs and inspection.
@@ -67,6 +77,7 @@ impl Provisioner for Workloads {
         if self.networks.has(id) {
             return self.networks.remove(id).await.map_err(|e| e.to_string());
         }
+        self.stats.stop(id.as_str());
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
         self.networks.detach(id).await.map_err(|e| e.to_string())?;
         self.oom_seen.lock().expect("lock").remove(id.as_str());
@@ -88,7 +99,12 @@ impl Provisioner for Workloads {
     }
 
     fn lost_with_agent(&self, spec: &WorkloadSpec) -> bool {
-        matches!(spec.data, WorkloadData::NetworkResource(_))
+        match &spec.data {
+            WorkloadData::NetworkResource(_) => true,
+            // The container runs on; its statistics publisher was a task of the old agent.
+            WorkloadData::Container(c) => !c.stats.is_empty(),
+            _ => false,
+        }
     }
 
     async fn existing(&self) -> Vec<WorkloadId> {
