@@ -175,6 +175,8 @@ pub struct NodesArgs {
     pub page: PageArgs,
 }
 
+// Parsed once per process: the size of the container variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum DeployCommand {
     /// A container started from an image.
@@ -196,7 +198,15 @@ pub enum DeployCommand {
         /// out of the command line (repeatable).
         #[arg(long = "secret-env")]
         secret_env: Vec<String>,
+        /// Publish each line the container writes to Redis: stdout to channel PREFIX-stdout,
+        /// stderr to PREFIX-stderr, given as redis://[:PASSWORD@]HOST:PORT/PREFIX (repeatable).
+        #[arg(long = "logs")]
+        logs: Vec<String>,
+        /// Seal the --logs URLs to the node (they may hold a password), so only it reads them.
+        #[arg(long, requires = "logs")]
+        seal_logs: bool,
         /// Publish the container's statistics every 2 s to a Redis channel,
+
         /// redis://HOST:PORT/CHANNEL (repeatable); read them with `zgrid stats ID`.
         #[arg(long = "stats")]
         stats: Vec<String>,

@@ -62,6 +62,7 @@ impl Fixture {
             pids_limit: 64,
             netns: None,
             binds: vec![],
+            log_pipes: false,
         }
     }
 

@@ -75,8 +75,8 @@ fn container() -> impl Strategy<Value = Container> {
                 logs: vec![LogEndpoint::Redis(RedisLogs {
                     stdout: format!("redis://10.20.1.9:6379/{channel}-out"),
                     stderr: format!("redis://10.20.1.9:6379/{channel}-err"),
-                    secret_stdout: "abcdef".into(),
-                    secret_stderr: "fedcba".into(),
+                    secret_stdout: "v1:YWJjZGVm".into(),
+                    secret_stderr: "v1:ZmVkY2Jh".into(),
                 })],
                 stats: vec![StatsEndpoint::Redis(RedisStats {
                     endpoint: format!("redis://10.20.1.9:6379/{channel}-stats"),

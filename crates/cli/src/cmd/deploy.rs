@@ -10,7 +10,8 @@ use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::result::IMAGE_READY;
 use zgrid_types::workload::{
-    Container, ContainerCapacity, DiskType, NetworkConnection, RedisStats, StatsEndpoint, Volume, VolumeMount,
+    Container, ContainerCapacity, DiskType, LogEndpoint, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint,
+    Volume, VolumeMount,
 };
 use zgrid_types::{NodeId, ResultState, WorkloadData};
 
@@ -66,6 +67,28 @@ fn secrets(items: &[String], node: &zgrid_types::NodeId) -> Result<BTreeMap<Stri
         .collect()
 }
 
+/// A `--logs redis://HOST:PORT/PREFIX`: stdout to `PREFIX-stdout`, stderr to `PREFIX-stderr`,
+/// sealed to `node` when asked.
+fn log_endpoint(url: &str, seal: bool, node: &zgrid_types::NodeId) -> Result<LogEndpoint> {
+    let parsed = url::Url::parse(url).ok().filter(|u| u.scheme() == "redis" && u.path().len() > 1);
+    if parsed.is_none() {
+        bail!("--logs {url:?}: write redis://HOST:PORT/PREFIX");
+    }
+    let (stdout, stderr) = (format!("{url}-stdout"), format!("{url}-stderr"));
+    let logs = if seal {
+        let seal = |u: &str| zgrid_types::sealed::seal_secret(node, u);
+        RedisLogs {
+            stdout: String::new(),
+            stderr: String::new(),
+            secret_stdout: seal(&stdout),
+            secret_stderr: seal(&stderr),
+        }
+    } else {
+        RedisLogs { stdout, stderr, secret_stdout: String::new(), secret_stderr: String::new() }
+    };
+    Ok(LogEndpoint::Redis(logs))
+}
+
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let (client, identity) = ctx.signed_client()?;
     let (node, data, common, wait, joined) = match cmd {
@@ -79,6 +102,8 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             entrypoint,
             env,
             secret_env,
+            logs,
+            seal_logs,
             stats,
             volumes,
             cpu,
@@ -105,7 +130,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 volumes: volumes.iter().map(|v| volume_mount(v)).collect::<Result<_>>()?,
                 capacity: ContainerCapacity { cpu, memory, disk_size: disk, disk_type: disk_type(&t)? },
                 network_connection: connection.iter().cloned().collect(),
-                logs: vec![],
+                logs: logs.iter().map(|url| log_endpoint(url, seal_logs, &node)).collect::<Result<_>>()?,
                 stats: stats.into_iter().map(|endpoint| StatsEndpoint::Redis(RedisStats { endpoint })).collect(),
             };
             (node, WorkloadData::Container(container), common, wait, connection)

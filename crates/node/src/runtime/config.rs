@@ -36,6 +36,11 @@ pub struct ContainerConfig {
     pub netns: Option<PathBuf>,
     /// Host directories (volumes) bind-mounted into the container, read-write.
     pub binds: Vec<Bind>,
+    /// Hand the container's stdout and stderr to two pipes the agent reads ([`Runtime::log_pipes`])
+    /// instead of straight to the log file, so each stream can be forwarded on its own.
+    ///
+    /// [`Runtime::log_pipes`]: super::Runtime::log_pipes
+    pub log_pipes: bool,
 }
 
 /// A host directory mounted into the container.
@@ -140,6 +145,7 @@ mod tests {
             pids_limit: 100,
             netns: None,
             binds: vec![],
+            log_pipes: false,
         }
     }
 

@@ -106,6 +106,7 @@ mod tests {
             pids_limit: 0,
             netns: None,
             binds: vec![],
+            log_pipes: false,
         }
     }
 

@@ -67,6 +67,11 @@ impl ContainerPaths {
         self.dir.join("log")
     }
 
+    /// The named pipes carrying stdout and stderr when the agent forwards them.
+    pub(crate) fn pipes(&self) -> [PathBuf; 2] {
+        [self.dir.join("stdout.pipe"), self.dir.join("stderr.pipe")]
+    }
+
     /// The marker recording an OOM kill.
     pub(crate) fn oom_marker(&self) -> PathBuf {
         self.dir.join("oom_killed")

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::layout::{self, ContainerPaths};
 use super::runc::RuncState;
 use super::spec::{self, Placement};
-use super::{ContainerConfig, ContainerState, Runtime, RuntimeError, image, rootfs};
+use super::{ContainerConfig, ContainerState, Runtime, RuntimeError, image, logs, rootfs};
 
 /// How long a container gets to die after SIGKILL before runc is told to delete it anyway.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -53,7 +53,8 @@ impl Runtime {
         remove_file(id, &paths.oom_marker())?;
         // Cgroups left by a crashed attempt would carry its processes and counters.
         self.cgroups.remove(id).await?;
-        self.runc.run(id, &paths.dir, &paths.log()).await?;
+        let pipes = if cfg.log_pipes { Some(logs::open_pipes(id, &paths.pipes())?) } else { None };
+        self.runc.run(id, &paths.dir, &paths.log(), pipes).await?;
         tracing::info!(container = id, args = ?process.args, "started");
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::RuntimeError;
 
@@ -13,6 +13,32 @@ pub const LOG_KEEP_BYTES: u64 = 1 << 20;
 
 /// Size above which [`trim`] cuts the log down to [`LOG_KEEP_BYTES`].
 pub const LOG_TRIM_BYTES: u64 = 2 << 20;
+
+/// Bytes a log pipe holds while nobody reads it (the agent restarting); a container writing
+/// more waits.
+const PIPE_BYTES: i32 = 1 << 20;
+
+/// The named pipes at `paths` (made if missing), opened for reading and writing so the
+/// container never sees a pipe without a reader, each holding up to [`PIPE_BYTES`].
+pub(crate) fn open_pipes(id: &str, paths: &[PathBuf; 2]) -> Result<[File; 2], RuntimeError> {
+    let open = |path: &PathBuf| -> Result<File, RuntimeError> {
+        if !path.exists() {
+            nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| RuntimeError::io(id, "make the pipe", path, e.into()))?;
+        }
+        let file =
+            OpenOptions::new().read(true).write(true).open(path).map_err(|e| RuntimeError::io(id, "open", path, e))?;
+        // A smaller buffer only means the container waits sooner while the agent is away.
+        let _ = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+        Ok(file)
+    };
+    Ok([open(&paths[0])?, open(&paths[1])?])
+}
+
+/// Append `bytes` to the log at `path`.
+pub(crate) fn append(id: &str, path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    open(id, path)?.write_all(bytes).map_err(|e| RuntimeError::io(id, "append to", path, e))
+}
 
 /// Open (creating) the log at `path` for appending.
 pub(crate) fn open(id: &str, path: &Path) -> Result<File, RuntimeError> {

@@ -131,6 +131,19 @@ impl Runtime {
         Ok(paths.dir.exists().then(|| LogFollower::new(id, paths.log())))
     }
 
+    /// The named pipes carrying container `id`'s stdout and stderr, when it was started with
+    /// [`ContainerConfig::log_pipes`]: whoever forwards them appends what they carry to the log
+    /// with [`Runtime::append_log`].
+    pub fn log_pipes(&self, id: &str) -> Result<Option<[PathBuf; 2]>, RuntimeError> {
+        let pipes = self.paths(id)?.pipes();
+        Ok(pipes.iter().all(|p| p.exists()).then_some(pipes))
+    }
+
+    /// Append output of container `id` to its log.
+    pub fn append_log(&self, id: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
+        logs::append(id, &self.paths(id)?.log(), bytes)
+    }
+
     /// Whether anything of container `id` exists on this node.
     pub fn exists(&self, id: &str) -> bool {
         self.paths(id).is_ok_and(|p| p.dir.exists())

@@ -68,11 +68,24 @@ impl Runc {
     }
 
     /// Create and start the container from `bundle`, detached, with its stdout and stderr (and
-    /// runc's own) appended to `log`.
-    pub(crate) async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+    /// runc's own) appended to `log`, or written to `pipes` when given (whose reader appends
+    /// them to `log`).
+    pub(crate) async fn run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        log: &Path,
+        pipes: Option<[std::fs::File; 2]>,
+    ) -> Result<(), RuntimeError> {
         let offset = logs::len(log);
-        let out = logs::open(id, log)?;
-        let err = out.try_clone().map_err(|e| RuntimeError::io(id, "duplicate the descriptor of", log, e))?;
+        let [out, err] = match pipes {
+            Some(pipes) => pipes,
+            None => {
+                let out = logs::open(id, log)?;
+                let err = out.try_clone().map_err(|e| RuntimeError::io(id, "duplicate the descriptor of", log, e))?;
+                [out, err]
+            }
+        };
         let bundle = bundle.to_string_lossy();
         let cmd = self.cmd(id, &["run", "--detach", "--bundle", &bundle, id], RUN_TIMEOUT).stdio(out, err);
         let line = cmd.line();

@@ -168,6 +168,7 @@ mod tests {
             pids_limit: 50,
             netns: Some("/var/run/netns/n1".into()),
             binds: vec![Bind { source: "/vol/data".into(), destination: "/data".into() }],
+            log_pipes: false,
         };
         let process = Process { args: vec!["/bin/sh".into()], env: vec!["A=b".into()], cwd: "/".into() };
         let at = Placement { rootfs: Path::new("/r/rootfs"), cgroups_path: "/zgrid/spec-test", swap_accounting: true };

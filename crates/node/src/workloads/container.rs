@@ -2,10 +2,10 @@
 //! its image, limits, environment, entrypoint, volumes and network; its health is its
 //! process's state.
 
-use zgrid_types::workload::{Container, StatsEndpoint};
+use zgrid_types::workload::{Container, LogEndpoint, StatsEndpoint};
 use zgrid_types::{WorkloadId, WorkloadSpec};
 
-use super::{Workloads, stats};
+use super::{Workloads, logs, redis, stats};
 use crate::provision::{Health, Progress, ProvisionError};
 use crate::runtime::{Bind, ContainerConfig, ContainerState};
 
@@ -22,9 +22,6 @@ impl Workloads {
         }
         if c.interactive {
             return unsupported("the interactive console");
-        }
-        if !c.logs.is_empty() {
-            return unsupported("publishing logs to Redis");
         }
         // Unpacking may block (a slow disk, a FIFO): keep it off the async workers so the step
         // time limit can abandon it.
@@ -70,7 +67,30 @@ impl Workloads {
             pids_limit: PIDS_LIMIT,
             netns,
             binds,
+            log_pipes: !c.logs.is_empty(),
         })
+    }
+
+    /// The Redis channels of the container's stdout and of its stderr; a sealed channel replaces
+    /// the plain one and is opened with the node's key (errors name the field, never the value).
+    fn log_channels(&self, c: &Container) -> Result<[Vec<redis::Channel>; 2], ProvisionError> {
+        let mut channels = [Vec::new(), Vec::new()];
+        for (i, LogEndpoint::Redis(r)) in c.logs.iter().enumerate() {
+            for (stream, plain, sealed, field) in
+                [(0, &r.stdout, &r.secret_stdout, "stdout"), (1, &r.stderr, &r.secret_stderr, "stderr")]
+            {
+                let bad = |e: String| ProvisionError::Permanent(format!("logs[{i}].{field}: {e}"));
+                let url = if sealed.is_empty() {
+                    plain.clone()
+                } else {
+                    self.key.unseal_secret(sealed).map_err(|e| bad(format!("(sealed) {e}")))?
+                };
+                if !url.is_empty() {
+                    channels[stream].push(redis::Channel::parse(&url).map_err(bad)?);
+                }
+            }
+        }
+        Ok(channels)
     }
 
     /// Start the container (or leave it running).
@@ -81,19 +101,30 @@ impl Workloads {
         progress: Progress<'_>,
     ) -> Result<serde_json::Value, ProvisionError> {
         let id = &spec.id;
+        // Checked before any side effect.
+        let stats_channels = c
+            .stats
+            .iter()
+            .enumerate()
+            .map(|(i, StatsEndpoint::Redis(r))| {
+                redis::Channel::parse(&r.endpoint).map_err(|e| ProvisionError::Permanent(format!("stats[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let log_channels = self.log_channels(c)?;
         let config = self.config(spec, c).await?;
         progress(zgrid_types::result::IMAGE_READY);
         // A running container is left alone; a stopped one starts again on its writable layer.
         let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
-        let channels = c
-            .stats
-            .iter()
-            .map(|StatsEndpoint::Redis(r)| stats::Channel::parse(&r.endpoint))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ProvisionError::Permanent)?;
-        if !channels.is_empty() {
-            self.stats.start(self.runtime.clone(), id.as_str(), channels);
+        if !stats_channels.is_empty() {
+            self.stats.start(id.as_str(), stats::publish(self.runtime.clone(), id.to_string(), stats_channels));
+        }
+        if config.log_pipes {
+            let pipes = self.runtime.log_pipes(id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
+            let pipes =
+                pipes.ok_or_else(|| ProvisionError::Transient("the container's output pipes are missing".into()))?;
+            let task = logs::forward(self.runtime.clone(), id.to_string(), pipes, log_channels);
+            self.forwarders.start(id.as_str(), task);
         }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());

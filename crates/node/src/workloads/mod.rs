@@ -4,7 +4,10 @@
 //! refused with a reason until this node version has them.
 
 mod container;
+mod logs;
+mod redis;
 mod stats;
+mod tasks;
 mod volume;
 
 use std::collections::HashMap;
@@ -24,7 +27,9 @@ pub struct Workloads {
     /// Opens secrets sealed to this node.
     key: Keypair,
     /// Statistics publishers of running containers.
-    stats: stats::Publishers,
+    stats: tasks::Tasks,
+    /// Output forwarders of running containers with Redis logs.
+    forwarders: tasks::Tasks,
     images: PathBuf,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
@@ -38,7 +43,8 @@ impl Workloads {
             runtime,
             networks,
             key,
-            stats: stats::Publishers::default(),
+            stats: tasks::Tasks::default(),
+            forwarders: tasks::Tasks::default(),
             images: images.into(),
             oom_seen: Mutex::default(),
         }
@@ -78,6 +84,7 @@ impl Provisioner for Workloads {
             return self.networks.remove(id).await.map_err(|e| e.to_string());
         }
         self.stats.stop(id.as_str());
+        self.forwarders.stop(id.as_str());
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
         self.networks.detach(id).await.map_err(|e| e.to_string())?;
         self.oom_seen.lock().expect("lock").remove(id.as_str());
@@ -101,8 +108,9 @@ impl Provisioner for Workloads {
     fn lost_with_agent(&self, spec: &WorkloadSpec) -> bool {
         match &spec.data {
             WorkloadData::NetworkResource(_) => true,
-            // The container runs on; its statistics publisher was a task of the old agent.
-            WorkloadData::Container(c) => !c.stats.is_empty(),
+            // The container runs on; its statistics publisher and output forwarder were tasks
+            // of the old agent.
+            WorkloadData::Container(c) => !c.stats.is_empty() || !c.logs.is_empty(),
             _ => false,
         }
     }

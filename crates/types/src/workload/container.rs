@@ -126,10 +126,10 @@ pub struct RedisLogs {
     /// Channel for stderr.
     #[serde(default)]
     pub stderr: String,
-    /// Encrypted channel for stdout.
+    /// Channel for stdout sealed to the node ([`crate::sealed::seal_secret`]); replaces `stdout`.
     #[serde(default)]
     pub secret_stdout: String,
-    /// Encrypted channel for stderr.
+    /// Channel for stderr sealed to the node ([`crate::sealed::seal_secret`]); replaces `stderr`.
     #[serde(default)]
     pub secret_stderr: String,
 }
@@ -204,6 +204,12 @@ impl Container {
             for (name, value) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
                 if !value.is_empty() {
                     check_redis_url(value, &at(name))?;
+                }
+            }
+            for (name, value) in [("secret_stdout", &r.secret_stdout), ("secret_stderr", &r.secret_stderr)] {
+                if !value.is_empty() {
+                    crate::sealed::secret_bytes(value)
+                        .map_err(|e| crate::ValidationError::new(at(name), e.to_string()))?;
                 }
             }
             let any = [&r.stdout, &r.stderr, &r.secret_stdout, &r.secret_stderr].iter().any(|s| !s.is_empty());
