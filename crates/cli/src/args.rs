@@ -58,6 +58,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Print a container's live statistics from the Redis channel its node publishes them to.
     Stats(StatsArgs),
+    /// Use an interactive container's console (from a machine on its private network).
+    Console(ConsoleArgs),
     /// Read or change the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -198,6 +200,10 @@ pub enum DeployCommand {
         /// out of the command line (repeatable).
         #[arg(long = "secret-env")]
         secret_env: Vec<String>,
+        /// Run no entrypoint: give the container a console on port 7681 of its address in
+        /// its private network (needs --network); use it with `zgrid console ID`.
+        #[arg(long, requires = "network")]
+        interactive: bool,
         /// Publish each line the container writes to Redis: stdout to channel PREFIX-stdout,
         /// stderr to PREFIX-stderr, given as redis://[:PASSWORD@]HOST:PORT/PREFIX (repeatable).
         #[arg(long = "logs")]
@@ -383,6 +389,19 @@ pub struct LogsArgs {
     /// Keep printing new output until the container is removed (or Ctrl-C).
     #[arg(short, long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The workload id (a container deployed with `--interactive`).
+    pub id: String,
+    /// Start a shell in the container, type these lines into it, then `exit`, and print what
+    /// the terminal shows (default: list the container's processes and the console's URL).
+    #[arg(long)]
+    pub send: Option<String>,
+    /// The program `--send` starts.
+    #[arg(long, default_value = "/bin/sh")]
+    pub program: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 pub mod api;
 mod backoff;
 pub mod capacity;
+pub mod console;
 pub mod engine;
 mod follow;
 pub mod identity;

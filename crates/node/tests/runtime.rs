@@ -63,6 +63,7 @@ impl Fixture {
             netns: None,
             binds: vec![],
             log_pipes: false,
+            host_init: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod console;
 mod delete;
 mod deploy;
 mod explorer;
@@ -33,9 +34,21 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delete(a) => delete::run(&ctx, a).await,
         Command::Logs(a) => logs::run(&ctx, a).await,
         Command::Stats(a) => stats::run(&ctx, a).await,
+        Command::Console(a) => console::run(&ctx, a).await,
         Command::Config(c) => config::run(&ctx, c),
         Command::Explorer(a) => explorer::run(a).await,
         Command::Node(a) => node::run(&ctx, a).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
+    }
+}
+
+/// The container workload `text` names, as the explorer has it.
+async fn container(ctx: &Ctx, text: &str) -> Result<(zgrid_types::WorkloadId, zgrid_types::workload::Container)> {
+    let id: zgrid_types::WorkloadId =
+        text.parse().map_err(|_| anyhow::anyhow!("{text:?} is not a workload id; list yours with `zgrid live`"))?;
+    let record = ctx.anonymous_client()?.workload(&id).await?;
+    match record.workload.payload.data {
+        zgrid_types::WorkloadData::Container(container) => Ok((id, container)),
+        _ => anyhow::bail!("workload {id} is not a container"),
     }
 }

@@ -5,19 +5,13 @@
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use zgrid_types::WorkloadData;
 use zgrid_types::workload::StatsEndpoint;
 
 use crate::args::StatsArgs;
 use crate::config::Ctx;
 
 pub async fn run(ctx: &Ctx, a: StatsArgs) -> Result<()> {
-    let client = ctx.anonymous_client()?;
-    let id = a.id.parse().with_context(|| format!("{:?} is not a workload id; list yours with `zgrid live`", a.id))?;
-    let record = client.workload(&id).await?;
-    let WorkloadData::Container(container) = &record.workload.payload.data else {
-        bail!("workload {id} is not a container");
-    };
+    let (id, container) = super::container(ctx, &a.id).await?;
     let Some(StatsEndpoint::Redis(endpoint)) = container.stats.first() else {
         bail!("container {id} publishes no statistics; deploy it with --stats redis://HOST:PORT/CHANNEL");
     };

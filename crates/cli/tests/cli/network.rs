@@ -164,16 +164,24 @@ fn containers_on_three_nodes_ping_each_other_move_100_mb_intact_and_leave_nothin
 struct Laptop {
     netns: zgrid_devnet::Netns,
     config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Laptop {
-    /// `wg-quick up config` inside a new namespace on `grid`'s underlay.
-    fn up(grid: &Grid, config: std::path::PathBuf) -> Self {
+    /// `zgrid network add-access` to network `name` through `node` (its output returned too),
+    /// then `wg-quick up` of the config inside a new namespace on `grid`'s underlay.
+    fn join(grid: &Grid, name: &str, node: &Node) -> (Self, std::process::Output) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join(format!("zl{}.conf", std::process::id() % 100_000));
+        let path = config.to_str().unwrap();
+        let out = grid.cli_raw(&["network", "add-access", "--name", name, "--node", node.id(), "--output", path]);
+        assert!(out.status.success(), "add-access failed:\n{}", String::from_utf8_lossy(&out.stderr));
         let netns = grid.devnet.underlay().add_netns(&format!("lt{}", std::process::id() % 10000)).unwrap();
-        let laptop = Self { netns, config };
+        let laptop = Self { netns, config, _dir: dir };
+        let out_of_add_access = out;
         let out = laptop.netns.command("wg-quick").arg("up").arg(&laptop.config).output().unwrap();
         assert!(out.status.success(), "wg-quick up failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        laptop
+        (laptop, out_of_add_access)
     }
 
     /// Run `program args…` in the laptop's namespace.
@@ -197,19 +205,8 @@ fn a_laptop_joins_with_wg_quick_and_reaches_a_container_by_its_overlay_ip_also_a
     let server = run_on(&grid, &b, "office", &ip, "while true; do echo hello from $(hostname) | nc -l -p 8080; done");
 
     // The access point goes through node a; the container is on node b, one hop further.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join(format!("zl{}.conf", std::process::id() % 100_000));
-    let out = grid.cli_raw(&[
-        "network",
-        "add-access",
-        "--name",
-        "office",
-        "--node",
-        a.id(),
-        "--output",
-        config.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "add-access failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let (laptop, out) = Laptop::join(&grid, "office", &a);
+    let config = laptop.config.clone();
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("[Interface]") && text.contains("PrivateKey = ") && text.contains("Endpoint = "), "{text}");
     let private_key = text.lines().find_map(|l| l.strip_prefix("PrivateKey = ")).unwrap();
@@ -221,7 +218,6 @@ fn a_laptop_joins_with_wg_quick_and_reaches_a_container_by_its_overlay_ip_also_a
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
 
-    let laptop = Laptop::up(&grid, config);
     let ping = wait_until(LIMIT, || {
         let out = laptop.run("busybox", &["ping", "-c", "1", "-W", "2", &ip]);
         out.status.success().then_some(())
@@ -480,4 +476,53 @@ fn with_egress_containers_reach_outside_through_their_node_and_without_it_they_d
     assert!(clean.is_some(), "interfaces or routes left: {:?}", node_links_and_routes(&node));
     let tables = node.netns().command("nft").args(["list", "tables"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("zgrid"), "nftables rules left behind");
+}
+
+#[test]
+fn an_interactive_container_has_a_console_reachable_only_on_its_private_network() {
+    let grid = Grid::new();
+    let node = grid.node(60);
+    create(&grid, "desk", "10.97.0.0/16", &[&node]);
+    let ip = host(&grid, "desk", &node, 9);
+    let deployed = grid.deploy(
+        &node,
+        "/bin/sh -c 'echo SHOULD NOT RUN'",
+        &["--network", "desk", "--ip", &ip, "--interactive", "--wait"],
+    );
+    let id = id_of(&deployed);
+
+    // From the deployer's machine joined to the network.
+    let (laptop, _) = Laptop::join(&grid, "desk", &node);
+    let console = |args: &[&str]| {
+        let mut command = laptop.netns.command(crate::common::ZGRID);
+        command.env("ZGRID_HOME", grid.home.path()).env("ZGRID_EXPLORER", grid.devnet.explorer_url());
+        command.arg("console").arg(&id).args(args).output().unwrap()
+    };
+    let listed = wait_until(LIMIT, || Some(console(&[])).filter(|o| o.status.success()));
+    let listed =
+        listed.unwrap_or_else(|| panic!("no console on {ip}:\n{}", String::from_utf8_lossy(&console(&[]).stderr)));
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(text.contains(&format!("http://{ip}:7681/")) && text.contains("/.zgrid/init -P"), "{text}");
+
+    // A shell started through the API runs the command inside the container.
+    let out = console(&["--send", "echo $((6 * 7)) from $(hostname)"]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && shown.contains(&format!("42 from {id}")),
+        "{shown}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&grid.cli_raw(&["logs", &id]).stdout).contains("SHOULD NOT RUN"),
+        "the entrypoint ran"
+    );
+
+    // Not from outside the network.
+    let outside = grid.cli_raw(&["console", &id]);
+    assert!(!outside.status.success(), "the console answered outside its network");
+    assert!(
+        String::from_utf8_lossy(&outside.stderr).contains("add-access"),
+        "{}",
+        String::from_utf8_lossy(&outside.stderr)
+    );
 }

@@ -100,6 +100,14 @@ impl Cgroups {
         Ok(text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0))
     }
 
+    /// Host pids of the container's processes (from its pids cgroup), sorted.
+    pub(crate) fn processes(&self, id: &str) -> Result<Vec<u32>, RuntimeError> {
+        let mut pids: Vec<u32> =
+            procs(&self.path(id, "pids")).into_iter().filter_map(|p| u32::try_from(p).ok()).collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
     /// The container's resource use as its cgroups count it, or `None` when it has no cgroup.
     pub(crate) fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
         let read = |controller: &str, file: &str| -> Result<Option<String>, RuntimeError> {

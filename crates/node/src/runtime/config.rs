@@ -41,7 +41,13 @@ pub struct ContainerConfig {
     ///
     /// [`Runtime::log_pipes`]: super::Runtime::log_pipes
     pub log_pipes: bool,
+    /// A static program of the host mounted read-only at [`HOST_INIT`] in the container, for
+    /// `args` to run instead of anything from the image.
+    pub host_init: Option<PathBuf>,
 }
+
+/// Where [`ContainerConfig::host_init`] appears in the container.
+pub const HOST_INIT: &str = "/.zgrid/init";
 
 /// A host directory mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +152,7 @@ mod tests {
             netns: None,
             binds: vec![],
             log_pipes: false,
+            host_init: None,
         }
     }
 

@@ -107,6 +107,7 @@ mod tests {
             netns: None,
             binds: vec![],
             log_pipes: false,
+            host_init: None,
         }
     }
 

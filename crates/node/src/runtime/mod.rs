@@ -34,7 +34,7 @@ mod volume;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use config::{Bind, ContainerConfig, ContainerState, MIN_DISK_MIB};
+pub use config::{Bind, ContainerConfig, ContainerState, HOST_INIT, MIN_DISK_MIB};
 pub use error::RuntimeError;
 pub use image::IMAGE_CONFIG;
 pub use logs::{LOG_KEEP_BYTES, LOG_TRIM_BYTES, LogFollower};
@@ -142,6 +142,23 @@ impl Runtime {
     /// Append output of container `id` to its log.
     pub fn append_log(&self, id: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
         logs::append(id, &self.paths(id)?.log(), bytes)
+    }
+
+    /// Start `args` in running container `id` on a new terminal (`runc exec --tty`), with the
+    /// container's environment, limits and namespaces. Returns the process's host pid and the
+    /// terminal's master end.
+    pub async fn exec_tty(&self, id: &str, args: &[String]) -> Result<(u32, std::os::fd::OwnedFd), RuntimeError> {
+        let paths = self.paths(id)?;
+        let n: u32 = rand::random();
+        let (socket, pid_file) =
+            (paths.dir.join(format!("tty-{n:08x}.sock")), paths.dir.join(format!("tty-{n:08x}.pid")));
+        self.runc.exec_tty(id, args, &socket, &pid_file).await
+    }
+
+    /// Host pids of the processes in container `id`.
+    pub fn processes(&self, id: &str) -> Result<Vec<u32>, RuntimeError> {
+        check_id(id)?;
+        self.cgroups.processes(id)
     }
 
     /// Whether anything of container `id` exists on this node.

@@ -97,6 +97,45 @@ impl Runc {
         Err(RuntimeError::Command { id: id.to_owned(), command: line, status: output.status.to_string(), stderr })
     }
 
+    /// Start `args` inside running container `id` on a new terminal, detached. runc hands the
+    /// terminal's master end over `socket` (a path for a Unix socket it connects to); returns
+    /// the process's host pid and the master.
+    pub(crate) async fn exec_tty(
+        &self,
+        id: &str,
+        args: &[String],
+        socket: &Path,
+        pid_file: &Path,
+    ) -> Result<(u32, std::os::fd::OwnedFd), RuntimeError> {
+        let _ = std::fs::remove_file(socket);
+        let listener =
+            std::os::unix::net::UnixListener::bind(socket).map_err(|e| RuntimeError::io(id, "listen on", socket, e))?;
+        let (sock, pid) = (socket.to_string_lossy(), pid_file.to_string_lossy());
+        let mut argv = vec!["exec", "--detach", "--tty", "--console-socket", &sock, "--pid-file", &pid, id];
+        argv.extend(args.iter().map(String::as_str));
+        let receive = tokio::task::spawn_blocking(move || receive_fd(&listener));
+        let ran = self.cmd(id, &argv, RUN_TIMEOUT).run().await;
+        let _ = std::fs::remove_file(socket);
+        if let Err(e) = ran {
+            receive.abort();
+            return Err(e);
+        }
+        let master = tokio::time::timeout(QUICK_TIMEOUT, receive)
+            .await
+            .map_err(|_| {
+                RuntimeError::io(id, "receive the terminal from", socket, std::io::ErrorKind::TimedOut.into())
+            })?
+            .map_err(|e| RuntimeError::io(id, "receive the terminal from", socket, std::io::Error::other(e)))?
+            .map_err(|e| RuntimeError::io(id, "receive the terminal from", socket, e))?;
+        let text = std::fs::read_to_string(pid_file).map_err(|e| RuntimeError::io(id, "read", pid_file, e))?;
+        let _ = std::fs::remove_file(pid_file);
+        let pid = text
+            .trim()
+            .parse()
+            .map_err(|_| RuntimeError::io(id, "parse", pid_file, std::io::ErrorKind::InvalidData.into()))?;
+        Ok((pid, master))
+    }
+
     /// Send `signal` (e.g. `TERM`) to the container's init process; a container that is not
     /// running (any more) is not an error.
     pub(crate) async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
@@ -115,4 +154,19 @@ impl Runc {
     pub(crate) async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         self.cmd(id, &["delete", "--force", id], DELETE_TIMEOUT).run().await.map(drop)
     }
+}
+
+/// Accept runc's connection on `listener` and take the file descriptor it sends.
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let (stream, _) = listener.accept()?;
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 4096];
+    rustix::net::recvmsg(&stream, &mut [std::io::IoSliceMut::new(&mut name)], &mut ancillary, RecvFlags::empty())?;
+    let received = ancillary.drain().find_map(|message| match message {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    received.ok_or_else(|| std::io::Error::other("runc sent no terminal"))
 }

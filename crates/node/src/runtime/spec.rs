@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::ContainerConfig;
 #[cfg(test)]
 use super::config::Bind;
+use super::config::HOST_INIT;
 use super::image::Process;
 
 /// CFS period, µs; the quota is `cpu` periods.
@@ -147,6 +148,9 @@ fn mounts(cfg: &ContainerConfig) -> Value {
     ]);
     let mut all = standard.as_array().cloned().unwrap_or_default();
     all.extend(binds);
+    if let Some(init) = &cfg.host_init {
+        all.push(json!({ "destination": HOST_INIT, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"] }));
+    }
     Value::Array(all)
 }
 
@@ -169,6 +173,7 @@ mod tests {
             netns: Some("/var/run/netns/n1".into()),
             binds: vec![Bind { source: "/vol/data".into(), destination: "/data".into() }],
             log_pipes: false,
+            host_init: None,
         };
         let process = Process { args: vec!["/bin/sh".into()], env: vec!["A=b".into()], cwd: "/".into() };
         let at = Placement { rootfs: Path::new("/r/rootfs"), cgroups_path: "/zgrid/spec-test", swap_accounting: true };

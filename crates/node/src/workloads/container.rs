@@ -7,7 +7,7 @@ use zgrid_types::{WorkloadId, WorkloadSpec};
 
 use super::{Workloads, logs, redis, stats};
 use crate::provision::{Health, Progress, ProvisionError};
-use crate::runtime::{Bind, ContainerConfig, ContainerState};
+use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT};
 
 /// Most processes one container may run.
 const PIDS_LIMIT: i64 = 4096;
@@ -20,8 +20,10 @@ impl Workloads {
         if c.network_connection.iter().any(|n| n.public_ipv6 || n.yggdrasil_ip) {
             return unsupported("a public IPv6 or yggdrasil address");
         }
-        if c.interactive {
-            return unsupported("the interactive console");
+        if c.interactive && c.network_connection.is_empty() {
+            return Err(ProvisionError::Permanent(
+                "an interactive container needs a private network: its console listens on the container's address there (deploy it with --network)".into(),
+            ));
         }
         // Unpacking may block (a slow disk, a FIFO): keep it off the async workers so the step
         // time limit can abandon it.
@@ -53,8 +55,18 @@ impl Workloads {
             })?;
             env.push((name.clone(), value));
         }
-        let args = shlex::split(&c.entrypoint)
-            .ok_or_else(|| ProvisionError::Permanent(format!("entrypoint {:?} has unbalanced quotes", c.entrypoint)))?;
+        // An interactive container runs no entrypoint: a pause init from the host keeps it up
+        // for the console to start processes in.
+        let (args, host_init) = if c.interactive {
+            let init = crate::runtime::command::find_program("catatonit", "catatonit")
+                .map_err(|e| ProvisionError::Permanent(format!("interactive containers: {e}")))?;
+            (vec![HOST_INIT.to_owned(), "-P".to_owned()], Some(init))
+        } else {
+            let args = shlex::split(&c.entrypoint).ok_or_else(|| {
+                ProvisionError::Permanent(format!("entrypoint {:?} has unbalanced quotes", c.entrypoint))
+            })?;
+            (args, None)
+        };
         Ok(ContainerConfig {
             id: id.to_string(),
             image,
@@ -68,6 +80,7 @@ impl Workloads {
             netns,
             binds,
             log_pipes: !c.logs.is_empty(),
+            host_init,
         })
     }
 
@@ -118,6 +131,10 @@ impl Workloads {
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
         if !stats_channels.is_empty() {
             self.stats.start(id.as_str(), stats::publish(self.runtime.clone(), id.to_string(), stats_channels));
+        }
+        if let (true, Some(netns), Some(n)) = (c.interactive, &config.netns, c.network_connection.first()) {
+            let task = crate::console::serve(self.runtime.clone(), id.to_string(), netns.clone(), n.ipaddress);
+            self.consoles.start(id.as_str(), task);
         }
         if config.log_pipes {
             let pipes = self.runtime.log_pipes(id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;

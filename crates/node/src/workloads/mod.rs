@@ -30,6 +30,8 @@ pub struct Workloads {
     stats: tasks::Tasks,
     /// Output forwarders of running containers with Redis logs.
     forwarders: tasks::Tasks,
+    /// Consoles of running interactive containers.
+    consoles: tasks::Tasks,
     images: PathBuf,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
@@ -45,6 +47,7 @@ impl Workloads {
             key,
             stats: tasks::Tasks::default(),
             forwarders: tasks::Tasks::default(),
+            consoles: tasks::Tasks::default(),
             images: images.into(),
             oom_seen: Mutex::default(),
         }
@@ -85,6 +88,7 @@ impl Provisioner for Workloads {
         }
         self.stats.stop(id.as_str());
         self.forwarders.stop(id.as_str());
+        self.consoles.stop(id.as_str());
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
         self.networks.detach(id).await.map_err(|e| e.to_string())?;
         self.oom_seen.lock().expect("lock").remove(id.as_str());
@@ -108,9 +112,9 @@ impl Provisioner for Workloads {
     fn lost_with_agent(&self, spec: &WorkloadSpec) -> bool {
         match &spec.data {
             WorkloadData::NetworkResource(_) => true,
-            // The container runs on; its statistics publisher and output forwarder were tasks
-            // of the old agent.
-            WorkloadData::Container(c) => !c.stats.is_empty() || !c.logs.is_empty(),
+            // The container runs on; its statistics publisher, output forwarder and console
+            // were tasks of the old agent.
+            WorkloadData::Container(c) => !c.stats.is_empty() || !c.logs.is_empty() || c.interactive,
             _ => false,
         }
     }
