@@ -517,6 +517,24 @@ fn an_interactive_container_has_a_console_reachable_only_on_its_private_network(
         "the entrypoint ran"
     );
 
+    // The web page, in Debian's headless chromium on the laptop, lists the processes.
+    let profile = tempfile::tempdir().unwrap();
+    let page = laptop
+        .netns
+        .command("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=10000", "--dump-dom", &format!("http://{ip}:7681/")])
+        .output()
+        .expect("chromium (apt-get install chromium)");
+    let dom = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        dom.contains("<td>/.zgrid/init -P</td>"),
+        "the page shows no process list:\n{dom}\n{}",
+        String::from_utf8_lossy(&page.stderr)
+    );
+
     // Not from outside the network.
     let outside = grid.cli_raw(&["console", &id]);
     assert!(!outside.status.success(), "the console answered outside its network");
