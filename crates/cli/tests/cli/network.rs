@@ -517,23 +517,25 @@ fn an_interactive_container_has_a_console_reachable_only_on_its_private_network(
         "the entrypoint ran"
     );
 
-    // The web page, in Debian's headless chromium on the laptop, lists the processes.
-    let profile = tempfile::tempdir().unwrap();
-    let page = laptop
-        .netns
-        .command("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--virtual-time-budget=10000", "--dump-dom", &format!("http://{ip}:7681/")])
-        .output()
-        .expect("chromium (apt-get install chromium)");
-    let dom = String::from_utf8_lossy(&page.stdout);
-    assert!(
-        dom.contains("<td>/.zgrid/init -P</td>"),
-        "the page shows no process list:\n{dom}\n{}",
-        String::from_utf8_lossy(&page.stderr)
-    );
+    // The web page, in Debian's headless chromium on the laptop, lists the processes, and its
+    // terminal, attached over the WebSocket, shows what the shell printed.
+    let browse = |url: String| {
+        let profile = tempfile::tempdir().unwrap();
+        let page = laptop
+            .netns
+            .command("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--virtual-time-budget=10000", "--dump-dom", &url])
+            .output()
+            .expect("chromium (apt-get install chromium)");
+        String::from_utf8_lossy(&page.stdout).into_owned()
+    };
+    let dom = browse(format!("http://{ip}:7681/"));
+    assert!(dom.contains("<td>/.zgrid/init -P</td>"), "the page shows no process list:\n{dom}");
+    let dom = browse(format!("http://{ip}:7681/#attach=1"));
+    assert!(dom.contains(&format!("42 from {id}")) && dom.contains("[detached]"), "no terminal on the page:\n{dom}");
 
     // Not from outside the network.
     let outside = grid.cli_raw(&["console", &id]);
