@@ -474,8 +474,12 @@ fn with_egress_containers_reach_outside_through_their_node_and_without_it_they_d
     }
     let clean = wait_until(LIMIT, || (node_links_and_routes(&node) == before).then_some(()));
     assert!(clean.is_some(), "interfaces or routes left: {:?}", node_links_and_routes(&node));
-    let tables = node.netns().command("nft").args(["list", "tables"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&tables.stdout).contains("zgrid"), "nftables rules left behind");
+    let tables = || {
+        String::from_utf8_lossy(&node.netns().command("nft").args(["list", "tables"]).output().unwrap().stdout)
+            .into_owned()
+    };
+    let gone = wait_until(LIMIT, || (!tables().contains("zgrid")).then_some(()));
+    assert!(gone.is_some(), "nftables rules left behind: {}", tables());
 }
 
 #[test]
