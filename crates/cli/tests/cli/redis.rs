@@ -180,9 +180,16 @@ fn output_lines_arrive_on_their_redis_channels_in_order_and_resume_after_a_redis
     let logs = String::from_utf8_lossy(&grid.cli_raw(&["logs", &id]).stdout).to_string();
     assert!(logs.contains("out 49\n") && logs.contains("err 49\n"), "`zgrid logs` still has the output:\n{logs}");
 
-    // Redis goes away: the container runs on; lines flow again once Redis is back.
+    // Redis goes away: the container runs on, the owner hears of it; lines flow again once
+    // Redis is back.
     redis.kill();
-    std::thread::sleep(Duration::from_secs(3));
+    let reported = wait_until(Duration::from_secs(30), || {
+        let record = grid.record(&id)?;
+        let message = record["result"]["payload"]["message"].as_str()?.to_owned();
+        message.contains("cannot publish stdout lines").then_some(message)
+    });
+    let reported = reported.unwrap_or_else(|| panic!("the outage was not reported: {:?}", grid.record(&id)));
+    assert!(reported.contains(&format!(":{}/{prefix}-stdout", redis.port)), "{reported}");
     assert!(running_pid(&node, &id).is_some(), "the container stopped while Redis was away");
     redis.restart();
     let again = subscribe(&redis, &channels[..1], |got| got.len() >= 3).join().unwrap();

@@ -130,7 +130,8 @@ impl Workloads {
         let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
         if !stats_channels.is_empty() {
-            self.stats.start(id.as_str(), stats::publish(self.runtime.clone(), id.to_string(), stats_channels));
+            let task = stats::publish(self.runtime.clone(), id.to_string(), stats_channels, self.problems.clone());
+            self.stats.start(id.as_str(), task);
         }
         if let (true, Some(netns), Some(n)) = (c.interactive, &config.netns, c.network_connection.first()) {
             let task = crate::console::serve(self.runtime.clone(), id.to_string(), netns.clone(), n.ipaddress);
@@ -140,7 +141,7 @@ impl Workloads {
             let pipes = self.runtime.log_pipes(id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
             let pipes =
                 pipes.ok_or_else(|| ProvisionError::Transient("the container's output pipes are missing".into()))?;
-            let task = logs::forward(self.runtime.clone(), id.to_string(), pipes, log_channels);
+            let task = logs::forward(self.runtime.clone(), id.to_string(), pipes, log_channels, self.problems.clone());
             self.forwarders.start(id.as_str(), task);
         }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -148,8 +149,8 @@ impl Workloads {
         Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": (start_ms * 10.0).round() / 10.0 }))
     }
 
-    /// The container's process state; a running container's log is trimmed and new OOM kills
-    /// are reported once.
+    /// The container's process state; a running container's log is trimmed, and new OOM kills
+    /// and Redis outages of its publishers are reported once each.
     pub(super) async fn container_health(&self, id: &WorkloadId) -> Health {
         match self.runtime.state(id.as_str()).await {
             Ok(ContainerState::Running { .. }) => {
@@ -163,6 +164,8 @@ impl Workloads {
                     Health::Degraded(format!(
                         "out of memory: the kernel killed a process in the container ({kills} so far)"
                     ))
+                } else if let Some(problem) = self.problems.take_new(id.as_str()) {
+                    Health::Degraded(problem)
                 } else {
                     Health::Running
                 }

@@ -13,15 +13,21 @@ use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::redis::{Channel, Sink};
+use super::redis::{Channel, Problems, Sink};
 use crate::runtime::Runtime;
 
 /// Lines waiting for the publisher before new ones are dropped.
 const QUEUE: usize = 10_000;
 
 /// Forward container `id`'s output from `pipes` (stdout, stderr) to its log and to `channels`
-/// (stdout's, stderr's), until aborted.
-pub async fn forward(runtime: Runtime, id: String, pipes: [PathBuf; 2], channels: [Vec<Channel>; 2]) {
+/// (stdout's, stderr's), until aborted; outages go to `problems`.
+pub async fn forward(
+    runtime: Runtime,
+    id: String,
+    pipes: [PathBuf; 2],
+    channels: [Vec<Channel>; 2],
+    problems: Problems,
+) {
     let open = |path: &PathBuf| tokio::net::unix::pipe::OpenOptions::new().read_write(true).open_receiver(path);
     let (mut out, mut err) = match (open(&pipes[0]), open(&pipes[1])) {
         (Ok(out), Ok(err)) => (out, err),
@@ -31,7 +37,7 @@ pub async fn forward(runtime: Runtime, id: String, pipes: [PathBuf; 2], channels
         }
     };
     let (lines, queue) = mpsc::channel::<(usize, String)>(QUEUE);
-    let publisher = tokio::spawn(publish(id.clone(), queue, channels));
+    let publisher = tokio::spawn(publish(id.clone(), queue, channels, problems));
     let (mut partial, mut dropped) = ([Vec::new(), Vec::new()], 0u64);
     let (mut out_buf, mut err_buf) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
     loop {
@@ -64,12 +70,17 @@ pub async fn forward(runtime: Runtime, id: String, pipes: [PathBuf; 2], channels
     publisher.abort();
 }
 
-async fn publish(id: String, mut queue: mpsc::Receiver<(usize, String)>, channels: [Vec<Channel>; 2]) {
+async fn publish(
+    id: String,
+    mut queue: mpsc::Receiver<(usize, String)>,
+    channels: [Vec<Channel>; 2],
+    problems: Problems,
+) {
     let [out, err] = channels;
-    let mut sinks = [
-        out.into_iter().map(|c| Sink::new(c, "stdout lines", &id)).collect::<Vec<_>>(),
-        err.into_iter().map(|c| Sink::new(c, "stderr lines", &id)).collect::<Vec<_>>(),
-    ];
+    let sinks = |channels: Vec<Channel>, what| {
+        channels.into_iter().map(|c| Sink::new(c, what, &id, problems.clone())).collect::<Vec<_>>()
+    };
+    let mut sinks = [sinks(out, "stdout lines"), sinks(err, "stderr lines")];
     while let Some((stream, line)) = queue.recv().await {
         for sink in &mut sinks[stream] {
             sink.publish(&line).await;

@@ -32,6 +32,8 @@ pub struct Workloads {
     forwarders: tasks::Tasks,
     /// Consoles of running interactive containers.
     consoles: tasks::Tasks,
+    /// Redis outages of the publishers, reported to the owners.
+    problems: redis::Problems,
     images: PathBuf,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
@@ -48,6 +50,7 @@ impl Workloads {
             stats: tasks::Tasks::default(),
             forwarders: tasks::Tasks::default(),
             consoles: tasks::Tasks::default(),
+            problems: redis::Problems::default(),
             images: images.into(),
             oom_seen: Mutex::default(),
         }

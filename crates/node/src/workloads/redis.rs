@@ -4,6 +4,8 @@
 //! second before it tries again, dropping what it is given meanwhile. Outages and recoveries
 //! are logged once each, without passwords.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest wait for Redis to connect or take a message.
@@ -38,9 +40,30 @@ impl Channel {
         url::Url::parse(&self.server)
             .map(|mut u| {
                 let _ = u.set_password(None);
-                format!("{u}{}", self.name)
+                format!("{}/{}", u.as_str().trim_end_matches('/'), self.name)
             })
             .unwrap_or_else(|_| "(unparsable)".into())
+    }
+}
+
+/// Publishing problems per container, for the owner to hear about once each.
+#[derive(Debug, Clone, Default)]
+pub struct Problems(Arc<Mutex<HashMap<String, (String, bool)>>>);
+
+impl Problems {
+    fn set(&self, container: &str, message: String) {
+        self.0.lock().expect("lock").entry(container.to_owned()).or_insert((message, false));
+    }
+
+    fn clear(&self, container: &str) {
+        self.0.lock().expect("lock").remove(container);
+    }
+
+    /// The container's current problem, if it was not handed out yet.
+    pub fn take_new(&self, container: &str) -> Option<String> {
+        let mut all = self.0.lock().expect("lock");
+        let (message, reported) = all.get_mut(container)?;
+        (!std::mem::replace(reported, true)).then(|| message.clone())
     }
 }
 
@@ -53,12 +76,14 @@ pub struct Sink {
     /// What is published and for which container, for messages.
     what: &'static str,
     container: String,
+    problems: Problems,
 }
 
 impl Sink {
-    /// A sink publishing `what` (e.g. "statistics") of `container` to `channel`.
-    pub fn new(channel: Channel, what: &'static str, container: &str) -> Self {
-        Self { channel, connection: None, quiet_until: None, what, container: container.to_owned() }
+    /// A sink publishing `what` (e.g. "statistics") of `container` to `channel`, noting an
+    /// outage in `problems`.
+    pub fn new(channel: Channel, what: &'static str, container: &str, problems: Problems) -> Self {
+        Self { channel, connection: None, quiet_until: None, what, container: container.to_owned(), problems }
     }
 
     /// PUBLISH `text`, or drop it while Redis is failing.
@@ -69,12 +94,19 @@ impl Sink {
         match self.send(text).await {
             Ok(()) => {
                 if self.quiet_until.take().is_some() {
+                    self.problems.clear(&self.container);
                     tracing::info!(container = %self.container, channel = %self.channel.shown(), "{} reach Redis again", self.what);
                 }
             }
             Err(e) => {
                 self.connection = None;
                 if self.quiet_until.replace(Instant::now() + RETRY_AFTER).is_none() {
+                    let message = format!(
+                        "cannot publish {} to {}: {e}; dropping them until Redis answers",
+                        self.what,
+                        self.channel.shown()
+                    );
+                    self.problems.set(&self.container, message);
                     tracing::warn!(container = %self.container, channel = %self.channel.shown(), error = %e, "cannot publish {}; dropping them until Redis answers", self.what);
                 }
             }
@@ -103,10 +135,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_problem_is_handed_out_once_until_it_clears() {
+        let problems = Problems::default();
+        problems.set("c1", "down".into());
+        problems.set("c1", "still down".into());
+        assert_eq!(problems.take_new("c1").as_deref(), Some("down"));
+        assert_eq!(problems.take_new("c1"), None);
+        problems.clear("c1");
+        problems.set("c1", "down again".into());
+        assert_eq!(problems.take_new("c1").as_deref(), Some("down again"));
+    }
+
+    #[test]
     fn channels_split_into_server_and_name_and_hide_passwords() {
         let c = Channel::parse("redis://user:pw@10.0.0.1:6380/container-stats").unwrap();
         assert_eq!(c.name, "container-stats");
-        assert!(!c.shown().contains("pw") && c.shown().ends_with("container-stats"), "{}", c.shown());
+        assert_eq!(c.shown(), "redis://user@10.0.0.1:6380/container-stats");
         assert!(Channel::parse("redis://10.0.0.1:6379/").is_err());
         assert!(Channel::parse("http://10.0.0.1/x").is_err());
     }

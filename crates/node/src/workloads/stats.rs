@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::redis::{Channel, Sink};
+use super::redis::{Channel, Problems, Sink};
 use crate::runtime::Runtime;
 
 /// Time between two messages.
@@ -27,9 +27,11 @@ fn message(usage: &crate::runtime::Usage, now: i64) -> String {
     .to_string()
 }
 
-/// Publish container `id`'s figures to `channels` every [`INTERVAL`], until aborted.
-pub async fn publish(runtime: Runtime, id: String, channels: Vec<Channel>) {
-    let mut sinks: Vec<Sink> = channels.into_iter().map(|c| Sink::new(c, "statistics", &id)).collect();
+/// Publish container `id`'s figures to `channels` every [`INTERVAL`], until aborted; outages go
+/// to `problems`.
+pub async fn publish(runtime: Runtime, id: String, channels: Vec<Channel>, problems: Problems) {
+    let mut sinks: Vec<Sink> =
+        channels.into_iter().map(|c| Sink::new(c, "statistics", &id, problems.clone())).collect();
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
