@@ -456,6 +456,10 @@ pub struct NodeArgs {
     /// Seconds one provisioning step may take.
     #[arg(long, default_value_t = 120)]
     pub step_timeout: u64,
+    /// Where the consoles' browser terminal (xterm.js and xterm.css) is; install it with
+    /// scripts/console-assets. Without it consoles show a plain text view.
+    #[arg(long, default_value = "/usr/share/zgrid/console", env = "ZGRID_CONSOLE_ASSETS")]
+    pub console_assets: std::path::PathBuf,
     /// UDP ports the node picks WireGuard listen ports from, as FIRST-LAST.
     #[arg(long, default_value = "51820-52819", value_parser = port_range)]
     pub wireguard_ports: std::ops::RangeInclusive<u16>,

@@ -19,7 +19,8 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let runtime = Runtime::new(a.state_dir.join("runtime"), &a.cgroup_parent)?;
     let key = zgrid_node::identity::load_or_create(&a.state_dir)?;
     let networks = Networks::new(a.state_dir.join("networks"), key.clone(), a.wireguard_ports.clone())?;
-    let workloads = Workloads::new(runtime, networks, key, a.state_dir.join("images"));
+    let workloads =
+        Workloads::new(runtime, networks, key, a.state_dir.join("images")).with_console_assets(a.console_assets);
     let hostname = match a.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")

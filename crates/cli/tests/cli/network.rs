@@ -522,7 +522,8 @@ fn an_interactive_container_has_a_console_reachable_only_on_its_private_network(
     );
 
     // The web page, in Debian's headless chromium on the laptop, lists the processes, and its
-    // terminal, attached over the WebSocket, shows what the shell printed.
+    // xterm.js terminal, attached over the WebSocket, shows what the shell printed. (The node
+    // serves xterm.js from ZGRID_CONSOLE_ASSETS, which scripts/test fills from npm.)
     let browse = |url: String| {
         let profile = tempfile::tempdir().unwrap();
         let page = laptop
@@ -539,7 +540,13 @@ fn an_interactive_container_has_a_console_reachable_only_on_its_private_network(
     let dom = browse(format!("http://{ip}:7681/"));
     assert!(dom.contains("<td>/.zgrid/init -P</td>"), "the page shows no process list:\n{dom}");
     let dom = browse(format!("http://{ip}:7681/#attach=1"));
-    assert!(dom.contains(&format!("42 from {id}")) && dom.contains("[detached]"), "no terminal on the page:\n{dom}");
+    let rows = dom.split("class=\"xterm-rows\"").nth(1).unwrap_or_default();
+    let text: String = rows.split('<').map(|piece| piece.split_once('>').map_or(piece, |(_, t)| t)).collect();
+    let text = text.replace("&nbsp;", " ").replace('\u{a0}', " ");
+    assert!(
+        text.contains(&format!("42 from {id}")),
+        "no xterm.js terminal with the shell's output (scripts/test installs xterm.js with scripts/console-assets and sets ZGRID_CONSOLE_ASSETS):\n{text}\n{dom}"
+    );
 
     // Not from outside the network.
     let outside = grid.cli_raw(&["console", &id]);

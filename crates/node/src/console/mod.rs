@@ -5,7 +5,8 @@
 //!
 //! The server is a task of the agent whose listening socket lives in the container's network
 //! namespace, so it is reachable only from the owner's private network and needs nothing in the
-//! image. Processes are started with `runc exec --tty`: inside the container, with its
+//! image. The page uses xterm.js when the node has it (`--console-assets`), a plain text view
+//! otherwise. Processes are started with `runc exec --tty`: inside the container, with its
 //! environment, limits and namespaces.
 
 mod page;
@@ -33,13 +34,15 @@ pub const PORT: u16 = 7681;
 /// What the handlers share.
 struct Console {
     runtime: Runtime,
+    /// Where xterm.js and xterm.css are, if installed.
+    assets: Option<PathBuf>,
     container: String,
     started: Mutex<BTreeMap<u32, Arc<Process>>>,
 }
 
 /// Serve container `container`'s console on `ip`:[`PORT`] inside the network namespace at
-/// `netns`, until aborted.
-pub async fn serve(runtime: Runtime, container: String, netns: PathBuf, ip: Ipv4Addr) {
+/// `netns`, with the browser terminal from `assets` when given, until aborted.
+pub async fn serve(runtime: Runtime, container: String, netns: PathBuf, ip: Ipv4Addr, assets: Option<PathBuf>) {
     let listener = match bind_in(&netns, SocketAddr::from((ip, PORT))).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -47,9 +50,10 @@ pub async fn serve(runtime: Runtime, container: String, netns: PathBuf, ip: Ipv4
             return;
         }
     };
-    let console = Arc::new(Console { runtime, container: container.clone(), started: Mutex::default() });
+    let console = Arc::new(Console { runtime, assets, container: container.clone(), started: Mutex::default() });
     let app = axum::Router::new()
         .route("/", get(|| async { Html(page::PAGE) }))
+        .route("/assets/{file}", get(asset))
         .route("/api/processes", get(processes))
         .route("/api/process/start", get(start).post(start))
         .route("/api/process/{id}/attach", get(attach))
@@ -78,6 +82,22 @@ async fn bind_in(netns: &std::path::Path, addr: SocketAddr) -> std::io::Result<t
     .await
     .map_err(std::io::Error::other)??;
     tokio::net::TcpListener::from_std(listener)
+}
+
+/// xterm.js or xterm.css from the installed assets.
+async fn asset(State(c): State<Arc<Console>>, Path(file): Path<String>) -> Response {
+    let kind = match file.as_str() {
+        "xterm.js" => "text/javascript",
+        "xterm.css" => "text/css",
+        _ => return error(StatusCode::NOT_FOUND, format!("no asset {file}")),
+    };
+    let Some(dir) = &c.assets else { return error(StatusCode::NOT_FOUND, "no browser terminal on this node") };
+    match tokio::fs::read(dir.join(&file)).await {
+        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, kind)], bytes).into_response(),
+        Err(_) => {
+            error(StatusCode::NOT_FOUND, format!("{file} is not installed on this node (scripts/console-assets)"))
+        }
+    }
 }
 
 /// One process of the container, as the API lists it.

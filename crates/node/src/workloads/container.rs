@@ -134,7 +134,8 @@ impl Workloads {
             self.stats.start(id.as_str(), task);
         }
         if let (true, Some(netns), Some(n)) = (c.interactive, &config.netns, c.network_connection.first()) {
-            let task = crate::console::serve(self.runtime.clone(), id.to_string(), netns.clone(), n.ipaddress);
+            let assets = self.console_assets.clone();
+            let task = crate::console::serve(self.runtime.clone(), id.to_string(), netns.clone(), n.ipaddress, assets);
             self.consoles.start(id.as_str(), task);
         }
         if config.log_pipes {

@@ -34,6 +34,8 @@ pub struct Workloads {
     consoles: tasks::Tasks,
     /// Redis outages of the publishers, reported to the owners.
     problems: redis::Problems,
+    /// Where the consoles' browser terminal is, if installed.
+    console_assets: Option<PathBuf>,
     images: PathBuf,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
@@ -51,9 +53,16 @@ impl Workloads {
             forwarders: tasks::Tasks::default(),
             consoles: tasks::Tasks::default(),
             problems: redis::Problems::default(),
+            console_assets: None,
             images: images.into(),
             oom_seen: Mutex::default(),
         }
+    }
+
+    /// The same, serving the consoles' browser terminal (xterm.js, xterm.css) from `dir`.
+    pub fn with_console_assets(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.console_assets = Some(dir.into());
+        self
     }
 
     /// The runtime, for logs and inspection.
