@@ -67,6 +67,9 @@ pub enum Command {
     Explorer(ExplorerArgs),
     /// Run the node agent: turn this machine into grid capacity.
     Node(NodeArgs),
+    /// Make and read flist images.
+    #[command(subcommand)]
+    Flist(FlistCommand),
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -474,6 +477,54 @@ fn port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
         return Err(bad());
     }
     Ok(first..=last)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlistCommand {
+    /// Pack a directory into an flist; its files' chunks go to a chunk store.
+    Create {
+        /// The root filesystem to pack.
+        source: std::path::PathBuf,
+        /// The flist file to write.
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+        /// Directory of chunks (created if missing).
+        #[arg(long)]
+        store: std::path::PathBuf,
+    },
+    /// List a directory of an flist.
+    Ls {
+        /// The flist file.
+        flist: std::path::PathBuf,
+        /// Directory in the image.
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Print a file of an flist, read from its chunks (each checked).
+    Cat {
+        /// The flist file.
+        flist: std::path::PathBuf,
+        /// File in the image.
+        path: String,
+        /// Directory of chunks.
+        #[arg(long)]
+        store: std::path::PathBuf,
+    },
+    /// Show an flist's address, size, chunk counts and image config.
+    Inspect {
+        /// The flist file.
+        flist: std::path::PathBuf,
+    },
+    /// Write an flist's whole tree into a directory (owners and devices need root).
+    Unpack {
+        /// The flist file.
+        flist: std::path::PathBuf,
+        /// Directory to write (empty or absent).
+        dest: std::path::PathBuf,
+        /// Directory of chunks.
+        #[arg(long)]
+        store: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod delete;
 mod deploy;
 mod explorer;
 mod farm;
+mod flist;
 mod id;
 mod live;
 mod logs;
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(c) => config::run(&ctx, c),
         Command::Explorer(a) => explorer::run(a).await,
         Command::Node(a) => node::run(&ctx, a).await,
+        Command::Flist(c) => flist::run(&ctx, c),
         Command::Bench(c) => bench::run(&ctx, c).await,
     }
 }

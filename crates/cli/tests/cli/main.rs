@@ -4,6 +4,7 @@ mod common;
 mod grid;
 
 mod crash;
+mod flist;
 mod network;
 mod node;
 mod redis;

@@ -1,0 +1,23 @@
+//! Flists: zgrid's image format (seed `000`). An flist is a small SQLite file describing a root
+//! filesystem's whole tree; file contents live apart as chunks, sealed with a key derived from
+//! their own contents (convergent encryption) and named by the hash of what is stored, so a
+//! hub holds no plaintext, identical chunks are stored once across images and users, and every
+//! chunk is checked on read. See `docs/flist.md`.
+
+pub mod chunk;
+pub mod meta;
+pub mod pack;
+pub mod store;
+pub mod unpack;
+
+pub use meta::{Flist, ImageConfig};
+pub use pack::{PackSummary, pack};
+pub use store::DirStore;
+pub use unpack::{copy_file, resolve, unpack};
+
+/// The address of an flist: the BLAKE3 hash of its file, hex.
+pub fn address(path: &std::path::Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}

@@ -1,0 +1,52 @@
+//! Where chunks are kept: a directory today (`<dir>/<id[0..2]>/<id>`); the hub serves the same
+//! names over HTTP.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::chunk::Hash;
+
+/// A directory of chunks named by their id.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    root: PathBuf,
+}
+
+impl DirStore {
+    /// The store in `root` (created when first written to).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Where chunk `id` lives.
+    pub fn path(&self, id: &Hash) -> PathBuf {
+        let name = hex::encode(id);
+        self.root.join(&name[..2]).join(name)
+    }
+
+    /// Whether chunk `id` is stored.
+    pub fn has(&self, id: &Hash) -> bool {
+        self.path(id).exists()
+    }
+
+    /// Store chunk `id` unless it is there; written aside and renamed, so a reader never sees
+    /// half a chunk. Returns whether it was new.
+    pub fn put(&self, id: &Hash, bytes: &[u8]) -> std::io::Result<bool> {
+        let path = self.path(id);
+        if path.exists() {
+            return Ok(false);
+        }
+        let dir = path.parent().expect("chunk paths have a parent");
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(true)
+    }
+
+    /// The stored bytes of chunk `id`.
+    pub fn get(&self, id: &Hash) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.path(id))
+    }
+}
