@@ -70,8 +70,7 @@ fn secrets(items: &[String], node: &zgrid_types::NodeId) -> Result<BTreeMap<Stri
 /// A `--logs redis://HOST:PORT/PREFIX`: stdout to `PREFIX-stdout`, stderr to `PREFIX-stderr`,
 /// sealed to `node` when asked.
 fn log_endpoint(url: &str, seal: bool, node: &zgrid_types::NodeId) -> Result<LogEndpoint> {
-    let parsed = url::Url::parse(url).ok().filter(|u| u.scheme() == "redis" && u.path().len() > 1);
-    if parsed.is_none() {
+    if zgrid_types::workload::redis_channel(url).is_none() {
         bail!("--logs {url:?}: write redis://HOST:PORT/PREFIX");
     }
     let (stdout, stderr) = (format!("{url}-stdout"), format!("{url}-stderr"));

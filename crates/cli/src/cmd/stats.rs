@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use zgrid_types::workload::StatsEndpoint;
+use zgrid_types::workload::{StatsEndpoint, redis_channel};
 
 use crate::args::StatsArgs;
 use crate::config::Ctx;
@@ -15,14 +15,12 @@ pub async fn run(ctx: &Ctx, a: StatsArgs) -> Result<()> {
     let Some(StatsEndpoint::Redis(endpoint)) = container.stats.first() else {
         bail!("container {id} publishes no statistics; deploy it with --stats redis://HOST:PORT/CHANNEL");
     };
-    let mut url = url::Url::parse(&endpoint.endpoint).with_context(|| format!("{:?}", endpoint.endpoint))?;
-    let channel = url.path().trim_start_matches('/').to_owned();
-    url.set_path("");
-    let redis = redis::Client::open(url.as_str()).context("the stats endpoint")?;
-    let mut pubsub = redis
-        .get_async_pubsub()
-        .await
-        .with_context(|| format!("cannot reach Redis at {}", url.host_str().unwrap_or("?")))?;
+    let (server, channel) = redis_channel(&endpoint.endpoint)
+        .with_context(|| format!("{:?} is not a redis://host:port/channel URL", endpoint.endpoint))?;
+    // The server URL may hold a password: name only its host.
+    let host = url::Url::parse(&server).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let redis = redis::Client::open(server.as_str()).context("the stats endpoint")?;
+    let mut pubsub = redis.get_async_pubsub().await.with_context(|| format!("cannot reach Redis at {host}"))?;
     pubsub.subscribe(&channel).await?;
     if !ctx.json {
         eprintln!("waiting for statistics on {channel} (every 2 s)");

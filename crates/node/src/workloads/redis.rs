@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use zgrid_types::workload::redis_channel;
+
 /// Longest wait for Redis to connect or take a message.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Quiet time after a failure.
@@ -25,14 +27,8 @@ pub struct Channel {
 impl Channel {
     /// Parse `redis://[user:pass@]host[:port]/channel`.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let invalid = || "is not a redis://host:port/channel URL".to_string();
-        let mut parsed = url::Url::parse(url).map_err(|_| invalid())?;
-        let name = parsed.path().trim_start_matches('/').to_owned();
-        if parsed.scheme() != "redis" || parsed.host().is_none() || name.is_empty() {
-            return Err(invalid());
-        }
-        parsed.set_path("");
-        Ok(Self { server: parsed.to_string(), name })
+        let (server, name) = redis_channel(url).ok_or_else(|| "is not a redis://host:port/channel URL".to_string())?;
+        Ok(Self { server, name })
     }
 
     /// The URL with any password hidden, for messages.

@@ -150,10 +150,21 @@ pub struct RedisStats {
     pub endpoint: String,
 }
 
+/// A `redis://[user:pass@]host[:port]/channel` URL split into the server's URL (without the
+/// channel) and the channel, which must not be empty; `None` for anything else.
+pub fn redis_channel(value: &str) -> Option<(String, String)> {
+    let mut url = url::Url::parse(value).ok().filter(|u| u.scheme() == "redis" && u.host().is_some())?;
+    let channel = url.path().trim_start_matches('/').to_owned();
+    if channel.is_empty() {
+        return None;
+    }
+    url.set_path("");
+    Some((url.to_string(), channel))
+}
+
 /// `redis://[user:pass@]host:port/channel` with a non-empty channel.
 fn check_redis_url(value: &str, field: &str) -> Valid {
-    let ok = url::Url::parse(value).is_ok_and(|u| u.scheme() == "redis" && u.host().is_some() && u.path().len() > 1);
-    ensure(ok, field, || format!("{value:?} is not a redis://host:port/channel URL"))
+    ensure(redis_channel(value).is_some(), field, || format!("{value:?} is not a redis://host:port/channel URL"))
 }
 
 fn check_env_name(name: &str, field: &str) -> Valid {

@@ -12,7 +12,7 @@ mod volume;
 
 pub use container::{
     Capacity as ContainerCapacity, Container, DiskType, LogEndpoint, MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection,
-    RedisLogs, RedisStats, StatsEndpoint, VolumeMount,
+    RedisLogs, RedisStats, StatsEndpoint, VolumeMount, redis_channel,
 };
 pub use kubernetes::{Kubernetes, KubernetesSize};
 pub use network::{NetworkResource, Peer, check_host_ip};
