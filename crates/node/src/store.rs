@@ -114,22 +114,14 @@ impl Store {
         if previous.as_deref() == Some(current.as_str()) {
             return Ok(false);
         }
-        let tmp = recorded.with_extension("tmp");
-        fs::write(&tmp, &current).with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, &recorded).with_context(|| format!("cannot write {}", recorded.display()))?;
-        sync_dir(&self.dir)?;
+        write_durably(&recorded, current.as_bytes()).with_context(|| format!("cannot write {}", recorded.display()))?;
         Ok(previous.is_some())
     }
 
     /// Write an entry durably.
     pub fn put(&self, entry: &Entry) -> Result<()> {
         let path = self.path(entry.id());
-        let tmp = path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec(entry)?)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-        sync_dir(&self.dir)
+        write_durably(&path, &serde_json::to_vec(entry)?).with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Forget an entry durably.
@@ -145,6 +137,18 @@ impl Store {
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Entry> {
     serde_json::from_slice(bytes).with_context(|| format!("{} is not a workload entry", path.display()))
+}
+
+/// Replace the file at `path` with `bytes` so that a crash leaves either the old or the new
+/// contents, and the new ones survive it once this returns: a temporary file beside it, fsync,
+/// rename, fsync of the directory.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -65,19 +65,15 @@ pub async fn serve(runtime: Runtime, container: String, netns: PathBuf, ip: Ipv4
     }
 }
 
-/// A listening socket made in the network namespace at `netns` (on a thread that joins it),
-/// served from the agent's runtime.
+/// A listening socket made in the network namespace at `netns`, served from the agent's runtime.
 async fn bind_in(netns: &std::path::Path, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let file = std::fs::File::open(netns)?;
+    let netns = netns.to_owned();
     let listener = tokio::task::spawn_blocking(move || {
-        std::thread::spawn(move || {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        crate::network::in_netns(&netns, move || {
             let listener = std::net::TcpListener::bind(addr)?;
             listener.set_nonblocking(true)?;
-            Ok::<_, std::io::Error>(listener)
+            Ok(listener)
         })
-        .join()
-        .map_err(|_| std::io::Error::other("the console's bind thread panicked"))?
     })
     .await
     .map_err(std::io::Error::other)??;

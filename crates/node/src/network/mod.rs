@@ -30,6 +30,7 @@ use zgrid_types::{Keypair, PublicKey, WorkloadId};
 use crate::provision::ProvisionError;
 use crate::runtime::RuntimeError;
 use netns::Netns;
+pub(crate) use netns::in_netns;
 use wireguard::{PeerConfig, Tunnel};
 
 /// UDP ports network resources listen on unless the owner asks for one.
@@ -410,12 +411,8 @@ impl Networks {
 
     fn write(&self, record: &Record) -> Result<(), RuntimeError> {
         let path = self.path(&record.id);
-        let tmp = path.with_extension("tmp");
         let text = serde_json::to_vec_pretty(record).expect("records serialize");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| RuntimeError::host_io("write", path, e))
+        crate::store::write_durably(&path, &text).map_err(|e| RuntimeError::host_io("write", path, e))
     }
 }
 

@@ -98,14 +98,22 @@ impl Netns {
     }
 }
 
-/// Write `value` to the per-namespace sysctl file `key` as seen from the namespace at `netns`:
-/// a fresh thread joins the namespace, so the agent's own threads never leave theirs.
+/// Write `value` to the per-namespace sysctl file `key` as seen from the namespace at `netns`.
 fn write_sysctl(netns: &Path, key: &'static str, value: &'static str) -> std::io::Result<()> {
+    in_netns(netns, move || std::fs::write(key, value))
+}
+
+/// Run `f` inside the network namespace at `netns`, on a fresh thread that joins it, so the
+/// agent's own threads never leave theirs. Sockets `f` makes belong to that namespace.
+pub(crate) fn in_netns<T: Send + 'static>(
+    netns: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
     let file = std::fs::File::open(netns)?;
     std::thread::spawn(move || {
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-        std::fs::write(key, value)
+        f()
     })
     .join()
-    .map_err(|_| std::io::Error::other("the sysctl thread panicked"))?
+    .map_err(|_| std::io::Error::other("a thread inside a network namespace panicked"))?
 }

@@ -96,7 +96,7 @@ impl Tunnel {
         ours.set_read_timeout(Some(API_TIMEOUT))?;
         ours.set_write_timeout(Some(API_TIMEOUT))?;
         let mut tunnel = Self { _device: device, api: ours, peers: BTreeMap::new(), port: 0 };
-        tunnel.set("set the private key", &format!("private_key={}\n", hex::encode(private_key)))?;
+        tunnel.set_key(private_key)?;
         Ok(tunnel)
     }
 
