@@ -25,5 +25,5 @@ mod underlay;
 pub use devnet::{Devnet, DevnetConfig};
 pub use image::busybox_rootfs;
 pub use node::{Node, NodeOptions};
-pub use process::cli;
-pub use underlay::{Netns, Underlay};
+pub use process::{cli, cli_json};
+pub use underlay::{Netns, Underlay, nsenter};

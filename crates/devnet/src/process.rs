@@ -66,7 +66,7 @@ pub fn cli(zgrid: &Path, home: &Path, explorer: &str) -> Command {
 }
 
 /// Run `zgrid --json args…` as the identity in `home` against `explorer` and parse its output.
-pub(crate) fn cli_json(zgrid: &Path, home: &Path, explorer: &str, args: &[&str]) -> Result<serde_json::Value> {
+pub fn cli_json(zgrid: &Path, home: &Path, explorer: &str, args: &[&str]) -> Result<serde_json::Value> {
     let out = cli(zgrid, home, explorer)
         .arg("--json")
         .args(args)

@@ -3,7 +3,7 @@
 //! processes on the host (the explorer, the CLI) reach every namespace and back.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -130,9 +130,7 @@ impl Netns {
     /// `program` to be run inside the namespace (network only: mounts and cgroups are the
     /// host's, as on a real machine).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("nsenter");
-        command.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
-        command
+        nsenter(&self.path(), program)
     }
 
     /// Run `ip args…` inside the namespace.
@@ -158,6 +156,14 @@ impl Drop for Netns {
             eprintln!("devnet: cannot remove network namespace {}: {e:#}", self.name);
         }
     }
+}
+
+/// `program` to be run inside the network namespace pinned at `netns` (network only), with
+/// `nsenter` from util-linux.
+pub fn nsenter(netns: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("nsenter");
+    command.arg(format!("--net={}", netns.display())).arg("--").arg(program);
+    command
 }
 
 /// Run `ip args…`, returning its output, or an error with what it printed.

@@ -9,19 +9,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use zgrid_devnet::{Devnet, DevnetConfig, NodeOptions, busybox_rootfs};
+use zgrid_devnet::{Devnet, DevnetConfig, NodeOptions, busybox_rootfs, cli_json as cli, nsenter};
 
 use crate::config::Ctx;
 use crate::output;
-
-/// Run the CLI as the benchmark's deployer and parse its JSON output.
-fn cli(zgrid: &Path, home: &Path, explorer: &str, args: &[&str]) -> Result<Value> {
-    let out = zgrid_devnet::cli(zgrid, home, explorer).arg("--json").args(args).output()?;
-    if !out.status.success() {
-        bail!("zgrid {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
 
 /// Output of `command`, which must succeed.
 fn run(command: &mut Command, what: &str) -> Result<String> {
@@ -32,28 +23,21 @@ fn run(command: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `program` inside the network namespace pinned at `netns`.
-fn inside(netns: &Path, program: &str) -> Command {
-    let mut command = Command::new("nsenter");
-    command.arg(format!("--net={}", netns.display())).arg("--").arg(program);
-    command
-}
-
 /// Throughput (Gbit/s, received) and latency (average and maximum ms of 50 pings) from `client`
 /// to `server_ip` in `server`.
 fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Result<Value> {
-    let mut listener = inside(server, "iperf3")
+    let mut listener = nsenter(server, "iperf3")
         .args(["-s", "-1", "-B", server_ip])
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("cannot start iperf3")?;
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let report = run(inside(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string()]), "iperf3 -c");
+    let report = run(nsenter(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string()]), "iperf3 -c");
     let _ = listener.kill();
     let _ = listener.wait();
     let report: Value = serde_json::from_str(&report?)?;
     let bits = report["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 reported no throughput")?;
-    let ping = run(inside(client, "busybox").args(["ping", "-c", "50", "-i", "0.02", "-q", server_ip]), "ping")?;
+    let ping = run(nsenter(client, "busybox").args(["ping", "-c", "50", "-i", "0.02", "-q", server_ip]), "ping")?;
     // round-trip min/avg/max = 0.020/0.061/0.094 ms
     let rtt: Vec<f64> = ping
         .lines()
@@ -84,13 +68,13 @@ fn wireguard_go(a: &Path, a_ip: &str, b: &Path, b_ip: &str) -> Result<&'static s
         .collect();
     for (i, (ns, _, address, peer_ip)) in ends.iter().enumerate() {
         let name = format!("zgbench{i}");
-        run(inside(ns, "wireguard-go").arg(&name), "wireguard-go (apt-get install wireguard-go)")?;
+        run(nsenter(ns, "wireguard-go").arg(&name), "wireguard-go (apt-get install wireguard-go)")?;
         let key_file = std::env::temp_dir().join(format!("{name}-{}.key", std::process::id()));
         std::fs::write(&key_file, &keys[i].0)?;
         let peer = &keys[1 - i].1;
         let endpoint = format!("{peer_ip}:{}", 51900 + (1 - i));
         let set = run(
-            inside(ns, "wg")
+            nsenter(ns, "wg")
                 .args(["set", &name, "listen-port", &(51900 + i).to_string(), "private-key"])
                 .arg(&key_file)
                 .args(["peer", peer, "endpoint", &endpoint, "allowed-ips", "192.168.250.0/24"]),
@@ -98,8 +82,8 @@ fn wireguard_go(a: &Path, a_ip: &str, b: &Path, b_ip: &str) -> Result<&'static s
         );
         std::fs::remove_file(&key_file)?;
         set?;
-        run(inside(ns, "ip").args(["addr", "add", address, "dev", &name]), "ip addr")?;
-        run(inside(ns, "ip").args(["link", "set", &name, "mtu", "1420", "up"]), "ip link")?;
+        run(nsenter(ns, "ip").args(["addr", "add", address, "dev", &name]), "ip addr")?;
+        run(nsenter(ns, "ip").args(["link", "set", &name, "mtu", "1420", "up"]), "ip link")?;
     }
     Ok("192.168.250.2")
 }
@@ -160,7 +144,7 @@ pub async fn run_bench(ctx: &Ctx, seconds: u32) -> Result<()> {
         let reference = measure(&a_ns, &b_ns, far_end, seconds);
         // Deleting the interfaces ends wireguard-go cleanly (it removes its control sockets).
         for (i, ns) in [&a_ns, &b_ns].into_iter().enumerate() {
-            let _ = inside(ns, "ip").args(["link", "delete", &format!("zgbench{i}")]).output();
+            let _ = nsenter(ns, "ip").args(["link", "delete", &format!("zgbench{i}")]).output();
         }
         let reference = reference?;
         drop((a, b, devnet));
