@@ -129,21 +129,23 @@ impl Workloads {
         // A running container is left alone; a stopped one starts again on its writable layer.
         let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
+        // Its agent-side tasks start afresh (after an agent restart, none are left).
+        self.tasks.stop(id.as_str());
         if !stats_channels.is_empty() {
             let task = stats::publish(self.runtime.clone(), id.to_string(), stats_channels, self.problems.clone());
-            self.stats.start(id.as_str(), task);
+            self.tasks.start(id.as_str(), task);
         }
         if let (true, Some(netns), Some(n)) = (c.interactive, &config.netns, c.network_connection.first()) {
             let assets = self.console_assets.clone();
             let task = crate::console::serve(self.runtime.clone(), id.to_string(), netns.clone(), n.ipaddress, assets);
-            self.consoles.start(id.as_str(), task);
+            self.tasks.start(id.as_str(), task);
         }
         if config.log_pipes {
             let pipes = self.runtime.log_pipes(id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
             let pipes =
                 pipes.ok_or_else(|| ProvisionError::Transient("the container's output pipes are missing".into()))?;
             let task = logs::forward(self.runtime.clone(), id.to_string(), pipes, log_channels, self.problems.clone());
-            self.forwarders.start(id.as_str(), task);
+            self.tasks.start(id.as_str(), task);
         }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());

@@ -26,12 +26,8 @@ pub struct Workloads {
     networks: Networks,
     /// Opens secrets sealed to this node.
     key: Keypair,
-    /// Statistics publishers of running containers.
-    stats: tasks::Tasks,
-    /// Output forwarders of running containers with Redis logs.
-    forwarders: tasks::Tasks,
-    /// Consoles of running interactive containers.
-    consoles: tasks::Tasks,
+    /// Agent-side tasks of running containers: statistics, output forwarding, consoles.
+    tasks: tasks::Tasks,
     /// Redis outages of the publishers, reported to the owners.
     problems: redis::Problems,
     /// Where the consoles' browser terminal is, if installed.
@@ -49,9 +45,7 @@ impl Workloads {
             runtime,
             networks,
             key,
-            stats: tasks::Tasks::default(),
-            forwarders: tasks::Tasks::default(),
-            consoles: tasks::Tasks::default(),
+            tasks: tasks::Tasks::default(),
             problems: redis::Problems::default(),
             console_assets: None,
             images: images.into(),
@@ -98,9 +92,7 @@ impl Provisioner for Workloads {
         if self.networks.has(id) {
             return self.networks.remove(id).await.map_err(|e| e.to_string());
         }
-        self.stats.stop(id.as_str());
-        self.forwarders.stop(id.as_str());
-        self.consoles.stop(id.as_str());
+        self.tasks.stop(id.as_str());
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
         self.networks.detach(id).await.map_err(|e| e.to_string())?;
         self.oom_seen.lock().expect("lock").remove(id.as_str());

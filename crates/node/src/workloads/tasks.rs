@@ -1,6 +1,6 @@
-//! Background tasks of the agent that belong to one container each (statistics publishers, log
-//! forwarders): started when the container is provisioned, replaced when it is provisioned
-//! again, aborted when it is removed or the agent stops.
+//! Background tasks of the agent that belong to one container each (statistics publishers,
+//! output forwarders, consoles): started when the container is provisioned, aborted when it is
+//! provisioned again or removed, or when the agent stops.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,23 +8,21 @@ use std::sync::Mutex;
 
 use tokio::task::JoinHandle;
 
-/// One kind of per-container task.
+/// The agent-side tasks of each container.
 #[derive(Debug, Default)]
 pub struct Tasks {
-    running: Mutex<HashMap<String, JoinHandle<()>>>,
+    running: Mutex<HashMap<String, Vec<JoinHandle<()>>>>,
 }
 
 impl Tasks {
-    /// Run `task` for container `id`, replacing the one it had.
+    /// Run `task` for container `id`, beside its others.
     pub fn start(&self, id: &str, task: impl Future<Output = ()> + Send + 'static) {
-        if let Some(old) = self.running.lock().expect("lock").insert(id.to_owned(), tokio::spawn(task)) {
-            old.abort();
-        }
+        self.running.lock().expect("lock").entry(id.to_owned()).or_default().push(tokio::spawn(task));
     }
 
-    /// Stop container `id`'s task.
+    /// Stop every task of container `id`.
     pub fn stop(&self, id: &str) {
-        if let Some(task) = self.running.lock().expect("lock").remove(id) {
+        for task in self.running.lock().expect("lock").remove(id).unwrap_or_default() {
             task.abort();
         }
     }
@@ -32,7 +30,7 @@ impl Tasks {
 
 impl Drop for Tasks {
     fn drop(&mut self) {
-        for task in self.running.lock().expect("lock").values() {
+        for task in self.running.lock().expect("lock").values().flatten() {
             task.abort();
         }
     }
