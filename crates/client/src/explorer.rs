@@ -4,7 +4,7 @@ use crate::http::{ClientError, ClientResult, Http};
 
 use futures::{Stream, StreamExt};
 use reqwest::Method;
-use zgrid_types::api::{DesiredSet, FeedEvent, NodeFilter, Page, WorkloadFilter, WorkloadRecord};
+use zgrid_types::api::{DesiredSet, FeedEvent, MAX_PAGE_SIZE, NodeFilter, Page, WorkloadFilter, WorkloadRecord};
 use zgrid_types::directory::{Farm, FarmRegistration, Node, NodeHeartbeat, NodeRegistration, User, UserRegistration};
 use zgrid_types::{DeleteRequest, Keypair, NodeId, Signed, UserId, WorkloadId, WorkloadResult, WorkloadSpec};
 
@@ -127,6 +127,26 @@ impl ExplorerClient {
     pub async fn workloads(&self, filter: &WorkloadFilter) -> ClientResult<Page<WorkloadRecord>> {
         let query = serde_urlencoded::to_string(filter).map_err(|e| ClientError::Decode(e.to_string()))?;
         self.http.get(&format!("/v1/workloads?{query}")).await
+    }
+
+    /// Every workload of `owner` (in `state`, when given), reading page after page.
+    pub async fn all_workloads(&self, owner: UserId, state: Option<&str>) -> ClientResult<Vec<WorkloadRecord>> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let filter = WorkloadFilter {
+                owner: Some(owner),
+                state: state.map(str::to_owned),
+                page: Some(page),
+                size: Some(MAX_PAGE_SIZE),
+            };
+            let listed = self.workloads(&filter).await?;
+            let last = listed.items.is_empty();
+            all.extend(listed.items);
+            if last || all.len() as u64 >= listed.total {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// A node's whole desired set and the cursor to stream from.

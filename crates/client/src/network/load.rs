@@ -4,12 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use zgrid_types::api::{MAX_PAGE_SIZE, WorkloadFilter, WorkloadRecord, WorkloadState};
+use zgrid_types::api::{WorkloadRecord, WorkloadState};
 use zgrid_types::workload::NetworkResource;
 use zgrid_types::{NodeId, ResultState, UserId, WorkloadData};
 
 use super::{AccessPoint, Attachment, Member, Network, NetworkError};
-use crate::{ClientError, ExplorerClient};
+use crate::ExplorerClient;
 
 /// The WireGuard port a node reported in the `ok` result of its network resource, if any.
 pub fn reported_port(record: &WorkloadRecord) -> Option<u16> {
@@ -26,7 +26,7 @@ impl Network {
     /// nodes' public addresses and the owner's active workloads that join it. `None` when the
     /// owner has no active network resource of that name.
     pub async fn load(client: &ExplorerClient, owner: UserId, name: &str) -> Result<Option<Self>, NetworkError> {
-        let records = active_workloads(client, owner).await?;
+        let records = client.all_workloads(owner, Some(WorkloadState::Active.as_str())).await?;
         let mut public_ips = HashMap::new();
         let mut asked = HashSet::new();
         for record in records.iter().filter(|r| resource_named(r, name).is_some()) {
@@ -107,25 +107,6 @@ fn resource_named<'a>(record: &'a WorkloadRecord, name: &str) -> Option<&'a Netw
 }
 
 /// Every active workload of `owner`, all pages.
-async fn active_workloads(client: &ExplorerClient, owner: UserId) -> Result<Vec<WorkloadRecord>, ClientError> {
-    let mut all = Vec::new();
-    for page in 1.. {
-        let filter = WorkloadFilter {
-            owner: Some(owner),
-            state: Some(WorkloadState::Active.as_str().into()),
-            page: Some(page),
-            size: Some(MAX_PAGE_SIZE),
-        };
-        let listed = client.workloads(&filter).await?;
-        let last = listed.items.is_empty();
-        all.extend(listed.items);
-        if last || all.len() as u64 >= listed.total {
-            break;
-        }
-    }
-    Ok(all)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use zgrid_client::{ExplorerClient, Identity, new_workload_id};
 use zgrid_devnet::{Devnet, DevnetConfig, Node, NodeOptions, busybox_rootfs};
-use zgrid_types::api::{MAX_PAGE_SIZE, WorkloadFilter};
 use zgrid_types::workload::{Container, ContainerCapacity, DiskType};
 use zgrid_types::{ResultState, Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
@@ -170,28 +169,18 @@ async fn wait_all_running(
     let mut done: std::collections::HashMap<WorkloadId, Duration> = Default::default();
     let deadline = Instant::now() + LIMIT;
     while done.len() < batch.len() {
-        let mut page = 1;
-        loop {
-            let filter =
-                WorkloadFilter { owner: Some(owner), state: None, page: Some(page), size: Some(MAX_PAGE_SIZE) };
-            let listed = client.workloads(&filter).await?;
-            for record in &listed.items {
-                let Some(result) = record.result.as_ref().map(|r| &r.payload) else { continue };
-                if !wanted.contains(&result.workload_id) {
-                    continue;
-                }
-                match result.state {
-                    ResultState::Ok => {
-                        done.entry(result.workload_id.clone()).or_insert_with(|| sent.elapsed());
-                    }
-                    ResultState::Error => bail!("container {} failed: {}", result.workload_id, result.message),
-                    _ => {}
-                }
+        for record in client.all_workloads(owner, None).await? {
+            let Some(result) = record.result.as_ref().map(|r| &r.payload) else { continue };
+            if !wanted.contains(&result.workload_id) {
+                continue;
             }
-            if u64::from(page) * u64::from(MAX_PAGE_SIZE) >= listed.total {
-                break;
+            match result.state {
+                ResultState::Ok => {
+                    done.entry(result.workload_id.clone()).or_insert_with(|| sent.elapsed());
+                }
+                ResultState::Error => bail!("container {} failed: {}", result.workload_id, result.message),
+                _ => {}
             }
-            page += 1;
         }
         if Instant::now() > deadline {
             bail!("{} of {} containers were not running after {LIMIT:?}", batch.len() - done.len(), batch.len());
