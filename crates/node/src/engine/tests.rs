@@ -271,6 +271,13 @@ impl Harness {
     }
 }
 
+/// Whether the last attempt to provision `first` came before the first one of `then`.
+fn provisioned_before(calls: &[String], first: &WorkloadId, then: &WorkloadId) -> bool {
+    let done = calls.iter().rposition(|c| c == &format!("provision {first}"));
+    let started = calls.iter().position(|c| c == &format!("provision {then}"));
+    matches!((done, started), (Some(done), Some(started)) if done < started)
+}
+
 fn plenty() -> Capacity {
     Capacity { cru: 8, mru: 8192, sru: 100_000, hru: 0 }
 }
@@ -421,9 +428,7 @@ async fn a_container_waits_for_its_volume_and_starts_once_it_is_mounted() {
     assert_eq!(waiting.message, format!("waiting for volume {volume_id}"));
     h.result(&id, ResultState::Ok).await;
     let calls = h.recorder.calls();
-    let container_at = calls.iter().position(|c| c == &format!("provision {id}")).unwrap();
-    let volume_done = calls.iter().rposition(|c| c == &format!("provision {volume_id}")).unwrap();
-    assert!(volume_done < container_at, "the container was provisioned before its volume: {calls:?}");
+    assert!(provisioned_before(&calls, &volume_id, &id), "the container was provisioned before its volume: {calls:?}");
     assert_eq!(h.recorder.provisions(&volume_id), 3);
 }
 
@@ -486,9 +491,7 @@ async fn a_container_joins_its_owners_network_only_once_it_is_up() {
     assert_eq!(waiting.message, "waiting for network \"net\"");
     h.result(&id, ResultState::Ok).await;
     let calls = h.recorder.calls();
-    let container_at = calls.iter().position(|c| c == &format!("provision {id}")).unwrap();
-    let network_done = calls.iter().rposition(|c| c == &format!("provision {ours_id}")).unwrap();
-    assert!(network_done < container_at, "the container was provisioned before its network: {calls:?}");
+    assert!(provisioned_before(&calls, &ours_id, &id), "the container was provisioned before its network: {calls:?}");
 }
 
 #[tokio::test]
