@@ -70,6 +70,12 @@ pub enum Command {
     /// Make and read flist images.
     #[command(subcommand)]
     Flist(FlistCommand),
+    /// The node's flist mount service (the node agent starts it).
+    #[command(hide = true)]
+    FlistMounts(MountServiceArgs),
+    /// Run a hub, or use one: list, import, merge and remove flists.
+    #[command(subcommand)]
+    Hub(HubCommand),
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -189,9 +195,17 @@ pub enum DeployCommand {
         /// Node to run it on.
         #[arg(long)]
         node: String,
-        /// Image: an flist URL, or a directory or tar archive on the node.
+        /// Image: an flist URL (`zgrid flist push` prints it), or a directory or tar archive on
+        /// the node.
         #[arg(long)]
         flist: String,
+        /// The flist's hash: the node refuses any other content. Default: the hash the hub
+        /// serves for the URL now (a hub answers with it).
+        #[arg(long, default_value = "")]
+        flist_hash: String,
+        /// Hub serving the flist's chunks, when not the flist URL's own server.
+        #[arg(long = "hub-url", default_value = "")]
+        hub_url: String,
         /// Program and arguments (default: the image's).
         #[arg(long, default_value = "")]
         entrypoint: String,
@@ -466,6 +480,19 @@ pub struct NodeArgs {
     /// UDP ports the node picks WireGuard listen ports from, as FIRST-LAST.
     #[arg(long, default_value = "51820-52819", value_parser = port_range)]
     pub wireguard_ports: std::ops::RangeInclusive<u16>,
+    /// Most MiB of image chunks the node keeps cached (least recently used go first).
+    #[arg(long, default_value_t = 10240)]
+    pub flist_cache_mib: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MountServiceArgs {
+    /// Directory of flists, the chunk cache and mount points.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// Most bytes the chunk cache holds.
+    #[arg(long)]
+    pub cache_bytes: u64,
 }
 
 /// Parse FIRST-LAST into a port range.
@@ -479,11 +506,87 @@ fn port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
     Ok(first..=last)
 }
 
+/// Which hub to talk to.
+#[derive(Debug, Args)]
+pub struct HubUrl {
+    /// Hub URL (default: `hub` in the config file).
+    #[arg(long, env = "ZGRID_HUB")]
+    pub hub: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Serve a hub until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090", env = "ZGRID_LISTEN")]
+        listen: String,
+        /// Directory of chunks, flists and names (created if missing).
+        #[arg(long, default_value = "hub-data")]
+        data: std::path::PathBuf,
+    },
+    /// List namespaces, or the flists of one (its owner's public key; `me` for yours).
+    Ls {
+        /// Namespace to list.
+        owner: Option<String>,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// Have the hub turn an archive into an flist in your namespace: a tar or tar.gz root
+    /// filesystem, an OCI image layout (directory or tar) or a `docker save` archive.
+    Import {
+        /// The archive or OCI layout directory.
+        source: std::path::PathBuf,
+        /// Name in your namespace (ending in .flist).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// Merge flists into one in your namespace; later sources win where paths collide.
+    Merge {
+        /// Name of the result (ending in .flist).
+        name: String,
+        /// Sources as `<owner>/<name>`, lowest first.
+        #[arg(required = true, num_args = 2..)]
+        sources: Vec<String>,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// What the hub has served since it started (chunks, bytes, flists).
+    Stats {
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// Remove a name from your namespace.
+    Rm {
+        /// The flist's name.
+        name: String,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FlistCommand {
-    /// Pack a directory into an flist; its files' chunks go to a chunk store.
+    /// Upload an flist and the chunks the hub lacks into your namespace.
+    Push {
+        /// The flist file.
+        flist: std::path::PathBuf,
+        /// Directory of its chunks.
+        #[arg(long)]
+        store: std::path::PathBuf,
+        /// Name in your namespace (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        hub: HubUrl,
+    },
+    /// Pack a directory, a tar(.gz) archive, an OCI image layout (directory or tar) or a
+    /// `docker save` archive into an flist; its files' chunks go to a chunk store.
     Create {
-        /// The root filesystem to pack.
+        /// What to pack: a root filesystem directory, a tar of one (plain, gzip or zstd), an OCI
+        /// image layout (directory or tar) or a `docker save` archive.
         source: std::path::PathBuf,
         /// The flist file to write.
         #[arg(short, long)]

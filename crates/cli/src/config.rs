@@ -13,7 +13,7 @@ use crate::args::Global;
 pub type ConfigFile = BTreeMap<String, String>;
 
 /// Keys `config.toml` may hold.
-pub const KEYS: [&str; 2] = ["explorer", "identity"];
+pub const KEYS: [&str; 3] = ["explorer", "hub", "identity"];
 
 /// Resolved settings for one command: the home directory and what the global flags asked for.
 pub struct Ctx {
@@ -87,6 +87,17 @@ impl Ctx {
             return Ok(url);
         }
         bail!("no explorer configured: pass --explorer URL, set ZGRID_EXPLORER, or run `zgrid config set explorer URL`")
+    }
+
+    /// The hub URL: flag or environment, then the config file.
+    pub fn hub_url(&self, flag: Option<String>) -> Result<String> {
+        if let Some(url) = flag {
+            return Ok(url);
+        }
+        if let Some(url) = self.config()?.get("hub") {
+            return Ok(url.clone());
+        }
+        bail!("no hub configured: pass --hub URL, set ZGRID_HUB, or run `zgrid config set hub URL`")
     }
 
     /// A client that does not sign.

@@ -8,13 +8,13 @@ use zgrid_types::Keypair;
 use zgrid_types::api::ApiError;
 use zgrid_types::auth::RequestAuth;
 
-/// What can go wrong talking to the explorer or a node.
+/// What can go wrong talking to the explorer, a node or a hub.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an error.
     #[error("{peer} refused the request ({status}): {}{}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(), message)]
     Api {
-        /// Who answered: `explorer` or `node`.
+        /// Who answered: `explorer`, `node` or `hub`.
         peer: &'static str,
         /// HTTP status.
         status: u16,
@@ -26,7 +26,7 @@ pub enum ClientError {
     /// The server could not be reached or the connection broke.
     #[error("cannot reach the {peer} at {url}: {source}")]
     Transport {
-        /// Who was called: `explorer` or `node`.
+        /// Who was called: `explorer`, `node` or `hub`.
         peer: &'static str,
         /// The URL tried.
         url: String,
@@ -57,6 +57,36 @@ impl ClientError {
 /// Result alias for client calls.
 pub type ClientResult<T> = Result<T, ClientError>;
 
+/// A request body with its BLAKE3 hash (what a signature covers) and content type.
+pub(crate) struct Payload {
+    body: reqwest::Body,
+    hash: blake3::Hash,
+    len: u64,
+    content_type: &'static str,
+}
+
+impl Payload {
+    /// A body held in memory.
+    pub(crate) fn bytes(bytes: Vec<u8>, content_type: &'static str) -> Self {
+        Self { hash: blake3::hash(&bytes), len: bytes.len() as u64, body: bytes.into(), content_type }
+    }
+
+    /// A file streamed from disk (hashed first, so it is read twice, never held in memory).
+    pub(crate) async fn file(path: &std::path::Path, content_type: &'static str) -> std::io::Result<Self> {
+        let owned = path.to_owned();
+        let (hash, len) = tokio::task::spawn_blocking(move || {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(std::fs::File::open(&owned)?)?;
+            Ok::<_, std::io::Error>((hasher.finalize(), hasher.count()))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let file = tokio::fs::File::open(path).await?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        Ok(Self { body, hash, len, content_type })
+    }
+}
+
 /// One server's base URL, an HTTP client and an optional signing key.
 #[derive(Clone)]
 pub(crate) struct Http {
@@ -67,7 +97,7 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    /// A client of the `peer` (`explorer` or `node`) at `base`.
+    /// A client of the `peer` (`explorer`, `node` or `hub`) at `base`.
     pub(crate) fn new(base: &str, peer: &'static str) -> ClientResult<Self> {
         let base = url::Url::parse(base)
             .ok()
@@ -94,20 +124,24 @@ impl Http {
         &self,
         method: Method,
         path_and_query: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Payload>,
         signed: bool,
     ) -> ClientResult<reqwest::Response> {
         let url = self.url(path_and_query);
-        let body = body.unwrap_or_default();
         let mut req = self.client.request(method.clone(), &url);
         if signed {
             let key = self.key.as_ref().ok_or(ClientError::NoKey)?;
             let nonce = hex::encode(rand::random::<[u8; 16]>());
-            let auth = RequestAuth::sign(key, method.as_str(), path_and_query, zgrid_types::unix_now(), nonce, &body);
+            let hash = body.as_ref().map_or_else(|| blake3::hash(b""), |b| b.hash);
+            let auth =
+                RequestAuth::sign_hashed(key, method.as_str(), path_and_query, zgrid_types::unix_now(), nonce, &hash);
             req = req.header(reqwest::header::AUTHORIZATION, auth.to_string());
         }
-        if !body.is_empty() {
-            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        if let Some(payload) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, payload.content_type)
+                .header(reqwest::header::CONTENT_LENGTH, payload.len)
+                .body(payload.body);
         }
         let peer = self.peer;
         let resp = req.send().await.map_err(|source| ClientError::Transport { peer, url: url.clone(), source })?;
@@ -130,7 +164,8 @@ impl Http {
         body: Option<&B>,
         signed: bool,
     ) -> ClientResult<R> {
-        let body = body.map(|b| serde_json::to_vec(b).expect("zgrid types serialise"));
+        let body =
+            body.map(|b| Payload::bytes(serde_json::to_vec(b).expect("zgrid types serialise"), "application/json"));
         let resp = self.request(method, path, body, signed).await?;
         let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
         let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };

@@ -13,11 +13,13 @@
 
 mod explorer;
 mod http;
+mod hub;
 mod identity;
 pub mod network;
 mod node;
 
 pub use explorer::{ExplorerClient, new_workload_id};
 pub use http::{ClientError, ClientResult};
+pub use hub::HubClient;
 pub use identity::{Identity, IdentityError, IdentityStore, SEED_FORMAT, write_private};
 pub use node::NodeClient;

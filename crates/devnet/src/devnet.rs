@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{Context, Result};
 
 use crate::node::{Node, NodeOptions};
-use crate::process::{Explorer, cli_json};
+use crate::process::{Server, cli_json};
 use crate::underlay::Underlay;
 
 /// Where and how to start a devnet.
@@ -36,24 +36,28 @@ pub struct Devnet {
     config: DevnetConfig,
     prefix: String,
     underlay: Arc<Underlay>,
-    explorer: Explorer,
+    explorer: Server,
+    hub: Server,
     farm: u64,
     nodes_made: AtomicU32,
 }
 
 impl Devnet {
-    /// Create the underlay, start the explorer on its host address, and register a farmer
-    /// (identity `farmer` in `<dir>/farmer`) with a farm.
+    /// Create the underlay, start the explorer and a hub (data in `<dir>/hub`) on its host
+    /// address, and register a farmer (identity `farmer` in `<dir>/farmer`) with a farm.
     pub fn start(config: DevnetConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.dir).with_context(|| format!("cannot create {}", config.dir.display()))?;
         let prefix = format!("zg{:06x}", rand::random::<u32>() & 0xff_ffff);
         let underlay = Underlay::create(&prefix)?;
         let listen = (underlay.gateway(), 0).into();
-        let explorer = Explorer::start(
+        let explorer = start_explorer(&config, listen)?;
+        let hub_data = config.dir.join("hub");
+        let hub = Server::start(
             &config.zgrid,
+            "hub serve",
             listen,
-            &config.dir.join("explorer.sqlite"),
-            &config.dir.join("explorer.log"),
+            &["--data".as_ref(), hub_data.as_os_str()],
+            &config.dir.join("hub.log"),
             &config.log_level,
         )?;
         let home = config.dir.join("farmer");
@@ -61,12 +65,22 @@ impl Devnet {
         let farm = cli_json(&config.zgrid, &home, &explorer.url, &["farm", "create", "devnet"])?["id"]
             .as_u64()
             .context("`zgrid farm create` printed no farm id")?;
-        Ok(Self { config, prefix, underlay, explorer, farm, nodes_made: AtomicU32::new(0) })
+        Ok(Self { config, prefix, underlay, explorer, hub, farm, nodes_made: AtomicU32::new(0) })
     }
 
     /// The explorer's URL (on the underlay, reachable from the host and every node).
     pub fn explorer_url(&self) -> &str {
         &self.explorer.url
+    }
+
+    /// The hub's URL (on the underlay, reachable from the host and every node).
+    pub fn hub_url(&self) -> &str {
+        &self.hub.url
+    }
+
+    /// The hub's data directory (chunks in `chunks/`).
+    pub fn hub_data(&self) -> PathBuf {
+        self.config.dir.join("hub")
     }
 
     /// The farm nodes join.
@@ -97,13 +111,7 @@ impl Devnet {
     /// Start the explorer again on the same database and address (after [`Devnet::kill_explorer`]).
     pub fn restart_explorer(&mut self) -> Result<()> {
         self.explorer.kill();
-        self.explorer = Explorer::start(
-            &self.config.zgrid,
-            self.explorer.listen,
-            &self.database(),
-            &self.config.dir.join("explorer.log"),
-            &self.config.log_level,
-        )?;
+        self.explorer = start_explorer(&self.config, self.explorer.listen)?;
         Ok(())
     }
 
@@ -128,4 +136,11 @@ impl Devnet {
             netns,
         )
     }
+}
+
+/// `zgrid explorer` on the devnet's SQLite database.
+fn start_explorer(config: &DevnetConfig, listen: std::net::SocketAddr) -> Result<Server> {
+    let db = config.dir.join("explorer.sqlite");
+    let args = ["--db".as_ref(), db.as_os_str()];
+    Server::start(&config.zgrid, "explorer", listen, &args, &config.dir.join("explorer.log"), &config.log_level)
 }

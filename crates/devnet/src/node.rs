@@ -209,6 +209,7 @@ impl Node {
                 .map_err(|_| anyhow::anyhow!("container cleanup panicked"))?
             })?;
         }
+        zgrid_node::flist::FlistImages::stop_service(&self.launch.state_dir.join("flist"));
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
             let _ = std::fs::remove_dir(hierarchy.path().join(&self.launch.cgroup_parent));
         }

@@ -1,5 +1,7 @@
-//! Running `zgrid` itself: the explorer as a child process, and CLI calls with `--json`.
+//! Running `zgrid` itself: the explorer and the hub as child processes, and CLI calls with
+//! `--json`.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,46 +10,56 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// A `zgrid explorer` process on SQLite; killed on drop.
+/// A server `zgrid` runs (`explorer` or `hub`); killed on drop.
 #[derive(Debug)]
-pub(crate) struct Explorer {
+pub(crate) struct Server {
     child: Child,
     pub(crate) url: String,
     pub(crate) listen: SocketAddr,
 }
 
-impl Explorer {
-    /// Start `zgrid explorer` on `listen` with the database `db`, logging to `log`, and wait
-    /// until it listens.
-    pub(crate) fn start(zgrid: &Path, listen: SocketAddr, db: &Path, log: &Path, level: &str) -> Result<Self> {
+impl Server {
+    /// Start `zgrid <what> --listen <listen> <args>`, logging to `log`, and wait until it
+    /// prints `<what> listening on <url>`.
+    pub(crate) fn start(
+        zgrid: &Path,
+        what: &str,
+        listen: SocketAddr,
+        args: &[&OsStr],
+        log: &Path,
+        level: &str,
+    ) -> Result<Self> {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let command: Vec<&str> = what.split(' ').collect();
         let mut child = Command::new(zgrid)
-            .args(["explorer", "--listen", &listen.to_string(), "--db"])
-            .arg(db)
+            .args(&command)
+            .args(["--listen", &listen.to_string()])
+            .args(args)
             .env("ZGRID_LOG", level)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
             .with_context(|| format!("cannot start {}", zgrid.display()))?;
         let mut line = String::new();
-        BufReader::new(child.stdout.take().context("explorer stdout")?).read_line(&mut line)?;
-        let Some(url) = line.trim().strip_prefix("explorer listening on ") else {
+        BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
+        let banner = format!("{} listening on ", command[0]);
+        let Some(url) = line.trim().strip_prefix(&banner) else {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the explorer did not start; see {}", log.display());
+            bail!("`zgrid {what}` did not start; see {}", log.display());
         };
-        let listen = url.trim_start_matches("http://").parse().context("the explorer's listen address")?;
+        let listen = url.trim_start_matches("http://").parse().context("the server's listen address")?;
         Ok(Self { url: url.to_owned(), listen, child })
     }
 
-    /// SIGKILL the explorer and reap it.
+    /// SIGKILL the server and reap it.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Drop for Explorer {
+impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }

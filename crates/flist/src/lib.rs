@@ -5,12 +5,16 @@
 //! chunk is checked on read. See `docs/flist.md`.
 
 pub mod chunk;
+pub mod import;
 pub mod meta;
+pub mod mount;
 pub mod pack;
 pub mod store;
 pub mod unpack;
 
+pub use import::{ImportError, import, merge};
 pub use meta::{Flist, ImageConfig};
+pub use mount::{ChunkSource, Mount, mount};
 pub use pack::{PackSummary, pack};
 pub use store::DirStore;
 pub use unpack::{copy_file, resolve, unpack};

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use nix::sys::stat::SFlag;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -229,6 +230,24 @@ impl Flist {
         Ok(self.db.query_row("SELECT COUNT(*) FROM entry WHERE ino = ?1", [ino as i64], |r| r.get(0))?)
     }
 
+    /// The directory holding inode `ino` (one of them, for a hardlinked file; none for the root).
+    pub fn parent(&self, ino: u64) -> Result<Option<u64>, MetaError> {
+        let parent: Option<i64> = self
+            .db
+            .query_row("SELECT parent FROM entry WHERE ino = ?1 LIMIT 1", [ino as i64], |r| r.get(0))
+            .optional()?;
+        Ok(parent.map(|p| p as u64))
+    }
+
+    /// How many subdirectories directory `ino` holds (its link count is two more).
+    pub fn subdirs(&self, ino: u64) -> Result<u32, MetaError> {
+        Ok(self.db.query_row(
+            "SELECT COUNT(*) FROM entry JOIN inode ON inode.ino = entry.ino WHERE entry.parent = ?1 AND inode.mode & ?2 = ?3",
+            params![ino as i64, SFlag::S_IFMT.bits(), SFlag::S_IFDIR.bits()],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The extended attributes of inode `ino`.
     pub fn xattrs(&self, ino: u64) -> Result<Vec<Xattr>, MetaError> {
         let mut stmt = self.db.prepare_cached("SELECT name, value FROM xattr WHERE ino = ?1 ORDER BY name")?;
@@ -255,5 +274,12 @@ impl Flist {
             self.db.query_row("SELECT COUNT(*), SUM(size) FROM chunk", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let distinct: i64 = self.db.query_row("SELECT COUNT(DISTINCT id) FROM chunk", [], |r| r.get(0))?;
         Ok((inodes as u64, bytes.unwrap_or(0) as u64, refs as u64, distinct as u64))
+    }
+
+    /// Every distinct chunk the flist references.
+    pub fn chunk_ids(&self) -> Result<Vec<Hash>, MetaError> {
+        let mut stmt = self.db.prepare("SELECT DISTINCT id FROM chunk ORDER BY id")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.map(|row| hash(row?)).collect()
     }
 }

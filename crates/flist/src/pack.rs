@@ -11,8 +11,13 @@ use crate::chunk;
 use crate::meta::{ChunkRef, Flist, ImageConfig, Inode, MetaError, ROOT};
 use crate::store::DirStore;
 
-/// Chunk size: fixed 1 MiB pieces (see `docs/flist.md`).
-pub const CHUNK_SIZE: usize = 1 << 20;
+/// Content-defined chunking (FastCDC 2020, normalisation level 1, per file): no chunk is
+/// smaller than this unless the file is, ...
+pub const MIN_CHUNK: usize = 256 << 10;
+/// ... chunks average this size, ...
+pub const AVG_CHUNK: usize = 1 << 20;
+/// ... and none is larger than this. The choice was measured: see `docs/flist.md`.
+pub const MAX_CHUNK: usize = 4 << 20;
 /// Where an image directory keeps its config (the node's container runtime reads the same).
 pub const CONFIG_FILE: &str = ".zgrid/config.json";
 
@@ -20,7 +25,7 @@ pub const CONFIG_FILE: &str = ".zgrid/config.json";
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     /// Reading the source failed.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// What was read.
         path: String,
@@ -117,30 +122,12 @@ impl Packer<'_> {
             }
         }
         if meta.file_type().is_file() {
-            self.chunk(path, ino)?;
+            let mut file = std::fs::File::open(path).map_err(read_err(path))?;
+            let chunks = store_chunks(&mut file, &path.display(), self.store, &mut self.summary)?;
+            put_chunks(self.flist, ino, &chunks, &mut self.summary)?;
         }
         self.summary.inodes += 1;
         Ok(ino)
-    }
-
-    fn chunk(&mut self, path: &Path, ino: u64) -> Result<(), PackError> {
-        let mut file = std::fs::File::open(path).map_err(read_err(path))?;
-        let mut buf = vec![0u8; CHUNK_SIZE];
-        for idx in 0u64.. {
-            let n = fill(&mut file, &mut buf).map_err(read_err(path))?;
-            if n == 0 {
-                break;
-            }
-            let sealed = chunk::seal(&buf[..n]);
-            if self.store.put(&sealed.id, &sealed.bytes).map_err(PackError::Store)? {
-                self.summary.new_chunks += 1;
-                self.summary.new_bytes += sealed.bytes.len() as u64;
-            }
-            self.flist.put_chunk(ino, idx, &ChunkRef { id: sealed.id, key: sealed.key, size: n as u64 })?;
-            self.summary.chunks += 1;
-            self.summary.bytes += n as u64;
-        }
-        Ok(())
     }
 
     fn walk(&mut self, dir: &Path, parent: u64) -> Result<(), PackError> {
@@ -170,14 +157,39 @@ impl Packer<'_> {
     }
 }
 
-/// Read until `buf` is full or the file ends; the number of bytes read.
-fn fill(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
+/// Cut `reader`'s contents into chunks, seal them and store those `store` lacks (counted in
+/// `summary.new_*`); the chunks in order. All chunking goes through here, so the chunk size and
+/// method live in one place. `what` names the reader in errors.
+pub(crate) fn store_chunks(
+    reader: &mut impl Read,
+    what: &dyn std::fmt::Display,
+    store: &DirStore,
+    summary: &mut PackSummary,
+) -> Result<Vec<ChunkRef>, PackError> {
+    let mut chunks = Vec::new();
+    for piece in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+        let piece = piece.map_err(|e| PackError::Read { path: what.to_string(), source: e.into() })?;
+        let sealed = chunk::seal(&piece.data);
+        if store.put(&sealed.id, &sealed.bytes).map_err(PackError::Store)? {
+            summary.new_chunks += 1;
+            summary.new_bytes += sealed.bytes.len() as u64;
         }
+        chunks.push(ChunkRef { id: sealed.id, key: sealed.key, size: piece.length as u64 });
     }
-    Ok(n)
+    Ok(chunks)
+}
+
+/// Record `chunks` as the contents of file `ino` (counted in `summary.chunks` and `.bytes`).
+pub(crate) fn put_chunks(
+    flist: &Flist,
+    ino: u64,
+    chunks: &[ChunkRef],
+    summary: &mut PackSummary,
+) -> Result<(), MetaError> {
+    for (idx, c) in (0u64..).zip(chunks) {
+        flist.put_chunk(ino, idx, c)?;
+        summary.chunks += 1;
+        summary.bytes += c.size;
+    }
+    Ok(())
 }

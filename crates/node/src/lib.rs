@@ -8,6 +8,7 @@ mod backoff;
 pub mod capacity;
 pub mod console;
 pub mod engine;
+pub mod flist;
 mod follow;
 pub mod identity;
 pub mod network;

@@ -53,6 +53,7 @@ impl Fixture {
         ContainerConfig {
             id,
             image: self.image.clone(),
+            image_config: None,
             env: vec![],
             args: vec!["/bin/sh".into(), "-c".into(), script.into()],
             hostname: "box1".into(),

@@ -44,7 +44,18 @@ pub struct RequestAuth {
 
 /// The bytes a request signature covers.
 pub fn request_bytes(method: &str, path_and_query: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
-    let body_hash = blake3::hash(body).to_hex();
+    hashed_request_bytes(method, path_and_query, timestamp, nonce, &blake3::hash(body))
+}
+
+/// [`request_bytes`] for a body known by its BLAKE3 hash (a large upload streamed from disk).
+pub fn hashed_request_bytes(
+    method: &str,
+    path_and_query: &str,
+    timestamp: i64,
+    nonce: &str,
+    body_hash: &blake3::Hash,
+) -> Vec<u8> {
+    let body_hash = body_hash.to_hex();
     format!("{REQUEST_DOMAIN}\0{}\n{path_and_query}\n{timestamp}\n{nonce}\n{body_hash}", method.to_ascii_uppercase())
         .into_bytes()
 }
@@ -52,7 +63,19 @@ pub fn request_bytes(method: &str, path_and_query: &str, timestamp: i64, nonce: 
 impl RequestAuth {
     /// Sign a request.
     pub fn sign(key: &Keypair, method: &str, path_and_query: &str, timestamp: i64, nonce: String, body: &[u8]) -> Self {
-        let signature = key.sign(&request_bytes(method, path_and_query, timestamp, &nonce, body));
+        Self::sign_hashed(key, method, path_and_query, timestamp, nonce, &blake3::hash(body))
+    }
+
+    /// Sign a request whose body is known by its BLAKE3 hash.
+    pub fn sign_hashed(
+        key: &Keypair,
+        method: &str,
+        path_and_query: &str,
+        timestamp: i64,
+        nonce: String,
+        body_hash: &blake3::Hash,
+    ) -> Self {
+        let signature = key.sign(&hashed_request_bytes(method, path_and_query, timestamp, &nonce, body_hash));
         Self { key: key.public(), timestamp, nonce, signature }
     }
 
@@ -90,7 +113,12 @@ impl RequestAuth {
 
     /// Check the signature against this request's method, path and body.
     pub fn verify(&self, method: &str, path_and_query: &str, body: &[u8]) -> Result<(), AuthError> {
-        let bytes = request_bytes(method, path_and_query, self.timestamp, &self.nonce, body);
+        self.verify_hashed(method, path_and_query, &blake3::hash(body))
+    }
+
+    /// Check the signature against this request's method, path and the BLAKE3 hash of its body.
+    pub fn verify_hashed(&self, method: &str, path_and_query: &str, body_hash: &blake3::Hash) -> Result<(), AuthError> {
+        let bytes = hashed_request_bytes(method, path_and_query, self.timestamp, &self.nonce, body_hash);
         self.key.verify(&bytes, &self.signature).map_err(AuthError::BadSignature)
     }
 }

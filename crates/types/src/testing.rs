@@ -60,6 +60,7 @@ fn container() -> impl Strategy<Value = Container> {
             Container {
                 flist: format!("https://hub.example/{}.flist", flist.replace(' ', "_")),
                 hub_url: "https://hub.example/".into(),
+                flist_hash: String::new(),
                 environment,
                 secret_environment,
                 entrypoint,

@@ -16,6 +16,9 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
                 "explorer" => {
                     zgrid_client::ExplorerClient::new(&value)?;
                 }
+                "hub" => {
+                    zgrid_client::HubClient::new(&value)?;
+                }
                 _ => {
                     ctx.store().load(&value)?;
                 }

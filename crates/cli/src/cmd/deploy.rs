@@ -98,6 +98,8 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
         DeployCommand::Container {
             node,
             flist,
+            flist_hash,
+            hub_url,
             entrypoint,
             env,
             secret_env,
@@ -120,9 +122,11 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 Some(name) => Some(join(&client, &identity, &node, name, ip).await?),
                 None => None,
             };
+            let flist_hash = if flist_hash.is_empty() { served_hash(&flist).await? } else { flist_hash };
             let container = Container {
                 flist,
-                hub_url: String::new(),
+                hub_url,
+                flist_hash,
                 environment: env_pairs(&env)?,
                 secret_environment: secrets(&secret_env, &node)?,
                 entrypoint,
@@ -220,4 +224,19 @@ async fn wait_for_node(client: &ExplorerClient, record: &WorkloadRecord, quiet: 
         }
     })
     .await
+}
+
+/// The hash a hub serves for the flist URL now (empty for other images): pinned, so the node
+/// runs exactly what the deployer saw.
+async fn served_hash(flist: &str) -> Result<String> {
+    if !flist.starts_with("http://") && !flist.starts_with("https://") {
+        return Ok(String::new());
+    }
+    let resp =
+        reqwest::Client::new().head(flist).send().await.with_context(|| format!("cannot reach the flist {flist}"))?;
+    if !resp.status().is_success() {
+        bail!("flist {flist}: the server answered {}; check the URL (`zgrid hub ls me`)", resp.status());
+    }
+    let hash = resp.headers().get("x-zgrid-flist-hash").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    Ok(hash.to_owned())
 }

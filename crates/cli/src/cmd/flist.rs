@@ -1,5 +1,5 @@
-//! `zgrid flist`: pack a directory into an flist and read one back (list, print a file,
-//! inspect, unpack), against a local chunk store.
+//! `zgrid flist`: pack a directory, an archive or a container image into an flist and read one
+//! back (list, print a file, inspect, unpack), against a local chunk store.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,10 +15,11 @@ fn open(path: &Path) -> Result<Flist> {
     Flist::open(path).with_context(|| format!("cannot read the flist {}", path.display()))
 }
 
-pub fn run(ctx: &Ctx, cmd: FlistCommand) -> Result<()> {
+pub async fn run(ctx: &Ctx, cmd: FlistCommand) -> Result<()> {
     match cmd {
+        FlistCommand::Push { flist, store, name, hub } => super::hub::push(ctx, &flist, &store, name, hub).await,
         FlistCommand::Create { source, output: out, store } => {
-            let summary = zgrid_flist::pack(&source, &DirStore::new(&store), &out)
+            let summary = zgrid_flist::import(&source, &DirStore::new(&store), &out)
                 .with_context(|| format!("cannot pack {}", source.display()))?;
             let address = zgrid_flist::address(&out)?;
             let report = serde_json::json!({ "flist": out, "address": address, "summary": summary });

@@ -8,6 +8,7 @@ mod deploy;
 mod explorer;
 mod farm;
 mod flist;
+mod hub;
 mod id;
 mod live;
 mod logs;
@@ -39,7 +40,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(c) => config::run(&ctx, c),
         Command::Explorer(a) => explorer::run(a).await,
         Command::Node(a) => node::run(&ctx, a).await,
-        Command::Flist(c) => flist::run(&ctx, c),
+        Command::Flist(c) => flist::run(&ctx, c).await,
+        Command::Hub(c) => hub::run(&ctx, c).await,
+        Command::FlistMounts(a) => node::mount_service(a),
         Command::Bench(c) => bench::run(&ctx, c).await,
     }
 }

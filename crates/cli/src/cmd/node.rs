@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use zgrid_node::NodeConfig;
 use zgrid_node::engine::EngineConfig;
+use zgrid_node::flist::FlistImages;
 use zgrid_node::network::Networks;
 use zgrid_node::runtime::Runtime;
 use zgrid_node::workloads::Workloads;
@@ -19,8 +20,12 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let runtime = Runtime::new(a.state_dir.join("runtime"), &a.cgroup_parent)?;
     let key = zgrid_node::identity::load_or_create(&a.state_dir)?;
     let networks = Networks::new(a.state_dir.join("networks"), key.clone(), a.wireguard_ports.clone())?;
-    let workloads =
-        Workloads::new(runtime, networks, key, a.state_dir.join("images")).with_console_assets(a.console_assets);
+    let program = std::env::current_exe().context("cannot find this program to start the flist mount service")?;
+    let service = vec![program.to_string_lossy().into_owned(), "flist-mounts".to_owned()];
+    let flists = FlistImages::new(a.state_dir.join("flist"), service, a.flist_cache_mib << 20);
+    let workloads = Workloads::new(runtime, networks, key, a.state_dir.join("images"))
+        .with_console_assets(a.console_assets)
+        .with_flists(flists);
     let hostname = match a.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -41,4 +46,14 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
         engine: EngineConfig { step_timeout: Duration::from_secs(a.step_timeout), ..EngineConfig::default() },
     };
     zgrid_node::run(config, workloads, crate::cmd::explorer::shutdown_signal()).await
+}
+
+/// `zgrid flist-mounts`: the node's flist mount service, started by the agent.
+/// It blocks (FUSE and HTTP on plain threads), so it runs outside the async runtime.
+pub fn mount_service(a: crate::args::MountServiceArgs) -> Result<()> {
+    let dir = a.dir.clone();
+    std::thread::spawn(move || zgrid_node::flist::daemon::serve(&a.dir, a.cache_bytes))
+        .join()
+        .map_err(|_| anyhow::anyhow!("the flist mount service panicked"))?
+        .with_context(|| format!("the flist mount service in {} stopped", dir.display()))
 }

@@ -39,6 +39,8 @@ impl Grid {
         let devnet = Devnet::start(config).expect("devnet (needs root, iproute2, util-linux)");
         let home = tempfile::tempdir().unwrap();
         zgrid_json(home.path(), devnet.explorer_url(), &["id", "new", "deployer", "--register"]);
+        let set = zgrid(home.path(), devnet.explorer_url(), &["config", "set", "hub", devnet.hub_url()]);
+        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
         let image = zgrid_devnet::busybox_rootfs(dir.path()).expect("busybox image");
         Self { devnet, home, image, dir: Some(dir) }
     }

@@ -5,6 +5,7 @@ mod grid;
 
 mod crash;
 mod flist;
+mod hub;
 mod network;
 mod node;
 mod redis;

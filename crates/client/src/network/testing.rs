@@ -103,6 +103,7 @@ pub fn container_record(node_id: NodeId, network: &str, ip: &str) -> WorkloadRec
     let container = Container {
         flist: "/images/busybox".into(),
         hub_url: String::new(),
+        flist_hash: String::new(),
         environment: Default::default(),
         secret_environment: Default::default(),
         entrypoint: String::new(),

@@ -199,6 +199,7 @@ pub fn container(network: &str, ip: &str) -> WorkloadData {
     WorkloadData::Container(Container {
         flist: "https://hub.example/busybox.flist".into(),
         hub_url: String::new(),
+        flist_hash: String::new(),
         environment: BTreeMap::from([("A".into(), "1".into())]),
         secret_environment: BTreeMap::new(),
         entrypoint: "/bin/sh -c 'echo hi'".into(),

@@ -208,6 +208,7 @@ impl Harness {
             data: WorkloadData::Container(Container {
                 flist: "/images/busybox".into(),
                 hub_url: String::new(),
+                flist_hash: String::new(),
                 environment: BTreeMap::new(),
                 secret_environment: BTreeMap::new(),
                 entrypoint: "sleep 1000".into(),

@@ -19,7 +19,10 @@ pub struct ContainerConfig {
     pub image: PathBuf,
     /// Environment variables, applied over the image's.
     pub env: Vec<(String, String)>,
-    /// The argv; empty runs the image's default (its `/.zgrid/config.json`, else `/bin/sh`).
+    /// The image's defaults (entrypoint, cmd, env, workdir) as a JSON file outside the image;
+    /// `None` reads the image's own `/.zgrid/config.json`, if any.
+    pub image_config: Option<PathBuf>,
+    /// The argv; empty runs the image's default (see `image_config`, else `/bin/sh`).
     pub args: Vec<String>,
     /// Hostname inside the container.
     pub hostname: String,
@@ -142,6 +145,7 @@ mod tests {
         ContainerConfig {
             id: "abc-1".into(),
             image: "/".into(),
+            image_config: None,
             env: vec![("A".into(), "b".into())],
             args: vec![],
             hostname: "web.local".into(),

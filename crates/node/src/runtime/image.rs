@@ -66,20 +66,24 @@ pub(crate) fn process(cfg: &ContainerConfig) -> Result<Process, RuntimeError> {
     Ok(Process { args, env, cwd })
 }
 
-/// Read the image's config; an image without one has no defaults. Symbolic links are not
-/// followed, so an image cannot point the agent at a host file.
+/// Read the image's config (the agent's file for it, else the image's own); an image without
+/// one has no defaults. Symbolic links in the image are not followed, so an image cannot point
+/// the agent at a host file.
 fn read(cfg: &ContainerConfig) -> Result<ImageConfig, RuntimeError> {
     let dir = cfg.image.join(".zgrid");
-    let path = cfg.image.join(IMAGE_CONFIG);
+    let path = cfg.image_config.clone().unwrap_or_else(|| cfg.image.join(IMAGE_CONFIG));
     let bad = |reason: String| RuntimeError::ImageConfig { id: cfg.id.clone(), path: path.clone(), reason };
     let meta = |p: &Path| match std::fs::symlink_metadata(p) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RuntimeError::io(&cfg.id, "inspect", p, e)),
     };
-    let Some(m) = meta(&dir)? else { return Ok(ImageConfig::default()) };
-    if !m.is_dir() {
-        return Err(bad(format!("{} is not a directory (symbolic links are not followed)", dir.display())));
+    // The agent's file (for flists) is trusted; in the image, `.zgrid` must be a directory.
+    if cfg.image_config.is_none() {
+        let Some(m) = meta(&dir)? else { return Ok(ImageConfig::default()) };
+        if !m.is_dir() {
+            return Err(bad(format!("{} is not a directory (symbolic links are not followed)", dir.display())));
+        }
     }
     let Some(m) = meta(&path)? else { return Ok(ImageConfig::default()) };
     if !m.is_file() || m.len() > MAX_CONFIG_BYTES {
@@ -97,6 +101,7 @@ mod tests {
         ContainerConfig {
             id: "img-test".into(),
             image: image.to_owned(),
+            image_config: None,
             env: vec![("B".into(), "override".into())],
             args: args.iter().map(|s| s.to_string()).collect(),
             hostname: "h".into(),

@@ -95,6 +95,14 @@ impl Runtime {
         }
     }
 
+    /// Stop the container because its image is gone, and detach its root filesystem so that
+    /// [`Runtime::start`] mounts it again over the image's new mount. The writable layer stays.
+    pub async fn stop_for_new_image(&self, id: &str) -> Result<(), RuntimeError> {
+        let paths = self.paths(id)?;
+        self.stop(id).await?;
+        rootfs::detach_overlay(id, &paths)
+    }
+
     /// SIGTERM, wait up to the stop grace, then SIGKILL and wait a little more.
     async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
         if !self.runc.state(id).await?.is_some_and(|s| is_running(&s)) {

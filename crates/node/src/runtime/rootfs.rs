@@ -74,6 +74,17 @@ fn write_etc(id: &str, upper: &Path, hostname: &str) -> Result<(), RuntimeError>
     }
 }
 
+/// Detach the overlay (not the writable layer): its lower layer is gone (an flist's FUSE
+/// server stopped), and the next [`prepare`] mounts it again over the image as it is then.
+pub(crate) fn detach_overlay(id: &str, paths: &ContainerPaths) -> Result<(), RuntimeError> {
+    let rootfs = paths.rootfs();
+    if mounts::is_mounted(&rootfs)? {
+        nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| RuntimeError::io(id, "detach", &rootfs, e.into()))?;
+    }
+    Ok(())
+}
+
 /// Unmount everything of the container and release its writable layer's loop device.
 pub(crate) async fn teardown(tools: &Tools, id: &str, paths: &ContainerPaths) -> Result<(), RuntimeError> {
     disk::release(tools, id, &paths.dir, &paths.disk_image()).await

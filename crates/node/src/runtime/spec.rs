@@ -163,6 +163,7 @@ mod tests {
         let cfg = ContainerConfig {
             id: "spec-test".into(),
             image: "/img".into(),
+            image_config: None,
             env: vec![],
             args: vec![],
             hostname: "h1".into(),

@@ -5,7 +5,10 @@
 use zgrid_types::workload::{Container, LogEndpoint, StatsEndpoint};
 use zgrid_types::{WorkloadId, WorkloadSpec};
 
+use std::path::PathBuf;
+
 use super::{Workloads, logs, redis, stats};
+use crate::flist::ImageProblem;
 use crate::provision::{Health, Progress, ProvisionError};
 use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT};
 
@@ -25,12 +28,7 @@ impl Workloads {
                 "an interactive container needs a private network: its console listens on the container's address there (deploy it with --network)".into(),
             ));
         }
-        // Unpacking may block (a slow disk, a FIFO): keep it off the async workers so the step
-        // time limit can abandon it.
-        let (flist, images) = (c.flist.clone(), self.images.clone());
-        let image = tokio::task::spawn_blocking(move || crate::source::resolve(&flist, &images))
-            .await
-            .map_err(|e| ProvisionError::Transient(format!("image preparation stopped: {e}")))??;
+        let (image, image_config) = self.image(spec, c).await?;
         let mut binds = Vec::with_capacity(c.volumes.len());
         for mount in &c.volumes {
             let volume =
@@ -70,6 +68,7 @@ impl Workloads {
         Ok(ContainerConfig {
             id: id.to_string(),
             image,
+            image_config,
             env,
             args,
             hostname: id.to_string(),
@@ -82,6 +81,31 @@ impl Workloads {
             log_pipes: !c.logs.is_empty(),
             host_init,
         })
+    }
+
+    /// The container's root filesystem and, for flists, its image config file.
+    async fn image(&self, spec: &WorkloadSpec, c: &Container) -> Result<(PathBuf, Option<PathBuf>), ProvisionError> {
+        if c.flist.starts_with("http://") || c.flist.starts_with("https://") {
+            let flists = self.flists.as_ref().ok_or_else(|| {
+                ProvisionError::Permanent(
+                    "this node cannot mount flists from hubs (no mount service configured)".into(),
+                )
+            })?;
+            let image = flists.mount(spec.id.as_str(), &c.flist, &c.hub_url, &c.flist_hash).await?;
+            return Ok((image.root, Some(image.config)));
+        }
+        if !c.flist_hash.is_empty() {
+            return Err(ProvisionError::Permanent(
+                "flist_hash pins flists from hubs; a directory or archive on the node cannot be pinned".into(),
+            ));
+        }
+        // Unpacking may block (a slow disk, a FIFO): keep it off the async workers so the step
+        // time limit can abandon it.
+        let (flist, images) = (c.flist.clone(), self.images.clone());
+        let image = tokio::task::spawn_blocking(move || crate::source::resolve(&flist, &images))
+            .await
+            .map_err(|e| ProvisionError::Transient(format!("image preparation stopped: {e}")))??;
+        Ok((image, None))
     }
 
     /// The Redis channels of the container's stdout and of its stderr; a sealed channel replaces
@@ -157,6 +181,9 @@ impl Workloads {
     pub(super) async fn container_health(&self, id: &WorkloadId) -> Health {
         match self.runtime.state(id.as_str()).await {
             Ok(ContainerState::Running { .. }) => {
+                if let Some(problem) = self.image_problem(id).await {
+                    return problem;
+                }
                 if let Err(e) = self.runtime.trim_logs(id.as_str()) {
                     tracing::warn!(workload = %id, error = %e, "cannot trim the container's log");
                 }
@@ -176,12 +203,33 @@ impl Workloads {
             Ok(ContainerState::Stopped { oom_killed: true }) => {
                 Health::Stopped("killed by the kernel: out of memory".into())
             }
-            Ok(ContainerState::Stopped { oom_killed: false }) => Health::Stopped("the container exited".into()),
+            Ok(ContainerState::Stopped { oom_killed: false }) => {
+                let problem = match &self.flists {
+                    Some(flists) => flists.problem(id.as_str()).await.map(|p| format!("; {p}")),
+                    None => None,
+                };
+
+                Health::Stopped(format!("the container exited{}", problem.unwrap_or_default()))
+            }
             Ok(ContainerState::Missing) => Health::Missing,
             Err(e) => {
                 tracing::warn!(workload = %id, error = %e, "cannot read container state");
                 Health::Running
             }
+        }
+    }
+
+    /// A running container's image trouble: a dead mount stops the container so that it starts
+    /// again over a fresh mount; chunks that could not be read are reported.
+    async fn image_problem(&self, id: &WorkloadId) -> Option<Health> {
+        match self.flists.as_ref()?.problem(id.as_str()).await? {
+            ImageProblem::Gone(problem) => {
+                if let Err(e) = self.runtime.stop_for_new_image(id.as_str()).await {
+                    tracing::warn!(workload = %id, error = %e, "cannot stop a container whose image is gone");
+                }
+                Some(Health::Stopped(problem))
+            }
+            ImageProblem::Damaged(problem) => Some(Health::Degraded(problem)),
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Workloads {
     /// Where the consoles' browser terminal is, if installed.
     console_assets: Option<PathBuf>,
     images: PathBuf,
+    /// Images mounted from hubs, when this node can.
+    flists: Option<crate::flist::FlistImages>,
     /// OOM kills already reported, per container.
     oom_seen: Mutex<HashMap<String, u64>>,
 }
@@ -49,6 +51,7 @@ impl Workloads {
             problems: redis::Problems::default(),
             console_assets: None,
             images: images.into(),
+            flists: None,
             oom_seen: Mutex::default(),
         }
     }
@@ -56,6 +59,12 @@ impl Workloads {
     /// The same, serving the consoles' browser terminal (xterm.js, xterm.css) from `dir`.
     pub fn with_console_assets(mut self, dir: impl Into<PathBuf>) -> Self {
         self.console_assets = Some(dir.into());
+        self
+    }
+
+    /// The same, mounting flists from hubs through `flists`.
+    pub fn with_flists(mut self, flists: crate::flist::FlistImages) -> Self {
+        self.flists = Some(flists);
         self
     }
 
@@ -94,6 +103,9 @@ impl Provisioner for Workloads {
         }
         self.tasks.stop(id.as_str());
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
+        if let Some(flists) = &self.flists {
+            flists.unmount(id.as_str()).await?;
+        }
         self.networks.detach(id).await.map_err(|e| e.to_string())?;
         self.oom_seen.lock().expect("lock").remove(id.as_str());
         Ok(())

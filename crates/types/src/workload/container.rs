@@ -26,6 +26,10 @@ pub struct Container {
     /// Hub that serves the flist's chunks, when not the flist's own.
     #[serde(default)]
     pub hub_url: String,
+    /// The flist's address (BLAKE3 of its file, 64 hex digits): the node refuses any other
+    /// content. Empty: whatever the URL serves when the container is first started.
+    #[serde(default)]
+    pub flist_hash: String,
     /// Environment variables.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
@@ -176,6 +180,9 @@ impl Container {
     pub(super) fn validate(&self) -> Valid {
         ensure(!self.flist.trim().is_empty(), "flist", || "must name an flist".into())?;
         ensure(!self.flist.chars().any(char::is_whitespace), "flist", || "must not contain whitespace".into())?;
+        ensure(self.flist_hash.is_empty() || crate::hub::is_hash(&self.flist_hash), "flist_hash", || {
+            "must be the flist's 64-digit lowercase hex BLAKE3 hash (`zgrid flist inspect` prints it)".into()
+        })?;
         if !self.hub_url.is_empty() {
             check_http_url(&self.hub_url, "hub_url")?;
         }

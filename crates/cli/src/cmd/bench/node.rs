@@ -56,6 +56,7 @@ pub async fn run(ctx: &Ctx, containers: usize) -> Result<()> {
             data: WorkloadData::Container(Container {
                 flist: image.display().to_string(),
                 hub_url: String::new(),
+                flist_hash: String::new(),
                 environment: Default::default(),
                 secret_environment: Default::default(),
                 entrypoint: "sleep 100000".into(),

@@ -1,0 +1,156 @@
+//! `zgrid hub`: serve a hub, list its namespaces and flists, import archives, merge and remove
+//! flists; and `zgrid flist push`: upload an flist with the chunks the hub lacks.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use zgrid_client::HubClient;
+use zgrid_flist::{DirStore, Flist};
+use zgrid_types::hub::{FlistInfo, Stored};
+
+use crate::args::{HubCommand, HubUrl};
+use crate::config::Ctx;
+use crate::output;
+
+/// Chunk uploads in flight at once.
+const PARALLEL_UPLOADS: usize = 8;
+
+pub async fn run(ctx: &Ctx, cmd: HubCommand) -> Result<()> {
+    match cmd {
+        HubCommand::Serve { listen, data } => serve(&listen, &data).await,
+        HubCommand::Ls { owner, hub } => ls(ctx, owner, hub).await,
+        HubCommand::Import { source, name, hub } => {
+            let client = signed(ctx, hub)?;
+            // A directory (an OCI image layout) travels as a tar.
+            let spooled = if source.is_dir() { Some(tar_dir(&source)?) } else { None };
+            let file = spooled.as_ref().map_or(source.as_path(), |f| f.path());
+            eprintln!("uploading {} to {} for import...", source.display(), client.url());
+            let stored = client.import(&name, file).await.context("import failed")?;
+            print_stored(ctx, &client, &stored)
+        }
+        HubCommand::Merge { name, sources, hub } => {
+            let client = signed(ctx, hub)?;
+            let stored = client.merge(&name, sources).await.context("merge failed")?;
+            print_stored(ctx, &client, &stored)
+        }
+        HubCommand::Stats { hub } => {
+            let stats = HubClient::new(&ctx.hub_url(hub.hub)?)?.stats().await?;
+            output::report(ctx.json, &stats, || {
+                println!(
+                    "served {} chunks ({} bytes) and {} flists; received {} new chunks",
+                    stats.chunks_served, stats.chunk_bytes_served, stats.flists_served, stats.chunks_received
+                );
+            })
+        }
+        HubCommand::Rm { name, hub } => {
+            signed(ctx, hub)?.delete(&name).await?;
+            if !ctx.json {
+                println!("removed {name}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(listen: &str, data: &Path) -> Result<()> {
+    let hub = zgrid_hub::Hub::open(zgrid_hub::Config::new(data))
+        .with_context(|| format!("cannot open the hub's data directory {}", data.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %data.display(), "hub ready");
+    // Scripts and tests wait for this line.
+    println!("hub listening on http://{addr}");
+    zgrid_hub::run(listener, hub, super::explorer::shutdown_signal()).await.context("hub stopped with an error")
+}
+
+fn signed(ctx: &Ctx, hub: HubUrl) -> Result<HubClient> {
+    let identity = ctx.identity()?;
+    Ok(HubClient::new(&ctx.hub_url(hub.hub)?)?.with_key(identity.keypair))
+}
+
+async fn ls(ctx: &Ctx, owner: Option<String>, hub: HubUrl) -> Result<()> {
+    let client = HubClient::new(&ctx.hub_url(hub.hub)?)?;
+    let Some(owner) = owner else {
+        let repos = client.repositories().await?;
+        let rows = repos.iter().map(|r| vec![r.owner.clone(), r.flists.to_string()]).collect::<Vec<_>>();
+        return output::report(ctx.json, &repos, || output::table(&["NAMESPACE", "FLISTS"], &rows));
+    };
+    let owner = if owner == "me" { ctx.identity()?.keypair.public().to_string() } else { owner };
+    let flists = client.list(&owner).await?;
+    let rows = flists
+        .iter()
+        .map(|f| vec![f.name.clone(), f.hash[..16].to_owned(), f.content_bytes.to_string(), url(&client, f)])
+        .collect::<Vec<_>>();
+    output::report(ctx.json, &flists, || output::table(&["NAME", "HASH", "BYTES", "URL"], &rows))
+}
+
+fn url(client: &HubClient, f: &FlistInfo) -> String {
+    format!("{}{}", client.url().trim_end_matches('/'), f.path)
+}
+
+fn print_stored(ctx: &Ctx, client: &HubClient, stored: &Stored) -> Result<()> {
+    let f = &stored.flist;
+    let report = serde_json::json!({ "url": url(client, f), "stored": stored });
+    output::report(ctx.json, &report, || {
+        println!("{}", url(client, f));
+        println!(
+            "  hash {}  {} bytes in {} chunks; {} new chunks ({} bytes) stored",
+            f.hash, f.content_bytes, f.chunks, stored.new_chunks, stored.new_bytes
+        );
+    })
+}
+
+/// Tar `dir` into a temporary file (symlinks kept as links).
+fn tar_dir(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let file = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+    let mut builder = tar::Builder::new(file.reopen()?);
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir).with_context(|| format!("cannot archive {}", dir.display()))?;
+    builder.into_inner()?.sync_all()?;
+    Ok(file)
+}
+
+/// `zgrid flist push`: upload the chunks the hub lacks, then the flist.
+pub async fn push(ctx: &Ctx, path: &Path, store: &Path, name: Option<String>, hub: HubUrl) -> Result<()> {
+    let client = signed(ctx, hub)?;
+    let name = match name {
+        Some(name) => name,
+        None => path.file_name().map(|n| n.to_string_lossy().into_owned()).context("give the flist a --name")?,
+    };
+    zgrid_types::hub::check_flist_name(&name).map_err(anyhow::Error::msg)?;
+    let ids = Flist::open(path)
+        .and_then(|f| f.chunk_ids())
+        .with_context(|| format!("cannot read the flist {}", path.display()))?;
+    let ids: Vec<String> = ids.iter().map(hex::encode).collect();
+    let missing = client.missing(&ids).await?;
+    let total = missing.len();
+    if !ctx.json {
+        eprintln!("{} chunks referenced, {total} not on {} yet", ids.len(), client.url());
+    }
+    let store = DirStore::new(store);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let sent = std::sync::atomic::AtomicU64::new(0);
+    futures::stream::iter(missing)
+        .map(|id| {
+            let (client, store, done, sent) = (&client, &store, &done, &sent);
+            async move {
+                let hash: zgrid_flist::chunk::Hash =
+                    hex::decode(&id).ok().and_then(|b| b.try_into().ok()).context("the hub named a bad chunk id")?;
+                let bytes = store.get(&hash).with_context(|| format!("chunk {id} is not in the store"))?;
+                sent.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                client.put_chunk(&id, bytes).await.with_context(|| format!("cannot upload chunk {id}"))?;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if !ctx.json && (n % 50 == 0 || n == total) {
+                    eprintln!("  uploaded {n}/{total} chunks");
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect::<()>()
+        .await?;
+    let stored = client.put_flist(&name, path).await.context("cannot store the flist")?;
+    let stored = Stored { new_chunks: total as u64, new_bytes: sent.into_inner(), ..stored };
+    print_stored(ctx, &client, &stored)
+}

@@ -1,0 +1,308 @@
+//! The hub's HTTP API.
+//!
+//! Public, read-only:
+//! - `GET /chunks/{id}`: a chunk's stored bytes, immutable (cache forever);
+//! - `GET /objects/{hash}`: an flist by its address, immutable;
+//! - `GET /flists/{owner}/{name}`: the flist a name points at now (revalidate; its address is
+//!   in `X-Zgrid-Flist-Hash` and the `ETag`);
+//! - `GET /api/v1/flists`, `/api/v1/flists/{owner}`, `/api/v1/flists/{owner}/{name}`: listings;
+//! - `POST /api/v1/chunks/missing`: which of some chunks the hub lacks;
+//! - `GET /api/v1/stats`, `GET /health`.
+//!
+//! Signed (`Authorization: Zgrid ...` over the body's hash); `{owner}` must be the signer:
+//! - `PUT /api/v1/chunks/{id}`: store a chunk (its bytes must hash to `id`; any signer);
+//! - `PUT /api/v1/flists/{owner}/{name}`: store an flist whose chunks are all on the hub;
+//! - `POST /api/v1/flists/{owner}/{name}/import`: turn a tar(.gz), OCI image layout (tar) or
+//!   `docker save` archive into an flist;
+//! - `POST /api/v1/flists/{owner}/{name}/merge`: one flist of several;
+//! - `DELETE /api/v1/flists/{owner}/{name}`.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use zgrid_flist::PackSummary;
+use zgrid_types::PublicKey;
+use zgrid_types::hub::{FlistInfo, HubStats, MAX_MISSING_QUERY, MergeRequest, MissingQuery, Stored, is_hash};
+
+use crate::auth::{Upload, receive};
+use crate::error::Refusal;
+use crate::store::StoreError;
+use crate::{Hub, Inner};
+
+/// Chunks and flists by hash never change.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The hub's routes.
+pub fn app(hub: Hub) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/chunks/{id}", get(chunk))
+        .route("/objects/{file}", get(object))
+        .route("/flists/{owner}/{name}", get(named_flist))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/chunks/missing", post(missing))
+        .route("/api/v1/chunks/{id}", put(put_chunk))
+        .route("/api/v1/flists", get(repositories))
+        .route("/api/v1/flists/{owner}", get(list))
+        .route("/api/v1/flists/{owner}/{name}", get(info).put(put_flist).delete(delete_flist))
+        .route("/api/v1/flists/{owner}/{name}/import", post(import))
+        .route("/api/v1/flists/{owner}/{name}/merge", post(merge))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(hub)
+}
+
+type Answer<T> = Result<T, Refusal>;
+
+fn owner_key(owner: &str) -> Answer<PublicKey> {
+    owner.parse().map_err(|_| Refusal::not_found(format!("{owner:?} is not a namespace: namespaces are public keys")))
+}
+
+fn flist_name(name: &str) -> Answer<()> {
+    zgrid_types::hub::check_flist_name(name).map_err(Refusal::bad_request)
+}
+
+fn hash_param(id: &str) -> Answer<zgrid_flist::chunk::Hash> {
+    let bytes = hex::decode(id).ok().filter(|_| is_hash(id));
+    bytes
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Refusal::bad_request(format!("{id:?} is not a 64-digit lowercase hex hash")))
+}
+
+/// Run blocking storage work off the async workers.
+async fn blocking<T: Send + 'static>(hub: &Hub, work: impl FnOnce(&Inner) -> Answer<T> + Send + 'static) -> Answer<T> {
+    let hub = hub.clone();
+    tokio::task::spawn_blocking(move || work(&hub.inner))
+        .await
+        .map_err(|e| Refusal::internal("a storage task failed", e))?
+}
+
+fn bytes_response(bytes: Vec<u8>, cache: &'static str, extra: HeaderMap) -> Response {
+    let mut resp = (StatusCode::OK, extra, bytes).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    resp
+}
+
+async fn chunk(State(hub): State<Hub>, Path(id): Path<String>) -> Answer<Response> {
+    let hash = hash_param(&id)?;
+    let bytes = match tokio::fs::read(hub.inner.repos.chunks().path(&hash)).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Refusal::not_found(format!("no chunk {id} on this hub")));
+        }
+        Err(e) => return Err(Refusal::internal("cannot read a chunk", e)),
+    };
+    let stats = &hub.inner.stats;
+    stats.chunks_served.fetch_add(1, Ordering::Relaxed);
+    stats.chunk_bytes_served.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let mut extra = HeaderMap::new();
+    extra.insert(header::ETAG, HeaderValue::from_str(&format!("\"{id}\"")).expect("hex is a header value"));
+    Ok(bytes_response(bytes, IMMUTABLE, extra))
+}
+
+async fn serve_flist(hub: &Hub, hash: &str, cache: &'static str) -> Answer<Response> {
+    let bytes = tokio::fs::read(hub.inner.repos.object(hash))
+        .await
+        .map_err(|e| Refusal::internal("cannot read a stored flist", e))?;
+    hub.inner.stats.flists_served.fetch_add(1, Ordering::Relaxed);
+    let mut extra = HeaderMap::new();
+    let value = HeaderValue::from_str(hash).expect("hex is a header value");
+    extra.insert("x-zgrid-flist-hash", value);
+    extra.insert(header::ETAG, HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a header value"));
+    Ok(bytes_response(bytes, cache, extra))
+}
+
+async fn object(State(hub): State<Hub>, Path(file): Path<String>) -> Answer<Response> {
+    let hash = file.strip_suffix(".flist").unwrap_or(&file);
+    hash_param(hash)?;
+    if !hub.inner.repos.object(hash).exists() {
+        return Err(Refusal::not_found(format!("no flist {hash} on this hub")));
+    }
+    serve_flist(&hub, hash, IMMUTABLE).await
+}
+
+async fn named_flist(State(hub): State<Hub>, Path((owner, name)): Path<(String, String)>) -> Answer<Response> {
+    let info = lookup(&hub, owner, name).await?;
+    serve_flist(&hub, &info.hash, "no-cache").await
+}
+
+async fn lookup(hub: &Hub, owner: String, name: String) -> Answer<FlistInfo> {
+    owner_key(&owner)?;
+    flist_name(&name)?;
+    blocking(hub, move |inner| {
+        inner.repos.get(&owner, &name).map_err(|e| Refusal::internal("cannot read a name", e))?.ok_or_else(|| {
+            Refusal::not_found(format!("no flist {name} in namespace {owner}; `zgrid hub ls {owner}` lists them"))
+        })
+    })
+    .await
+}
+
+async fn info(State(hub): State<Hub>, Path((owner, name)): Path<(String, String)>) -> Answer<Json<FlistInfo>> {
+    lookup(&hub, owner, name).await.map(Json)
+}
+
+async fn stats(State(hub): State<Hub>) -> Json<HubStats> {
+    let s = &hub.inner.stats;
+    Json(HubStats {
+        chunks_served: s.chunks_served.load(Ordering::Relaxed),
+        chunk_bytes_served: s.chunk_bytes_served.load(Ordering::Relaxed),
+        flists_served: s.flists_served.load(Ordering::Relaxed),
+        chunks_received: s.chunks_received.load(Ordering::Relaxed),
+    })
+}
+
+async fn missing(State(hub): State<Hub>, Json(query): Json<MissingQuery>) -> Answer<Json<MissingQuery>> {
+    if query.chunks.len() > MAX_MISSING_QUERY {
+        return Err(Refusal::bad_request(format!("ask about at most {MAX_MISSING_QUERY} chunks at a time")));
+    }
+    let ids = query.chunks.iter().map(|id| hash_param(id)).collect::<Answer<Vec<_>>>()?;
+    blocking(&hub, move |inner| {
+        let chunks = ids.iter().filter(|id| !inner.repos.chunks().has(id)).map(hex::encode).collect();
+        Ok(Json(MissingQuery { chunks }))
+    })
+    .await
+}
+
+async fn put_chunk(State(hub): State<Hub>, Path(id): Path<String>, req: Request) -> Answer<StatusCode> {
+    let hash = hash_param(&id)?;
+    let (parts, body) = req.into_parts();
+    let limit = hub.inner.config.max_chunk_bytes as u64;
+    let (_, upload) = receive(&hub.inner.auth, &parts, body, limit, None).await?;
+    let Upload::Memory(bytes) = upload else { unreachable!("chunks are received in memory") };
+    if blake3::hash(&bytes).as_bytes() != &hash {
+        return Err(Refusal::bad_request(format!(
+            "the body does not hash to {id}: a chunk is named by the BLAKE3 hash of its stored bytes"
+        )));
+    }
+    let new = blocking(&hub, move |inner| {
+        inner.repos.chunks().put(&hash, &bytes).map_err(|e| Refusal::internal("cannot store a chunk", e))
+    })
+    .await?;
+    if new {
+        hub.inner.stats.chunks_received.fetch_add(1, Ordering::Relaxed);
+        Ok(StatusCode::CREATED)
+    } else {
+        Ok(StatusCode::OK)
+    }
+}
+
+/// The signer must own the namespace it writes to.
+fn check_owner(owner: &str, signer: &PublicKey) -> Answer<()> {
+    if owner != signer.to_string() {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("you ({signer}) may only write to your own namespace, not {owner}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Receive an upload signed by `owner` to a spool file.
+async fn spooled(hub: &Hub, owner: &str, req: Request, limit: u64) -> Answer<tempfile::NamedTempFile> {
+    let (parts, body) = req.into_parts();
+    let spool = hub.inner.repos.spool();
+    let (key, upload) = receive(&hub.inner.auth, &parts, body, limit, Some(&spool)).await?;
+    check_owner(owner, &key)?;
+    let Upload::File(file) = upload else { unreachable!("spooled uploads go to a file") };
+    Ok(file)
+}
+
+fn stored(inner: &Inner, owner: &str, name: &str, file: &std::path::Path, summary: PackSummary) -> Answer<Stored> {
+    let flist = inner.repos.put_flist(owner, name, file).map_err(|e| match e {
+        StoreError::Io(e) => Refusal::internal("cannot store an flist", e),
+        other => Refusal::new(StatusCode::CONFLICT, other.to_string()),
+    })?;
+    tracing::info!(owner, name, hash = %flist.hash, new_chunks = summary.new_chunks, "flist stored");
+    Ok(Stored { flist, new_chunks: summary.new_chunks, new_bytes: summary.new_bytes })
+}
+
+async fn put_flist(
+    State(hub): State<Hub>,
+    Path((owner, name)): Path<(String, String)>,
+    req: Request,
+) -> Answer<Json<Stored>> {
+    flist_name(&name)?;
+    let file = spooled(&hub, &owner, req, hub.inner.config.max_flist_bytes).await?;
+    blocking(&hub, move |inner| stored(inner, &owner, &name, file.path(), PackSummary::default()).map(Json)).await
+}
+
+async fn import(
+    State(hub): State<Hub>,
+    Path((owner, name)): Path<(String, String)>,
+    req: Request,
+) -> Answer<Json<Stored>> {
+    flist_name(&name)?;
+    let archive = spooled(&hub, &owner, req, hub.inner.config.max_import_bytes).await?;
+    blocking(&hub, move |inner| {
+        let out = tempfile::NamedTempFile::new_in(inner.repos.spool())
+            .map_err(|e| Refusal::internal("cannot create a spool file", e))?;
+        let summary = zgrid_flist::import(archive.path(), inner.repos.chunks(), out.path())
+            .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, format!("cannot import the archive: {e}")))?;
+        stored(inner, &owner, &name, out.path(), summary).map(Json)
+    })
+    .await
+}
+
+async fn merge(
+    State(hub): State<Hub>,
+    Path((owner, name)): Path<(String, String)>,
+    req: Request,
+) -> Answer<Json<Stored>> {
+    flist_name(&name)?;
+    let body = spooled(&hub, &owner, req, 1 << 20).await?;
+    let request: MergeRequest = serde_json::from_slice(&std::fs::read(body.path()).unwrap_or_default())
+        .map_err(|e| Refusal::bad_request(format!("expected {{\"sources\": [\"<owner>/<name>\", ...]}}: {e}")))?;
+    if request.sources.len() < 2 {
+        return Err(Refusal::bad_request("merge needs at least two sources"));
+    }
+    let mut sources: Vec<PathBuf> = Vec::new();
+    for source in &request.sources {
+        let (owner, source_name) = source
+            .split_once('/')
+            .ok_or_else(|| Refusal::bad_request(format!("source {source:?}: write it as <owner>/<name>")))?;
+        let info = lookup(&hub, owner.to_owned(), source_name.to_owned()).await?;
+        sources.push(hub.inner.repos.object(&info.hash));
+    }
+    blocking(&hub, move |inner| {
+        let out = tempfile::NamedTempFile::new_in(inner.repos.spool())
+            .map_err(|e| Refusal::internal("cannot create a spool file", e))?;
+        zgrid_flist::merge(&sources, out.path())
+            .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, format!("cannot merge: {e}")))?;
+        stored(inner, &owner, &name, out.path(), PackSummary::default()).map(Json)
+    })
+    .await
+}
+
+async fn delete_flist(
+    State(hub): State<Hub>,
+    Path((owner, name)): Path<(String, String)>,
+    req: Request,
+) -> Answer<StatusCode> {
+    flist_name(&name)?;
+    let (parts, body) = req.into_parts();
+    let (key, _) = receive(&hub.inner.auth, &parts, body, 0, None).await?;
+    check_owner(&owner, &key)?;
+    blocking(&hub, move |inner| match inner.repos.remove(&owner, &name) {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(Refusal::not_found(format!("no flist {name} in your namespace"))),
+        Err(e) => Err(Refusal::internal("cannot remove a name", e)),
+    })
+    .await
+}
+
+async fn repositories(State(hub): State<Hub>) -> Answer<Json<Vec<zgrid_types::hub::Repository>>> {
+    blocking(&hub, |inner| inner.repos.repositories().map(Json).map_err(|e| Refusal::internal("cannot list", e))).await
+}
+
+async fn list(State(hub): State<Hub>, Path(owner): Path<String>) -> Answer<Json<Vec<FlistInfo>>> {
+    owner_key(&owner)?;
+    blocking(&hub, move |inner| inner.repos.list(&owner).map(Json).map_err(|e| Refusal::internal("cannot list", e)))
+        .await
+}
