@@ -73,6 +73,13 @@ pub enum Command {
     /// The node's flist mount service (the node agent starts it).
     #[command(hide = true)]
     FlistMounts(MountServiceArgs),
+    /// Start a whole grid on this machine (explorer, hub, node agents each in a network
+    /// namespace), or repair it; point this CLI at it. Root.
+    Up(UpArgs),
+    /// Stop the grid `zgrid up` started and remove everything it made.
+    Down(GridDir),
+    /// Show what runs of the grid `zgrid up` started.
+    Status(GridDir),
     /// Run a hub, or use one: list, import, merge and remove flists.
     #[command(subcommand)]
     Hub(HubCommand),
@@ -388,9 +395,9 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Set a value: `explorer URL` or `identity NAME`.
+    /// Set a value: `explorer URL`, `hub URL` or `identity NAME`.
     Set {
-        /// The key: explorer or identity.
+        /// The key: explorer, hub or identity.
         key: String,
         /// The value.
         value: String,
@@ -483,6 +490,23 @@ pub struct NodeArgs {
     /// Most MiB of image chunks the node keeps cached (least recently used go first).
     #[arg(long, default_value_t = 10240)]
     pub flist_cache_mib: u64,
+}
+
+/// Where the local grid lives.
+#[derive(Debug, Args)]
+pub struct GridDir {
+    /// The grid's directory.
+    #[arg(long, default_value = zgrid_devnet::local::DEFAULT_DIR, env = "ZGRID_GRID_DIR")]
+    pub dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Node agents to run (a running grid with fewer gets more; none are removed).
+    #[arg(long, default_value_t = 2)]
+    pub nodes: u32,
+    #[command(flatten)]
+    pub grid: GridDir,
 }
 
 #[derive(Debug, Args)]
@@ -646,6 +670,25 @@ pub enum BenchCommand {
         /// Seconds each iperf3 run lasts.
         #[arg(long, default_value_t = 10)]
         seconds: u32,
+    },
+    /// Cold time-to-ready of a container from an flist on a hub (chunks fetched lazily) against
+    /// the same image downloaded whole as a .tar.gz and unpacked, and the hub's dedup over
+    /// successive versions of an image, on a devnet. Root; needs debootstrap and curl.
+    Flist {
+        /// Runs, each on a new node (empty caches).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// MiB of incompressible data added to the image, in a file the start does not read.
+        #[arg(long, default_value_t = 200)]
+        extra_mib: u64,
+        /// Root filesystem to start (it needs /usr/bin/python3). Default: Debian bookworm
+        /// minbase with python3-minimal, built once with debootstrap under /var/tmp/zgrid-bench.
+        #[arg(long)]
+        image: Option<std::path::PathBuf>,
+        /// Successive versions of an image to push for the dedup measurement. Default:
+        /// /var/tmp/zgrid-chunking/v1..v5 (made by scripts/chunking-images) when present.
+        #[arg(long, num_args = 1..)]
+        versions: Vec<std::path::PathBuf>,
     },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {

@@ -18,6 +18,7 @@
 
 mod devnet;
 mod image;
+pub mod local;
 mod node;
 mod process;
 mod underlay;

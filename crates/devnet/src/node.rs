@@ -2,7 +2,7 @@
 //! directory and cgroup parent.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -65,44 +65,20 @@ impl Node {
             .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
         let mut node = Self { id: String::new(), launch, child: None, netns };
         node.spawn()?;
-        let home = node.launch.state_dir.join("cli");
-        let farm = node.launch.farm.to_string();
-        let id = wait_for(REGISTER_LIMIT, || {
-            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("the node agent exited ({status}):\n{}", node.log());
+        let (launch, child) = (&node.launch, &mut node.child);
+        let id = wait_registered(launch, || match child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            Some(status) => {
+                let log = std::fs::read_to_string(launch.state_dir.join("agent.log")).unwrap_or_default();
+                bail!("the node agent exited ({status}):\n{log}")
             }
-            let Ok(key) = std::fs::read_to_string(node.launch.state_dir.join("node.key")) else { return Ok(None) };
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(key.trim(), &mut seed).context("node.key")?;
-            let id = zgrid_types::Keypair::from_seed(&seed).public().to_string();
-            let nodes = cli_json(&node.launch.zgrid, &home, &node.launch.explorer, &["nodes", "--farm", &farm])?;
-            let listed = nodes["items"].as_array().is_some_and(|all| all.iter().any(|n| n["node_id"] == id.as_str()));
-            Ok(listed.then_some(id))
-        })?;
-        node.id =
-            id.with_context(|| format!("the node did not register within {REGISTER_LIMIT:?}:\n{}", node.log()))?;
+            None => Ok(()),
+        });
+        node.id = id?;
         Ok(node)
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let l = &self.launch;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
-        let mut command = self.netns.command(&l.zgrid);
-        command
-            .args(["node", "--farm", &l.farm.to_string(), "--state-dir"])
-            .arg(&l.state_dir)
-            .args(["--cgroup-parent", &l.cgroup_parent, "--hostname", &l.hostname])
-            .args(["--step-timeout", &l.options.step_timeout.as_secs().max(1).to_string()])
-            .args(["--api-listen", &format!("{}:{API_PORT}", self.netns.address())]);
-        if l.options.public {
-            command.args(["--public-endpoint", &self.netns.address().to_string()]);
-        }
-        let child = command
-            .env("ZGRID_EXPLORER", &l.explorer)
-            .env("ZGRID_LOG", &l.log_level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
+        let child = agent_command(&self.launch, &self.netns.path(), self.netns.address())?
             .spawn()
             .context("cannot start the node agent (is nsenter from util-linux installed?)")?;
         self.child = Some(child);
@@ -177,59 +153,107 @@ impl Node {
         let key = zgrid_node::identity::load_or_create(&self.launch.state_dir)?;
         Ok(Networks::new(self.launch.state_dir.join("networks"), key, DEFAULT_PORTS)?)
     }
+}
 
-    /// Remove every container, volume and network of this node, its cgroup parents, and, when
-    /// nothing is mounted under it any more, its state directory.
-    fn clean(&self) -> Result<()> {
-        if self.runtime_dir().exists() {
-            let runtime = self.runtime()?.with_stop_grace(Duration::ZERO);
-            let networks = self.networks()?;
-            let (containers, volumes) = (runtime.list()?, runtime.list_volumes()?);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                    rt.block_on(async {
-                        let removals = containers.iter().map(|id| runtime.remove(id));
-                        for result in futures::future::join_all(removals).await {
-                            result?;
-                        }
-                        for id in &volumes {
-                            runtime.remove_volume(id).await?;
-                        }
-                        for id in containers.iter().filter_map(|id| id.parse().ok()) {
-                            networks.detach(&id).await?;
-                        }
-                        for id in networks.list()? {
-                            networks.remove(&id).await?;
-                        }
-                        anyhow::Ok(())
-                    })
-                })
-                .join()
-                .map_err(|_| anyhow::anyhow!("container cleanup panicked"))?
-            })?;
-        }
-        zgrid_node::flist::FlistImages::stop_service(&self.launch.state_dir.join("flist"));
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(hierarchy.path().join(&self.launch.cgroup_parent));
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
-        let state = self.launch.state_dir.to_string_lossy();
-        if mounts.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&*state)) {
-            bail!("mounts remain under {state}; not removing it");
-        }
-        std::fs::remove_dir_all(&self.launch.state_dir).or_else(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Ok(()),
-            _ => Err(e),
-        })?;
-        Ok(())
+/// The `zgrid node` command for `launch` in the namespace at `netns` whose underlay address is
+/// `address` (API on it, and the public endpoint when the node has one); it logs to
+/// `<state>/agent.log`.
+pub(crate) fn agent_command(launch: &Launch, netns: &Path, address: std::net::Ipv4Addr) -> Result<Command> {
+    let l = launch;
+    std::fs::create_dir_all(&l.state_dir).with_context(|| format!("cannot create {}", l.state_dir.display()))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(l.state_dir.join("agent.log"))?;
+    let mut command = crate::underlay::nsenter(netns, &l.zgrid);
+    command
+        .args(["node", "--farm", &l.farm.to_string(), "--state-dir"])
+        .arg(&l.state_dir)
+        .args(["--cgroup-parent", &l.cgroup_parent, "--hostname", &l.hostname])
+        .args(["--step-timeout", &l.options.step_timeout.as_secs().max(1).to_string()])
+        .args(["--api-listen", &format!("{address}:{API_PORT}")]);
+    if l.options.public {
+        command.args(["--public-endpoint", &address.to_string()]);
     }
+    command
+        .env("ZGRID_EXPLORER", &l.explorer)
+        .env("ZGRID_LOG", &l.log_level)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    Ok(command)
+}
+
+/// Wait until the node of `launch` is listed by the explorer (its key appears in its state
+/// directory first); `exited` fails when the agent is gone. Returns the node id.
+pub(crate) fn wait_registered(launch: &Launch, mut exited: impl FnMut() -> Result<()>) -> Result<String> {
+    let home = launch.state_dir.join("cli");
+    let farm = launch.farm.to_string();
+    let log = launch.state_dir.join("agent.log");
+    let id = wait_for(REGISTER_LIMIT, || {
+        exited()?;
+        let Ok(key) = std::fs::read_to_string(launch.state_dir.join("node.key")) else { return Ok(None) };
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(key.trim(), &mut seed).context("node.key")?;
+        let id = zgrid_types::Keypair::from_seed(&seed).public().to_string();
+        let nodes = cli_json(&launch.zgrid, &home, &launch.explorer, &["nodes", "--farm", &farm])?;
+        let listed = nodes["items"].as_array().is_some_and(|all| all.iter().any(|n| n["node_id"] == id.as_str()));
+        Ok(listed.then_some(id))
+    })?;
+    id.with_context(|| format!("the node did not register within {REGISTER_LIMIT:?}; see {}", log.display()))
+}
+
+/// Remove every container, volume and network of the node with state in `state_dir`, its
+/// image mounts and their service, its cgroup parents, and, when nothing is mounted under it
+/// any more, its state directory. The agent must be stopped first.
+pub(crate) fn clean_node(state_dir: &Path, cgroup_parent: &str) -> Result<()> {
+    let runtime_dir = state_dir.join("runtime");
+    if runtime_dir.exists() {
+        let runtime = Runtime::new(&runtime_dir, cgroup_parent)?.with_stop_grace(Duration::ZERO);
+        let key = zgrid_node::identity::load_or_create(state_dir)?;
+        let networks = Networks::new(state_dir.join("networks"), key, DEFAULT_PORTS)?;
+        let (containers, volumes) = (runtime.list()?, runtime.list_volumes()?);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async {
+                    let removals = containers.iter().map(|id| runtime.remove(id));
+                    for result in futures::future::join_all(removals).await {
+                        result?;
+                    }
+                    for id in &volumes {
+                        runtime.remove_volume(id).await?;
+                    }
+                    for id in containers.iter().filter_map(|id| id.parse().ok()) {
+                        networks.detach(&id).await?;
+                    }
+                    for id in networks.list()? {
+                        networks.remove(&id).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("container cleanup panicked"))?
+        })?;
+    }
+    zgrid_node::flist::FlistImages::stop_service(&state_dir.join("flist"));
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(cgroup_parent));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let state = state_dir.to_string_lossy();
+    if mounts.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&*state)) {
+        bail!("mounts remain under {state}; not removing it");
+    }
+    std::fs::remove_dir_all(state_dir).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(e),
+    })?;
+    Ok(())
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
-        if let Err(e) = self.clean() {
+        if let Err(e) = clean_node(&self.launch.state_dir, &self.launch.cgroup_parent) {
             eprintln!("devnet: cleaning up node {}: {e:#}", self.id);
         }
     }

@@ -33,24 +33,10 @@ impl Underlay {
         {
             bail!("underlay prefix {prefix:?}: use 1 to 8 characters of [a-z0-9]");
         }
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK_FILE)
-            .with_context(|| format!("cannot open {LOCK_FILE}"))?;
-        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {LOCK_FILE}: {e}"))?;
-        let used = ip(&["-4", "-o", "addr", "show"])? + &ip(&["-4", "route", "show", "table", "all"])?;
-        let net = (0..1000)
-            .map(|_| [10, 200 + rand::random_range(0..8u8), rand::random()])
-            .find(|n| !used.contains(&format!("{}.{}.{}.", n[0], n[1], n[2])))
-            .context("no free /24 in 10.200.0.0/13 for the underlay")?;
+        let net = free_net()?;
         let underlay =
             Self { prefix: prefix.to_owned(), bridge: format!("{prefix}br"), net, next_host: AtomicU8::new(2) };
-        ip(&["link", "add", &underlay.bridge, "type", "bridge"])?;
-        ip(&["addr", "add", &format!("{}/24", underlay.gateway()), "dev", &underlay.bridge])?;
-        ip(&["link", "set", &underlay.bridge, "up"])?;
+        make_bridge(&underlay.bridge, underlay.gateway())?;
         Ok(Arc::new(underlay))
     }
 
@@ -78,13 +64,7 @@ impl Underlay {
             address,
             underlay: self.clone(),
         };
-        ip(&["netns", "add", &netns.name])?;
-        ip(&["link", "add", &netns.veth, "type", "veth", "peer", "name", "eth0", "netns", &netns.name])?;
-        ip(&["link", "set", &netns.veth, "master", &self.bridge, "up"])?;
-        netns.ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
-        netns.ip(&["link", "set", "eth0", "up"])?;
-        netns.ip(&["link", "set", "lo", "up"])?;
-        netns.ip(&["route", "add", "default", "via", &self.gateway().to_string()])?;
+        attach_netns(&netns.name, &netns.veth, address, &self.bridge, self.gateway())?;
         Ok(netns)
     }
 }
@@ -143,19 +123,64 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Processes still inside (a test's helper daemon) would keep the namespace alive.
-        for pid in ip(&["netns", "pids", &self.name]).unwrap_or_default().split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-        // The veth goes with the namespace; deleting it first also works while a process
-        // still holds the namespace open.
-        let _ = ip(&["link", "del", &self.veth]);
-        if let Err(e) = ip(&["netns", "del", &self.name]) {
-            eprintln!("devnet: cannot remove network namespace {}: {e:#}", self.name);
+        if let Err(e) = remove_netns(&self.name, &self.veth) {
+            eprintln!("devnet: {e:#}");
         }
     }
+}
+
+/// A /24 of 10.200.0.0/13 that no interface or route of this machine uses (chosen under a
+/// lock shared by every devnet on the machine; the caller creates its bridge at once).
+pub(crate) fn free_net() -> Result<[u8; 3]> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .with_context(|| format!("cannot open {LOCK_FILE}"))?;
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {LOCK_FILE}: {e}"))?;
+    let used = ip(&["-4", "-o", "addr", "show"])? + &ip(&["-4", "route", "show", "table", "all"])?;
+    (0..1000)
+        .map(|_| [10, 200 + rand::random_range(0..8u8), rand::random()])
+        .find(|n| !used.contains(&format!("{}.{}.{}.", n[0], n[1], n[2])))
+        .context("no free /24 in 10.200.0.0/13 for the underlay")
+}
+
+/// Create bridge `bridge` holding `gateway`/24, up.
+pub(crate) fn make_bridge(bridge: &str, gateway: Ipv4Addr) -> Result<()> {
+    ip(&["link", "add", bridge, "type", "bridge"])?;
+    ip(&["addr", "add", &format!("{gateway}/24"), "dev", bridge])?;
+    ip(&["link", "set", bridge, "up"])?;
+    Ok(())
+}
+
+/// Create network namespace `name` attached to `bridge` by veth `veth` (`eth0` inside, with
+/// `address`/24), `lo` up and a default route through `gateway`.
+pub(crate) fn attach_netns(name: &str, veth: &str, address: Ipv4Addr, bridge: &str, gateway: Ipv4Addr) -> Result<()> {
+    ip(&["netns", "add", name])?;
+    ip(&["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name])?;
+    ip(&["link", "set", veth, "master", bridge, "up"])?;
+    let inside = |args: &[&str]| ip(&[&["-n", name], args].concat());
+    inside(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
+    inside(&["link", "set", "eth0", "up"])?;
+    inside(&["link", "set", "lo", "up"])?;
+    inside(&["route", "add", "default", "via", &gateway.to_string()])?;
+    Ok(())
+}
+
+/// Kill every process in namespace `name` (they would keep it alive), then delete its veth
+/// `veth` and the namespace.
+pub(crate) fn remove_netns(name: &str, veth: &str) -> Result<()> {
+    for pid in ip(&["netns", "pids", name]).unwrap_or_default().split_whitespace() {
+        if let Ok(pid) = pid.parse::<i32>() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    // The veth goes with the namespace; deleting it first also works while a process still
+    // holds the namespace open.
+    let _ = ip(&["link", "del", veth]);
+    ip(&["netns", "del", name]).map(drop).with_context(|| format!("cannot remove network namespace {name}"))
 }
 
 /// `program` to be run inside the network namespace pinned at `netns` (network only), with
@@ -167,7 +192,7 @@ pub fn nsenter(netns: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// Run `ip args…`, returning its output, or an error with what it printed.
-fn ip(args: &[&str]) -> Result<String> {
+pub(crate) fn ip(args: &[&str]) -> Result<String> {
     let out = Command::new("ip").args(args).output().context("cannot run `ip`; install iproute2")?;
     if !out.status.success() {
         bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());

@@ -1,15 +1,18 @@
-//! Signed uploads: the body is received (to memory or to a file) while it is hashed, then the
-//! `Authorization` signature is checked over method, path, timestamp, nonce and that hash; the
-//! timestamp must be within the window and the nonce unused. Nonces live in memory, so requests
-//! signed before this hub process started are refused: none can be replayed across a restart.
+//! Signed uploads. Before the body is read, the `Authorization` header must parse, its
+//! timestamp be within the window and its key own the namespace written to; the body is then
+//! received (to memory or to a file) while it is hashed, and the signature checked over method,
+//! path, timestamp, nonce and that hash. A nonce is used once: used nonces are kept, with when
+//! they may be forgotten, in memory and in an append-only file, so a restarted hub still knows
+//! them.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use axum::body::Body;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use futures::StreamExt;
 use zgrid_types::PublicKey;
 use zgrid_types::auth::{AuthError, RequestAuth};
@@ -19,18 +22,40 @@ use crate::error::Refusal;
 /// Nonces seen within the window, with when they may be forgotten.
 pub struct Nonces {
     window: i64,
-    started: i64,
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<Seen>,
+}
+
+struct Seen {
+    /// `key/nonce` -> when it may be forgotten.
+    map: HashMap<String, i64>,
+    /// The same, one `<forget-at> <key/nonce>` line each.
+    file: std::fs::File,
+    path: PathBuf,
 }
 
 impl Nonces {
-    /// An empty set for a hub started now.
-    pub fn new(window: i64) -> Self {
-        Self { window, started: zgrid_types::unix_now(), seen: Mutex::new(HashMap::new()) }
+    /// The nonces recorded in `path` that are still within the window (the file is rewritten
+    /// with only those).
+    pub fn open(path: &Path, window: i64) -> std::io::Result<Self> {
+        let now = zgrid_types::unix_now();
+        let mut map = HashMap::new();
+        if let Ok(file) = std::fs::File::open(path) {
+            for line in std::io::BufReader::new(file).lines() {
+                let line = line?;
+                if let Some((at, key)) = line.split_once(' ')
+                    && let Ok(at) = at.parse::<i64>()
+                    && at >= now
+                {
+                    map.insert(key.to_owned(), at);
+                }
+            }
+        }
+        let file = rewrite(path, &map)?;
+        Ok(Self { window, seen: Mutex::new(Seen { map, file, path: path.to_owned() }) })
     }
 
-    /// Check `auth`'s time and claim its nonce.
-    fn claim(&self, auth: &RequestAuth) -> Result<(), Refusal> {
+    /// Check `auth`'s time (before anything is read).
+    fn check_time(&self, auth: &RequestAuth) -> Result<(), Refusal> {
         let now = zgrid_types::unix_now();
         if (auth.timestamp - now).abs() > self.window {
             return Err(Refusal::unauthorized(format!(
@@ -38,19 +63,41 @@ impl Nonces {
                 auth.timestamp, self.window
             )));
         }
-        if auth.timestamp < self.started {
-            return Err(Refusal::unauthorized("this request was signed before the hub started; sign it again"));
-        }
+        Ok(())
+    }
+
+    /// Claim `auth`'s nonce, durably.
+    fn claim(&self, auth: &RequestAuth) -> Result<(), Refusal> {
+        let now = zgrid_types::unix_now();
         let mut seen = self.seen.lock().expect("nonce lock");
-        if seen.len() > 100_000 {
-            seen.retain(|_, forget_at| *forget_at >= now);
-        }
         let key = format!("{}/{}", auth.key, auth.nonce);
-        if seen.insert(key, auth.timestamp + self.window).is_some() {
+        if seen.map.contains_key(&key) {
             return Err(Refusal::unauthorized("this request was already used (nonce seen before); sign a new one"));
+        }
+        let forget_at = auth.timestamp + self.window;
+        seen.map.insert(key.clone(), forget_at);
+        let written = writeln!(seen.file, "{forget_at} {key}").and_then(|()| seen.file.sync_data());
+        written.map_err(|e| Refusal::internal("cannot record a nonce", e))?;
+        if seen.map.len() > 100_000 {
+            seen.map.retain(|_, at| *at >= now);
+            let compacted =
+                rewrite(&seen.path, &seen.map).map_err(|e| Refusal::internal("cannot compact nonces", e))?;
+            seen.file = compacted;
         }
         Ok(())
     }
+}
+
+/// Write `map` to `path` (aside, then renamed) and open it for appending.
+fn rewrite(path: &Path, map: &HashMap<String, i64>) -> std::io::Result<std::fs::File> {
+    let tmp = path.with_extension("tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for (key, at) in map {
+        writeln!(out, "{at} {key}")?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::OpenOptions::new().append(true).open(path)
 }
 
 /// A signed body, kept in memory or spooled to a file.
@@ -62,13 +109,15 @@ pub enum Upload {
 }
 
 /// Receive the body of a signed request (at most `limit` bytes; to a file in `spool` when
-/// given) and check its signature and nonce. Returns the signer and the body.
+/// given) and check its signature and nonce; with `owner`, only that key may sign. Returns the
+/// signer and the body.
 pub async fn receive(
     nonces: &Nonces,
     parts: &Parts,
     body: Body,
     limit: u64,
-    spool: Option<&std::path::Path>,
+    spool: Option<&Path>,
+    owner: Option<&str>,
 ) -> Result<(PublicKey, Upload), Refusal> {
     let header = parts
         .headers
@@ -77,6 +126,15 @@ pub async fn receive(
         .to_str()
         .map_err(|_| Refusal::unauthorized("Authorization header is not ASCII"))?;
     let auth = RequestAuth::parse(header).map_err(|e| Refusal::unauthorized(e.to_string()))?;
+    nonces.check_time(&auth)?;
+    if let Some(owner) = owner
+        && owner != auth.key.to_string()
+    {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("you ({}) may only write to your own namespace, not {owner}", auth.key),
+        ));
+    }
     let mut hasher = blake3::Hasher::new();
     let mut upload = match spool {
         Some(dir) => Upload::File(
@@ -91,7 +149,7 @@ pub async fn receive(
         received += piece.len() as u64;
         if received > limit {
             return Err(Refusal::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than this hub's limit of {limit} bytes"),
             ));
         }

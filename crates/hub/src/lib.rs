@@ -79,7 +79,7 @@ impl Hub {
     /// Open (creating if needed) the hub's data directory.
     pub fn open(config: Config) -> std::io::Result<Self> {
         let repos = Repos::open(&config.data)?;
-        let auth = auth::Nonces::new(config.request_window_secs);
+        let auth = auth::Nonces::open(&config.data.join("nonces"), config.request_window_secs)?;
         Ok(Self { inner: Arc::new(Inner { config, repos, auth, stats: Counters::default() }) })
     }
 

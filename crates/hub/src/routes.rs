@@ -107,7 +107,21 @@ async fn chunk(State(hub): State<Hub>, Path(id): Path<String>) -> Answer<Respons
     Ok(bytes_response(bytes, IMMUTABLE, extra))
 }
 
-async fn serve_flist(hub: &Hub, hash: &str, cache: &'static str) -> Answer<Response> {
+/// Flist `hash`; a request that already has it (`If-None-Match` with its ETag) gets `304`.
+async fn serve_flist(hub: &Hub, hash: &str, cache: &'static str, request: &HeaderMap) -> Answer<Response> {
+    let etag = format!("\"{hash}\"");
+    let has_it = request.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == etag
+        })
+    });
+    if has_it {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a header value"));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        return Ok(resp);
+    }
     let bytes = tokio::fs::read(hub.inner.repos.object(hash))
         .await
         .map_err(|e| Refusal::internal("cannot read a stored flist", e))?;
@@ -115,22 +129,26 @@ async fn serve_flist(hub: &Hub, hash: &str, cache: &'static str) -> Answer<Respo
     let mut extra = HeaderMap::new();
     let value = HeaderValue::from_str(hash).expect("hex is a header value");
     extra.insert("x-zgrid-flist-hash", value);
-    extra.insert(header::ETAG, HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a header value"));
+    extra.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a header value"));
     Ok(bytes_response(bytes, cache, extra))
 }
 
-async fn object(State(hub): State<Hub>, Path(file): Path<String>) -> Answer<Response> {
+async fn object(State(hub): State<Hub>, Path(file): Path<String>, headers: HeaderMap) -> Answer<Response> {
     let hash = file.strip_suffix(".flist").unwrap_or(&file);
     hash_param(hash)?;
     if !hub.inner.repos.object(hash).exists() {
         return Err(Refusal::not_found(format!("no flist {hash} on this hub")));
     }
-    serve_flist(&hub, hash, IMMUTABLE).await
+    serve_flist(&hub, hash, IMMUTABLE, &headers).await
 }
 
-async fn named_flist(State(hub): State<Hub>, Path((owner, name)): Path<(String, String)>) -> Answer<Response> {
+async fn named_flist(
+    State(hub): State<Hub>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer<Response> {
     let info = lookup(&hub, owner, name).await?;
-    serve_flist(&hub, &info.hash, "no-cache").await
+    serve_flist(&hub, &info.hash, "no-cache", &headers).await
 }
 
 async fn lookup(hub: &Hub, owner: String, name: String) -> Answer<FlistInfo> {
@@ -174,7 +192,7 @@ async fn put_chunk(State(hub): State<Hub>, Path(id): Path<String>, req: Request)
     let hash = hash_param(&id)?;
     let (parts, body) = req.into_parts();
     let limit = hub.inner.config.max_chunk_bytes as u64;
-    let (_, upload) = receive(&hub.inner.auth, &parts, body, limit, None).await?;
+    let (_, upload) = receive(&hub.inner.auth, &parts, body, limit, None, None).await?;
     let Upload::Memory(bytes) = upload else { unreachable!("chunks are received in memory") };
     if blake3::hash(&bytes).as_bytes() != &hash {
         return Err(Refusal::bad_request(format!(
@@ -193,23 +211,11 @@ async fn put_chunk(State(hub): State<Hub>, Path(id): Path<String>, req: Request)
     }
 }
 
-/// The signer must own the namespace it writes to.
-fn check_owner(owner: &str, signer: &PublicKey) -> Answer<()> {
-    if owner != signer.to_string() {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            format!("you ({signer}) may only write to your own namespace, not {owner}"),
-        ));
-    }
-    Ok(())
-}
-
 /// Receive an upload signed by `owner` to a spool file.
 async fn spooled(hub: &Hub, owner: &str, req: Request, limit: u64) -> Answer<tempfile::NamedTempFile> {
     let (parts, body) = req.into_parts();
     let spool = hub.inner.repos.spool();
-    let (key, upload) = receive(&hub.inner.auth, &parts, body, limit, Some(&spool)).await?;
-    check_owner(owner, &key)?;
+    let (_, upload) = receive(&hub.inner.auth, &parts, body, limit, Some(&spool), Some(owner)).await?;
     let Upload::File(file) = upload else { unreachable!("spooled uploads go to a file") };
     Ok(file)
 }
@@ -217,7 +223,8 @@ async fn spooled(hub: &Hub, owner: &str, req: Request, limit: u64) -> Answer<tem
 fn stored(inner: &Inner, owner: &str, name: &str, file: &std::path::Path, summary: PackSummary) -> Answer<Stored> {
     let flist = inner.repos.put_flist(owner, name, file).map_err(|e| match e {
         StoreError::Io(e) => Refusal::internal("cannot store an flist", e),
-        other => Refusal::new(StatusCode::CONFLICT, other.to_string()),
+        e @ StoreError::NotAnFlist(_) => Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        e @ StoreError::MissingChunks { .. } => Refusal::new(StatusCode::CONFLICT, e.to_string()),
     })?;
     tracing::info!(owner, name, hash = %flist.hash, new_chunks = summary.new_chunks, "flist stored");
     Ok(Stored { flist, new_chunks: summary.new_chunks, new_bytes: summary.new_bytes })
@@ -287,8 +294,7 @@ async fn delete_flist(
 ) -> Answer<StatusCode> {
     flist_name(&name)?;
     let (parts, body) = req.into_parts();
-    let (key, _) = receive(&hub.inner.auth, &parts, body, 0, None).await?;
-    check_owner(&owner, &key)?;
+    receive(&hub.inner.auth, &parts, body, 0, None, Some(&owner)).await?;
     blocking(&hub, move |inner| match inner.repos.remove(&owner, &name) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(Refusal::not_found(format!("no flist {name} in your namespace"))),

@@ -140,7 +140,7 @@ impl Repos {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.root.join("names"))? {
             let entry = entry?;
-            let flists = std::fs::read_dir(entry.path())?.count() as u64;
+            let flists = records(&entry.path())?.len() as u64;
             if flists > 0 {
                 out.push(Repository { owner: entry.file_name().to_string_lossy().into_owned(), flists });
             }
@@ -152,17 +152,31 @@ impl Repos {
     /// `owner`'s flists, by name.
     pub fn list(&self, owner: &str) -> std::io::Result<Vec<FlistInfo>> {
         let dir = self.root.join("names").join(owner);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        let records = match records(&dir) {
+            Ok(records) => records,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();
-        for entry in entries {
-            let bytes = std::fs::read(entry?.path())?;
+        for record in records {
+            let bytes = std::fs::read(record)?;
             out.push(serde_json::from_slice::<FlistInfo>(&bytes).map_err(std::io::Error::other)?);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// The name records (`<name>.json`) in a namespace's directory, without the files being written
+/// aside there (`.tmp…`, half written, or left by a crash): names never start with a dot.
+fn records(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') && name.ends_with(".json") {
+            out.push(dir.join(&*name));
+        }
+    }
+    Ok(out)
 }

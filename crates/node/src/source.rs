@@ -1,7 +1,7 @@
-//! Where a container's root filesystem comes from. Until lazily loaded flists arrive, the
-//! `flist` field may name a directory on the node or a tar archive (`.tar`, `.tar.gz`, `.tgz`),
-//! as a path or a `file://` URL. Archives are unpacked once into the node's image directory,
-//! named by the hash of their contents, and shared by every container that uses them.
+//! Images on the node itself: besides flist URLs (mounted by [`crate::flist`]), a container's
+//! `flist` may name a directory on the node or a tar archive (`.tar`, `.tar.gz`, `.tgz`), as a
+//! path or a `file://` URL. Archives are unpacked once into the node's image directory, named
+//! by the hash of their contents, and shared by every container that uses them.
 
 use std::fs;
 use std::io::Read;
@@ -12,11 +12,6 @@ use crate::provision::ProvisionError;
 /// The read-only root filesystem directory for `flist`, unpacking an archive if needed.
 pub fn resolve(flist: &str, images: &Path) -> Result<PathBuf, ProvisionError> {
     let permanent = |m: String| ProvisionError::Permanent(m);
-    if flist.starts_with("http://") || flist.starts_with("https://") {
-        return Err(permanent(format!(
-            "flist {flist}: fetching images from a hub is not supported by this node version yet; use a directory or tar archive on the node"
-        )));
-    }
     let path = PathBuf::from(flist.strip_prefix("file://").unwrap_or(flist));
     if !path.is_absolute() {
         return Err(permanent(format!("flist {flist:?}: give an absolute path or a file:// URL")));
@@ -92,11 +87,7 @@ mod tests {
     #[test]
     fn unusable_sources_are_permanent_errors_that_say_why() {
         let dir = tempfile::tempdir().unwrap();
-        for (flist, why) in [
-            ("https://hub.example/x.flist", "hub"),
-            ("relative/dir", "absolute"),
-            ("/nonexistent/zgrid-image", "No such file"),
-        ] {
+        for (flist, why) in [("relative/dir", "absolute"), ("/nonexistent/zgrid-image", "No such file")] {
             match resolve(flist, dir.path()) {
                 Err(ProvisionError::Permanent(m)) => assert!(m.contains(why), "{flist}: {m}"),
                 other => panic!("{flist}: {other:?}"),

@@ -238,5 +238,10 @@ async fn served_hash(flist: &str) -> Result<String> {
         bail!("flist {flist}: the server answered {}; check the URL (`zgrid hub ls me`)", resp.status());
     }
     let hash = resp.headers().get("x-zgrid-flist-hash").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if hash.is_empty() {
+        eprintln!(
+            "warning: {flist} does not say its hash (not a zgrid hub?); the node runs whatever it serves first. Pin it with --flist-hash (`zgrid flist inspect` prints it)"
+        );
+    }
     Ok(hash.to_owned())
 }

@@ -85,7 +85,8 @@ async fn ls(ctx: &Ctx, owner: Option<String>, hub: HubUrl) -> Result<()> {
     output::report(ctx.json, &flists, || output::table(&["NAME", "HASH", "BYTES", "URL"], &rows))
 }
 
-fn url(client: &HubClient, f: &FlistInfo) -> String {
+/// Where `f` downloads from.
+pub fn url(client: &HubClient, f: &FlistInfo) -> String {
     format!("{}{}", client.url().trim_end_matches('/'), f.path)
 }
 
@@ -118,22 +119,28 @@ pub async fn push(ctx: &Ctx, path: &Path, store: &Path, name: Option<String>, hu
         Some(name) => name,
         None => path.file_name().map(|n| n.to_string_lossy().into_owned()).context("give the flist a --name")?,
     };
-    zgrid_types::hub::check_flist_name(&name).map_err(anyhow::Error::msg)?;
+    let stored = upload(&client, path, &DirStore::new(store), &name, !ctx.json).await?;
+    print_stored(ctx, &client, &stored)
+}
+
+/// Upload the chunks of the flist at `path` that the hub lacks (from `store`), then the flist
+/// as `name`; with `verbose`, progress goes to stderr. What was stored, and where.
+pub async fn upload(client: &HubClient, path: &Path, store: &DirStore, name: &str, verbose: bool) -> Result<Stored> {
+    zgrid_types::hub::check_flist_name(name).map_err(anyhow::Error::msg)?;
     let ids = Flist::open(path)
         .and_then(|f| f.chunk_ids())
         .with_context(|| format!("cannot read the flist {}", path.display()))?;
     let ids: Vec<String> = ids.iter().map(hex::encode).collect();
     let missing = client.missing(&ids).await?;
     let total = missing.len();
-    if !ctx.json {
+    if verbose {
         eprintln!("{} chunks referenced, {total} not on {} yet", ids.len(), client.url());
     }
-    let store = DirStore::new(store);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let sent = std::sync::atomic::AtomicU64::new(0);
     futures::stream::iter(missing)
         .map(|id| {
-            let (client, store, done, sent) = (&client, &store, &done, &sent);
+            let (done, sent) = (&done, &sent);
             async move {
                 let hash: zgrid_flist::chunk::Hash =
                     hex::decode(&id).ok().and_then(|b| b.try_into().ok()).context("the hub named a bad chunk id")?;
@@ -141,7 +148,7 @@ pub async fn push(ctx: &Ctx, path: &Path, store: &Path, name: Option<String>, hu
                 sent.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 client.put_chunk(&id, bytes).await.with_context(|| format!("cannot upload chunk {id}"))?;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if !ctx.json && (n % 50 == 0 || n == total) {
+                if verbose && (n % 50 == 0 || n == total) {
                     eprintln!("  uploaded {n}/{total} chunks");
                 }
                 anyhow::Ok(())
@@ -150,7 +157,6 @@ pub async fn push(ctx: &Ctx, path: &Path, store: &Path, name: Option<String>, hu
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect::<()>()
         .await?;
-    let stored = client.put_flist(&name, path).await.context("cannot store the flist")?;
-    let stored = Stored { new_chunks: total as u64, new_bytes: sent.into_inner(), ..stored };
-    print_stored(ctx, &client, &stored)
+    let stored = client.put_flist(name, path).await.context("cannot store the flist")?;
+    Ok(Stored { new_chunks: total as u64, new_bytes: sent.into_inner(), ..stored })
 }

@@ -17,6 +17,7 @@ mod node;
 mod nodes;
 mod stats;
 mod submit;
+mod up;
 
 use anyhow::Result;
 
@@ -42,6 +43,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Node(a) => node::run(&ctx, a).await,
         Command::Flist(c) => flist::run(&ctx, c).await,
         Command::Hub(c) => hub::run(&ctx, c).await,
+        Command::Up(a) => up::up(&ctx, a).await,
+        Command::Down(a) => up::down(&ctx, a),
+        Command::Status(a) => up::status(&ctx, a),
         Command::FlistMounts(a) => node::mount_service(a),
         Command::Bench(c) => bench::run(&ctx, c).await,
     }

@@ -8,5 +8,6 @@ mod flist;
 mod hub;
 mod network;
 mod node;
+mod readme;
 mod redis;
 mod verbs;

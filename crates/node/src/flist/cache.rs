@@ -257,6 +257,11 @@ impl ChunkCache {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Barrier;
+    use std::time::SystemTime;
+
+    use zgrid_types::hub::HubStats;
+
     use super::*;
 
     #[test]
@@ -272,5 +277,210 @@ mod tests {
         index.remove(&b);
         assert_eq!(index.victim(15), Some(c));
         assert_eq!(index.total, 20);
+    }
+
+    /// A real hub on loopback, served from its own runtime thread (the cache's blocking client
+    /// must not run inside a runtime); stopped when dropped.
+    struct TestHub {
+        url: String,
+        data: tempfile::TempDir,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl TestHub {
+        fn start() -> Self {
+            let data = tempfile::tempdir().expect("tempdir");
+            let hub = zgrid_hub::Hub::open(zgrid_hub::Config::new(data.path())).expect("open the hub");
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.set_nonblocking(true).expect("non-blocking listener");
+            let url = format!("http://{}", listener.local_addr().expect("addr"));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    zgrid_hub::run(listener, hub, async { stopped.await.unwrap_or(()) }).await.expect("serve");
+                });
+            });
+            Self { url, data, stop: Some(stop), thread: Some(thread) }
+        }
+
+        /// The hub's own chunk store.
+        fn store(&self) -> DirStore {
+            DirStore::new(self.data.path().join("chunks"))
+        }
+
+        /// Store a chunk of `len` bytes made from `seed` on the hub; its id and bytes.
+        fn chunk(&self, seed: &str, len: usize) -> (Hash, Vec<u8>) {
+            let mut bytes = vec![0; len];
+            blake3::Hasher::new().update(seed.as_bytes()).finalize_xof().fill(&mut bytes);
+            let id = *blake3::hash(&bytes).as_bytes();
+            self.store().put(&id, &bytes).expect("store a chunk on the hub");
+            (id, bytes)
+        }
+
+        fn stats(&self) -> HubStats {
+            let resp = reqwest::blocking::get(format!("{}/api/v1/stats", self.url)).expect("stats");
+            resp.json().expect("stats json")
+        }
+    }
+
+    impl Drop for TestHub {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// Get chunk `id` through `cache` and check it is `bytes`.
+    fn get(cache: &ChunkCache, hub: &TestHub, (id, bytes): &(Hash, Vec<u8>)) {
+        let got = cache.get(&hub.url, id).unwrap_or_else(|e| panic!("get {}: {e}", hex::encode(id)));
+        assert_eq!(&*got, bytes.as_slice());
+    }
+
+    /// Which of `chunks` (by position) are in the cache's directory.
+    fn on_disk(cache: &ChunkCache, chunks: &[(Hash, Vec<u8>)]) -> Vec<usize> {
+        (0..chunks.len()).filter(|&i| cache.store.path(&chunks[i].0).exists()).collect()
+    }
+
+    #[test]
+    fn concurrent_gets_of_one_chunk_share_one_download() {
+        let hub = TestHub::start();
+        let (id, bytes) = hub.chunk("shared", 200_000);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        let start = Barrier::new(8);
+        let got: Vec<Arc<[u8]>> = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        cache.get(&hub.url, &id).expect("get")
+                    })
+                })
+                .collect();
+            readers.into_iter().map(|r| r.join().expect("reader")).collect()
+        });
+        assert!(got.iter().all(|g| **g == *bytes), "every reader gets the chunk's bytes");
+        let stats = hub.stats();
+        assert_eq!((stats.chunks_served, stats.chunk_bytes_served), (1, bytes.len() as u64), "one download");
+        assert_eq!(cache.downloaded(), bytes.len() as u64);
+        assert_eq!(cache.size(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn least_recently_used_chunks_are_evicted_and_fetched_again() {
+        let hub = TestHub::start();
+        let chunks: Vec<_> = (0..5).map(|i| hub.chunk(&format!("chunk {i}"), 1000)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 2500;
+        let cache = ChunkCache::open(dir.path(), limit).unwrap();
+        for (i, expect) in [
+            (0, vec![0]),
+            (1, vec![0, 1]),
+            (2, vec![1, 2]),
+            (1, vec![1, 2]), // cached: now more recent than 2
+            (3, vec![1, 3]),
+            (1, vec![1, 3]),
+            (4, vec![1, 4]),
+        ] {
+            get(&cache, &hub, &chunks[i]);
+            assert!(cache.size() <= limit, "after chunk {i}: {} bytes cached", cache.size());
+            assert_eq!(on_disk(&cache, &chunks), expect, "after chunk {i}");
+        }
+        assert_eq!(cache.size(), 2000);
+        assert_eq!(hub.stats().chunks_served, 5, "cached chunks are not downloaded again");
+
+        // An evicted chunk is downloaded again.
+        get(&cache, &hub, &chunks[0]);
+        assert_eq!(hub.stats().chunks_served, 6);
+        assert_eq!(on_disk(&cache, &chunks), [0, 4]);
+        assert_eq!(cache.downloaded(), 6000);
+    }
+
+    #[test]
+    fn reopening_indexes_the_directory_and_trims_it() {
+        let hub = TestHub::start();
+        let chunks: Vec<_> = (0..3).map(|i| hub.chunk(&format!("chunk {i}"), 1000)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            for chunk in &chunks {
+                get(&cache, &hub, chunk);
+            }
+            // Oldest files go first on reopening: chunk 1, then 2, then 0.
+            let now = SystemTime::now();
+            for (i, age) in [(1, 300), (2, 200), (0, 100)] {
+                let file = std::fs::File::options().write(true).open(cache.store.path(&chunks[i].0)).unwrap();
+                file.set_modified(now - Duration::from_secs(age)).unwrap();
+            }
+            // A download cut short.
+            let shard = cache.store.path(&chunks[0].0).parent().unwrap().to_owned();
+            std::fs::write(shard.join(".tmpHalf01"), b"half").unwrap();
+        }
+        assert_eq!(hub.stats().chunks_served, 3);
+
+        let cache = ChunkCache::open(dir.path(), 2500).unwrap();
+        assert_eq!(cache.size(), 2000);
+        assert_eq!(on_disk(&cache, &chunks), [0, 2], "the oldest is trimmed");
+        let shard = cache.store.path(&chunks[0].0).parent().unwrap().to_owned();
+        assert!(!shard.join(".tmpHalf01").exists(), "partial downloads are removed");
+        get(&cache, &hub, &chunks[0]);
+        get(&cache, &hub, &chunks[2]);
+        assert_eq!((hub.stats().chunks_served, cache.downloaded()), (3, 0), "served from the directory");
+        get(&cache, &hub, &chunks[1]);
+        assert_eq!((hub.stats().chunks_served, cache.downloaded()), (4, 1000));
+    }
+
+    #[test]
+    fn corrupt_or_unknown_chunks_are_refused_and_not_cached() {
+        let hub = TestHub::start();
+        let (id, bytes) = hub.chunk("damaged", 1000);
+        let mut damaged = bytes.clone();
+        damaged[500] ^= 0x80;
+        std::fs::write(hub.store().path(&id), &damaged).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+
+        let err = cache.get(&hub.url, &id).expect_err("a corrupt chunk").to_string();
+        assert!(err.contains(&hex::encode(id)) && err.contains("corrupt"), "{err}");
+        assert_eq!(cache.size(), 0);
+        assert!(!cache.store.has(&id));
+        let shard = cache.store.path(&id).parent().unwrap().to_owned();
+        let leftovers = std::fs::read_dir(&shard).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(leftovers, 0, "nothing is written to the cache directory");
+        assert_eq!(hub.stats().chunks_served, 1, "not retried: the hub would serve the same bytes");
+
+        // Not remembered: once the hub has the right bytes, the chunk is fetched and cached.
+        std::fs::write(hub.store().path(&id), &bytes).unwrap();
+        get(&cache, &hub, &(id, bytes.clone()));
+        assert!(cache.store.has(&id));
+
+        let unknown = [7u8; 32];
+        let err = cache.get(&hub.url, &unknown).expect_err("an unknown chunk").to_string();
+        assert!(err.contains(&hex::encode(unknown)) && err.contains("404"), "{err}");
+        assert_eq!(cache.size(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn forget_removes_a_chunk() {
+        let hub = TestHub::start();
+        let chunk = hub.chunk("forgotten", 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        get(&cache, &hub, &chunk);
+        assert!(cache.store.has(&chunk.0));
+
+        cache.forget(&chunk.0);
+        assert!(!cache.store.has(&chunk.0));
+        assert_eq!(cache.size(), 0);
+        get(&cache, &hub, &chunk);
+        assert_eq!(hub.stats().chunks_served, 2, "a forgotten chunk is downloaded again");
+        assert_eq!(cache.size(), 1000);
     }
 }

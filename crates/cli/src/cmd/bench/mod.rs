@@ -1,12 +1,14 @@
 //! `zgrid bench`: measurements recorded in `docs/benchmarks.md`.
 
 mod explorer;
+mod flist;
 mod network;
 mod node;
 
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use crate::args::BenchCommand;
 use crate::config::Ctx;
@@ -16,6 +18,9 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Explorer { workloads, concurrency, db } => explorer::run(ctx, workloads, concurrency, db).await,
         BenchCommand::Node { containers } => node::run(ctx, containers).await,
         BenchCommand::Network { seconds } => network::run_bench(ctx, seconds).await,
+        BenchCommand::Flist { runs, extra_mib, image, versions } => {
+            flist::run(ctx, flist::Options { runs, extra_mib, image, versions }).await
+        }
     }
 }
 
@@ -29,4 +34,14 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 /// Milliseconds, as a float.
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Output of `command`, which must succeed; `what` names it in errors, and `package` is the
+/// Debian package to install when it cannot be run.
+fn run_tool(command: &mut Command, what: &str, package: &str) -> Result<String> {
+    let out = command.output().with_context(|| format!("cannot run {what} (apt-get install {package})"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -5,23 +5,14 @@
 //! tunnel of Debian's wireguard-go between them (the reference userspace implementation).
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use zgrid_devnet::{Devnet, DevnetConfig, NodeOptions, busybox_rootfs, cli_json as cli, nsenter};
 
+use super::run_tool as run;
 use crate::config::Ctx;
 use crate::output;
-
-/// Output of `command`, which must succeed.
-fn run(command: &mut Command, what: &str) -> Result<String> {
-    let out = command.output().with_context(|| format!("cannot run {what} (apt-get install iperf3 busybox-static)"))?;
-    if !out.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// Throughput (Gbit/s, received) and latency (average and maximum ms of 50 pings) from `client`
 /// to `server_ip` in `server`.
@@ -32,12 +23,17 @@ fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Resul
         .spawn()
         .context("cannot start iperf3")?;
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let report = run(nsenter(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string()]), "iperf3 -c");
+    let report =
+        run(nsenter(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string()]), "iperf3 -c", "iperf3");
     let _ = listener.kill();
     let _ = listener.wait();
     let report: Value = serde_json::from_str(&report?)?;
     let bits = report["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 reported no throughput")?;
-    let ping = run(nsenter(client, "busybox").args(["ping", "-c", "50", "-i", "0.02", "-q", server_ip]), "ping")?;
+    let ping = run(
+        nsenter(client, "busybox").args(["ping", "-c", "50", "-i", "0.02", "-q", server_ip]),
+        "ping",
+        "busybox-static",
+    )?;
     // round-trip min/avg/max = 0.020/0.061/0.094 ms
     let rtt: Vec<f64> = ping
         .lines()
@@ -68,7 +64,7 @@ fn wireguard_go(a: &Path, a_ip: &str, b: &Path, b_ip: &str) -> Result<&'static s
         .collect();
     for (i, (ns, _, address, peer_ip)) in ends.iter().enumerate() {
         let name = format!("zgbench{i}");
-        run(nsenter(ns, "wireguard-go").arg(&name), "wireguard-go (apt-get install wireguard-go)")?;
+        run(nsenter(ns, "wireguard-go").arg(&name), "wireguard-go", "wireguard-go")?;
         let key_file = std::env::temp_dir().join(format!("{name}-{}.key", std::process::id()));
         std::fs::write(&key_file, &keys[i].0)?;
         let peer = &keys[1 - i].1;
@@ -78,12 +74,13 @@ fn wireguard_go(a: &Path, a_ip: &str, b: &Path, b_ip: &str) -> Result<&'static s
                 .args(["set", &name, "listen-port", &(51900 + i).to_string(), "private-key"])
                 .arg(&key_file)
                 .args(["peer", peer, "endpoint", &endpoint, "allowed-ips", "192.168.250.0/24"]),
-            "wg set (apt-get install wireguard-tools)",
+            "wg set",
+            "wireguard-tools",
         );
         std::fs::remove_file(&key_file)?;
         set?;
-        run(nsenter(ns, "ip").args(["addr", "add", address, "dev", &name]), "ip addr")?;
-        run(nsenter(ns, "ip").args(["link", "set", &name, "mtu", "1420", "up"]), "ip link")?;
+        run(nsenter(ns, "ip").args(["addr", "add", address, "dev", &name]), "ip addr", "iproute2")?;
+        run(nsenter(ns, "ip").args(["link", "set", &name, "mtu", "1420", "up"]), "ip link", "iproute2")?;
     }
     Ok("192.168.250.2")
 }

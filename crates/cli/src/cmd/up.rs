@@ -1,0 +1,158 @@
+//! `zgrid up`, `zgrid status`, `zgrid down`: a whole grid on this machine that stays up
+//! between commands (see `zgrid_devnet::local`), with this CLI pointed at it.
+
+use anyhow::{Context, Result, bail};
+use zgrid_client::{ExplorerClient, HubClient, Identity};
+use zgrid_devnet::local::{self, Status, UpOptions};
+use zgrid_flist::DirStore;
+
+use crate::args::{GridDir, UpArgs};
+use crate::config::Ctx;
+use crate::output;
+
+/// The identity `zgrid up` makes for deploying on the grid.
+const IDENTITY: &str = "devnet";
+/// The image `zgrid up` seeds the hub with.
+const IMAGE: &str = "busybox.flist";
+
+/// Steps go to stderr, unless the output is JSON.
+fn progress(quiet: bool) -> impl FnMut(&str) + Send + 'static {
+    move |step: &str| {
+        if !quiet {
+            eprintln!("==> {step}");
+        }
+    }
+}
+
+fn need_root() -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("run as root: the grid's nodes make network namespaces, mounts, cgroups and containers");
+    }
+    Ok(())
+}
+
+pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
+    need_root()?;
+    let zgrid = std::env::current_exe().context("cannot find this program")?;
+    let opts = UpOptions { zgrid, dir: a.grid.dir.clone(), nodes: a.nodes, log_level: "info".into() };
+    let (json, mut say) = (ctx.json, progress(ctx.json));
+    let status = tokio::task::spawn_blocking(move || local::up(&opts, &mut progress(json))).await??;
+    let identity = deployer(ctx, &status.explorer.address).await?;
+    say("pointing this CLI at the grid (explorer, hub, identity devnet)");
+    let mut config = ctx.config()?;
+    config.insert("explorer".into(), status.explorer.address.clone());
+    config.insert("hub".into(), status.hub.address.clone());
+    config.insert("identity".into(), IDENTITY.into());
+    ctx.save_config(&config)?;
+    let image = seed_hub(&a.grid, &status, &identity, &mut say).await?;
+    let report = serde_json::json!({ "grid": status, "image": image });
+    output::report(ctx.json, &report, || {
+        print_status(&status);
+        println!("image     {image}");
+        println!();
+        println!("Try:");
+        println!(
+            "  zgrid deploy container --node {} --flist {image} --entrypoint 'sh -c \"echo hi; sleep 600\"' --wait",
+            status.nodes[0].id.as_deref().unwrap_or("NODE")
+        );
+        println!("  zgrid live");
+        println!("  zgrid status; zgrid down");
+    })
+}
+
+/// The `devnet` identity, made and registered with the grid's explorer if need be.
+async fn deployer(ctx: &Ctx, explorer: &str) -> Result<Identity> {
+    let store = ctx.store();
+    let mut identity = match store.load(IDENTITY) {
+        Ok(identity) => identity,
+        Err(_) => {
+            let identity = Identity::generate(IDENTITY);
+            store.save(&identity, false)?;
+            identity
+        }
+    };
+    let client = ExplorerClient::new(explorer)?.with_key(identity.keypair.clone());
+    let user = match client.whoami().await? {
+        Some(user) => user,
+        None => {
+            // A unique name: an older grid's registration may hold "devnet".
+            let name = format!("{IDENTITY}-{}", identity.keypair.public().to_string()[..8].to_lowercase());
+            client.register_user(&name, "").await.context("cannot register the devnet identity")?
+        }
+    };
+    identity.user_id = Some(user.id);
+    identity.explorer = Some(explorer.to_owned());
+    store.save(&identity, true)?;
+    Ok(identity)
+}
+
+/// Push a busybox image as `busybox.flist` in the deployer's namespace unless it is there;
+/// its URL.
+async fn seed_hub(grid: &GridDir, status: &Status, identity: &Identity, say: &mut impl FnMut(&str)) -> Result<String> {
+    let client = HubClient::new(&status.hub.address)?.with_key(identity.keypair.clone());
+    let owner = identity.keypair.public().to_string();
+    if let Some(f) = client.list(&owner).await?.into_iter().find(|f| f.name == IMAGE) {
+        return Ok(super::hub::url(&client, &f));
+    }
+    say("seeding the hub with a busybox image");
+    let images = grid.dir.join("images");
+    let rootfs = zgrid_devnet::busybox_rootfs(&images)?;
+    let (flist, store) = (images.join(IMAGE), DirStore::new(images.join("store")));
+    let pack_store = store.clone();
+    let packed = flist.clone();
+    tokio::task::spawn_blocking(move || zgrid_flist::pack(&rootfs, &pack_store, &packed)).await??;
+    let stored = super::hub::upload(&client, &flist, &store, IMAGE, false).await?;
+    Ok(super::hub::url(&client, &stored.flist))
+}
+
+fn print_status(s: &Status) {
+    let state = |pid: Option<u32>| pid.map_or_else(|| "DOWN".to_owned(), |p| format!("up (pid {p})"));
+    println!("grid      {}", s.dir.display());
+    println!("explorer  {}  {}", s.explorer.address, state(s.explorer.pid));
+    println!("hub       {}  {}", s.hub.address, state(s.hub.pid));
+    println!("farm      {}", s.farm.map_or_else(|| "-".into(), |f| f.to_string()));
+    let rows: Vec<Vec<String>> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.id.clone().unwrap_or_default(),
+                n.agent.address.clone(),
+                n.netns.clone(),
+                state(n.agent.pid),
+            ]
+        })
+        .collect();
+    output::table(&["NODE", "ID", "ADDRESS", "NAMESPACE", "AGENT"], &rows);
+}
+
+pub fn status(ctx: &Ctx, a: GridDir) -> Result<()> {
+    let Some(status) = local::status(&a.dir)? else {
+        bail!("no grid in {}; start one with `zgrid up`", a.dir.display());
+    };
+    output::report(ctx.json, &status, || print_status(&status))?;
+    if !status.healthy() {
+        bail!("parts of the grid are down; `zgrid up` starts them again");
+    }
+    Ok(())
+}
+
+pub fn down(ctx: &Ctx, a: GridDir) -> Result<()> {
+    need_root()?;
+    let urls = local::status(&a.dir)?.map(|s| (s.explorer.address, s.hub.address));
+    local::down(&a.dir, &mut progress(ctx.json))?;
+    // Forget the grid's URLs if this CLI still points at them.
+    if let Some((explorer, hub)) = urls {
+        let mut config = ctx.config()?;
+        let before = config.len();
+        config.retain(|k, v| !((k == "explorer" && *v == explorer) || (k == "hub" && *v == hub)));
+        if config.len() != before {
+            ctx.save_config(&config)?;
+        }
+    }
+    if !ctx.json {
+        println!("the grid is down; nothing of it is left");
+    }
+    Ok(())
+}
