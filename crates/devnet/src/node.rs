@@ -204,6 +204,27 @@ pub(crate) fn wait_registered(launch: &Launch, mut exited: impl FnMut() -> Resul
 /// image mounts and their service, its cgroup parents, and, when nothing is mounted under it
 /// any more, its state directory. The agent must be stopped first.
 pub(crate) fn clean_node(state_dir: &Path, cgroup_parent: &str) -> Result<()> {
+    let removed = remove_workloads(state_dir, cgroup_parent);
+    // Also when a removal failed: the mount service would keep its mounts busy.
+    zgrid_node::flist::FlistImages::stop_service(&state_dir.join("flist"));
+    removed?;
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(cgroup_parent));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let state = state_dir.to_string_lossy();
+    if mounts.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&*state)) {
+        bail!("mounts remain under {state}; not removing it");
+    }
+    std::fs::remove_dir_all(state_dir).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(e),
+    })?;
+    Ok(())
+}
+
+/// Remove every container, volume and network recorded under `state_dir`.
+fn remove_workloads(state_dir: &Path, cgroup_parent: &str) -> Result<()> {
     let runtime_dir = state_dir.join("runtime");
     if runtime_dir.exists() {
         let runtime = Runtime::new(&runtime_dir, cgroup_parent)?.with_stop_grace(Duration::ZERO);
@@ -234,19 +255,6 @@ pub(crate) fn clean_node(state_dir: &Path, cgroup_parent: &str) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("container cleanup panicked"))?
         })?;
     }
-    zgrid_node::flist::FlistImages::stop_service(&state_dir.join("flist"));
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        let _ = std::fs::remove_dir(hierarchy.path().join(cgroup_parent));
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let state = state_dir.to_string_lossy();
-    if mounts.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&*state)) {
-        bail!("mounts remain under {state}; not removing it");
-    }
-    std::fs::remove_dir_all(state_dir).or_else(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Ok(()),
-        _ => Err(e),
-    })?;
     Ok(())
 }
 

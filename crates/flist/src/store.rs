@@ -30,8 +30,19 @@ impl DirStore {
     }
 
     /// Store chunk `id` unless it is there; written aside and renamed, so a reader never sees
-    /// half a chunk. Returns whether it was new.
+    /// half a chunk, and synced, so it survives a crash once this returns. Returns whether it
+    /// was new.
     pub fn put(&self, id: &Hash, bytes: &[u8]) -> std::io::Result<bool> {
+        self.write(id, bytes, true)
+    }
+
+    /// [`DirStore::put`] without the sync, for a cache: after a crash a chunk may be missing or
+    /// damaged, which its check on every read catches (it is then fetched again).
+    pub fn put_cached(&self, id: &Hash, bytes: &[u8]) -> std::io::Result<bool> {
+        self.write(id, bytes, false)
+    }
+
+    fn write(&self, id: &Hash, bytes: &[u8], durable: bool) -> std::io::Result<bool> {
         let path = self.path(id);
         if path.exists() {
             return Ok(false);
@@ -40,7 +51,9 @@ impl DirStore {
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
+        if durable {
+            tmp.as_file().sync_all()?;
+        }
         tmp.persist(&path).map_err(|e| e.error)?;
         Ok(true)
     }

@@ -228,7 +228,7 @@ impl ChunkCache {
                 // Not retried: a hub that stores a damaged chunk serves it the same way again.
                 return Err(format!("hub {hub} served corrupt data for chunk {name}: it does not match its hash"));
             }
-            if let Err(e) = self.store.put(id, &bytes) {
+            if let Err(e) = self.store.put_cached(id, &bytes) {
                 tracing::warn!(chunk = %name, error = %e, "cannot cache a chunk; serving it uncached");
             } else {
                 self.index.lock().expect("cache index").insert(*id, bytes.len() as u64);

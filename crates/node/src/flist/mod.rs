@@ -217,7 +217,8 @@ impl FlistImages {
                         log.display()
                     )));
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                // It binds its socket within milliseconds of starting.
+                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         }
     }

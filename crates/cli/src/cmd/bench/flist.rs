@@ -391,7 +391,7 @@ fn print(report: &Value) {
             vec![
                 r["run"].to_string(),
                 r["lazy_ready_s"].to_string(),
-                mib(&r["lazy_fetched_bytes"]),
+                format!("{} ({})", mib(&r["lazy_fetched_bytes"]), r["lazy_fetched_chunks"]),
                 r["whole_download_s"].to_string(),
                 r["whole_unpack_start_s"].to_string(),
                 mib(&cold["image_bytes"]),
@@ -403,7 +403,7 @@ fn print(report: &Value) {
     let header = [
         "RUN",
         "LAZY READY S",
-        "LAZY MIB FETCHED",
+        "LAZY MIB (CHUNKS) FETCHED",
         "WHOLE DOWNLOAD S",
         "WHOLE UNPACK+START S",
         "IMAGE MIB",
