@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use zgrid_types::PublicKey;
-use zgrid_types::auth::{AuthError, RequestAuth};
+use zgrid_types::auth::RequestAuth;
 
 use crate::AppState;
 use crate::db::nonces;
@@ -40,13 +40,8 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Authed<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiErr> {
         let (parts, body) = req.into_parts();
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiErr::unauthorized(AuthError::Missing.to_string()))?
-            .to_str()
-            .map_err(|_| ApiErr::unauthorized("Authorization header is not ASCII"))?;
-        let auth = RequestAuth::parse(header).map_err(|e| ApiErr::unauthorized(e.to_string()))?;
+        let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let auth = RequestAuth::from_header(header).map_err(|e| ApiErr::unauthorized(e.to_string()))?;
         let limit = state.config.max_body_bytes;
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
             ApiErr::new(
@@ -56,14 +51,8 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Authed<T> {
         })?;
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         auth.verify(parts.method.as_str(), path, &bytes).map_err(|e| ApiErr::unauthorized(e.to_string()))?;
-        let now = zgrid_types::unix_now();
         let window = state.config.request_window_secs;
-        if (auth.timestamp - now).abs() > window {
-            return Err(ApiErr::unauthorized(format!(
-                "request timestamp {} is more than {window} s from the explorer's clock ({now}); check the clock and sign again",
-                auth.timestamp
-            )));
-        }
+        auth.check_time(window, "explorer").map_err(|e| ApiErr::unauthorized(e.to_string()))?;
         let body = parse_json(&bytes)?;
         let signer = auth.key.to_string();
         if !nonces::claim(&state.db, &signer, &auth.nonce, auth.timestamp + window).await? {

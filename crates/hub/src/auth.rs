@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use futures::StreamExt;
 use zgrid_types::PublicKey;
-use zgrid_types::auth::{AuthError, RequestAuth};
+use zgrid_types::auth::RequestAuth;
 
 use crate::error::Refusal;
 
@@ -54,18 +54,6 @@ impl Nonces {
         Ok(Self { window, seen: Mutex::new(Seen { map, file, path: path.to_owned() }) })
     }
 
-    /// Check `auth`'s time (before anything is read).
-    fn check_time(&self, auth: &RequestAuth) -> Result<(), Refusal> {
-        let now = zgrid_types::unix_now();
-        if (auth.timestamp - now).abs() > self.window {
-            return Err(Refusal::unauthorized(format!(
-                "request timestamp {} is more than {} s from the hub's clock ({now}); check the clock and sign again",
-                auth.timestamp, self.window
-            )));
-        }
-        Ok(())
-    }
-
     /// Claim `auth`'s nonce, durably.
     fn claim(&self, auth: &RequestAuth) -> Result<(), Refusal> {
         let now = zgrid_types::unix_now();
@@ -100,33 +88,20 @@ fn rewrite(path: &Path, map: &HashMap<String, i64>) -> std::io::Result<std::fs::
     std::fs::OpenOptions::new().append(true).open(path)
 }
 
-/// A signed body, kept in memory or spooled to a file.
-pub enum Upload {
-    /// Small bodies.
-    Memory(Vec<u8>),
-    /// Large bodies, in the hub's scratch directory.
-    File(tempfile::NamedTempFile),
-}
-
-/// Receive the body of a signed request (at most `limit` bytes; to a file in `spool` when
-/// given) and check its signature and nonce; with `owner`, only that key may sign. Returns the
-/// signer and the body.
+/// Receive the body of a signed request (at most `limit` bytes) into `sink` (memory or a spool
+/// file) and check its signature and nonce; with `owner`, only that key may sign. The header,
+/// its time and the owner are checked before the body is read. Returns the signer.
 pub async fn receive(
     nonces: &Nonces,
     parts: &Parts,
     body: Body,
     limit: u64,
-    spool: Option<&Path>,
     owner: Option<&str>,
-) -> Result<(PublicKey, Upload), Refusal> {
-    let header = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| Refusal::unauthorized(AuthError::Missing.to_string()))?
-        .to_str()
-        .map_err(|_| Refusal::unauthorized("Authorization header is not ASCII"))?;
-    let auth = RequestAuth::parse(header).map_err(|e| Refusal::unauthorized(e.to_string()))?;
-    nonces.check_time(&auth)?;
+    sink: &mut impl Write,
+) -> Result<PublicKey, Refusal> {
+    let auth = RequestAuth::from_header(parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+        .and_then(|auth| auth.check_time(nonces.window, "hub").map(|()| auth))
+        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     if let Some(owner) = owner
         && owner != auth.key.to_string()
     {
@@ -136,12 +111,6 @@ pub async fn receive(
         ));
     }
     let mut hasher = blake3::Hasher::new();
-    let mut upload = match spool {
-        Some(dir) => Upload::File(
-            tempfile::NamedTempFile::new_in(dir).map_err(|e| Refusal::internal("cannot create a spool file", e))?,
-        ),
-        None => Upload::Memory(Vec::new()),
-    };
     let mut received = 0u64;
     let mut stream = body.into_data_stream();
     while let Some(piece) = stream.next().await {
@@ -154,16 +123,11 @@ pub async fn receive(
             ));
         }
         hasher.update(&piece);
-        match &mut upload {
-            Upload::Memory(bytes) => bytes.extend_from_slice(&piece),
-            Upload::File(file) => {
-                file.write_all(&piece).map_err(|e| Refusal::internal("cannot spool an upload", e))?;
-            }
-        }
+        sink.write_all(&piece).map_err(|e| Refusal::internal("cannot keep an upload", e))?;
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     auth.verify_hashed(parts.method.as_str(), path, &hasher.finalize())
         .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     nonces.claim(&auth)?;
-    Ok((auth.key, upload))
+    Ok(auth.key)
 }

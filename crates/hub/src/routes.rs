@@ -29,7 +29,7 @@ use zgrid_flist::PackSummary;
 use zgrid_types::PublicKey;
 use zgrid_types::hub::{FlistInfo, HubStats, MAX_MISSING_QUERY, MergeRequest, MissingQuery, Stored, is_hash};
 
-use crate::auth::{Upload, receive};
+use crate::auth::receive;
 use crate::error::Refusal;
 use crate::store::StoreError;
 use crate::{Hub, Inner};
@@ -192,8 +192,8 @@ async fn put_chunk(State(hub): State<Hub>, Path(id): Path<String>, req: Request)
     let hash = hash_param(&id)?;
     let (parts, body) = req.into_parts();
     let limit = hub.inner.config.max_chunk_bytes as u64;
-    let (_, upload) = receive(&hub.inner.auth, &parts, body, limit, None, None).await?;
-    let Upload::Memory(bytes) = upload else { unreachable!("chunks are received in memory") };
+    let mut bytes = Vec::new();
+    receive(&hub.inner.auth, &parts, body, limit, None, &mut bytes).await?;
     if blake3::hash(&bytes).as_bytes() != &hash {
         return Err(Refusal::bad_request(format!(
             "the body does not hash to {id}: a chunk is named by the BLAKE3 hash of its stored bytes"
@@ -215,8 +215,9 @@ async fn put_chunk(State(hub): State<Hub>, Path(id): Path<String>, req: Request)
 async fn spooled(hub: &Hub, owner: &str, req: Request, limit: u64) -> Answer<tempfile::NamedTempFile> {
     let (parts, body) = req.into_parts();
     let spool = hub.inner.repos.spool();
-    let (_, upload) = receive(&hub.inner.auth, &parts, body, limit, Some(&spool), Some(owner)).await?;
-    let Upload::File(file) = upload else { unreachable!("spooled uploads go to a file") };
+    let mut file =
+        tempfile::NamedTempFile::new_in(spool).map_err(|e| Refusal::internal("cannot create a spool file", e))?;
+    receive(&hub.inner.auth, &parts, body, limit, Some(owner), &mut file).await?;
     Ok(file)
 }
 
@@ -263,8 +264,10 @@ async fn merge(
     req: Request,
 ) -> Answer<Json<Stored>> {
     flist_name(&name)?;
-    let body = spooled(&hub, &owner, req, 1 << 20).await?;
-    let request: MergeRequest = serde_json::from_slice(&std::fs::read(body.path()).unwrap_or_default())
+    let (parts, body) = req.into_parts();
+    let mut bytes = Vec::new();
+    receive(&hub.inner.auth, &parts, body, 1 << 20, Some(&owner), &mut bytes).await?;
+    let request: MergeRequest = serde_json::from_slice(&bytes)
         .map_err(|e| Refusal::bad_request(format!("expected {{\"sources\": [\"<owner>/<name>\", ...]}}: {e}")))?;
     if request.sources.len() < 2 {
         return Err(Refusal::bad_request("merge needs at least two sources"));
@@ -294,7 +297,7 @@ async fn delete_flist(
 ) -> Answer<StatusCode> {
     flist_name(&name)?;
     let (parts, body) = req.into_parts();
-    receive(&hub.inner.auth, &parts, body, 0, None, Some(&owner)).await?;
+    receive(&hub.inner.auth, &parts, body, 0, Some(&owner), &mut std::io::sink()).await?;
     blocking(&hub, move |inner| match inner.repos.remove(&owner, &name) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(Refusal::not_found(format!("no flist {name} in your namespace"))),

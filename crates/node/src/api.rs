@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use zgrid_types::api::ApiError;
-use zgrid_types::auth::{AuthError, RequestAuth};
+use zgrid_types::auth::RequestAuth;
 use zgrid_types::{NodeId, WorkloadId};
 
 use crate::runtime::Runtime;
@@ -123,21 +123,11 @@ async fn logs(
 /// The verified signer of this (bodiless) request.
 fn signed_by(uri: &Uri, headers: &HeaderMap) -> Result<RequestAuth, Refusal> {
     let unauthorized = |m: String| Refusal(StatusCode::UNAUTHORIZED, m);
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized(AuthError::Missing.to_string()))?
-        .to_str()
-        .map_err(|_| unauthorized("Authorization header is not ASCII".into()))?;
-    let auth = RequestAuth::parse(header).map_err(|e| unauthorized(e.to_string()))?;
+    let auth = RequestAuth::from_header(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+        .map_err(|e| unauthorized(e.to_string()))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     auth.verify("GET", path, b"").map_err(|e| unauthorized(e.to_string()))?;
-    let now = zgrid_types::unix_now();
-    if (auth.timestamp - now).abs() > REQUEST_WINDOW_SECS {
-        return Err(unauthorized(format!(
-            "request timestamp {} is more than {REQUEST_WINDOW_SECS} s from the node's clock ({now}); check the clock and sign again",
-            auth.timestamp
-        )));
-    }
+    auth.check_time(REQUEST_WINDOW_SECS, "node").map_err(|e| unauthorized(e.to_string()))?;
     Ok(auth)
 }
 

@@ -24,9 +24,26 @@ pub enum AuthError {
     /// The header is not of the expected form.
     #[error("malformed Authorization header: {0}")]
     Malformed(String),
+    /// The header is not ASCII text.
+    #[error("Authorization header is not ASCII")]
+    NotAscii,
     /// The signature is not valid for this request.
     #[error("request signature does not verify: {0}")]
     BadSignature(KeyError),
+    /// The request was signed too long before or after the checker's clock.
+    #[error(
+        "request timestamp {timestamp} is more than {window} s from the {clock}'s clock ({now}); check the clock and sign again"
+    )]
+    Clock {
+        /// When the request says it was signed.
+        timestamp: i64,
+        /// The checker's time.
+        now: i64,
+        /// The accepted distance, in seconds.
+        window: i64,
+        /// Whose clock: `explorer`, `hub` or `node`.
+        clock: &'static str,
+    },
 }
 
 /// The parts of a request's `Authorization` header.
@@ -77,6 +94,22 @@ impl RequestAuth {
     ) -> Self {
         let signature = key.sign(&hashed_request_bytes(method, path_and_query, timestamp, &nonce, body_hash));
         Self { key: key.public(), timestamp, nonce, signature }
+    }
+
+    /// Parse the raw value of a request's `Authorization` header (`None`: it has none).
+    pub fn from_header(value: Option<&[u8]>) -> Result<Self, AuthError> {
+        let value = value.ok_or(AuthError::Missing)?;
+        let text = std::str::from_utf8(value).ok().filter(|t| t.is_ascii()).ok_or(AuthError::NotAscii)?;
+        Self::parse(text)
+    }
+
+    /// Check that the request was signed within `window` seconds of `clock`'s time now.
+    pub fn check_time(&self, window: i64, clock: &'static str) -> Result<(), AuthError> {
+        let now = crate::unix_now();
+        if (self.timestamp - now).abs() > window {
+            return Err(AuthError::Clock { timestamp: self.timestamp, now, window, clock });
+        }
+        Ok(())
     }
 
     /// Parse an `Authorization` header value.
@@ -147,6 +180,20 @@ mod tests {
         let mut later = parsed.clone();
         later.timestamp += 1;
         assert!(later.verify("POST", "/v1/workloads", b"{}").is_err());
+    }
+
+    #[test]
+    fn header_bytes_and_clock_are_checked() {
+        assert_eq!(RequestAuth::from_header(None), Err(AuthError::Missing));
+        assert_eq!(RequestAuth::from_header(Some("Zgrid key=é".as_bytes())), Err(AuthError::NotAscii));
+        let key = Keypair::from_seed(&[9; 32]);
+        let now = crate::unix_now();
+        let auth = RequestAuth::sign(&key, "GET", "/", now - 400, "00112233445566778899".into(), b"");
+        let parsed = RequestAuth::from_header(Some(auth.to_string().as_bytes())).unwrap();
+        assert_eq!(parsed, auth);
+        let late = parsed.check_time(300, "hub").unwrap_err().to_string();
+        assert!(late.contains("more than 300 s from the hub's clock") && late.contains("check the clock"), "{late}");
+        assert!(parsed.check_time(500, "hub").is_ok());
     }
 
     #[test]
