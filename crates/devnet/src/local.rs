@@ -299,11 +299,7 @@ pub fn status(dir: &Path) -> Result<Option<Status>> {
     let nodes = (1..=record.nodes)
         .map(|n| {
             let state = node_dir(dir, n);
-            let id = std::fs::read_to_string(state.join("node.key")).ok().and_then(|key| {
-                let mut seed = [0u8; 32];
-                hex::decode_to_slice(key.trim(), &mut seed).ok()?;
-                Some(zgrid_types::Keypair::from_seed(&seed).public().to_string())
-            });
+            let id = zgrid_node::identity::load(&state).ok().flatten().map(|key| key.public().to_string());
             let agent = Process {
                 address: node_address(record.net, n).to_string(),
                 pid: running(&state.join("agent.pid"), "node").filter(|_| netns_exists(&netns_name(&record.prefix, n))),

@@ -189,10 +189,8 @@ pub(crate) fn wait_registered(launch: &Launch, mut exited: impl FnMut() -> Resul
     let log = launch.state_dir.join("agent.log");
     let id = wait_for(REGISTER_LIMIT, || {
         exited()?;
-        let Ok(key) = std::fs::read_to_string(launch.state_dir.join("node.key")) else { return Ok(None) };
-        let mut seed = [0u8; 32];
-        hex::decode_to_slice(key.trim(), &mut seed).context("node.key")?;
-        let id = zgrid_types::Keypair::from_seed(&seed).public().to_string();
+        let Some(key) = zgrid_node::identity::load(&launch.state_dir)? else { return Ok(None) };
+        let id = key.public().to_string();
         let nodes = cli_json(&launch.zgrid, &home, &launch.explorer, &["nodes", "--farm", &farm])?;
         let listed = nodes["items"].as_array().is_some_and(|all| all.iter().any(|n| n["node_id"] == id.as_str()));
         Ok(listed.then_some(id))
