@@ -136,20 +136,20 @@ fn answer(
 
 fn handle(request: Request, dir: &Path, cache: &Arc<ChunkCache>, mounts: &Mutex<HashMap<String, Mounted>>) -> Answer {
     let fail = |e: String| Answer { error: Some(e), ..Answer::default() };
+    let (Request::Mount { id, .. } | Request::Unmount { id } | Request::Status { id }) = &request;
+    // Ids name mount points: nothing else may be touched through them.
+    if !valid_id(id) {
+        return fail(format!("{id:?} is not a container id"));
+    }
+    let point = dir.join(MOUNTS).join(id);
     match request {
         Request::Mount { id, flist, hub } => {
-            if !valid_id(&id) {
-                return fail(format!("{id:?} is not a container id"));
-            }
             let mut mounts = mounts.lock().expect("mounts");
             if mounts.get(&id).is_some_and(|m| m.mount.is_alive()) {
                 return Answer { alive: true, ..Answer::default() };
             }
-            // A mount of an earlier service that died, or a dead session of ours.
-            if let Some(old) = mounts.remove(&id) {
-                drop(old.mount);
-            }
-            let point = dir.join(MOUNTS).join(&id);
+            // A dead session of ours (dropping it unmounts), or a mount of an earlier service.
+            mounts.remove(&id);
             detach(&point);
             if let Err(e) = std::fs::create_dir_all(&point) {
                 return fail(format!("cannot create {}: {e}", point.display()));
@@ -164,10 +164,7 @@ fn handle(request: Request, dir: &Path, cache: &Arc<ChunkCache>, mounts: &Mutex<
             }
         }
         Request::Unmount { id } => {
-            let point = dir.join(MOUNTS).join(&id);
-            if let Some(old) = mounts.lock().expect("mounts").remove(&id) {
-                drop(old.mount);
-            }
+            mounts.lock().expect("mounts").remove(&id);
             detach(&point);
             match std::fs::remove_dir(&point) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -198,5 +195,24 @@ pub(crate) fn detach(point: &Path) {
         Ok(()) => tracing::info!(mount = %point.display(), "detached a stale mount"),
         Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
         Err(e) => tracing::warn!(mount = %point.display(), error = %e, "cannot detach"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_reach_outside_the_mount_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("victim");
+        std::fs::create_dir(&outside).unwrap();
+        let cache = Arc::new(ChunkCache::open(dir.path().join("cache"), 1 << 20).unwrap());
+        let mounts = Mutex::default();
+        for id in ["../../victim", "..", "", ".hidden", "a/b"] {
+            let answer = handle(Request::Unmount { id: id.into() }, &dir.path().join("svc"), &cache, &mounts);
+            assert!(answer.error.is_some_and(|e| e.contains("not a container id")), "{id:?}");
+        }
+        assert!(outside.is_dir(), "nothing outside the mount points was removed");
     }
 }
