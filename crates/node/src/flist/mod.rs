@@ -113,9 +113,9 @@ impl FlistImages {
         }
         let flist = self.object(&pinned.hash, "flist");
         if !flist.exists() {
-            // The record survived but the object did not (removed by hand): fetch it again.
-            let hash = self.download(url, &pinned.hash).await?;
-            debug_assert_eq!(hash, pinned.hash);
+            // The record survived but the object did not (removed by hand): fetch it again,
+            // refusing anything but what the container ran.
+            self.download(url, &pinned.hash).await?;
         }
         let answer = self.ask(&Request::Mount { id: id.to_owned(), flist, hub: pinned.hub.clone() }).await?;
         if let Some(e) = answer.error {
@@ -152,16 +152,14 @@ impl FlistImages {
         }
         let (dir, flist, config) =
             (self.dir.join("objects"), self.object(&hash, "flist"), self.object(&hash, "config.json"));
-        tokio::task::spawn_blocking(move || keep(&dir, &bytes, &flist, &config))
-            .await
-            .map_err(transient)?
-            .map_err(|e| ProvisionError::Permanent(format!("flist {url}: {e}")))?;
+        let what = url.to_owned();
+        tokio::task::spawn_blocking(move || keep(&what, &dir, &bytes, &flist, &config)).await.map_err(transient)??;
         Ok(hash)
     }
 
     /// Unmount container `id`'s image and forget which flist it ran.
     pub async fn unmount(&self, id: &str) -> Result<(), String> {
-        if !self.record(id).exists() {
+        if !self.uses_flist(id) {
             return Ok(());
         }
         let answer = self.ask(&Request::Unmount { id: id.to_owned() }).await.map_err(|e| e.to_string())?;
@@ -175,7 +173,7 @@ impl FlistImages {
     }
 
     /// Whether container `id` runs from an flist.
-    pub fn uses_flist(&self, id: &str) -> bool {
+    fn uses_flist(&self, id: &str) -> bool {
         self.record(id).exists()
     }
 
@@ -295,16 +293,17 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::store::write_durably(path, bytes)
 }
 
-/// Check that `bytes` is an flist, then keep it and its image config.
-fn keep(dir: &Path, bytes: &[u8], flist: &Path, config: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    std::fs::write(tmp.path(), bytes).map_err(|e| e.to_string())?;
-    let image = zgrid_flist::Flist::open(tmp.path()).map_err(|e| format!("not an flist: {e}"))?;
-    let image_config = image.config().map_err(|e| e.to_string())?;
-    drop(image);
-    write_durably(config, &serde_json::to_vec(&image_config).expect("configs serialise")).map_err(|e| e.to_string())?;
-    tmp.as_file().sync_all().map_err(|e| e.to_string())?;
-    tmp.persist(flist).map_err(|e| e.error.to_string())?;
+/// Check that `bytes` (from `url`) is an flist, then keep it and its image config. Not an flist
+/// is permanent; trouble writing it (a full disk) is not.
+fn keep(url: &str, dir: &Path, bytes: &[u8], flist: &Path, config: &Path) -> Result<(), ProvisionError> {
+    std::fs::create_dir_all(dir).map_err(transient)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(transient)?;
+    std::fs::write(tmp.path(), bytes).map_err(transient)?;
+    let image = zgrid_flist::Flist::open(tmp.path())
+        .and_then(|image| image.config())
+        .map_err(|e| ProvisionError::Permanent(format!("flist {url} is not an flist: {e}")))?;
+    write_durably(config, &serde_json::to_vec(&image).expect("configs serialise")).map_err(transient)?;
+    tmp.as_file().sync_all().map_err(transient)?;
+    tmp.persist(flist).map_err(|e| transient(e.error))?;
     Ok(())
 }
