@@ -250,6 +250,23 @@ impl<P: Provisioner> Engine<P> {
         }
     }
 
+    /// Tell the owner once why the explorer's word was not enough to remove a workload this node
+    /// keeps, in a result about the version it runs (with that version's facts).
+    fn keep(&mut self, entry: &Entry, message: String) {
+        let spec = &entry.workload.payload;
+        let (state, report, data) = match &entry.phase {
+            Phase::Running => (ResultState::Ok, format!("still running: {message}"), entry.data.clone()),
+            Phase::Failed { reason } => {
+                (ResultState::Error, format!("{reason} (and {message})"), serde_json::Value::Null)
+            }
+            Phase::Provisioning | Phase::Removing => return,
+        };
+        if self.noted.insert((spec.id.clone(), spec.version, message.clone())) {
+            tracing::warn!(workload = %spec.id, version = spec.version, %message, "not removed");
+            self.ctx.reporter.report(spec, state, report, data);
+        }
+    }
+
     /// Workloads whose next step may depend on `id`: those that need it, and those it needs.
     fn related(&self, id: &WorkloadId) -> Vec<WorkloadId> {
         let own =
@@ -279,7 +296,9 @@ impl<P: Provisioner> Engine<P> {
             .map(|r| r.workload.clone());
         match (wanted, entry) {
             (Some(w), entry) => {
-                if let Err(message) = verify::workload(&w, &self.ctx.me.public()) {
+                let verified = verify::workload(&w, &self.ctx.me.public())
+                    .and_then(|()| entry.as_ref().map_or(Ok(()), |e| verify::update(&e.workload, &w)));
+                if let Err(message) = verified {
                     return self.note(id, w.payload.version, message, Some(ResultState::Error));
                 }
                 let redo = match &entry {
@@ -306,18 +325,17 @@ impl<P: Provisioner> Engine<P> {
                     return self.note(id, e.workload.payload.version, message, None);
                 }
                 let why = if e.workload.payload.expires_at <= now {
-                    Ok("expired".to_string())
+                    Ok("expired")
                 } else if e.phase == Phase::Removing {
-                    Ok("removal finished".to_string())
+                    Ok("removal finished")
                 } else {
-                    match &record {
-                        Some(r) => verify::removal(r, now).map(str::to_string),
-                        None => return,
-                    }
+                    let Some(r) = &record else { return };
+                    verify::removal_basis(r, &e.workload, &self.ctx.me.public())
+                        .and_then(|signed| verify::removal(r, signed, now))
                 };
                 match why {
-                    Ok(why) => self.spawn(id, done, move |ctx| ctx.remove(e, why)),
-                    Err(message) => self.note(id, e.workload.payload.version, message, None),
+                    Ok(why) => self.spawn(id, done, move |ctx| ctx.remove(e, why.to_string())),
+                    Err(message) => self.keep(&e, message),
                 }
             }
             (None, None) => {}

@@ -38,6 +38,8 @@ struct Recorded {
     health: HashMap<WorkloadId, Health>,
     provisions: HashMap<WorkloadId, u32>,
     removals: HashMap<WorkloadId, u32>,
+    /// Health checks per workload: the engine checks every running workload once a tick.
+    checks: HashMap<WorkloadId, u32>,
     /// Every call, in order: `provision <id>` or `remove <id>`.
     calls: Vec<String>,
 }
@@ -61,6 +63,22 @@ impl Recorder {
     }
     fn calls(&self) -> Vec<String> {
         self.0.lock().unwrap().calls.clone()
+    }
+    fn checks(&self, id: &WorkloadId) -> u32 {
+        self.0.lock().unwrap().checks.get(id).copied().unwrap_or(0)
+    }
+
+    /// Wait until the engine has ticked at least twice more, proven by two more health checks of
+    /// the running workload `witness`: every tick reconciles every workload before it checks
+    /// health, so whatever a tick would do to another workload has been done by then.
+    async fn two_more_ticks(&self, witness: &WorkloadId) {
+        let target = self.checks(witness) + 2;
+        let wait = async {
+            while self.checks(witness) < target {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("the engine stopped ticking"));
     }
 }
 
@@ -100,7 +118,9 @@ impl Provisioner for Recorder {
     }
 
     async fn health(&self, id: &WorkloadId) -> Health {
-        self.0.lock().unwrap().health.get(id).cloned().unwrap_or(Health::Missing)
+        let mut r = self.0.lock().unwrap();
+        *r.checks.entry(id.clone()).or_default() += 1;
+        r.health.get(id).cloned().unwrap_or(Health::Missing)
     }
 
     async fn existing(&self) -> Vec<WorkloadId> {
@@ -118,9 +138,16 @@ struct Harness {
     owner: Keypair,
     inputs: mpsc::Sender<Input>,
     results: mpsc::UnboundedReceiver<Signed<WorkloadResult>>,
+    /// Every result received so far, in order.
+    log: Vec<WorkloadResult>,
+    /// Per workload: where in `log` the next [`Harness::result`] about it starts looking.
+    taken: HashMap<WorkloadId, usize>,
     recorder: Recorder,
     _dir: tempfile::TempDir,
 }
+
+/// How long a test waits for an event that must come (generous: the machine may be loaded).
+const WAIT: Duration = Duration::from_secs(30);
 
 fn config() -> EngineConfig {
     EngineConfig {
@@ -145,7 +172,7 @@ impl Harness {
         let engine = Engine::new(explorer, reporter, me.clone(), store, recorder.clone(), total, config()).unwrap();
         let (inputs, rx) = mpsc::channel(16);
         tokio::spawn(engine.run(rx));
-        Self { me, owner, inputs, results, recorder, _dir: dir }
+        Self { me, owner, inputs, results, log: Vec::new(), taken: HashMap::new(), recorder, _dir: dir }
     }
 
     /// An active container record for this node, signed by the owner, expiring in `ttl` s.
@@ -242,33 +269,38 @@ impl Harness {
         id
     }
 
-    /// The next result about `id` whose state is `state` (others about it are skipped).
+    /// The next result about `id` in `state`, after the last one this returned about `id`
+    /// (results in between are skipped; results about other workloads stay for their callers).
     async fn result(&mut self, id: &WorkloadId, state: ResultState) -> WorkloadResult {
-        let wait = async {
-            loop {
-                let r = self.results.recv().await.expect("reporter open").payload;
-                if &r.workload_id == id && r.state == state {
-                    return r;
-                }
+        let mut at = self.taken.get(id).copied().unwrap_or(0);
+        loop {
+            if let Some(found) = self.log[at..].iter().position(|r| &r.workload_id == id && r.state == state) {
+                at += found;
+                self.taken.insert(id.clone(), at + 1);
+                return self.log[at].clone();
             }
-        };
-        tokio::time::timeout(Duration::from_secs(10), wait)
-            .await
-            .unwrap_or_else(|_| panic!("no {} result for {id}", state.as_str()))
+            at = self.log.len();
+            let next = tokio::time::timeout(WAIT, self.results.recv()).await;
+            let next = next.unwrap_or_else(|_| panic!("no {} result for {id}", state.as_str()));
+            self.log.push(next.expect("reporter open").payload);
+        }
     }
 
-    /// Results about `id` that arrive within `window`.
-    async fn results_within(&mut self, id: &WorkloadId, window: Duration) -> Vec<WorkloadResult> {
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(window, async {
-            while let Some(r) = self.results.recv().await {
-                if &r.payload.workload_id == id {
-                    out.push(r.payload);
-                }
-            }
-        })
-        .await;
-        out
+    /// Results about `id` that have arrived since the last one [`Self::result`] returned about
+    /// it, without waiting.
+    fn later_results(&mut self, id: &WorkloadId) -> Vec<WorkloadResult> {
+        while let Ok(r) = self.results.try_recv() {
+            self.log.push(r.payload);
+        }
+        let at = self.taken.get(id).copied().unwrap_or(0);
+        self.log[at..].iter().filter(|r| &r.workload_id == id).cloned().collect()
+    }
+
+    /// Start a workload that runs, to witness the engine's ticks with; returns its id.
+    async fn witness(&mut self) -> WorkloadId {
+        let id = self.submit(self.container(64, 3600)).await;
+        self.result(&id, ResultState::Ok).await;
+        id
     }
 }
 
@@ -320,7 +352,9 @@ async fn a_permanent_failure_is_reported_with_its_reason_and_not_retried() {
     h.recorder.set(&id, Behaviour::FailPermanently);
     h.submit(record).await;
     assert_eq!(h.result(&id, ResultState::Error).await.message, "bad image");
-    let later = h.results_within(&id, Duration::from_millis(500)).await;
+    let witness = h.witness().await;
+    h.recorder.two_more_ticks(&witness).await;
+    let later = h.later_results(&id);
     assert!(later.is_empty(), "reported again: {later:?}");
     assert_eq!(h.recorder.provisions(&id), 1);
 }
@@ -385,35 +419,125 @@ async fn a_crashing_workload_is_restarted_with_backoff_then_given_up_on() {
 #[tokio::test]
 async fn an_expired_workload_is_removed_without_the_explorer() {
     let mut h = Harness::start(plenty());
-    let id = h.submit(h.container(64, 2)).await;
+    let id = h.submit(h.container(64, 5)).await;
     h.result(&id, ResultState::Ok).await;
     let deleted = h.result(&id, ResultState::Deleted).await;
     assert_eq!(deleted.message, "expired");
     assert_eq!(h.recorder.removals(&id), 1);
 }
 
+/// `record` as the explorer would send it once deleted, with a delete request for `workload_id`
+/// signed by `signer` (or none).
+fn deleted(record: &WorkloadRecord, workload_id: &WorkloadId, signer: Option<&Keypair>) -> WorkloadRecord {
+    let request = DeleteRequest { workload_id: workload_id.clone(), owner: 7, requested_at: zgrid_types::unix_now() };
+    WorkloadRecord {
+        state: WorkloadState::Deleted,
+        deletion: Some(Deletion { at: 0, by: Some(7), request: signer.map(|k| Signed::sign(request, k)) }),
+        ..record.clone()
+    }
+}
+
+impl Harness {
+    /// Start a container and wait until it runs; returns its record and id.
+    async fn running(&mut self) -> (WorkloadRecord, WorkloadId) {
+        let record = self.container(64, 3600);
+        let id = self.submit(record.clone()).await;
+        self.result(&id, ResultState::Ok).await;
+        (record, id)
+    }
+
+    /// Send `record` about the running container `id` and check that the node keeps it, saying
+    /// why in an `ok` result that contains `why`.
+    async fn kept(&mut self, id: &WorkloadId, record: WorkloadRecord, why: &str) {
+        self.send(Input::Change(Box::new(record))).await;
+        let kept = self.result(id, ResultState::Ok).await;
+        assert!(kept.message.starts_with("still running: ") && kept.message.contains(why), "{}", kept.message);
+        assert_eq!(kept.version, 1, "the result is about the version the node runs");
+        assert_eq!(self.recorder.removals(id), 0, "removed: {:?}", self.recorder.calls());
+    }
+}
+
 #[tokio::test]
 async fn a_deletion_is_carried_out_only_when_the_owner_signed_it() {
     let mut h = Harness::start(plenty());
-    let record = h.container(64, 3600);
-    let id = record.workload.payload.id.clone();
-    h.send(Input::Change(Box::new(record.clone()))).await;
-    h.result(&id, ResultState::Ok).await;
-
-    let request = DeleteRequest { workload_id: id.clone(), owner: 7, requested_at: zgrid_types::unix_now() };
-    let deleted = |signer: &Keypair| WorkloadRecord {
-        state: WorkloadState::Deleted,
-        deletion: Some(Deletion { at: 0, by: Some(7), request: Some(Signed::sign(request.clone(), signer)) }),
-        ..record.clone()
-    };
+    let (record, id) = h.running().await;
     let forger = Keypair::from_seed(&[3; 32]);
-    h.send(Input::Change(Box::new(deleted(&forger)))).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(h.recorder.removals(&id), 0, "removed on a delete request the owner did not sign");
+    h.kept(&id, deleted(&record, &id, Some(&forger)), "is not signed by its owner").await;
+    h.kept(&id, deleted(&record, &id, None), "marked deleted without a signed request").await;
 
-    h.send(Input::Change(Box::new(deleted(&h.owner)))).await;
+    h.send(Input::Change(Box::new(deleted(&record, &id, Some(&h.owner))))).await;
     assert_eq!(h.result(&id, ResultState::Deleted).await.message, "deleted by its owner");
     assert_eq!(h.recorder.removals(&id), 1);
+}
+
+#[tokio::test]
+async fn a_delete_request_the_owner_signed_for_another_workload_removes_nothing() {
+    let mut h = Harness::start(plenty());
+    let (record, id) = h.running().await;
+    let other = zgrid_client::new_workload_id();
+    h.kept(&id, deleted(&record, &other, Some(&h.owner.clone())), "names another workload or owner").await;
+}
+
+#[tokio::test]
+async fn a_record_marked_expired_before_its_signed_expiry_removes_nothing() {
+    let mut h = Harness::start(plenty());
+    let (record, id) = h.running().await;
+    let early = WorkloadRecord {
+        state: WorkloadState::Expired,
+        deletion: Some(Deletion { at: 0, by: None, request: None }),
+        ..record
+    };
+    h.kept(&id, early, "is marked expired, but its signed expiry time").await;
+}
+
+#[tokio::test]
+async fn a_record_with_its_expiry_moved_into_the_past_removes_nothing() {
+    let mut h = Harness::start(plenty());
+    let (record, id) = h.running().await;
+    let mut moved = WorkloadRecord { state: WorkloadState::Expired, deletion: None, ..record };
+    moved.workload.payload.expires_at = zgrid_types::unix_now() - 60;
+    h.kept(&id, moved.clone(), "is not what its owner signed").await;
+    // A newer version with the past expiry, not signed by the owner.
+    let newer = WorkloadRecord {
+        workload: Signed { payload: WorkloadSpec { version: 2, ..moved.workload.payload }, ..moved.workload },
+        ..moved
+    };
+    h.kept(&id, newer, "does not verify").await;
+}
+
+#[tokio::test]
+async fn a_record_whose_owner_key_was_replaced_removes_nothing_even_with_a_delete_signed_by_that_key() {
+    let mut h = Harness::start(plenty());
+    let (record, id) = h.running().await;
+    let thief = Keypair::from_seed(&[8; 32]);
+    for version in [1, 2] {
+        let mut spec = record.workload.payload.clone();
+        spec.owner_key = thief.public();
+        spec.version = version;
+        let swapped = WorkloadRecord { workload: Signed::sign(spec, &thief), ..record.clone() };
+        let why = if version == 1 { "is not what its owner signed" } else { "another owner or owner key" };
+        h.kept(&id, deleted(&swapped, &id, Some(&thief)), why).await;
+    }
+    // Nor is such a version provisioned in place of the owner's.
+    let mut spec = record.workload.payload.clone();
+    (spec.owner_key, spec.version) = (thief.public(), 3);
+    h.send(Input::Change(Box::new(WorkloadRecord { workload: Signed::sign(spec, &thief), ..record }))).await;
+    let refused = h.result(&id, ResultState::Error).await;
+    assert!(refused.message.contains("another owner or owner key"), "{}", refused.message);
+    assert_eq!((h.recorder.provisions(&id), h.recorder.removals(&id)), (1, 0), "{:?}", h.recorder.calls());
+}
+
+#[tokio::test]
+async fn a_workload_for_another_node_is_refused_before_any_side_effect() {
+    let mut h = Harness::start(plenty());
+    let mut record = h.container(64, 3600);
+    let mut spec = record.workload.payload.clone();
+    spec.node_id = Keypair::from_seed(&[9; 32]).public();
+    record.workload = Signed::sign(spec, &h.owner);
+    let id = h.submit(record).await;
+    let refused = h.result(&id, ResultState::Error).await;
+    assert!(refused.message.contains("not this node"), "{}", refused.message);
+    assert_eq!(h.recorder.provisions(&id), 0);
 }
 
 #[tokio::test]
@@ -453,10 +577,10 @@ async fn a_volume_outlives_the_container_using_it_when_both_expire() {
     let mut h = Harness::start(plenty());
     let mut volume = h.volume(&h.owner.clone());
     let mut spec = volume.workload.payload.clone();
-    spec.expires_at = zgrid_types::unix_now() + 2;
+    spec.expires_at = zgrid_types::unix_now() + 5;
     volume.workload = Signed::sign(spec, &h.owner);
     let volume_id = volume.workload.payload.id.clone();
-    let container = h.container_with(64, 2, vec![volume_id.clone()]);
+    let container = h.container_with(64, 5, vec![volume_id.clone()]);
     let id = container.workload.payload.id.clone();
     h.send(Input::Snapshot(vec![volume, container])).await;
     h.result(&id, ResultState::Ok).await;
