@@ -135,3 +135,75 @@ fn internal(e: &dyn std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "node API request failed");
     Refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal error on the node; see its log".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use zgrid_types::workload::{DiskType, Volume};
+    use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadSpec};
+
+    use super::*;
+    use crate::store::{Entry, Phase};
+
+    /// A node API on loopback whose store holds one workload of `owner`; its URL and the id.
+    async fn serve_one(owner: &Keypair, dir: &std::path::Path) -> (String, WorkloadId) {
+        let node = Keypair::from_seed(&rand::random());
+        let spec = WorkloadSpec {
+            id: zgrid_client::new_workload_id(),
+            version: 1,
+            owner: 1,
+            owner_key: owner.public(),
+            node_id: node.public(),
+            expires_at: zgrid_types::unix_now() + 3600,
+            description: String::new(),
+            metadata: String::new(),
+            data: WorkloadData::Volume(Volume { size: 10, disk_type: DiskType::Ssd }),
+        };
+        let store = Store::open(dir.join("store")).unwrap();
+        let id = spec.id.clone();
+        let entry =
+            Entry { workload: Signed::sign(spec, owner), phase: Phase::Running, restarts: 0, data: Default::default() };
+        store.put(&entry).unwrap();
+        let runtime =
+            Runtime::new(dir.join("runtime"), "zgrid-api-test").expect("the node API tests need root and runc");
+        let state = ApiState { node_id: node.public(), store, runtime };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, state));
+        (url, id)
+    }
+
+    /// `GET path` with an `Authorization` header signed by `key` at `ts` over `signed_path`.
+    async fn get(url: &str, path: &str, auth: Option<(&Keypair, i64, &str)>) -> (u16, String) {
+        let mut req = reqwest::Client::new().get(format!("{url}{path}"));
+        if let Some((key, ts, signed_path)) = auth {
+            let nonce = hex::encode(rand::random::<[u8; 16]>());
+            req = req.header("authorization", RequestAuth::sign(key, "GET", signed_path, ts, nonce, b"").to_string());
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn logs_are_read_only_by_the_owner_with_a_fresh_signature_over_this_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Keypair::from_seed(&rand::random());
+        let (url, id) = serve_one(&owner, dir.path()).await;
+        let path = format!("/v1/workloads/{id}/logs");
+        let now = zgrid_types::unix_now();
+
+        let (status, body) = get(&url, &path, None).await;
+        assert_eq!(status, 401, "{body}");
+        let (status, body) = get(&url, &path, Some((&owner, now, "/v1/workloads/other/logs"))).await;
+        assert_eq!((status, body.contains("does not verify")), (401, true), "{body}");
+        for stale in [now - 400, now + 400] {
+            let (status, body) = get(&url, &path, Some((&owner, stale, &path))).await;
+            assert_eq!((status, body.contains("from the node's clock")), (401, true), "{body}");
+        }
+        let stranger = Keypair::from_seed(&rand::random());
+        let (status, body) = get(&url, &path, Some((&stranger, now, &path))).await;
+        assert_eq!((status, body.contains("only the owner")), (403, true), "{body}");
+        // The owner passes every check; this workload simply has no container logs.
+        let (status, body) = get(&url, &path, Some((&owner, now, &path))).await;
+        assert_eq!((status, body.contains("has no logs")), (404, true), "{body}");
+    }
+}

@@ -106,7 +106,7 @@ impl RequestAuth {
     /// Check that the request was signed within `window` seconds of `clock`'s time now.
     pub fn check_time(&self, window: i64, clock: &'static str) -> Result<(), AuthError> {
         let now = crate::unix_now();
-        if (self.timestamp - now).abs() > window {
+        if self.timestamp.abs_diff(now) > window.unsigned_abs() {
             return Err(AuthError::Clock { timestamp: self.timestamp, now, window, clock });
         }
         Ok(())
@@ -180,6 +180,23 @@ mod tests {
         let mut later = parsed.clone();
         later.timestamp += 1;
         assert!(later.verify("POST", "/v1/workloads", b"{}").is_err());
+        // A captured request replayed under a fresh nonce no longer verifies.
+        let mut fresh = parsed.clone();
+        fresh.nonce = "99887766554433221100".into();
+        assert!(fresh.verify("POST", "/v1/workloads", b"{}").is_err());
+        let mut other_key = parsed;
+        other_key.key = Keypair::from_seed(&[8; 32]).public();
+        assert!(other_key.verify("POST", "/v1/workloads", b"{}").is_err());
+    }
+
+    #[test]
+    fn extreme_timestamps_are_outside_every_window() {
+        let key = Keypair::from_seed(&[9; 32]);
+        let now = crate::unix_now();
+        for ts in [i64::MIN, i64::MIN + now, i64::MAX, -now, 0] {
+            let auth = RequestAuth::sign(&key, "GET", "/", ts, "00112233445566778899".into(), b"");
+            assert!(matches!(auth.check_time(300, "node"), Err(AuthError::Clock { .. })), "{ts} passed");
+        }
     }
 
     #[test]

@@ -179,4 +179,38 @@ mod tests {
         let text = sig.to_string();
         assert_eq!(text.parse::<Signature>().unwrap(), sig);
     }
+
+    /// The order of the ed25519 group, little-endian.
+    const ORDER: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+
+    #[test]
+    fn a_malleated_signature_does_not_verify() {
+        // s + L is the same scalar as s, written non-canonically: a second signature for the
+        // same message that a lax verifier accepts.
+        let key = Keypair::from_seed(&[1; 32]);
+        let mut bytes = key.sign(b"hello").0.to_bytes();
+        let mut carry = 0u16;
+        for (b, l) in bytes[32..].iter_mut().zip(ORDER) {
+            let sum = u16::from(*b) + u16::from(l) + carry;
+            (*b, carry) = (sum as u8, sum >> 8);
+        }
+        let malleated: Signature = hex::encode(bytes).parse().unwrap();
+        assert_eq!(key.public().verify(b"hello", &malleated), Err(KeyError::Mismatch));
+    }
+
+    #[test]
+    fn a_small_order_key_verifies_nothing() {
+        // The identity point as a key, with R = identity and s = 0, satisfies the verification
+        // equation for every message; only a strict verifier refuses the key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let key = PublicKey::from_bytes(&identity).expect("the identity is a point");
+        let forged: Signature = hex::encode([identity, [0; 32]].concat()).parse().unwrap();
+        for message in [&b"hello"[..], b"any message at all"] {
+            assert_eq!(key.verify(message, &forged), Err(KeyError::Mismatch));
+        }
+    }
 }

@@ -119,4 +119,43 @@ mod tests {
         assert_eq!(wireguard_public(&private), public);
         assert_ne!(wireguard_keypair().0, private);
     }
+
+    #[test]
+    fn a_box_sealed_by_libsodium_opens_here() {
+        // Made with libsodium 1.0.18 (PyNaCl 1.6.2): the ed25519 key pair of seed [3; 32],
+        // `crypto_sign_ed25519_pk_to_curve25519` of its public key, and `crypto_box_seal` of the
+        // text below to that key.
+        let x25519 = "75e270df2952c57ba8367ba8618c178f9fe50db2799d304e74e918d985686146";
+        let sealed = "5d755cbd7957ad1c869ec2f8e290175a2bae7cd4f1b1d4408425bf852327d37f44424f06daaaa32a326eaebd5840\
+                      027b57fadfb3ddd589592cc94f6fe686b29e85124705f9e93eebfba36b63d47f0f6a0b2d4ae8e2be68";
+        let node = Keypair::from_seed(&[3; 32]);
+        assert_eq!(hex::encode(node.public().to_x25519()), x25519);
+        let opened = node.unseal(&hex::decode(sealed).unwrap()).unwrap();
+        assert_eq!(opened, b"zgrid known answer: sealed by libsodium");
+    }
+
+    #[test]
+    fn truncated_or_altered_boxes_do_not_open() {
+        let node = Keypair::from_seed(&[3; 32]);
+        let sealed = seal(&node.public(), b"secret");
+        for len in [0, 16, 31, 32, 47, 48, sealed.len() - 1] {
+            assert_eq!(node.unseal(&sealed[..len]), Err(UnsealError), "truncated to {len} bytes");
+        }
+        // Another ephemeral key (the first 32 bytes): the shared key and the nonce change.
+        let mut ephemeral = sealed.clone();
+        ephemeral[..32].copy_from_slice(&wireguard_keypair().1);
+        assert_eq!(node.unseal(&ephemeral), Err(UnsealError));
+        let mut flipped = sealed;
+        flipped[5] ^= 0x80;
+        assert_eq!(node.unseal(&flipped), Err(UnsealError));
+    }
+
+    #[test]
+    fn a_secret_that_is_not_text_is_refused() {
+        use base64::Engine;
+        let node = Keypair::from_seed(&[3; 32]);
+        let bytes = seal(&node.public(), &[0xff, 0xfe, b'a']);
+        let secret = format!("{SECRET_V1}{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        assert_eq!(node.unseal_secret(&secret), Err(SecretError::Utf8));
+    }
 }
