@@ -105,6 +105,20 @@ impl ChunkSource for Recording {
     }
 }
 
+/// Wait until thread `tid` of this process is blocked in read(2).
+fn blocked_in_read(tid: nix::unistd::Pid) {
+    let task = format!("/proc/self/task/{tid}");
+    loop {
+        let syscall = std::fs::read_to_string(format!("{task}/syscall")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("{task}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        if syscall.split_whitespace().next() == Some("0") && matches!(state, Some('S' | 'D')) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Run `f` on another thread; panics unless it finishes within [`PROMPT`].
 fn promptly<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -281,13 +295,23 @@ fn a_slow_fetch_holds_up_neither_metadata_nor_other_reads() {
     let mounted = image.mount(source.clone());
     let mnt = mounted.mountpoint().to_path_buf();
     let (results, result) = mpsc::channel();
+    let (tids, tid) = mpsc::channel();
     for name in ["slow", "twin"] {
-        let (path, results) = (mnt.join(name), results.clone());
-        std::thread::spawn(move || results.send(std::fs::read(path).map_err(|e| e.to_string())));
+        let (path, results, tids) = (mnt.join(name), results.clone(), tids.clone());
+        std::thread::spawn(move || {
+            tids.send(nix::unistd::gettid()).unwrap();
+            results.send(std::fs::read(path).map_err(|e| e.to_string()))
+        });
         if name == "slow" {
             is_held.recv_timeout(PROMPT).expect("the slow read reaches the source");
         }
     }
+    // The twin's read must reach the filesystem while the fetch is held, or the memory cache
+    // would serve it afterwards and prove nothing: wait until its thread blocks in read(2).
+    let twin = tid.recv().and_then(|_| tid.recv()).unwrap();
+    promptly("the twin's read reaches the mount", move || blocked_in_read(twin));
+    // The kernel hands requests to the filesystem in order, so once these later ones are
+    // answered the twin's read has been taken up, and parks on the fetch under way.
     let (m, r) = (mnt.clone(), fast.clone());
     promptly("metadata and another read while a fetch is held", move || {
         assert!(std::fs::metadata(m.join("slow")).unwrap().is_file());

@@ -159,6 +159,15 @@ fn containers_on_three_nodes_ping_each_other_move_100_mb_intact_and_leave_nothin
     }
 }
 
+/// A namespace on `grid`'s underlay, next to `node`, that routes `ranges` through it.
+fn neighbour(grid: &Grid, node: &Node, ranges: &[&str]) -> zgrid_devnet::Netns {
+    let neighbour = grid.devnet.underlay().add_netns(&format!("nb{}", std::process::id() % 10000)).unwrap();
+    for range in ranges {
+        neighbour.ip(&["route", "add", range, "via", &node.address().to_string()]).unwrap();
+    }
+    neighbour
+}
+
 /// A "laptop" namespace on the underlay with a wg-quick interface up; brought down, its
 /// wireguard-go stopped and the namespace removed on drop.
 struct Laptop {
@@ -458,10 +467,7 @@ fn with_egress_containers_reach_outside_through_their_node_and_without_it_they_d
     // cannot open a connection into it.
     let listener =
         run_on(&grid, &node, "out", &host(&grid, "out", &node, 3), "while true; do echo INSIDE | nc -l -p 7000; done");
-    let neighbour = grid.devnet.underlay().add_netns(&format!("nb{}", std::process::id() % 10000)).unwrap();
-    for range in ["10.95.0.0/16", "100.127.0.0/16"] {
-        neighbour.ip(&["route", "add", range, "via", &node.address().to_string()]).unwrap();
-    }
+    let neighbour = neighbour(&grid, &node, &["10.95.0.0/16", "100.127.0.0/16"]);
     let target = host(&grid, "out", &node, 3);
     let probe = neighbour.command("busybox").args(["nc", "-w", "3", &target, "7000"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&probe.stdout).contains("INSIDE"), "a neighbour connected into the network");
@@ -548,8 +554,14 @@ fn an_interactive_container_has_a_console_reachable_only_on_its_private_network(
         "no xterm.js terminal with the shell's output (scripts/test installs xterm.js with scripts/console-assets and sets ZGRID_CONSOLE_ASSETS):\n{text}\n{dom}"
     );
 
-    // Not from outside the network.
-    let outside = grid.cli_raw(&["console", &id]);
+    // Not from outside the network, even from a machine next to the node that routes the
+    // network's addresses through it.
+    let neighbour = neighbour(&grid, &node, &["10.97.0.0/16"]);
+    let ping = neighbour.command("busybox").args(["ping", "-c", "1", "-W", "5", &node.address().to_string()]).output();
+    assert!(ping.unwrap().status.success(), "the neighbour does not reach the node at all");
+    let mut command = neighbour.command(crate::common::ZGRID);
+    command.env("ZGRID_HOME", grid.home.path()).env("ZGRID_EXPLORER", grid.devnet.explorer_url());
+    let outside = command.args(["console", &id]).output().unwrap();
     assert!(!outside.status.success(), "the console answered outside its network");
     assert!(
         String::from_utf8_lossy(&outside.stderr).contains("add-access"),

@@ -190,7 +190,7 @@ fn a_crashing_container_is_restarted_on_its_writable_layer_and_the_result_says_s
 fn an_expired_container_is_removed_by_the_node() {
     let grid = Grid::new();
     let node = grid.node(60);
-    let id = id_of(&grid.deploy(&node, "sleep 1000", &["--duration", "8s", "--wait"]));
+    let id = id_of(&grid.deploy(&node, "sleep 1000", &["--duration", "20s", "--wait"]));
     assert!(node.runtime_dir().join("containers").join(&id).exists());
     grid.wait_for_result(&node, &id, "deleted", LIMIT);
     assert_gone(&node, &id);
@@ -200,7 +200,7 @@ fn an_expired_container_is_removed_by_the_node() {
 fn expiry_is_enforced_while_the_explorer_is_unreachable() {
     let mut grid = Grid::new();
     let node = grid.node(60);
-    let id = id_of(&grid.deploy(&node, "sleep 1000", &["--duration", "8s", "--wait"]));
+    let id = id_of(&grid.deploy(&node, "sleep 1000", &["--duration", "20s", "--wait"]));
     grid.devnet.kill_explorer();
     let runtime = node.runtime().unwrap();
     let gone = wait_until(LIMIT, || (!runtime.exists(&id)).then_some(()));

@@ -74,7 +74,7 @@ async fn expired_workloads_leave_the_desired_set(backend: Backend) {
     let node = w.ex.signed(&w.node);
     let mut feed = Box::pin(node.feed(0).await.unwrap());
     let mut spec = w.spec(&w.alice, &w.node.public(), volume());
-    spec.expires_at = zgrid_types::unix_now() + 2;
+    spec.expires_at = zgrid_types::unix_now() + 5;
     let signed = zgrid_types::Signed::sign(spec, &w.alice.key);
     w.alice.client.create_workload(&signed).await.unwrap();
     assert_eq!(next_event(&mut feed).await.record.state, WorkloadState::Active);
