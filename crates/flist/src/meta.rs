@@ -276,6 +276,17 @@ impl Flist {
         Ok((inodes as u64, bytes.unwrap_or(0) as u64, refs as u64, distinct as u64))
     }
 
+    /// Every distinct chunk the flist references, with its plaintext length.
+    pub fn chunk_sizes(&self) -> Result<Vec<(Hash, u64)>, MetaError> {
+        let mut stmt = self.db.prepare("SELECT id, MAX(size) FROM chunk GROUP BY id ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|row| {
+            let (id, size) = row?;
+            Ok((hash(id)?, size as u64))
+        })
+        .collect()
+    }
+
     /// Every distinct chunk the flist references.
     pub fn chunk_ids(&self) -> Result<Vec<Hash>, MetaError> {
         let mut stmt = self.db.prepare("SELECT DISTINCT id FROM chunk ORDER BY id")?;

@@ -172,6 +172,7 @@ fn cold_starts(
     let url = pushed["url"].as_str().context("`zgrid flist push` printed no url")?.to_owned();
     let image_bytes = pushed["stored"]["flist"]["content_bytes"].as_u64().unwrap_or_default();
     let flist_bytes = std::fs::metadata(work.join("image/bench.flist"))?.len();
+    let chunks = Chunks::of(&work.join("image"))?;
     eprintln!("archiving {} as a .tar.gz", rootfs.display());
     let archive = work.join("image.tar.gz");
     let mut tar = Command::new("tar");
@@ -196,6 +197,7 @@ fn cold_starts(
         let before = me.hub_served()?;
         let lazy = start(&url)?;
         let after = me.hub_served()?;
+        let fetched = chunks.fetched(&node.state_dir().join("flist/cache"), flist_bytes)?;
         // Again, with the chunks in the node's cache: the start without the fetching.
         let lazy_warm = start(&url)?;
 
@@ -214,6 +216,7 @@ fn cold_starts(
             "lazy_ready_s": secs(lazy),
             "lazy_fetched_bytes": after.1 - before.1,
             "lazy_fetched_chunks": after.0 - before.0,
+            "lazy_fetched": fetched,
             "whole_download_s": secs(download),
             "whole_unpack_start_s": secs(whole),
             "lazy_warm_ready_s": secs(lazy_warm),
@@ -225,9 +228,72 @@ fn cold_starts(
         "image_bytes": image_bytes,
         "flist_bytes": flist_bytes,
         "archive_bytes": archive_bytes,
+        "whole": chunks.totals(flist_bytes, |_| true),
+        "os_part": chunks.totals(flist_bytes, |c| !c.data),
         "entrypoint": ENTRYPOINT,
         "runs": rows,
     }))
+}
+
+/// The benchmark image's chunks, to count what a start fetched like for like: stored
+/// (compressed, encrypted) bytes against the image's stored bytes with its flist file, and
+/// plaintext against plaintext.
+struct Chunks(std::collections::HashMap<zgrid_flist::chunk::Hash, ChunkSize>);
+
+/// One distinct chunk of the image.
+struct ChunkSize {
+    plain: u64,
+    stored: u64,
+    /// Whether it holds the added random data (`/srv/bench-data`) rather than the OS.
+    data: bool,
+}
+
+impl Chunks {
+    /// The chunks of `<dir>/bench.flist`, sized from the store `<dir>/store` it was packed into.
+    fn of(dir: &Path) -> Result<Self> {
+        let flist = zgrid_flist::Flist::open(&dir.join("bench.flist"))?;
+        let data = zgrid_flist::resolve(&flist, "/srv/bench-data")?;
+        let data: std::collections::HashSet<_> = flist.chunks(data)?.into_iter().map(|c| c.id).collect();
+        let store = zgrid_flist::DirStore::new(dir.join("store"));
+        let mut all = std::collections::HashMap::new();
+        for (id, plain) in flist.chunk_sizes()? {
+            let stored = std::fs::metadata(store.path(&id))?.len();
+            all.insert(id, ChunkSize { plain, stored, data: data.contains(&id) });
+        }
+        Ok(Self(all))
+    }
+
+    /// Stored and plaintext bytes of the chunks `which` selects; the stored bytes count the
+    /// flist file (`flist_bytes`), which a node downloads whole before it mounts the image.
+    fn totals(&self, flist_bytes: u64, which: impl Fn(&ChunkSize) -> bool) -> Value {
+        let chosen: Vec<&ChunkSize> = self.0.values().filter(|c| which(c)).collect();
+        json!({
+            "chunks": chosen.len(),
+            "stored_bytes": flist_bytes + chosen.iter().map(|c| c.stored).sum::<u64>(),
+            "plain_bytes": chosen.iter().map(|c| c.plain).sum::<u64>(),
+        })
+    }
+
+    /// What a node's chunk cache at `cache` holds of the image: what its cold start fetched,
+    /// its stored bytes counting the flist file (`flist_bytes`) as [`Self::totals`] does.
+    fn fetched(&self, cache: &Path, flist_bytes: u64) -> Result<Value> {
+        let mut fetched = Vec::new();
+        for shard in std::fs::read_dir(cache).with_context(|| format!("cannot list {}", cache.display()))? {
+            for file in std::fs::read_dir(shard?.path())? {
+                let name = file?.file_name();
+                let id = hex::decode(name.as_encoded_bytes()).ok().and_then(|b| b.try_into().ok());
+                if let Some(chunk) = id.and_then(|id: zgrid_flist::chunk::Hash| self.0.get(&id)) {
+                    fetched.push(chunk);
+                }
+            }
+        }
+        Ok(json!({
+            "chunks": fetched.len(),
+            "stored_bytes": flist_bytes + fetched.iter().map(|c| c.stored).sum::<u64>(),
+            "plain_bytes": fetched.iter().map(|c| c.plain).sum::<u64>(),
+            "data_chunks": fetched.iter().filter(|c| c.data).count(),
+        }))
+    }
 }
 
 /// Push `versions` one after the other (into `dir`): what each adds to the hub, and what the
@@ -383,18 +449,36 @@ fn print(report: &Value) {
         mib(&cold["flist_bytes"]),
         mib(&cold["archive_bytes"])
     );
+    let part = |name: &str, key: &str| {
+        let p = &cold[name];
+        println!(
+            "{key}: {} chunks, {} MiB stored (with the flist file), {} MiB of plaintext",
+            p["chunks"],
+            mib(&p["stored_bytes"]),
+            mib(&p["plain_bytes"])
+        );
+    };
+    part("whole", "whole image");
+    part("os_part", "OS part (all but /srv/bench-data)");
+    let share = |of: &Value, whole: &Value| {
+        format!("{:.1} %", of.as_f64().unwrap_or_default() / whole.as_f64().unwrap_or(1.0).max(1.0) * 100.0)
+    };
     let rows: Vec<Vec<String>> = cold["runs"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|r| {
+            let f = &r["lazy_fetched"];
             vec![
                 r["run"].to_string(),
                 r["lazy_ready_s"].to_string(),
-                format!("{} ({})", mib(&r["lazy_fetched_bytes"]), r["lazy_fetched_chunks"]),
+                format!("{} ({})", mib(&f["stored_bytes"]), f["chunks"]),
+                share(&f["stored_bytes"], &cold["whole"]["stored_bytes"]),
+                share(&f["plain_bytes"], &cold["whole"]["plain_bytes"]),
+                share(&f["stored_bytes"], &cold["os_part"]["stored_bytes"]),
+                share(&f["plain_bytes"], &cold["os_part"]["plain_bytes"]),
                 r["whole_download_s"].to_string(),
                 r["whole_unpack_start_s"].to_string(),
-                mib(&cold["image_bytes"]),
                 r["lazy_warm_ready_s"].to_string(),
                 r["whole_warm_ready_s"].to_string(),
             ]
@@ -403,14 +487,20 @@ fn print(report: &Value) {
     let header = [
         "RUN",
         "LAZY READY S",
-        "LAZY MIB (CHUNKS) FETCHED",
+        "FETCHED MIB (CHUNKS)",
+        "STORED %",
+        "PLAIN %",
+        "OS STORED %",
+        "OS PLAIN %",
         "WHOLE DOWNLOAD S",
         "WHOLE UNPACK+START S",
-        "IMAGE MIB",
         "LAZY WARM S",
         "WHOLE WARM S",
     ];
     output::table(&header, &rows);
+    println!(
+        "fetched: stored bytes of the chunks a cold start put in the node's cache plus the flist file, against the image's; plaintext against plaintext"
+    );
     let dedup = &report["dedup"];
     if dedup.is_null() {
         return;
