@@ -14,7 +14,7 @@ use zgrid_client::{ClientError, HubClient};
 use zgrid_flist::DirStore;
 use zgrid_hub::{Config, Hub};
 use zgrid_types::Keypair;
-use zgrid_types::auth::{CONTENT_HASH_HEADER, RequestAuth};
+use zgrid_types::auth::{BodyDigest, CONTENT_HASH_HEADER, RequestAuth};
 
 /// A hub serving a data directory on loopback; stopped when dropped.
 pub struct TestHub {
@@ -155,4 +155,28 @@ pub fn bytes(seed: &str, n: usize) -> Vec<u8> {
     let mut out = vec![0; n];
     blake3::Hasher::new().update(seed.as_bytes()).finalize_xof().fill(&mut out);
     out
+}
+
+/// The headers of a request signed by `key` over a body of `len` bytes hashing to `hash`,
+/// as a client declares them: `Authorization` and the hash (the length goes in
+/// `Content-Length`).
+pub fn signed_headers(
+    key: &Keypair,
+    method: &str,
+    path: &str,
+    len: u64,
+    hash: &blake3::Hash,
+) -> Vec<(&'static str, String)> {
+    let digest = BodyDigest { len, hash: *hash };
+    let auth = RequestAuth::sign_digest(key, method, path, zgrid_types::unix_now(), nonce(), &digest);
+    vec![("authorization", auth.to_string()), (CONTENT_HASH_HEADER, hash.to_hex().to_string())]
+}
+
+/// Wait until `done` holds (checked every 20 ms, for at most 30 s, then the test fails).
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "waited 30 s for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -3,6 +3,8 @@
 //! one small buffer), and an answer read while the body is still being sent. The CLI's tests
 //! include it too (`#[path = ".../hub/tests/common/raw.rs"] mod raw;`); it needs `tokio`.
 
+#![allow(dead_code)] // shared by test binaries that each use a part
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
