@@ -538,6 +538,24 @@ pub struct HubUrl {
     pub hub: Option<String>,
 }
 
+/// How many uploads a hub takes at once, and how many bytes of them it holds (refused with 429
+/// past a key's limits, 503 past the hub's).
+#[derive(Debug, Args)]
+pub struct UploadLimitArgs {
+    /// Uploads in progress at once, from all keys.
+    #[arg(long, default_value_t = zgrid_hub::UploadLimits::default().uploads)]
+    pub max_uploads: usize,
+    /// Uploads in progress at once from one key.
+    #[arg(long, default_value_t = zgrid_hub::UploadLimits::default().uploads_per_key)]
+    pub max_uploads_per_key: usize,
+    /// MiB the uploads in progress may hold (on disk while received), from all keys.
+    #[arg(long, default_value_t = zgrid_hub::UploadLimits::default().bytes >> 20)]
+    pub max_spool_mib: u64,
+    /// MiB the uploads in progress of one key may hold; an import needs its archive's size.
+    #[arg(long, default_value_t = zgrid_hub::UploadLimits::default().bytes_per_key >> 20)]
+    pub max_spool_mib_per_key: u64,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
     /// Serve a hub until SIGINT or SIGTERM.
@@ -548,6 +566,8 @@ pub enum HubCommand {
         /// Directory of chunks, flists and names (created if missing).
         #[arg(long, default_value = "hub-data")]
         data: std::path::PathBuf,
+        #[command(flatten)]
+        limits: UploadLimitArgs,
     },
     /// List namespaces, or the flists of one (its owner's public key; `me` for yours).
     Ls {

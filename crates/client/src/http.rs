@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zgrid_types::Keypair;
 use zgrid_types::api::ApiError;
-use zgrid_types::auth::RequestAuth;
+use zgrid_types::auth::{BodyDigest, CONTENT_HASH_HEADER, RequestAuth};
 
 /// What can go wrong talking to the explorer, a node or a hub.
 #[derive(Debug, thiserror::Error)]
@@ -57,18 +57,17 @@ impl ClientError {
 /// Result alias for client calls.
 pub type ClientResult<T> = Result<T, ClientError>;
 
-/// A request body with its BLAKE3 hash (what a signature covers) and content type.
+/// A request body with its length and BLAKE3 hash (what a signature covers) and content type.
 pub(crate) struct Payload {
     body: reqwest::Body,
-    hash: blake3::Hash,
-    len: u64,
+    digest: BodyDigest,
     content_type: &'static str,
 }
 
 impl Payload {
     /// A body held in memory.
     pub(crate) fn bytes(bytes: Vec<u8>, content_type: &'static str) -> Self {
-        Self { hash: blake3::hash(&bytes), len: bytes.len() as u64, body: bytes.into(), content_type }
+        Self { digest: BodyDigest::of(&bytes), body: bytes.into(), content_type }
     }
 
     /// A file streamed from disk (hashed first, so it is read twice, never held in memory).
@@ -83,7 +82,7 @@ impl Payload {
         .map_err(std::io::Error::other)??;
         let file = tokio::fs::File::open(path).await?;
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        Ok(Self { body, hash, len, content_type })
+        Ok(Self { body, digest: BodyDigest { len, hash }, content_type })
     }
 }
 
@@ -120,6 +119,8 @@ impl Http {
     }
 
     /// Send a request, signed with the key when `signed`; error answers become [`ClientError::Api`].
+    /// A signed request declares its body's length and hash in headers, so a server can check
+    /// the signature before it reads the body.
     pub(crate) async fn request(
         &self,
         method: Method,
@@ -132,15 +133,17 @@ impl Http {
         if signed {
             let key = self.key.as_ref().ok_or(ClientError::NoKey)?;
             let nonce = hex::encode(rand::random::<[u8; 16]>());
-            let hash = body.as_ref().map_or_else(|| blake3::hash(b""), |b| b.hash);
-            let auth =
-                RequestAuth::sign_hashed(key, method.as_str(), path_and_query, zgrid_types::unix_now(), nonce, &hash);
-            req = req.header(reqwest::header::AUTHORIZATION, auth.to_string());
+            let digest = body.as_ref().map_or_else(|| BodyDigest::of(b""), |b| b.digest);
+            let now = zgrid_types::unix_now();
+            let auth = RequestAuth::sign_digest(key, method.as_str(), path_and_query, now, nonce, &digest);
+            req = req
+                .header(reqwest::header::AUTHORIZATION, auth.to_string())
+                .header(CONTENT_HASH_HEADER, digest.hash.to_hex().as_str());
         }
         if let Some(payload) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, payload.content_type)
-                .header(reqwest::header::CONTENT_LENGTH, payload.len)
+                .header(reqwest::header::CONTENT_LENGTH, payload.digest.len)
                 .body(payload.body);
         }
         let peer = self.peer;

@@ -42,19 +42,41 @@ impl DirStore {
         self.write(id, bytes, false)
     }
 
+    /// Store chunk `id` from `file`, a temporary file holding its bytes on the store's file
+    /// system (moved into place, not copied), unless it is there; synced, like
+    /// [`DirStore::put`]. Returns whether it was new.
+    pub fn put_file(&self, id: &Hash, file: tempfile::NamedTempFile) -> std::io::Result<bool> {
+        self.place(id, |_| {
+            file.as_file().sync_all()?;
+            Ok(file)
+        })
+    }
+
     fn write(&self, id: &Hash, bytes: &[u8], durable: bool) -> std::io::Result<bool> {
+        self.place(id, |dir| {
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all(bytes)?;
+            if durable {
+                tmp.as_file().sync_all()?;
+            }
+            Ok(tmp)
+        })
+    }
+
+    /// Unless chunk `id` is there, rename the file `make` writes (given the chunk's directory)
+    /// into place; whether it was new.
+    fn place(
+        &self,
+        id: &Hash,
+        make: impl FnOnce(&std::path::Path) -> std::io::Result<tempfile::NamedTempFile>,
+    ) -> std::io::Result<bool> {
         let path = self.path(id);
         if path.exists() {
             return Ok(false);
         }
         let dir = path.parent().expect("chunk paths have a parent");
         std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(bytes)?;
-        if durable {
-            tmp.as_file().sync_all()?;
-        }
-        tmp.persist(&path).map_err(|e| e.error)?;
+        make(dir)?.persist(&path).map_err(|e| e.error)?;
         Ok(true)
     }
 

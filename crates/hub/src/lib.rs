@@ -13,6 +13,7 @@
 
 mod auth;
 mod error;
+mod limits;
 mod routes;
 mod store;
 
@@ -23,6 +24,7 @@ use std::sync::atomic::AtomicU64;
 
 use tokio::net::TcpListener;
 
+pub use crate::limits::UploadLimits;
 pub use crate::store::Repos;
 
 /// Hub settings.
@@ -38,6 +40,8 @@ pub struct Config {
     pub max_flist_bytes: u64,
     /// Largest archive accepted for import.
     pub max_import_bytes: u64,
+    /// How many uploads, and how many bytes of them, may be in progress at once.
+    pub uploads: UploadLimits,
 }
 
 impl Config {
@@ -49,6 +53,7 @@ impl Config {
             max_chunk_bytes: 32 << 20,
             max_flist_bytes: 512 << 20,
             max_import_bytes: 16 << 30,
+            uploads: UploadLimits::default(),
         }
     }
 }
@@ -63,6 +68,7 @@ struct Inner {
     config: Config,
     repos: Repos,
     auth: auth::Nonces,
+    uploads: limits::Uploads,
     stats: Counters,
 }
 
@@ -80,7 +86,8 @@ impl Hub {
     pub fn open(config: Config) -> std::io::Result<Self> {
         let repos = Repos::open(&config.data)?;
         let auth = auth::Nonces::open(&config.data.join("nonces"), config.request_window_secs)?;
-        Ok(Self { inner: Arc::new(Inner { config, repos, auth, stats: Counters::default() }) })
+        let uploads = limits::Uploads::new(config.uploads.clone());
+        Ok(Self { inner: Arc::new(Inner { config, repos, auth, uploads, stats: Counters::default() }) })
     }
 
     /// The stored flists and chunks.

@@ -9,7 +9,8 @@
 //! - `POST /api/v1/chunks/missing`: which of some chunks the hub lacks;
 //! - `GET /api/v1/stats`, `GET /health`.
 //!
-//! Signed (`Authorization: Zgrid ...` over the body's hash); `{owner}` must be the signer:
+//! Signed (`Authorization: Zgrid ...` over the body's declared length and hash, checked before
+//! the body is read; see `auth`); `{owner}` must be the signer:
 //! - `PUT /api/v1/chunks/{id}`: store a chunk (its bytes must hash to `id`; any signer);
 //! - `PUT /api/v1/flists/{owner}/{name}`: store an flist whose chunks are all on the hub;
 //! - `POST /api/v1/flists/{owner}/{name}/import`: turn a tar(.gz), OCI image layout (tar) or
@@ -20,6 +21,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,13 +31,15 @@ use zgrid_flist::PackSummary;
 use zgrid_types::PublicKey;
 use zgrid_types::hub::{FlistInfo, HubStats, MAX_MISSING_QUERY, MergeRequest, MissingQuery, Stored, is_hash};
 
-use crate::auth::receive;
+use crate::auth::Upload;
 use crate::error::Refusal;
 use crate::store::StoreError;
 use crate::{Hub, Inner};
 
 /// Chunks and flists by hash never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Largest merge request (a list of names).
+const MAX_MERGE_BYTES: u64 = 1 << 20;
 
 /// The hub's routes.
 pub fn app(hub: Hub) -> Router {
@@ -191,16 +195,16 @@ async fn missing(State(hub): State<Hub>, Json(query): Json<MissingQuery>) -> Ans
 async fn put_chunk(State(hub): State<Hub>, Path(id): Path<String>, req: Request) -> Answer<StatusCode> {
     let hash = hash_param(&id)?;
     let (parts, body) = req.into_parts();
-    let limit = hub.inner.config.max_chunk_bytes as u64;
-    let mut bytes = Vec::new();
-    receive(&hub.inner.auth, &parts, body, limit, None, &mut bytes).await?;
-    if blake3::hash(&bytes).as_bytes() != &hash {
+    let upload = Upload::admit(&hub.inner, &parts, &body, hub.inner.config.max_chunk_bytes as u64, None)?;
+    if upload.hash().as_bytes() != &hash {
         return Err(Refusal::bad_request(format!(
             "the body does not hash to {id}: a chunk is named by the BLAKE3 hash of its stored bytes"
         )));
     }
+    let file = spool(&hub, &upload, body).await?;
     let new = blocking(&hub, move |inner| {
-        inner.repos.chunks().put(&hash, &bytes).map_err(|e| Refusal::internal("cannot store a chunk", e))
+        let _upload = upload;
+        inner.repos.chunks().put_file(&hash, file).map_err(|e| Refusal::internal("cannot store a chunk", e))
     })
     .await?;
     if new {
@@ -211,14 +215,20 @@ async fn put_chunk(State(hub): State<Hub>, Path(id): Path<String>, req: Request)
     }
 }
 
-/// Receive an upload signed by `owner` to a spool file.
-async fn spooled(hub: &Hub, owner: &str, req: Request, limit: u64) -> Answer<tempfile::NamedTempFile> {
-    let (parts, body) = req.into_parts();
-    let spool = hub.inner.repos.spool();
-    let mut file =
-        tempfile::NamedTempFile::new_in(spool).map_err(|e| Refusal::internal("cannot create a spool file", e))?;
-    receive(&hub.inner.auth, &parts, body, limit, Some(owner), &mut file).await?;
+/// Receive an admitted upload's body into a new spool file (removed when dropped).
+async fn spool(hub: &Hub, upload: &Upload, body: Body) -> Answer<tempfile::NamedTempFile> {
+    let mut file = tempfile::NamedTempFile::new_in(hub.inner.repos.spool())
+        .map_err(|e| Refusal::internal("cannot create a spool file", e))?;
+    upload.receive(body, &mut file).await?;
     Ok(file)
+}
+
+/// Admit an upload of at most `limit` bytes signed by `owner` and receive it to a spool file.
+async fn spooled(hub: &Hub, owner: &str, req: Request, limit: u64) -> Answer<(Upload, tempfile::NamedTempFile)> {
+    let (parts, body) = req.into_parts();
+    let upload = Upload::admit(&hub.inner, &parts, &body, limit, Some(owner))?;
+    let file = spool(hub, &upload, body).await?;
+    Ok((upload, file))
 }
 
 fn stored(inner: &Inner, owner: &str, name: &str, file: &std::path::Path, summary: PackSummary) -> Answer<Stored> {
@@ -237,8 +247,12 @@ async fn put_flist(
     req: Request,
 ) -> Answer<Json<Stored>> {
     flist_name(&name)?;
-    let file = spooled(&hub, &owner, req, hub.inner.config.max_flist_bytes).await?;
-    blocking(&hub, move |inner| stored(inner, &owner, &name, file.path(), PackSummary::default()).map(Json)).await
+    let (upload, file) = spooled(&hub, &owner, req, hub.inner.config.max_flist_bytes).await?;
+    blocking(&hub, move |inner| {
+        let _upload = upload;
+        stored(inner, &owner, &name, file.path(), PackSummary::default()).map(Json)
+    })
+    .await
 }
 
 async fn import(
@@ -247,8 +261,9 @@ async fn import(
     req: Request,
 ) -> Answer<Json<Stored>> {
     flist_name(&name)?;
-    let archive = spooled(&hub, &owner, req, hub.inner.config.max_import_bytes).await?;
+    let (upload, archive) = spooled(&hub, &owner, req, hub.inner.config.max_import_bytes).await?;
     blocking(&hub, move |inner| {
+        let _upload = upload;
         let out = tempfile::NamedTempFile::new_in(inner.repos.spool())
             .map_err(|e| Refusal::internal("cannot create a spool file", e))?;
         let summary = zgrid_flist::import(archive.path(), inner.repos.chunks(), out.path())
@@ -265,8 +280,9 @@ async fn merge(
 ) -> Answer<Json<Stored>> {
     flist_name(&name)?;
     let (parts, body) = req.into_parts();
+    let upload = Upload::admit(&hub.inner, &parts, &body, MAX_MERGE_BYTES, Some(&owner))?;
     let mut bytes = Vec::new();
-    receive(&hub.inner.auth, &parts, body, 1 << 20, Some(&owner), &mut bytes).await?;
+    upload.receive(body, &mut bytes).await?;
     let request: MergeRequest = serde_json::from_slice(&bytes)
         .map_err(|e| Refusal::bad_request(format!("expected {{\"sources\": [\"<owner>/<name>\", ...]}}: {e}")))?;
     if request.sources.len() < 2 {
@@ -281,6 +297,7 @@ async fn merge(
         sources.push(hub.inner.repos.object(&info.hash));
     }
     blocking(&hub, move |inner| {
+        let _upload = upload;
         let out = tempfile::NamedTempFile::new_in(inner.repos.spool())
             .map_err(|e| Refusal::internal("cannot create a spool file", e))?;
         zgrid_flist::merge(&sources, out.path())
@@ -297,7 +314,8 @@ async fn delete_flist(
 ) -> Answer<StatusCode> {
     flist_name(&name)?;
     let (parts, body) = req.into_parts();
-    receive(&hub.inner.auth, &parts, body, 0, Some(&owner), &mut std::io::sink()).await?;
+    let upload = Upload::admit(&hub.inner, &parts, &body, 0, Some(&owner))?;
+    upload.receive(body, &mut std::io::sink()).await?;
     blocking(&hub, move |inner| match inner.repos.remove(&owner, &name) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(Refusal::not_found(format!("no flist {name} in your namespace"))),

@@ -4,129 +4,20 @@
 //! its chunks, refusals, deleting, importing a root filesystem, merging, and restarting on the
 //! same data directory.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use tokio::sync::oneshot;
-use zgrid_client::{ClientError, HubClient};
+use common::{TestHub, bytes, key, refusal, sign};
+use zgrid_client::HubClient;
 use zgrid_flist::{DirStore, Flist};
-use zgrid_hub::{Config, Hub};
-use zgrid_types::Keypair;
-use zgrid_types::auth::RequestAuth;
 use zgrid_types::hub::{FlistInfo, Repository};
 
 /// What objects by hash and chunks must be served with.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-
-/// A hub serving a data directory on loopback; stopped when dropped.
-struct TestHub {
-    url: String,
-    data: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestHub {
-    /// Open the hub on `data` and serve it on a free port.
-    async fn start(data: &Path) -> Self {
-        let hub = Hub::open(Config::new(data)).expect("open the hub");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(zgrid_hub::run(listener, hub, async { stopped.await.unwrap_or(()) }));
-        Self { url, data: data.to_owned(), stop: Some(stop), task: Some(task) }
-    }
-
-    /// Shut down gracefully and wait until the server has stopped.
-    async fn stop(mut self) {
-        let _ = self.stop.take().expect("running").send(());
-        let task = self.task.take().expect("running");
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("the hub stops within 10 s")
-            .expect("the hub task")
-            .expect("the hub ends cleanly");
-    }
-
-    fn client(&self) -> HubClient {
-        HubClient::new(&self.url).expect("client")
-    }
-
-    fn signed(&self, key: &Keypair) -> HubClient {
-        self.client().with_key(key.clone())
-    }
-
-    /// The hub's own chunk store.
-    fn chunks(&self) -> DirStore {
-        DirStore::new(self.data.join("chunks"))
-    }
-
-    /// An unsigned `GET`.
-    async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("{}{path}", self.url)).await.expect("GET")
-    }
-
-    /// `GET` that must succeed; the body.
-    async fn get_ok(&self, path: &str) -> Vec<u8> {
-        let resp = self.get(path).await;
-        assert_eq!(resp.status(), 200, "GET {path}");
-        resp.bytes().await.expect("body").to_vec()
-    }
-
-    /// Send `body` with the `Authorization` value `auth` (none: unsigned); status and body text.
-    async fn send(&self, method: &str, path: &str, auth: Option<&str>, body: Vec<u8>) -> (u16, String) {
-        let mut req = reqwest::Client::new()
-            .request(method.parse().expect("method"), format!("{}{path}", self.url))
-            .header("content-type", "application/octet-stream")
-            .body(body);
-        if let Some(auth) = auth {
-            req = req.header("authorization", auth);
-        }
-        let resp = req.send().await.expect("send");
-        (resp.status().as_u16(), resp.text().await.expect("body"))
-    }
-}
-
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// An `Authorization` value for one request, with a fresh nonce.
-fn sign(key: &Keypair, method: &str, path: &str, timestamp: i64, body: &[u8]) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = format!("{}/{:?}", COUNTER.fetch_add(1, Ordering::Relaxed), std::time::SystemTime::now());
-    let nonce = hex::encode(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
-    RequestAuth::sign(key, method, path, timestamp, nonce, body).to_string()
-}
-
-fn key(seed: u8) -> Keypair {
-    Keypair::from_seed(&[seed; 32])
-}
-
-/// The status and message of a refusal.
-fn refusal(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
-    match result {
-        Err(ClientError::Api { status, message, .. }) => (status, message),
-        other => panic!("expected the hub to refuse, got {other:?}"),
-    }
-}
-
-/// `n` bytes that differ with `seed` (distinct contents make distinct chunks).
-fn bytes(seed: &str, n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n);
-    let mut reader = blake3::Hasher::new().update(seed.as_bytes()).finalize_xof();
-    out.resize(n, 0);
-    reader.fill(&mut out);
-    out
-}
 
 /// A scratch directory with a local chunk store for packing.
 struct Scratch {

@@ -1,19 +1,24 @@
 //! Authentication of state-changing HTTP requests.
 //!
 //! The caller signs the method, the path with its query, a timestamp, a single-use nonce and the
-//! BLAKE3 hash of the body, and sends
-//! `Authorization: Zgrid key=<base58>,ts=<unix>,nonce=<hex>,sig=<hex>`. The explorer checks the
-//! signature, refuses timestamps outside its window, and remembers nonces for that window, so a
-//! captured request can never be replayed.
+//! body's length and BLAKE3 hash (a [`BodyDigest`]), and sends
+//! `Authorization: Zgrid key=<base58>,ts=<unix>,nonce=<hex>,sig=<hex>` with the length in
+//! `Content-Length` and the hash in [`CONTENT_HASH_HEADER`]. A server that reads small bodies
+//! whole (the explorer) verifies over what it read; one that takes large uploads (the hub)
+//! verifies over the declared digest before it reads a byte, then checks that the body matches.
+//! Timestamps outside the checker's window are refused, and nonces remembered for that window,
+//! so a captured request can never be replayed.
 
 use std::fmt;
 
 use crate::keys::{KeyError, Keypair, PublicKey, Signature};
 
 /// Domain of request signatures.
-pub const REQUEST_DOMAIN: &str = "zgrid/request/v1";
+pub const REQUEST_DOMAIN: &str = "zgrid/request/v2";
 /// The authorisation scheme name.
 pub const SCHEME: &str = "Zgrid";
+/// The header in which a signed request declares its body's BLAKE3 hash (lowercase hex).
+pub const CONTENT_HASH_HEADER: &str = "x-zgrid-content-hash";
 
 /// Why an `Authorization` header was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,40 +64,45 @@ pub struct RequestAuth {
     pub signature: Signature,
 }
 
-/// The bytes a request signature covers.
-pub fn request_bytes(method: &str, path_and_query: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
-    hashed_request_bytes(method, path_and_query, timestamp, nonce, &blake3::hash(body))
+/// What a request signature says about the body: its length and BLAKE3 hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDigest {
+    /// Length in bytes.
+    pub len: u64,
+    /// BLAKE3 hash of the bytes.
+    pub hash: blake3::Hash,
 }
 
-/// [`request_bytes`] for a body known by its BLAKE3 hash (a large upload streamed from disk).
-pub fn hashed_request_bytes(
-    method: &str,
-    path_and_query: &str,
-    timestamp: i64,
-    nonce: &str,
-    body_hash: &blake3::Hash,
-) -> Vec<u8> {
-    let body_hash = body_hash.to_hex();
-    format!("{REQUEST_DOMAIN}\0{}\n{path_and_query}\n{timestamp}\n{nonce}\n{body_hash}", method.to_ascii_uppercase())
+impl BodyDigest {
+    /// The digest of `body`.
+    pub fn of(body: &[u8]) -> Self {
+        Self { len: body.len() as u64, hash: blake3::hash(body) }
+    }
+}
+
+/// The bytes a request signature covers.
+pub fn request_bytes(method: &str, path_and_query: &str, timestamp: i64, nonce: &str, body: &BodyDigest) -> Vec<u8> {
+    let (len, hash) = (body.len, body.hash.to_hex());
+    format!("{REQUEST_DOMAIN}\0{}\n{path_and_query}\n{timestamp}\n{nonce}\n{len}\n{hash}", method.to_ascii_uppercase())
         .into_bytes()
 }
 
 impl RequestAuth {
     /// Sign a request.
     pub fn sign(key: &Keypair, method: &str, path_and_query: &str, timestamp: i64, nonce: String, body: &[u8]) -> Self {
-        Self::sign_hashed(key, method, path_and_query, timestamp, nonce, &blake3::hash(body))
+        Self::sign_digest(key, method, path_and_query, timestamp, nonce, &BodyDigest::of(body))
     }
 
-    /// Sign a request whose body is known by its BLAKE3 hash.
-    pub fn sign_hashed(
+    /// Sign a request whose body is known by its digest (a large upload streamed from disk).
+    pub fn sign_digest(
         key: &Keypair,
         method: &str,
         path_and_query: &str,
         timestamp: i64,
         nonce: String,
-        body_hash: &blake3::Hash,
+        body: &BodyDigest,
     ) -> Self {
-        let signature = key.sign(&hashed_request_bytes(method, path_and_query, timestamp, &nonce, body_hash));
+        let signature = key.sign(&request_bytes(method, path_and_query, timestamp, &nonce, body));
         Self { key: key.public(), timestamp, nonce, signature }
     }
 
@@ -146,12 +156,13 @@ impl RequestAuth {
 
     /// Check the signature against this request's method, path and body.
     pub fn verify(&self, method: &str, path_and_query: &str, body: &[u8]) -> Result<(), AuthError> {
-        self.verify_hashed(method, path_and_query, &blake3::hash(body))
+        self.verify_digest(method, path_and_query, &BodyDigest::of(body))
     }
 
-    /// Check the signature against this request's method, path and the BLAKE3 hash of its body.
-    pub fn verify_hashed(&self, method: &str, path_and_query: &str, body_hash: &blake3::Hash) -> Result<(), AuthError> {
-        let bytes = hashed_request_bytes(method, path_and_query, self.timestamp, &self.nonce, body_hash);
+    /// Check the signature against this request's method, path and the digest of its body (as
+    /// declared, before the body is read).
+    pub fn verify_digest(&self, method: &str, path_and_query: &str, body: &BodyDigest) -> Result<(), AuthError> {
+        let bytes = request_bytes(method, path_and_query, self.timestamp, &self.nonce, body);
         self.key.verify(&bytes, &self.signature).map_err(AuthError::BadSignature)
     }
 }
@@ -184,9 +195,14 @@ mod tests {
         let mut fresh = parsed.clone();
         fresh.nonce = "99887766554433221100".into();
         assert!(fresh.verify("POST", "/v1/workloads", b"{}").is_err());
-        let mut other_key = parsed;
+        let mut other_key = parsed.clone();
         other_key.key = Keypair::from_seed(&[8; 32]).public();
         assert!(other_key.verify("POST", "/v1/workloads", b"{}").is_err());
+        // A declared digest is bound by its length as well as its hash.
+        let digest = BodyDigest::of(b"{}");
+        assert!(parsed.verify_digest("POST", "/v1/workloads", &digest).is_ok());
+        let longer = BodyDigest { len: digest.len + 1, ..digest };
+        assert!(parsed.verify_digest("POST", "/v1/workloads", &longer).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use zgrid_client::HubClient;
 use zgrid_flist::{DirStore, Flist};
 use zgrid_types::hub::{FlistInfo, Stored};
 
-use crate::args::{HubCommand, HubUrl};
+use crate::args::{HubCommand, HubUrl, UploadLimitArgs};
 use crate::config::Ctx;
 use crate::output;
 
@@ -18,7 +18,7 @@ const PARALLEL_UPLOADS: usize = 8;
 
 pub async fn run(ctx: &Ctx, cmd: HubCommand) -> Result<()> {
     match cmd {
-        HubCommand::Serve { listen, data } => serve(&listen, &data).await,
+        HubCommand::Serve { listen, data, limits } => serve(&listen, &data, limits).await,
         HubCommand::Ls { owner, hub } => ls(ctx, owner, hub).await,
         HubCommand::Import { source, name, hub } => {
             let client = signed(ctx, hub)?;
@@ -53,8 +53,17 @@ pub async fn run(ctx: &Ctx, cmd: HubCommand) -> Result<()> {
     }
 }
 
-async fn serve(listen: &str, data: &Path) -> Result<()> {
-    let hub = zgrid_hub::Hub::open(zgrid_hub::Config::new(data))
+async fn serve(listen: &str, data: &Path, limits: UploadLimitArgs) -> Result<()> {
+    let config = zgrid_hub::Config {
+        uploads: zgrid_hub::UploadLimits {
+            uploads: limits.max_uploads,
+            uploads_per_key: limits.max_uploads_per_key,
+            bytes: limits.max_spool_mib << 20,
+            bytes_per_key: limits.max_spool_mib_per_key << 20,
+        },
+        ..zgrid_hub::Config::new(data)
+    };
+    let hub = zgrid_hub::Hub::open(config)
         .with_context(|| format!("cannot open the hub's data directory {}", data.display()))?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
