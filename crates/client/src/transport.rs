@@ -1,0 +1,310 @@
+//! How every zgrid HTTP client connects and how long it waits: TLS with the system's root
+//! certificates plus any CA certificates the user trusts, a limit on opening a connection, and
+//! a limit on how long a server may stay silent (before it answers a request it has been sent
+//! in full, and between two pieces of its answer). An upload that makes progress and a stream
+//! that keeps sending are never cut off. Every HTTP client in zgrid is built here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use zgrid_types::api::ApiError;
+
+use crate::http::{ClientError, ClientResult};
+
+/// The default limit on a server's silence.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest opening a connection (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle connections are probed this often, so a stream from a vanished peer ends.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Request bodies are sent in pieces of this size, so progress can be seen.
+const PIECE: usize = 64 << 10;
+
+/// What every HTTP client of zgrid is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// A PEM file of CA certificates to trust besides the system's, for servers whose
+    /// certificates a private CA signed.
+    pub ca_cert: Option<PathBuf>,
+    /// How long a server may stay silent: before it answers a request sent in full, and
+    /// between two pieces of its answer. Opening a connection may take at most 10 s, or this
+    /// when it is shorter.
+    pub timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { ca_cert: None, timeout: DEFAULT_TIMEOUT }
+    }
+}
+
+impl HttpOptions {
+    fn connect_timeout(&self) -> Duration {
+        self.timeout.min(CONNECT_TIMEOUT)
+    }
+
+    fn ca_certs(&self) -> ClientResult<Vec<reqwest::Certificate>> {
+        let Some(path) = &self.ca_cert else { return Ok(Vec::new()) };
+        let bad = |reason: String| ClientError::CaCert { path: path.clone(), reason };
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
+        }
+        Ok(certs)
+    }
+
+    /// An async client with these options.
+    pub fn client(&self) -> ClientResult<HttpClient> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout())
+            .tcp_keepalive(TCP_KEEPALIVE)
+            .tls_certs_merge(self.ca_certs()?)
+            .build()
+            .map_err(ClientError::Setup)?;
+        Ok(HttpClient { client, timeout: self.timeout })
+    }
+
+    /// A blocking client with these options, for code on plain threads (such as a FUSE file
+    /// system); each request must end within `whole`, or within the silence limit when longer.
+    #[cfg(feature = "blocking")]
+    pub fn blocking_client(&self, whole: Duration) -> ClientResult<reqwest::blocking::Client> {
+        reqwest::blocking::Client::builder()
+            .connect_timeout(self.connect_timeout())
+            .timeout(whole.max(self.timeout))
+            .tcp_keepalive(TCP_KEEPALIVE)
+            .tls_certs_merge(self.ca_certs()?)
+            .build()
+            .map_err(ClientError::Setup)
+    }
+}
+
+/// An async HTTP client of zgrid servers, with the TLS roots and time limits of its
+/// [`HttpOptions`]. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// The limit on a server's silence.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// An unsigned request without a body to `url`, a server in the role `peer` (`hub`,
+    /// `console`, ... : error messages name it). Error answers become [`ClientError::Api`].
+    pub async fn fetch(&self, peer: &'static str, method: Method, url: &str) -> ClientResult<Answer> {
+        self.send(peer, self.client.request(method, url), url, None, self.timeout).await
+    }
+
+    pub(crate) fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Send `req` to `url` with `body`: the server must answer within `patience` of the last
+    /// piece of the body it took (or of the start, without a body).
+    pub(crate) async fn send(
+        &self,
+        peer: &'static str,
+        mut req: reqwest::RequestBuilder,
+        url: &str,
+        body: Option<Payload>,
+        patience: Duration,
+    ) -> ClientResult<Answer> {
+        let progress = Arc::new(Progress::new());
+        if let Some(payload) = body {
+            let seen = progress.clone();
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, payload.content_type)
+                .header(reqwest::header::CONTENT_LENGTH, payload.len)
+                .body(reqwest::Body::wrap_stream(payload.pieces.inspect(move |_| seen.touch())));
+        }
+        let resp = tokio::select! {
+            sent = req.send() => sent.map_err(|e| self.failure(peer, url, e))?,
+            () = progress.stalled(patience) => {
+                return Err(ClientError::TimedOut { peer, url: url.to_owned(), what: "answer", limit: patience });
+            }
+        };
+        let answer = Answer { resp, peer, url: url.to_owned(), idle: self.timeout };
+        if answer.status().is_success() {
+            return Ok(answer);
+        }
+        let status = answer.status().as_u16();
+        let text = String::from_utf8_lossy(&answer.bytes().await.unwrap_or_default()).into_owned();
+        Err(match serde_json::from_str::<ApiError>(&text) {
+            Ok(e) => ClientError::Api { peer, status, message: e.error, field: e.field },
+            Err(_) => ClientError::Api { peer, status, message: text, field: None },
+        })
+    }
+
+    fn failure(&self, peer: &'static str, url: &str, source: reqwest::Error) -> ClientError {
+        let url = url.to_owned();
+        if source.is_connect() && source.is_timeout() {
+            let limit = self.timeout.min(CONNECT_TIMEOUT);
+            return ClientError::TimedOut { peer, url, what: "accept a connection", limit };
+        }
+        match untrusted(&source) {
+            Some(reason) => ClientError::Untrusted { peer, url, reason },
+            None => ClientError::Transport { peer, url, source },
+        }
+    }
+}
+
+/// Why rustls refused the server's certificate, if that is what `error` comes down to.
+fn untrusted(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(rustls::Error::InvalidCertificate(reason)) = e.downcast_ref::<rustls::Error>() {
+            return Some(format!("{reason:?}"));
+        }
+        // An I/O error hides the error it carries from `source()`.
+        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(carried) => Some(carried),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// A server's successful answer, read within the limit on its silence.
+pub struct Answer {
+    resp: reqwest::Response,
+    peer: &'static str,
+    url: String,
+    idle: Duration,
+}
+
+impl Answer {
+    /// The HTTP status.
+    pub fn status(&self) -> reqwest::StatusCode {
+        self.resp.status()
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &reqwest::header::HeaderMap {
+        self.resp.headers()
+    }
+
+    /// The body's length, when the server said it.
+    pub fn content_length(&self) -> Option<u64> {
+        self.resp.content_length()
+    }
+
+    /// The body as it arrives; an error ends it when the server is silent for `idle` (never,
+    /// with `None`, for streams that may rightly be quiet).
+    pub(crate) fn stream(self, idle: Option<Duration>) -> impl Stream<Item = ClientResult<Bytes>> + Send + use<> {
+        let Self { resp, peer, url, .. } = self;
+        futures::stream::unfold(Some(resp.bytes_stream().boxed()), move |body| {
+            let url = url.clone();
+            async move {
+                let mut body = body?;
+                let next = match idle {
+                    Some(limit) => tokio::time::timeout(limit, body.next()).await.map_err(|_| limit),
+                    None => Ok(body.next().await),
+                };
+                match next {
+                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(body))),
+                    Ok(Some(Err(source))) => Some((Err(ClientError::Transport { peer, url, source }), None)),
+                    Ok(None) => None,
+                    Err(limit) => {
+                        let what = "send the rest of its answer";
+                        Some((Err(ClientError::TimedOut { peer, url, what, limit }), None))
+                    }
+                }
+            }
+        })
+    }
+
+    /// The whole body.
+    pub async fn bytes(self) -> ClientResult<Vec<u8>> {
+        let idle = self.idle;
+        let mut body = std::pin::pin!(self.stream(Some(idle)));
+        let mut all = Vec::new();
+        while let Some(piece) = body.next().await {
+            all.extend_from_slice(&piece?);
+        }
+        Ok(all)
+    }
+
+    /// The body parsed as JSON (an empty body as `null`).
+    pub async fn json<T: DeserializeOwned>(self) -> ClientResult<T> {
+        let bytes = self.bytes().await?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+/// A request body with its BLAKE3 hash (what a signature covers) and content type, sent in
+/// pieces so the time limit can tell a slow upload from a dead one.
+pub(crate) struct Payload {
+    pieces: BoxStream<'static, std::io::Result<Bytes>>,
+    pub(crate) hash: blake3::Hash,
+    len: u64,
+    content_type: &'static str,
+}
+
+impl Payload {
+    /// A body held in memory.
+    pub(crate) fn bytes(bytes: Vec<u8>, content_type: &'static str) -> Self {
+        let (hash, len) = (blake3::hash(&bytes), bytes.len() as u64);
+        let bytes = Bytes::from(bytes);
+        let pieces = (0..bytes.len()).step_by(PIECE).map(move |at| Ok(bytes.slice(at..(at + PIECE).min(bytes.len()))));
+        Self { pieces: futures::stream::iter(pieces.collect::<Vec<_>>()).boxed(), hash, len, content_type }
+    }
+
+    /// A file streamed from disk (hashed first, so it is read twice, never held in memory).
+    pub(crate) async fn file(path: &std::path::Path, content_type: &'static str) -> std::io::Result<Self> {
+        let owned = path.to_owned();
+        let (hash, len) = tokio::task::spawn_blocking(move || {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(std::fs::File::open(&owned)?)?;
+            Ok::<_, std::io::Error>((hasher.finalize(), hasher.count()))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let file = tokio::fs::File::open(path).await?;
+        let pieces = tokio_util::io::ReaderStream::with_capacity(file, PIECE).boxed();
+        Ok(Self { pieces, hash, len, content_type })
+    }
+}
+
+/// When a request last made progress.
+struct Progress {
+    start: Instant,
+    /// Milliseconds from `start` to the last piece of the body taken.
+    last: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self { start: Instant::now(), last: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has happened for `limit`.
+    async fn stalled(&self, limit: Duration) {
+        loop {
+            let last = self.last.load(Ordering::Relaxed);
+            tokio::time::sleep_until(self.start + Duration::from_millis(last) + limit).await;
+            if self.last.load(Ordering::Relaxed) == last {
+                return;
+            }
+        }
+    }
+}
