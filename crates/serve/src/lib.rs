@@ -12,6 +12,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tls;
 
 use std::future::Future;

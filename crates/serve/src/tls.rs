@@ -129,3 +129,28 @@ impl axum::serve::Listener for TlsListener {
         self.0.local_addr()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestCa;
+
+    #[test]
+    fn files_that_cannot_serve_tls_are_named_with_what_is_wrong() {
+        let (ca, other) = (TestCa::new("a"), TestCa::new("b"));
+        let good = ca.server();
+        assert!(good.server_config().is_ok());
+
+        let no_cert = TlsFiles::new(&good.key, &good.key).server_config().unwrap_err().to_string();
+        assert!(no_cert.contains("holds no PEM certificate"), "{no_cert}");
+        let no_key = TlsFiles::new(&good.cert, &good.cert).server_config().unwrap_err().to_string();
+        assert!(no_key.contains("holds no PEM private key"), "{no_key}");
+        let missing = TlsFiles::new(good.cert.with_extension("gone"), &good.key).server_config().unwrap_err();
+        assert!(missing.to_string().starts_with("cannot read the TLS certificate"), "{missing}");
+        let mismatch = TlsFiles::new(&good.cert, other.server().key).server_config().unwrap_err().to_string();
+        assert!(
+            mismatch.contains("cannot serve TLS with certificate") && mismatch.contains("KeyMismatch"),
+            "{mismatch}"
+        );
+    }
+}

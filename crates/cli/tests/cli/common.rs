@@ -1,4 +1,5 @@
-//! Run `zgrid explorer` as a child process on loopback, and the CLI against it.
+//! Run `zgrid explorer` (or `zgrid hub serve`) as a child process on loopback, and the CLI
+//! against it.
 
 #![allow(dead_code)]
 
@@ -8,27 +9,33 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub const ZGRID: &str = env!("CARGO_BIN_EXE_zgrid");
 
-/// A `zgrid explorer` process, killed when dropped.
-pub struct ExplorerProcess {
+/// A `zgrid explorer` or `zgrid hub serve` process, killed when dropped.
+pub struct ServerProcess {
     pub child: Child,
     pub url: String,
 }
 
-impl ExplorerProcess {
+impl ServerProcess {
     /// Start an explorer on `db` and wait until it listens.
     pub fn start(db: &str) -> Self {
+        Self::run(&["explorer", "--listen", "127.0.0.1:0", "--db", db])
+    }
+
+    /// Start `zgrid <args>` (a server: `explorer ...` or `hub serve ...`) and wait until it
+    /// prints `<args[0]> listening on <url>`.
+    pub fn run(args: &[&str]) -> Self {
         let mut child = Command::new(ZGRID)
-            .args(["explorer", "--listen", "127.0.0.1:0", "--db", db])
+            .args(args)
             .env("ZGRID_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn zgrid explorer");
+            .unwrap_or_else(|e| panic!("spawn zgrid {args:?}: {e}"));
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready line");
         let url = line
             .trim()
-            .strip_prefix("explorer listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+            .strip_prefix(&format!("{} listening on ", args[0]))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?} of zgrid {args:?}"));
         Self { url: url.to_string(), child }
     }
 
@@ -39,7 +46,7 @@ impl ExplorerProcess {
     }
 }
 
-impl Drop for ExplorerProcess {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
