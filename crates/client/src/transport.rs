@@ -308,3 +308,81 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::{get, post};
+
+    use super::*;
+
+    /// Serve `app` on loopback; its URL.
+    async fn serve(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn client(limit: Duration) -> HttpClient {
+        HttpOptions { timeout: limit, ..HttpOptions::default() }.client().unwrap()
+    }
+
+    /// A body of `pieces` pieces, each ready `every` after the previous one.
+    fn slow_body(pieces: usize, every: Duration) -> Payload {
+        let body = futures::stream::iter(0..pieces).then(move |_| async move {
+            tokio::time::sleep(every).await;
+            Ok(Bytes::from(vec![7; PIECE]))
+        });
+        Payload { pieces: body.boxed(), hash: blake3::hash(b""), len: (pieces * PIECE) as u64, content_type: "x/y" }
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_keeps_making_progress_outlasts_the_limit() {
+        let url =
+            serve(axum::Router::new().route("/", post(|body: Bytes| async move { body.len().to_string() }))).await;
+        let http = client(Duration::from_secs(1));
+        let started = Instant::now();
+        let sent = http.send(
+            "hub",
+            http.request(Method::POST, &url),
+            &url,
+            Some(slow_body(8, Duration::from_millis(400))),
+            http.timeout(),
+        );
+        let answer = sent.await.expect("an upload that makes progress is not cut off");
+        assert!(started.elapsed() > Duration::from_secs(2), "the upload took longer than the limit");
+        assert_eq!(answer.bytes().await.unwrap(), (8 * PIECE).to_string().into_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_server_that_takes_the_request_and_never_answers_is_given_up_on() {
+        let never = |_: Bytes| std::future::pending::<String>();
+        let url = serve(axum::Router::new().route("/", post(never))).await;
+        let http = client(Duration::from_secs(1));
+        let body = Payload::bytes(vec![1; 3 * PIECE], "x/y");
+        let error = http.send("hub", http.request(Method::POST, &url), &url, Some(body), http.timeout()).await.err();
+        let Some(e @ ClientError::TimedOut { peer: "hub", what: "answer", .. }) = error else { panic!("{:?}", error) };
+        assert_eq!(e.to_string(), format!("the hub at {url} did not answer within 1 s"));
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_stops_coming_ends_with_an_error_unless_it_may_be_quiet() {
+        let stalls = || async {
+            let first = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"first")) });
+            axum::body::Body::from_stream(first.chain(futures::stream::pending()))
+        };
+        let url = serve(axum::Router::new().route("/", get(stalls))).await;
+        let http = client(Duration::from_secs(1));
+
+        let limited = http.fetch("node", Method::GET, &url).await.unwrap().stream(Some(http.timeout()));
+        let pieces: Vec<_> = limited.collect().await;
+        assert_eq!(pieces[0].as_ref().unwrap().as_ref(), b"first");
+        let Err(ClientError::TimedOut { what, .. }) = &pieces[1] else { panic!("{pieces:?}") };
+        assert_eq!(*what, "send the rest of its answer");
+
+        let mut quiet = Box::pin(http.fetch("node", Method::GET, &url).await.unwrap().stream(None));
+        assert_eq!(quiet.next().await.unwrap().unwrap().as_ref(), b"first");
+        let waited = tokio::time::timeout(Duration::from_secs(3), quiet.next()).await;
+        assert!(waited.is_err(), "a stream that may be quiet stays open past the limit: {waited:?}");
+    }
+}
