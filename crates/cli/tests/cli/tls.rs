@@ -1,19 +1,23 @@
 //! TLS and time limits end to end: the `zgrid` binary against `zgrid explorer` and `zgrid hub
 //! serve` serving HTTPS with certificates from a test CA (trusted through the config file, the
 //! environment or a flag, and refused when not trusted), the SDK following a node feed over
-//! TLS, and a server that accepts connections and never answers.
+//! TLS, a node agent serving its API (logs) over TLS, and a server that accepts connections and
+//! never answers.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use zgrid_client::{ExplorerClient, HttpOptions};
+use zgrid_devnet::NodeOptions;
 use zgrid_serve::testing::TestCa;
 use zgrid_types::Keypair;
 use zgrid_types::directory::{Capacity, Location, NodeRegistration};
 
 use crate::common::{ServerProcess, ZGRID, zgrid};
+use crate::grid::{Grid, id_of, wait_until};
 
 /// `zgrid explorer` on a new SQLite file in `dir`, serving TLS with `ca`'s server certificate.
 fn tls_explorer(dir: &Path, ca: &TestCa) -> ServerProcess {
@@ -167,4 +171,48 @@ fn the_cli_gives_up_on_a_server_that_never_answers_and_names_it() {
     assert!(hub.contains("did not answer within 2 s"), "{hub}");
     // Both gave up long before anything would have come.
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_node_serving_its_api_over_tls_registers_an_https_url_and_streams_logs_to_the_cli() {
+    let grid = Grid::new();
+    let ca = TestCa::new("node");
+    // The node's address on the underlay is not known before it starts: cover the whole /24.
+    let [a, b, c, _] = grid.devnet.underlay().gateway().octets();
+    let hosts: Vec<String> = (1..=254).map(|d| format!("{a}.{b}.{c}.{d}")).collect();
+    let options = NodeOptions { api_tls: Some(ca.server_for("node", &hosts)), ..NodeOptions::default() };
+    let node = grid.devnet.add_node(options).expect("a node serving its API over TLS");
+    let listed = grid.cli(&["nodes"]);
+    let entry = listed["items"].as_array().unwrap().iter().find(|n| n["node_id"] == node.id()).unwrap().clone();
+    let api = entry["api_url"].as_str().unwrap();
+    assert_eq!(api, format!("https://{}:7780", node.address()), "{entry}");
+
+    let script = "/bin/sh -c 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done'";
+    let id = id_of(&grid.deploy(&node, script, &[]));
+    let logs = |trust: bool| {
+        let mut command = grid.cli_command();
+        if trust {
+            command.env("ZGRID_CA_CERT", ca.ca_cert());
+        }
+        command
+    };
+    let read = wait_until(Duration::from_secs(90), || {
+        let out = logs(true).args(["logs", &id]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("tick 2").then_some(text)
+    });
+    assert!(read.is_some(), "no logs over TLS; agent log:\n{}", node.log());
+
+    // Followed logs keep streaming over TLS.
+    let mut follow = logs(true).args(["logs", "--follow", &id]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let ticks = lines.by_ref().map_while(Result::ok).filter(|l| l.starts_with("tick ")).take(20).count();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(ticks, 20, "`zgrid logs --follow` stopped streaming over TLS");
+
+    // Without the CA, the CLI refuses the node's certificate and says so.
+    let refused = failure(&logs(false).args(["logs", &id]).output().unwrap());
+    assert!(refused.contains(&format!("the node at {api}/v1/workloads/{id}/logs")), "{refused}");
+    assert!(refused.contains("not trusted"), "{refused}");
 }
