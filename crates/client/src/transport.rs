@@ -67,12 +67,15 @@ impl HttpOptions {
 
     /// An async client with these options.
     pub fn client(&self) -> ClientResult<HttpClient> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout())
-            .tcp_keepalive(TCP_KEEPALIVE)
-            .tls_certs_merge(self.ca_certs()?)
-            .build()
-            .map_err(ClientError::Setup)?;
+        let builder =
+            || reqwest::Client::builder().connect_timeout(self.connect_timeout()).tcp_keepalive(TCP_KEEPALIVE);
+        let extra = self.ca_certs()?;
+        let client = builder().tls_certs_merge(extra.clone()).build().or_else(|e| {
+            // Without system roots (no ca-certificates), plain HTTP and the extra CAs still work.
+            let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            tracing::warn!("cannot use the system's CA certificates ({why}; is ca-certificates installed?); trusting only --ca-cert");
+            builder().tls_certs_only(extra).build().map_err(ClientError::Setup)
+        })?;
         Ok(HttpClient { client, timeout: self.timeout })
     }
 
