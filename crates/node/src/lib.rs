@@ -68,6 +68,11 @@ pub struct NodeConfig {
 
 /// Run the agent, provisioning with `workloads`, until `shutdown` resolves.
 pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future<Output = ()>) -> Result<()> {
+    if let (Some(url), Some(_)) = (&config.api_url, &config.api_tls)
+        && !url.starts_with("https://")
+    {
+        anyhow::bail!("the node API serves TLS, so --api-url {url} must start with https://");
+    }
     let key = identity::load_or_create(&config.state_dir)?;
     let explorer = ExplorerClient::with_http(&config.explorer, &config.http)?.with_key(key.clone());
     let total = capacity::total(&config.state_dir)?;
