@@ -62,6 +62,16 @@ pub enum ClientError {
         /// What the certificate check said.
         reason: String,
     },
+    /// An `https://` URL names a server that answers in plain HTTP.
+    #[error(
+        "the {peer} at {url} does not speak TLS (it answered in plain text); use its http:// URL, or have it serve TLS"
+    )]
+    NotTls {
+        /// Who was called: `explorer`, `node` or `hub`.
+        peer: &'static str,
+        /// The URL tried.
+        url: String,
+    },
     /// The file of CA certificates to trust cannot be used.
     #[error("cannot trust the CA certificates in {path}: {reason}")]
     CaCert {

@@ -159,19 +159,22 @@ impl HttpClient {
             let limit = self.timeout.min(CONNECT_TIMEOUT);
             return ClientError::TimedOut { peer, url, what: "accept a connection", limit };
         }
-        match untrusted(&source) {
-            Some(reason) => ClientError::Untrusted { peer, url, reason },
-            None => ClientError::Transport { peer, url, source },
+        match tls_failure(&source) {
+            Some(rustls::Error::InvalidCertificate(reason)) => {
+                ClientError::Untrusted { peer, url, reason: format!("{reason:?}") }
+            }
+            Some(rustls::Error::InvalidMessage(_)) => ClientError::NotTls { peer, url },
+            _ => ClientError::Transport { peer, url, source },
         }
     }
 }
 
-/// Why rustls refused the server's certificate, if that is what `error` comes down to.
-fn untrusted(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// The TLS failure `error` comes down to, if any.
+fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut next = Some(error);
     while let Some(e) = next {
-        if let Some(rustls::Error::InvalidCertificate(reason)) = e.downcast_ref::<rustls::Error>() {
-            return Some(format!("{reason:?}"));
+        if let Some(failure) = e.downcast_ref::<rustls::Error>() {
+            return Some(failure);
         }
         // An I/O error hides the error it carries from `source()`.
         next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
@@ -366,6 +369,15 @@ mod tests {
         let error = http.send("hub", http.request(Method::POST, &url), &url, Some(body), http.timeout()).await.err();
         let Some(e @ ClientError::TimedOut { peer: "hub", what: "answer", .. }) = error else { panic!("{:?}", error) };
         assert_eq!(e.to_string(), format!("the hub at {url} did not answer within 1 s"));
+    }
+
+    #[tokio::test]
+    async fn an_https_url_of_a_plain_http_server_is_named_as_such() {
+        let url = serve(axum::Router::new().route("/", get(|| async { "plain" }))).await;
+        let url = url.replacen("http://", "https://", 1);
+        let error = client(Duration::from_secs(5)).fetch("hub", Method::GET, &url).await.err();
+        let Some(e @ ClientError::NotTls { .. }) = error else { panic!("{error:?}") };
+        assert!(e.to_string().starts_with(&format!("the hub at {url} does not speak TLS")), "{e}");
     }
 
     #[tokio::test]
