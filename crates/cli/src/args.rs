@@ -32,6 +32,40 @@ pub struct Global {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A PEM file of CA certificates to trust besides the system's, for servers whose TLS
+    /// certificates a private CA signed (overrides `ca-cert` in the config file).
+    #[arg(long, global = true, env = "ZGRID_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Seconds a server may stay silent before it answers, or between pieces of its answer
+    /// (overrides `timeout` in the config file; default 30).
+    #[arg(long, global = true, env = "ZGRID_HTTP_TIMEOUT", value_name = "SECS", value_parser = timeout_secs)]
+    pub timeout: Option<u64>,
+}
+
+/// Parse a time limit in whole seconds (at least 1).
+pub fn timeout_secs(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(secs),
+        _ => Err(format!("{text:?}: write the time limit in whole seconds, at least 1, such as 30")),
+    }
+}
+
+/// Serve TLS: the server's certificate and key (plain HTTP without them).
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// The server's TLS certificate chain (PEM, leaf first); serve HTTPS with --tls-key.
+    #[arg(long, env = "ZGRID_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ZGRID_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files, when TLS was asked for.
+    pub fn files(&self) -> Option<zgrid_serve::TlsFiles> {
+        Some(zgrid_serve::TlsFiles::new(self.tls_cert.clone()?, self.tls_key.clone()?))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,9 +429,9 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Set a value: `explorer URL`, `hub URL` or `identity NAME`.
+    /// Set a value: `explorer URL`, `hub URL`, `identity NAME`, `ca-cert FILE` or `timeout SECS`.
     Set {
-        /// The key: explorer, hub or identity.
+        /// The key: explorer, hub, identity, ca-cert or timeout.
         key: String,
         /// The value.
         value: String,
@@ -445,6 +479,8 @@ pub struct ExplorerArgs {
     /// Database: a SQLite file path, or a postgres:// URL.
     #[arg(long, default_value = "explorer.sqlite", env = "ZGRID_DATABASE")]
     pub db: String,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -471,9 +507,12 @@ pub struct NodeArgs {
     #[arg(long, default_value = "0.0.0.0:7780")]
     pub api_listen: std::net::SocketAddr,
     /// The API's URL as deployers reach it (default: derived from --api-listen, or the address
-    /// this machine reaches the explorer from).
+    /// this machine reaches the explorer from; https:// with --tls-cert).
     #[arg(long)]
     pub api_url: Option<String>,
+    /// Serve the node API over TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// cgroup under which containers run (per controller).
     #[arg(long, default_value = "zgrid")]
     pub cgroup_parent: String,
@@ -568,6 +607,8 @@ pub enum HubCommand {
         data: std::path::PathBuf,
         #[command(flatten)]
         limits: UploadLimitArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// List namespaces, or the flists of one (its owner's public key; `me` for yours).
     Ls {

@@ -1,11 +1,14 @@
-//! Where the CLI finds its explorer and identity: flags, then environment (both handled by
-//! clap), then `config.toml` in the zgrid home directory, then the identity's own record.
+//! Where the CLI finds its explorer, identity, trusted CAs and time limit: flags, then
+//! environment (both handled by clap), then `config.toml` in the zgrid home directory, then the
+//! identity's own record (the explorer) or the defaults.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use zgrid_client::{ExplorerClient, Identity, IdentityStore};
+use zgrid_client::{ExplorerClient, HttpClient, HttpOptions, Identity, IdentityStore};
 
 use crate::args::Global;
 
@@ -13,7 +16,7 @@ use crate::args::Global;
 pub type ConfigFile = BTreeMap<String, String>;
 
 /// Keys `config.toml` may hold.
-pub const KEYS: [&str; 3] = ["explorer", "hub", "identity"];
+pub const KEYS: [&str; 5] = ["explorer", "hub", "identity", "ca-cert", "timeout"];
 
 /// Resolved settings for one command: the home directory and what the global flags asked for.
 pub struct Ctx {
@@ -21,6 +24,9 @@ pub struct Ctx {
     pub global_explorer: Option<String>,
     pub identity: Option<String>,
     pub json: bool,
+    ca_cert: Option<PathBuf>,
+    timeout: Option<u64>,
+    http: OnceLock<HttpClient>,
 }
 
 impl Ctx {
@@ -40,6 +46,9 @@ impl Ctx {
             global_explorer: global.explorer.clone(),
             identity: global.identity.clone(),
             json: global.json,
+            ca_cert: global.ca_cert.clone(),
+            timeout: global.timeout,
+            http: OnceLock::new(),
         })
     }
 
@@ -100,16 +109,52 @@ impl Ctx {
         bail!("no hub configured: pass --hub URL, set ZGRID_HUB, or run `zgrid config set hub URL`")
     }
 
+    /// Trusted CAs and the time limit: flag or environment, then the config file, then the
+    /// defaults.
+    pub fn http_options(&self) -> Result<HttpOptions> {
+        let config = self.config()?;
+        let ca_cert = self.ca_cert.clone().or_else(|| config.get("ca-cert").map(PathBuf::from));
+        let timeout = match (self.timeout, config.get("timeout")) {
+            (Some(secs), _) => Duration::from_secs(secs),
+            (None, Some(text)) => Duration::from_secs(
+                crate::args::timeout_secs(text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("timeout in {} is not usable", self.config_path().display()))?,
+            ),
+            (None, None) => zgrid_client::DEFAULT_TIMEOUT,
+        };
+        Ok(HttpOptions { ca_cert, timeout })
+    }
+
+    /// The HTTP client every server is reached with (built once).
+    pub fn http(&self) -> Result<HttpClient> {
+        if let Some(http) = self.http.get() {
+            return Ok(http.clone());
+        }
+        let http = self.http_options()?.client()?;
+        Ok(self.http.get_or_init(|| http).clone())
+    }
+
+    /// A client of the explorer at `url`.
+    pub fn explorer(&self, url: &str) -> Result<ExplorerClient> {
+        Ok(ExplorerClient::with_http(url, &self.http()?)?)
+    }
+
+    /// A client of the hub at `url`.
+    pub fn hub(&self, url: &str) -> Result<zgrid_client::HubClient> {
+        Ok(zgrid_client::HubClient::with_http(url, &self.http()?)?)
+    }
+
     /// A client that does not sign.
     pub fn anonymous_client(&self) -> Result<ExplorerClient> {
         let identity = self.identity().ok();
-        Ok(ExplorerClient::new(&self.explorer_url(identity.as_ref())?)?)
+        self.explorer(&self.explorer_url(identity.as_ref())?)
     }
 
     /// A client signing as the identity in use, with that identity.
     pub fn signed_client(&self) -> Result<(ExplorerClient, Identity)> {
         let identity = self.identity()?;
-        let client = ExplorerClient::new(&self.explorer_url(Some(&identity))?)?.with_key(identity.keypair.clone());
+        let client = self.explorer(&self.explorer_url(Some(&identity))?)?.with_key(identity.keypair.clone());
         Ok((client, identity))
     }
 

@@ -1,10 +1,15 @@
 //! A typed client of the explorer's `/v1` API that signs state-changing requests.
 
+use std::time::Duration;
+
 use crate::http::{ClientError, ClientResult, Http};
+use crate::transport::{HttpClient, HttpOptions};
 
 use futures::{Stream, StreamExt};
 use reqwest::Method;
-use zgrid_types::api::{DesiredSet, FeedEvent, MAX_PAGE_SIZE, NodeFilter, Page, WorkloadFilter, WorkloadRecord};
+use zgrid_types::api::{
+    DesiredSet, FEED_KEEPALIVE_SECS, FeedEvent, MAX_PAGE_SIZE, NodeFilter, Page, WorkloadFilter, WorkloadRecord,
+};
 use zgrid_types::directory::{Farm, FarmRegistration, Node, NodeHeartbeat, NodeRegistration, User, UserRegistration};
 use zgrid_types::{DeleteRequest, Keypair, NodeId, Signed, UserId, WorkloadId, WorkloadResult, WorkloadSpec};
 
@@ -20,9 +25,15 @@ pub fn new_workload_id() -> WorkloadId {
 }
 
 impl ExplorerClient {
-    /// A client of the explorer at `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client of the explorer at `base` (e.g. `https://explorer.example`) with the default
+    /// [`HttpOptions`].
     pub fn new(base: &str) -> ClientResult<Self> {
-        Ok(Self { http: Http::new(base, "explorer")? })
+        Self::with_http(base, &HttpOptions::default().client()?)
+    }
+
+    /// A client of the explorer at `base` over `http` (its trusted CAs and time limits).
+    pub fn with_http(base: &str, http: &HttpClient) -> ClientResult<Self> {
+        Ok(Self { http: Http::new(base, "explorer", http)? })
     }
 
     /// The same client, signing with `key`.
@@ -155,18 +166,22 @@ impl ExplorerClient {
     }
 
     /// The signing node's feed of desired-set changes after `cursor`. The stream ends when the
-    /// connection does; reconnect with the last event's cursor.
+    /// connection does, or with an error when the explorer sends nothing, not even its
+    /// keep-alive, for the time limit (at least three keep-alive intervals); reconnect with the
+    /// last event's cursor.
     pub async fn feed(&self, cursor: i64) -> ClientResult<impl Stream<Item = ClientResult<FeedEvent>> + use<>> {
+        use eventsource_stream::{EventStreamError, Eventsource};
         let key = self.http.key.as_ref().ok_or(ClientError::NoKey)?;
         let path = format!("/v1/nodes/{}/feed?cursor={cursor}", key.public());
-        let resp = self.http.request(Method::GET, &path, None, true).await?;
-        use eventsource_stream::Eventsource;
-        Ok(resp.bytes_stream().eventsource().filter_map(|ev| async move {
+        let answer = self.http.request(Method::GET, &path, None, true).await?;
+        let idle = self.http.timeout().max(Duration::from_secs(3 * FEED_KEEPALIVE_SECS));
+        Ok(answer.stream(Some(idle)).eventsource().filter_map(|ev| async move {
             match ev {
                 Ok(ev) if ev.event == "workload" => {
                     Some(serde_json::from_str(&ev.data).map_err(|e| ClientError::Decode(e.to_string())))
                 }
                 Ok(_) => None,
+                Err(EventStreamError::Transport(e)) => Some(Err(e)),
                 Err(e) => Some(Err(ClientError::Decode(e.to_string()))),
             }
         }))

@@ -1,12 +1,19 @@
-//! The HTTP layer shared by the explorer and node clients: base URL handling, request signing
-//! (`Authorization: Zgrid ...`), and mapping error answers to [`ClientError`].
+//! The HTTP layer shared by the explorer, hub and node clients: base URL handling, request
+//! signing (`Authorization: Zgrid ...`), and what can go wrong ([`ClientError`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zgrid_types::Keypair;
-use zgrid_types::api::ApiError;
 use zgrid_types::auth::{BodyDigest, CONTENT_HASH_HEADER, RequestAuth};
+
+use crate::transport::{Answer, HttpClient, Payload};
+
+/// How a user trusts a private CA, for error messages.
+const TRUST_HINT: &str = "if a private CA signed it, trust that CA's certificate (a PEM file) with --ca-cert FILE, ZGRID_CA_CERT or `zgrid config set ca-cert FILE`";
 
 /// What can go wrong talking to the explorer, a node or a hub.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,49 @@ pub enum ClientError {
         /// The failure.
         source: reqwest::Error,
     },
+    /// The server did not answer, or stopped sending its answer, within the time limit.
+    #[error("the {peer} at {url} did not {what} within {} s", limit.as_secs_f64())]
+    TimedOut {
+        /// Who was called: `explorer`, `node` or `hub`.
+        peer: &'static str,
+        /// The URL tried.
+        url: String,
+        /// What it did not do: `accept a connection`, `answer`, ...
+        what: &'static str,
+        /// The limit.
+        limit: Duration,
+    },
+    /// The server's TLS certificate is not signed by a CA this client trusts.
+    #[error("the {peer} at {url} presented a TLS certificate that is not trusted ({reason}); {TRUST_HINT}")]
+    Untrusted {
+        /// Who was called: `explorer`, `node` or `hub`.
+        peer: &'static str,
+        /// The URL tried.
+        url: String,
+        /// What the certificate check said.
+        reason: String,
+    },
+    /// An `https://` URL names a server that answers in plain HTTP.
+    #[error(
+        "the {peer} at {url} does not speak TLS (it answered in plain text); use its http:// URL, or have it serve TLS"
+    )]
+    NotTls {
+        /// Who was called: `explorer`, `node` or `hub`.
+        peer: &'static str,
+        /// The URL tried.
+        url: String,
+    },
+    /// The file of CA certificates to trust cannot be used.
+    #[error("cannot trust the CA certificates in {path}: {reason}")]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP client could not be set up.
+    #[error("cannot set up an HTTP client: {0}")]
+    Setup(reqwest::Error),
     /// The answer was not what the API promises.
     #[error("unexpected answer: {0}")]
     Decode(String),
@@ -57,61 +107,33 @@ impl ClientError {
 /// Result alias for client calls.
 pub type ClientResult<T> = Result<T, ClientError>;
 
-/// A request body with its length and BLAKE3 hash (what a signature covers) and content type.
-pub(crate) struct Payload {
-    body: reqwest::Body,
-    digest: BodyDigest,
-    content_type: &'static str,
-}
-
-impl Payload {
-    /// A body held in memory.
-    pub(crate) fn bytes(bytes: Vec<u8>, content_type: &'static str) -> Self {
-        Self { digest: BodyDigest::of(&bytes), body: bytes.into(), content_type }
-    }
-
-    /// A file streamed from disk (hashed first, so it is read twice, never held in memory).
-    pub(crate) async fn file(path: &std::path::Path, content_type: &'static str) -> std::io::Result<Self> {
-        let owned = path.to_owned();
-        let (hash, len) = tokio::task::spawn_blocking(move || {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(std::fs::File::open(&owned)?)?;
-            Ok::<_, std::io::Error>((hasher.finalize(), hasher.count()))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        let file = tokio::fs::File::open(path).await?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        Ok(Self { body, digest: BodyDigest { len, hash }, content_type })
-    }
-}
-
 /// One server's base URL, an HTTP client and an optional signing key.
 #[derive(Clone)]
 pub(crate) struct Http {
     base: url::Url,
-    client: reqwest::Client,
+    client: HttpClient,
     pub(crate) key: Option<Keypair>,
     peer: &'static str,
 }
 
 impl Http {
-    /// A client of the `peer` (`explorer`, `node` or `hub`) at `base`.
-    pub(crate) fn new(base: &str, peer: &'static str) -> ClientResult<Self> {
+    /// A client of the `peer` (`explorer`, `node` or `hub`) at `base`, over `client`.
+    pub(crate) fn new(base: &str, peer: &'static str, client: &HttpClient) -> ClientResult<Self> {
         let base = url::Url::parse(base)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| ClientError::BadUrl(base.to_string()))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| ClientError::Transport { peer, url: base.to_string(), source: e })?;
-        Ok(Self { base, client, key: None, peer })
+        Ok(Self { base, client: client.clone(), key: None, peer })
     }
 
     /// The base URL.
     pub(crate) fn base(&self) -> &str {
         self.base.as_str()
+    }
+
+    /// The limit on the server's silence.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.client.timeout()
     }
 
     fn url(&self, path_and_query: &str) -> String {
@@ -127,7 +149,19 @@ impl Http {
         path_and_query: &str,
         body: Option<Payload>,
         signed: bool,
-    ) -> ClientResult<reqwest::Response> {
+    ) -> ClientResult<Answer> {
+        self.request_patiently(method, path_and_query, body, signed, self.timeout()).await
+    }
+
+    /// [`Http::request`] to a server that may work up to `patience` before it answers.
+    pub(crate) async fn request_patiently(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Payload>,
+        signed: bool,
+        patience: Duration,
+    ) -> ClientResult<Answer> {
         let url = self.url(path_and_query);
         let mut req = self.client.request(method.clone(), &url);
         if signed {
@@ -140,23 +174,7 @@ impl Http {
                 .header(reqwest::header::AUTHORIZATION, auth.to_string())
                 .header(CONTENT_HASH_HEADER, digest.hash.to_hex().as_str());
         }
-        if let Some(payload) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, payload.content_type)
-                .header(reqwest::header::CONTENT_LENGTH, payload.digest.len)
-                .body(payload.body);
-        }
-        let peer = self.peer;
-        let resp = req.send().await.map_err(|source| ClientError::Transport { peer, url: url.clone(), source })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        Err(match serde_json::from_str::<ApiError>(&text) {
-            Ok(e) => ClientError::Api { peer, status, message: e.error, field: e.field },
-            Err(_) => ClientError::Api { peer, status, message: text, field: None },
-        })
+        self.client.send(self.peer, req, &url, body, patience).await
     }
 
     /// Send a JSON request and parse the JSON answer.
@@ -169,10 +187,7 @@ impl Http {
     ) -> ClientResult<R> {
         let body =
             body.map(|b| Payload::bytes(serde_json::to_vec(b).expect("zgrid types serialise"), "application/json"));
-        let resp = self.request(method, path, body, signed).await?;
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
-        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()))
+        self.request(method, path, body, signed).await?.json().await
     }
 
     /// An unsigned `GET` with a JSON answer.

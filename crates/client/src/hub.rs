@@ -2,14 +2,20 @@
 //! archives, merge flists, list what is stored, and download chunks.
 
 use std::path::Path;
+use std::time::Duration;
 
 use reqwest::Method;
 use zgrid_types::Keypair;
 use zgrid_types::hub::{FlistInfo, HubStats, MAX_MISSING_QUERY, MergeRequest, MissingQuery, Repository, Stored};
 
-use crate::http::{ClientError, ClientResult, Http, Payload};
+use crate::http::{ClientError, ClientResult, Http};
+use crate::transport::{HttpClient, HttpOptions, Payload};
 
 const OCTETS: &str = "application/octet-stream";
+
+/// How long a hub may work on an import or a merge before it answers (it converts the whole
+/// archive, or reads every source, first).
+const CONVERSION_PATIENCE: Duration = Duration::from_secs(30 * 60);
 
 /// A connection to one hub.
 #[derive(Clone)]
@@ -18,9 +24,14 @@ pub struct HubClient {
 }
 
 impl HubClient {
-    /// A client of the hub at `url`.
+    /// A client of the hub at `url` with the default [`HttpOptions`].
     pub fn new(url: &str) -> ClientResult<Self> {
-        Ok(Self { http: Http::new(url, "hub")? })
+        Self::with_http(url, &HttpOptions::default().client()?)
+    }
+
+    /// A client of the hub at `url` over `http` (its trusted CAs and time limits).
+    pub fn with_http(url: &str, http: &HttpClient) -> ClientResult<Self> {
+        Ok(Self { http: Http::new(url, "hub", http)? })
     }
 
     /// Sign uploads with `key`; they go to its namespace.
@@ -60,26 +71,30 @@ impl HubClient {
     /// Store the flist file at `file` as `name` in the caller's namespace (its chunks must be
     /// on the hub already).
     pub async fn put_flist(&self, name: &str, file: &Path) -> ClientResult<Stored> {
-        self.upload(Method::PUT, &format!("/api/v1/flists/{}/{name}", self.namespace()?), file).await
+        let path = format!("/api/v1/flists/{}/{name}", self.namespace()?);
+        self.upload(Method::PUT, &path, file, self.http.timeout()).await
     }
 
     /// Have the hub turn the archive at `file` (tar, tar.gz, OCI image layout as tar, or
     /// `docker save` output) into the flist `name` in the caller's namespace.
     pub async fn import(&self, name: &str, file: &Path) -> ClientResult<Stored> {
-        self.upload(Method::POST, &format!("/api/v1/flists/{}/{name}/import", self.namespace()?), file).await
+        let path = format!("/api/v1/flists/{}/{name}/import", self.namespace()?);
+        self.upload(Method::POST, &path, file, CONVERSION_PATIENCE.max(self.http.timeout())).await
     }
 
-    async fn upload(&self, method: Method, path: &str, file: &Path) -> ClientResult<Stored> {
+    async fn upload(&self, method: Method, path: &str, file: &Path, patience: Duration) -> ClientResult<Stored> {
         let payload =
             Payload::file(file, OCTETS).await.map_err(|e| ClientError::Decode(format!("{}: {e}", file.display())))?;
-        let resp = self.http.request(method, path, Some(payload), true).await?;
-        resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))
+        self.http.request_patiently(method, path, Some(payload), true, patience).await?.json().await
     }
 
     /// Merge `sources` (`<owner>/<name>`, lowest first) into `name` in the caller's namespace.
     pub async fn merge(&self, name: &str, sources: Vec<String>) -> ClientResult<Stored> {
         let path = format!("/api/v1/flists/{}/{name}/merge", self.namespace()?);
-        self.http.call(Method::POST, &path, Some(&MergeRequest { sources }), true).await
+        let body = serde_json::to_vec(&MergeRequest { sources }).expect("zgrid types serialise");
+        let patience = CONVERSION_PATIENCE.max(self.http.timeout());
+        let body = Payload::bytes(body, "application/json");
+        self.http.request_patiently(Method::POST, &path, Some(body), true, patience).await?.json().await
     }
 
     /// Remove `name` from the caller's namespace.

@@ -1,5 +1,6 @@
 //! The zgrid client SDK: identities kept in seed files, a typed explorer client that signs
-//! every state-changing request, and a client of node agents' own API.
+//! every state-changing request, clients of hubs and of node agents' own API, all over HTTP or
+//! HTTPS with the time limits and trusted CAs of one [`HttpOptions`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,9 +18,11 @@ mod hub;
 mod identity;
 pub mod network;
 mod node;
+mod transport;
 
 pub use explorer::{ExplorerClient, new_workload_id};
 pub use http::{ClientError, ClientResult};
 pub use hub::HubClient;
 pub use identity::{Identity, IdentityError, IdentityStore, SEED_FORMAT, write_private};
 pub use node::NodeClient;
+pub use transport::{Answer, DEFAULT_TIMEOUT, HttpClient, HttpOptions};

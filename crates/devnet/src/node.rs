@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use zgrid_node::network::{DEFAULT_PORTS, Networks};
 use zgrid_node::runtime::Runtime;
+use zgrid_serve::TlsFiles;
 
 use crate::process::{cli_json, wait_for};
 use crate::underlay::Netns;
@@ -26,11 +27,14 @@ pub struct NodeOptions {
     /// Register the node's underlay address as its public endpoint; without one the node is
     /// "hidden" (as behind NAT) and joins networks through nodes that have one.
     pub public: bool,
+    /// Serve the node API over TLS with this certificate (valid for the node's underlay
+    /// address) and key; plain HTTP without.
+    pub api_tls: Option<TlsFiles>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { step_timeout: Duration::from_secs(60), public: true }
+        Self { step_timeout: Duration::from_secs(60), public: true, api_tls: None }
     }
 }
 
@@ -171,6 +175,9 @@ pub(crate) fn agent_command(launch: &Launch, netns: &Path, address: std::net::Ip
         .args(["--api-listen", &format!("{address}:{API_PORT}")]);
     if l.options.public {
         command.args(["--public-endpoint", &address.to_string()]);
+    }
+    if let Some(tls) = &l.options.api_tls {
+        command.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);
     }
     command
         .env("ZGRID_EXPLORER", &l.explorer)

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use tokio::net::TcpListener;
 
 pub use crate::db::Db;
 pub use crate::feed::Feed;
@@ -94,9 +93,10 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serve on `listener` until `shutdown` resolves, expiring workloads in the background.
+/// Serve on `listener` (a [`tokio::net::TcpListener`] for plain HTTP, or a [`zgrid_serve::Listener`] for
+/// TLS) until `shutdown` resolves, expiring workloads in the background.
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<zgrid_serve::Listener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -107,7 +107,7 @@ pub async fn run(
         // Open feed streams never end by themselves; end them so shutdown can finish.
         feed.close();
     };
-    let served = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown).await;
+    let served = zgrid_serve::serve(listener.into(), app(state.clone()), shutdown).await;
     sweeper.abort();
     state.db.close().await;
     served

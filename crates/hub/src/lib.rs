@@ -22,8 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use tokio::net::TcpListener;
-
 pub use crate::limits::UploadLimits;
 pub use crate::store::Repos;
 
@@ -96,11 +94,12 @@ impl Hub {
     }
 }
 
-/// Serve the hub on `listener` until `shutdown` completes.
+/// Serve the hub on `listener` (a [`tokio::net::TcpListener`] for plain HTTP, or a
+/// [`zgrid_serve::Listener`] for TLS) until `shutdown` completes.
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<zgrid_serve::Listener>,
     hub: Hub,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, routes::app(hub)).with_graceful_shutdown(shutdown).await
+    zgrid_serve::serve(listener.into(), routes::app(hub), shutdown).await
 }

@@ -6,7 +6,6 @@
 //! workload's owner signed the workload with, within five minutes of the node's clock. Nothing
 //! here changes state, so nonces are not tracked. `GET /v1/node` says which node this is.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -48,11 +47,10 @@ pub fn router(state: ApiState) -> axum::Router {
         .with_state(state)
 }
 
-/// Serve the API on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::io::Result<()> {
-    let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, "node API listening");
-    axum::serve(listener, router(state)).await
+/// Serve the API on `listener` (plain HTTP or TLS) until the task is dropped.
+pub async fn serve(listener: zgrid_serve::Listener, state: ApiState) -> std::io::Result<()> {
+    tracing::info!(url = %listener.url()?, "node API listening");
+    zgrid_serve::serve(listener, router(state), std::future::pending()).await
 }
 
 /// An error answer in the explorer's JSON shape.
@@ -168,7 +166,7 @@ mod tests {
         let state = ApiState { node_id: node.public(), store, runtime };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(listener, state));
+        tokio::spawn(serve(listener.into(), state));
         (url, id)
     }
 

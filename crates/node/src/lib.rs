@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
-use zgrid_client::ExplorerClient;
+use zgrid_client::{ExplorerClient, HttpClient};
+use zgrid_serve::TlsFiles;
 use zgrid_types::FarmId;
 use zgrid_types::directory::{Location, NodeHeartbeat, NodeRegistration};
 
@@ -51,9 +52,14 @@ pub struct NodeConfig {
     pub public_endpoint: Option<IpAddr>,
     /// Where the node's own API (workload logs) listens.
     pub api_listen: SocketAddr,
-    /// The API's URL as deployers reach it; by default `http://` the listen address, or, when
-    /// that is a wildcard, the address this machine reaches the explorer from.
+    /// The API's certificate and key, to serve it over TLS (plain HTTP without).
+    pub api_tls: Option<TlsFiles>,
+    /// The API's URL as deployers reach it; by default `http://` (`https://` with TLS) the
+    /// listen address, or, when that is a wildcard, the address this machine reaches the
+    /// explorer from.
     pub api_url: Option<String>,
+    /// How the agent reaches the explorer and hubs: trusted CAs and time limits.
+    pub http: HttpClient,
     /// How often the node reports its used capacity.
     pub heartbeat: Duration,
     /// Engine settings.
@@ -62,15 +68,21 @@ pub struct NodeConfig {
 
 /// Run the agent, provisioning with `workloads`, until `shutdown` resolves.
 pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future<Output = ()>) -> Result<()> {
+    if let (Some(url), Some(_)) = (&config.api_url, &config.api_tls)
+        && !url.starts_with("https://")
+    {
+        anyhow::bail!("the node API serves TLS, so --api-url {url} must start with https://");
+    }
     let key = identity::load_or_create(&config.state_dir)?;
-    let explorer = ExplorerClient::new(&config.explorer)?.with_key(key.clone());
+    let explorer = ExplorerClient::with_http(&config.explorer, &config.http)?.with_key(key.clone());
     let total = capacity::total(&config.state_dir)?;
-    let listener = tokio::net::TcpListener::bind(config.api_listen).await.with_context(|| {
+    let tcp = tokio::net::TcpListener::bind(config.api_listen).await.with_context(|| {
         format!("cannot listen on {} for the node API; pick another --api-listen", config.api_listen)
     })?;
+    let listener = zgrid_serve::Listener::new(tcp, config.api_tls.as_ref()).context("cannot serve the node API")?;
     let api_url = match config.api_url.clone() {
         Some(url) => url,
-        None => advertised_url(listener.local_addr()?, &config.explorer)?,
+        None => advertised_url(listener.scheme(), listener.local_addr()?, &config.explorer)?,
     };
     let registration = NodeRegistration {
         farm_id: config.farm_id,
@@ -103,11 +115,11 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
     Ok(())
 }
 
-/// `http://` the API's listen address; for a wildcard address, the local address of the route
-/// to the explorer (no packet is sent).
-fn advertised_url(listen: SocketAddr, explorer: &str) -> Result<String> {
+/// `scheme://` the API's listen address; for a wildcard address, the local address of the
+/// route to the explorer (no packet is sent).
+fn advertised_url(scheme: &str, listen: SocketAddr, explorer: &str) -> Result<String> {
     if !listen.ip().is_unspecified() {
-        return Ok(format!("http://{listen}"));
+        return Ok(format!("{scheme}://{listen}"));
     }
     let url = url::Url::parse(explorer).with_context(|| format!("{explorer:?} is not a URL"))?;
     let host = url.host_str().context("the explorer URL has no host")?;
@@ -119,7 +131,7 @@ fn advertised_url(listen: SocketAddr, explorer: &str) -> Result<String> {
     let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let probe = std::net::UdpSocket::bind(bind)?;
     probe.connect(target).with_context(|| format!("no route to the explorer at {target}"))?;
-    Ok(format!("http://{}", SocketAddr::new(probe.local_addr()?.ip(), listen.port())))
+    Ok(format!("{scheme}://{}", SocketAddr::new(probe.local_addr()?.ip(), listen.port())))
 }
 
 /// Register, retrying until the explorer takes it (it may not be up yet).

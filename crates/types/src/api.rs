@@ -118,6 +118,10 @@ pub struct ApiError {
 /// Largest page size.
 pub const MAX_PAGE_SIZE: u32 = 500;
 
+/// How often the explorer sends a keep-alive comment on an idle node feed, in seconds; a
+/// reader may take a feed silent for several times this long as dead.
+pub const FEED_KEEPALIVE_SECS: u64 = 15;
+
 /// Pagination parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

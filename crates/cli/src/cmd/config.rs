@@ -1,6 +1,7 @@
 //! `zgrid config`: the settings file.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use zgrid_client::HttpOptions;
 
 use crate::args::ConfigCommand;
 use crate::config::{Ctx, KEYS};
@@ -8,7 +9,7 @@ use crate::output;
 
 pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
     match cmd {
-        ConfigCommand::Set { key, value } => {
+        ConfigCommand::Set { key, mut value } => {
             if !KEYS.contains(&key.as_str()) {
                 bail!("unknown setting {key:?}; settings are: {}", KEYS.join(", "));
             }
@@ -18,6 +19,15 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
                 }
                 "hub" => {
                     zgrid_client::HubClient::new(&value)?;
+                }
+                "ca-cert" => {
+                    // Kept absolute, so commands run from anywhere find it.
+                    let path = std::path::absolute(&value).with_context(|| format!("{value:?} is not a path"))?;
+                    HttpOptions { ca_cert: Some(path.clone()), ..HttpOptions::default() }.client()?;
+                    value = path.to_string_lossy().into_owned();
+                }
+                "timeout" => {
+                    value = crate::args::timeout_secs(&value).map_err(anyhow::Error::msg)?.to_string();
                 }
                 _ => {
                     ctx.store().load(&value)?;

@@ -9,6 +9,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
+use zgrid_client::ClientError;
 
 use crate::args::ConsoleArgs;
 use crate::config::Ctx;
@@ -20,22 +21,22 @@ pub async fn run(ctx: &Ctx, a: ConsoleArgs) -> Result<()> {
         bail!("container {id} has no console; deploy it with --interactive --network NAME");
     };
     let base = format!("{}:{}", connection.ipaddress, zgrid_node::console::PORT);
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
     let unreachable = || {
         format!(
             "cannot reach the console at http://{base}: it answers only on network {:?}; join it with `zgrid network add-access`",
             connection.network_id
         )
     };
+    let http = ctx.http()?;
+    // A refusal is the console's answer; anything else means it was not reached.
+    let ask = async |method, url: String| -> Result<serde_json::Value> {
+        match http.fetch("console", method, &url).await {
+            Err(e @ ClientError::Api { .. }) => Err(e.into()),
+            answer => Ok(answer.with_context(unreachable)?.json().await?),
+        }
+    };
     let Some(send) = a.send else {
-        let processes: serde_json::Value = http
-            .get(format!("http://{base}/api/processes"))
-            .send()
-            .await
-            .with_context(unreachable)?
-            .json()
-            .await
-            .with_context(unreachable)?;
+        let processes = ask(reqwest::Method::GET, format!("http://{base}/api/processes")).await?;
         return output::report(ctx.json, &processes, || {
             println!("console: http://{base}/");
             for p in processes.as_array().into_iter().flatten() {
@@ -45,18 +46,8 @@ pub async fn run(ctx: &Ctx, a: ConsoleArgs) -> Result<()> {
             }
         });
     };
-    let started: serde_json::Value = http
-        .post(format!(
-            "http://{base}/api/process/start?arg[]={}",
-            url::form_urlencoded::byte_serialize(a.program.as_bytes()).collect::<String>()
-        ))
-        .send()
-        .await
-        .with_context(unreachable)?
-        .error_for_status()?
-        .json()
-        .await
-        .with_context(unreachable)?;
+    let program = url::form_urlencoded::byte_serialize(a.program.as_bytes()).collect::<String>();
+    let started = ask(reqwest::Method::POST, format!("http://{base}/api/process/start?arg[]={program}")).await?;
     let process = started["id"].as_u64().context("the console did not say which process it started")?;
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{base}/api/process/{process}/attach"))
         .await

@@ -122,7 +122,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 Some(name) => Some(join(&client, &identity, &node, name, ip).await?),
                 None => None,
             };
-            let flist_hash = if flist_hash.is_empty() { served_hash(&flist).await? } else { flist_hash };
+            let flist_hash = if flist_hash.is_empty() { served_hash(ctx, &flist).await? } else { flist_hash };
             let container = Container {
                 flist,
                 hub_url,
@@ -228,15 +228,14 @@ async fn wait_for_node(client: &ExplorerClient, record: &WorkloadRecord, quiet: 
 
 /// The hash a hub serves for the flist URL now (empty for other images): pinned, so the node
 /// runs exactly what the deployer saw.
-async fn served_hash(flist: &str) -> Result<String> {
+async fn served_hash(ctx: &Ctx, flist: &str) -> Result<String> {
     if !flist.starts_with("http://") && !flist.starts_with("https://") {
         return Ok(String::new());
     }
-    let resp =
-        reqwest::Client::new().head(flist).send().await.with_context(|| format!("cannot reach the flist {flist}"))?;
-    if !resp.status().is_success() {
-        bail!("flist {flist}: the server answered {}; check the URL (`zgrid hub ls me`)", resp.status());
-    }
+    let resp = match ctx.http()?.fetch("flist server", reqwest::Method::HEAD, flist).await {
+        Err(e @ zgrid_client::ClientError::Api { .. }) => bail!("{e}; check the URL (`zgrid hub ls me`)"),
+        answer => answer?,
+    };
     let hash = resp.headers().get("x-zgrid-flist-hash").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if hash.is_empty() {
         eprintln!(

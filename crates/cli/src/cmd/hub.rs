@@ -9,7 +9,7 @@ use zgrid_client::HubClient;
 use zgrid_flist::{DirStore, Flist};
 use zgrid_types::hub::{FlistInfo, Stored};
 
-use crate::args::{HubCommand, HubUrl, UploadLimitArgs};
+use crate::args::{HubCommand, HubUrl, TlsArgs, UploadLimitArgs};
 use crate::config::Ctx;
 use crate::output;
 
@@ -18,7 +18,7 @@ const PARALLEL_UPLOADS: usize = 8;
 
 pub async fn run(ctx: &Ctx, cmd: HubCommand) -> Result<()> {
     match cmd {
-        HubCommand::Serve { listen, data, limits } => serve(&listen, &data, limits).await,
+        HubCommand::Serve { listen, data, limits, tls } => serve(&listen, &data, limits, &tls).await,
         HubCommand::Ls { owner, hub } => ls(ctx, owner, hub).await,
         HubCommand::Import { source, name, hub } => {
             let client = signed(ctx, hub)?;
@@ -35,7 +35,7 @@ pub async fn run(ctx: &Ctx, cmd: HubCommand) -> Result<()> {
             print_stored(ctx, &client, &stored)
         }
         HubCommand::Stats { hub } => {
-            let stats = HubClient::new(&ctx.hub_url(hub.hub)?)?.stats().await?;
+            let stats = ctx.hub(&ctx.hub_url(hub.hub)?)?.stats().await?;
             output::report(ctx.json, &stats, || {
                 println!(
                     "served {} chunks ({} bytes) and {} flists; received {} new chunks",
@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx, cmd: HubCommand) -> Result<()> {
     }
 }
 
-async fn serve(listen: &str, data: &Path, limits: UploadLimitArgs) -> Result<()> {
+async fn serve(listen: &str, data: &Path, limits: UploadLimitArgs, tls: &TlsArgs) -> Result<()> {
     let config = zgrid_hub::Config {
         uploads: zgrid_hub::UploadLimits {
             uploads: limits.max_uploads,
@@ -65,21 +65,21 @@ async fn serve(listen: &str, data: &Path, limits: UploadLimitArgs) -> Result<()>
     };
     let hub = zgrid_hub::Hub::open(config)
         .with_context(|| format!("cannot open the hub's data directory {}", data.display()))?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %data.display(), "hub ready");
+    let listener = super::explorer::listen(listen, tls).await?;
+    let url = listener.url()?;
+    tracing::info!(%url, data = %data.display(), "hub ready");
     // Scripts and tests wait for this line.
-    println!("hub listening on http://{addr}");
+    println!("hub listening on {url}");
     zgrid_hub::run(listener, hub, super::explorer::shutdown_signal()).await.context("hub stopped with an error")
 }
 
 fn signed(ctx: &Ctx, hub: HubUrl) -> Result<HubClient> {
     let identity = ctx.identity()?;
-    Ok(HubClient::new(&ctx.hub_url(hub.hub)?)?.with_key(identity.keypair))
+    Ok(ctx.hub(&ctx.hub_url(hub.hub)?)?.with_key(identity.keypair))
 }
 
 async fn ls(ctx: &Ctx, owner: Option<String>, hub: HubUrl) -> Result<()> {
-    let client = HubClient::new(&ctx.hub_url(hub.hub)?)?;
+    let client = ctx.hub(&ctx.hub_url(hub.hub)?)?;
     let Some(owner) = owner else {
         let repos = client.repositories().await?;
         let rows = repos.iter().map(|r| vec![r.owner.clone(), r.flists.to_string()]).collect::<Vec<_>>();

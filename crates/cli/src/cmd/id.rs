@@ -109,7 +109,7 @@ fn summary(identity: &Identity, seed_file: &std::path::Path) -> serde_json::Valu
 
 async fn register_identity(ctx: &Ctx, identity: &mut Identity, name: &str, email: &str) -> Result<()> {
     let url = ctx.explorer_url(Some(identity))?;
-    let client = zgrid_client::ExplorerClient::new(&url)?.with_key(identity.keypair.clone());
+    let client = ctx.explorer(&url)?.with_key(identity.keypair.clone());
     let user = client.register_user(name, email).await.context("registration failed")?;
     identity.user_id = Some(user.id);
     identity.explorer = Some(url);

@@ -19,7 +19,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> Result<()> {
     let Some(api) = node.api_url else {
         bail!("node {node_id} does not publish an API address, so its logs cannot be read remotely");
     };
-    let node_client = NodeClient::new(&api, identity.keypair.clone())?;
+    let node_client = NodeClient::with_http(&api, identity.keypair.clone(), &ctx.http()?)?;
     let mut chunks = Box::pin(node_client.logs(&id, a.follow).await?);
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = chunks.next().await {

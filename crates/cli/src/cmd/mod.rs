@@ -46,7 +46,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Up(a) => up::up(&ctx, a).await,
         Command::Down(a) => up::down(&ctx, a),
         Command::Status(a) => up::status(&ctx, a),
-        Command::FlistMounts(a) => node::mount_service(a),
+        Command::FlistMounts(a) => node::mount_service(&ctx, a),
         Command::Bench(c) => bench::run(&ctx, c).await,
     }
 }

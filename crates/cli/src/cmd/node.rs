@@ -21,8 +21,15 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let key = zgrid_node::identity::load_or_create(&a.state_dir)?;
     let networks = Networks::new(a.state_dir.join("networks"), key.clone(), a.wireguard_ports.clone())?;
     let program = std::env::current_exe().context("cannot find this program to start the flist mount service")?;
-    let service = vec![program.to_string_lossy().into_owned(), "flist-mounts".to_owned()];
-    let flists = FlistImages::new(a.state_dir.join("flist"), service, a.flist_cache_mib << 20);
+    let mut service = vec![program.to_string_lossy().into_owned()];
+    // The mount service fetches chunks with the agent's trusted CAs and time limit.
+    let options = ctx.http_options()?;
+    if let Some(ca) = &options.ca_cert {
+        service.extend(["--ca-cert".to_owned(), ca.to_string_lossy().into_owned()]);
+    }
+    service.extend(["--timeout".to_owned(), options.timeout.as_secs().to_string(), "flist-mounts".to_owned()]);
+    let http = ctx.http()?;
+    let flists = FlistImages::new(a.state_dir.join("flist"), service, a.flist_cache_mib << 20, http.clone());
     let workloads = Workloads::new(runtime, networks, key, a.state_dir.join("images"))
         .with_console_assets(a.console_assets)
         .with_flists(flists);
@@ -41,7 +48,9 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
         location: Location { country: a.country, city: a.city, latitude: None, longitude: None },
         public_endpoint: a.public_endpoint,
         api_listen: a.api_listen,
+        api_tls: a.tls.files(),
         api_url: a.api_url,
+        http,
         heartbeat: Duration::from_secs(30),
         engine: EngineConfig { step_timeout: Duration::from_secs(a.step_timeout), ..EngineConfig::default() },
     };
@@ -50,9 +59,10 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
 
 /// `zgrid flist-mounts`: the node's flist mount service, started by the agent.
 /// It blocks (FUSE and HTTP on plain threads), so it runs outside the async runtime.
-pub fn mount_service(a: crate::args::MountServiceArgs) -> Result<()> {
+pub fn mount_service(ctx: &Ctx, a: crate::args::MountServiceArgs) -> Result<()> {
     let dir = a.dir.clone();
-    std::thread::spawn(move || zgrid_node::flist::daemon::serve(&a.dir, a.cache_bytes))
+    let http = ctx.http_options()?;
+    std::thread::spawn(move || zgrid_node::flist::daemon::serve(&a.dir, a.cache_bytes, &http))
         .join()
         .map_err(|_| anyhow::anyhow!("the flist mount service panicked"))?
         .with_context(|| format!("the flist mount service in {} stopped", dir.display()))

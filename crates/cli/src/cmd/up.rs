@@ -2,7 +2,7 @@
 //! between commands (see `zgrid_devnet::local`), with this CLI pointed at it.
 
 use anyhow::{Context, Result, bail};
-use zgrid_client::{ExplorerClient, HubClient, Identity};
+use zgrid_client::{HubClient, Identity};
 use zgrid_devnet::local::{self, Status, UpOptions};
 use zgrid_flist::DirStore;
 
@@ -71,7 +71,7 @@ async fn deployer(ctx: &Ctx, explorer: &str) -> Result<Identity> {
             identity
         }
     };
-    let client = ExplorerClient::new(explorer)?.with_key(identity.keypair.clone());
+    let client = ctx.explorer(explorer)?.with_key(identity.keypair.clone());
     let user = match client.whoami().await? {
         Some(user) => user,
         None => {

@@ -1,5 +1,5 @@
-//! Run `zgrid explorer` and `zgrid hub serve` as child processes on loopback, and the CLI
-//! against them.
+//! Run `zgrid explorer` (or `zgrid hub serve`) as a child process on loopback, and the CLI
+//! against it.
 
 #![allow(dead_code)]
 
@@ -9,17 +9,41 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub const ZGRID: &str = env!("CARGO_BIN_EXE_zgrid");
 
-/// A `zgrid explorer` process, killed when dropped.
-pub struct ExplorerProcess {
+/// A `zgrid explorer` or `zgrid hub serve` process, killed when dropped.
+pub struct ServerProcess {
     pub child: Child,
     pub url: String,
 }
 
-impl ExplorerProcess {
+impl ServerProcess {
     /// Start an explorer on `db` and wait until it listens.
     pub fn start(db: &str) -> Self {
-        let (child, url) = spawn_server(&["explorer", "--listen", "127.0.0.1:0", "--db", db]);
-        Self { url, child }
+        Self::run(&["explorer", "--listen", "127.0.0.1:0", "--db", db])
+    }
+
+    /// Start a hub on the data directory `data` with `args` and wait until it listens.
+    pub fn hub(data: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["hub", "serve", "--listen", "127.0.0.1:0", "--data", data.to_str().expect("a UTF-8 path")];
+        all.extend_from_slice(args);
+        Self::run(&all)
+    }
+
+    /// Start `zgrid <args>` (a server: `explorer ...` or `hub serve ...`) and wait until it
+    /// prints `<args[0]> listening on <url>`.
+    pub fn run(args: &[&str]) -> Self {
+        let mut child = Command::new(ZGRID)
+            .args(args)
+            .env("ZGRID_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn zgrid {args:?}: {e}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready line");
+        let url = line
+            .trim()
+            .strip_prefix(&format!("{} listening on ", args[0]))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?} of zgrid {args:?}"));
+        Self { url: url.to_string(), child }
     }
 
     /// SIGKILL the process and reap it.
@@ -29,48 +53,10 @@ impl ExplorerProcess {
     }
 }
 
-impl Drop for ExplorerProcess {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A `zgrid hub serve` process, killed when dropped.
-pub struct HubProcess {
-    pub child: Child,
-    pub url: String,
-}
-
-impl HubProcess {
-    /// Start a hub on the data directory `data` with `args` and wait until it listens.
-    pub fn start(data: &Path, args: &[&str]) -> Self {
-        let mut all = vec!["hub", "serve", "--listen", "127.0.0.1:0", "--data", data.to_str().expect("a UTF-8 path")];
-        all.extend_from_slice(args);
-        let (child, url) = spawn_server(&all);
-        Self { url, child }
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start `zgrid <args>`, a server, and wait until it prints `<args[0]> listening on <url>`.
-fn spawn_server(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(ZGRID)
-        .args(args)
-        .env("ZGRID_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn zgrid {args:?}: {e}"));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready line");
-    let banner = format!("{} listening on ", args[0]);
-    let url = line.trim().strip_prefix(&banner).unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    (child, url.to_string())
 }
 
 /// Run the CLI with `home` as its home directory and `explorer` as its explorer.

@@ -8,7 +8,7 @@ use zgrid_types::directory::{Capacity, FarmRegistration, NodeRegistration};
 use zgrid_types::workload::{DiskType, Volume};
 use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadSpec};
 
-use crate::common::ExplorerProcess;
+use crate::common::ServerProcess;
 
 const BURST: usize = 400;
 const CONCURRENCY: usize = 24;
@@ -17,7 +17,7 @@ const KILL_AFTER: usize = 60;
 
 async fn acknowledged_workloads_survive_sigkill(backend: Backend) {
     let db = TempDatabase::create(backend).await;
-    let mut explorer = ExplorerProcess::start(&db.url);
+    let mut explorer = ServerProcess::start(&db.url);
     let owner_key = Keypair::from_seed(&rand::random());
     let client = ExplorerClient::new(&explorer.url).unwrap().with_key(owner_key.clone());
     let owner = client.register_user("alice", "").await.unwrap().id;
@@ -72,7 +72,7 @@ async fn acknowledged_workloads_survive_sigkill(backend: Backend) {
     assert!(failed > 0, "the kill landed after the burst; nothing was in flight");
     assert!(acked.len() >= KILL_AFTER);
 
-    let restarted = ExplorerProcess::start(&db.url);
+    let restarted = ServerProcess::start(&db.url);
     let reader = ExplorerClient::new(&restarted.url).unwrap();
     for w in &acked {
         let record =

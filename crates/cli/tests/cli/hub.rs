@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use zgrid_devnet::Node;
 
-use crate::common::HubProcess;
+use crate::common::ServerProcess;
 use crate::grid::{Grid, id_of, wait_until};
 
 #[path = "../../../flist/tests/common/oci.rs"]
@@ -306,7 +306,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 #[test]
 fn strangers_uploads_cost_the_hub_no_memory_or_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = HubProcess::start(dir.path(), &[]);
+    let hub = ServerProcess::hub(dir.path(), &[]);
     let addr = hub.url.trim_start_matches("http://").to_owned();
     let pid = hub.child.id();
     let spool = dir.path().join("tmp");

@@ -10,4 +10,5 @@ mod network;
 mod node;
 mod readme;
 mod redis;
+mod tls;
 mod verbs;

@@ -8,12 +8,12 @@ use zgrid_explorer::testing::{Backend, TempDatabase};
 use zgrid_types::Keypair;
 use zgrid_types::directory::{Capacity, Location, NodeRegistration};
 
-use crate::common::{ExplorerProcess, zgrid, zgrid_json};
+use crate::common::{ServerProcess, zgrid, zgrid_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
     let db = TempDatabase::create(Backend::Sqlite).await;
-    let explorer = ExplorerProcess::start(&db.url);
+    let explorer = ServerProcess::start(&db.url);
     let home = tempfile::tempdir().unwrap();
     let (h, url) = (home.path(), explorer.url.as_str());
 
@@ -74,7 +74,7 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistakes_get_an_error_that_says_what_to_do() {
     let db = TempDatabase::create(Backend::Sqlite).await;
-    let explorer = ExplorerProcess::start(&db.url);
+    let explorer = ServerProcess::start(&db.url);
     let home = tempfile::tempdir().unwrap();
     let (h, url) = (home.path(), explorer.url.as_str());
     let fail = |args: &[&str], explorer: &str, hint: &str| {
@@ -110,7 +110,7 @@ async fn mistakes_get_an_error_that_says_what_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_come_from_flags_then_environment_then_the_config_file() {
     let db = TempDatabase::create(Backend::Sqlite).await;
-    let explorer = ExplorerProcess::start(&db.url);
+    let explorer = ServerProcess::start(&db.url);
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let dead = "http://127.0.0.1:9";

@@ -14,7 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use zgrid_types::NodeId;
-use zgrid_types::api::{ApiError, FeedEvent, FeedQuery, WorkloadRecord};
+use zgrid_types::api::{ApiError, FEED_KEEPALIVE_SECS, FeedEvent, FeedQuery, WorkloadRecord};
 
 use super::nodes::node_id;
 use crate::AppState;
@@ -102,5 +102,5 @@ pub async fn stream(
         closed: Box::pin(state.feed.closed()),
     };
     let events = futures::stream::unfold(state, |mut c| async move { c.next().await.map(|e| (Ok(e), c)) });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(FEED_KEEPALIVE_SECS))))
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use zgrid_client::HttpOptions;
 use zgrid_flist::DirStore;
 use zgrid_flist::chunk::Hash;
 
@@ -83,9 +84,10 @@ pub struct ChunkCache {
 }
 
 impl ChunkCache {
-    /// The cache in `dir`, holding at most `limit` bytes; what is already there is indexed
-    /// (oldest files first in line for eviction) and trimmed to the limit.
-    pub fn open(dir: impl Into<PathBuf>, limit: u64) -> std::io::Result<Self> {
+    /// The cache in `dir`, holding at most `limit` bytes, fetching with `http`'s trusted CAs and
+    /// time limits; what is already there is indexed (oldest files first in line for eviction)
+    /// and trimmed to the limit.
+    pub fn open(dir: impl Into<PathBuf>, limit: u64, http: &HttpOptions) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         let mut found = Vec::new();
@@ -110,8 +112,7 @@ impl ChunkCache {
         for (_, id, size) in found {
             index.insert(id, size);
         }
-        let http =
-            reqwest::blocking::Client::builder().timeout(FETCH_TIMEOUT).build().map_err(std::io::Error::other)?;
+        let http = http.blocking_client(FETCH_TIMEOUT).map_err(std::io::Error::other)?;
         let cache = Self {
             store: DirStore::new(dir),
             limit,
@@ -353,7 +354,7 @@ mod tests {
         let hub = TestHub::start();
         let (id, bytes) = hub.chunk("shared", 200_000);
         let dir = tempfile::tempdir().unwrap();
-        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20, &HttpOptions::default()).unwrap();
         let start = Barrier::new(8);
         let got: Vec<Arc<[u8]>> = std::thread::scope(|s| {
             let readers: Vec<_> = (0..8)
@@ -379,7 +380,7 @@ mod tests {
         let chunks: Vec<_> = (0..5).map(|i| hub.chunk(&format!("chunk {i}"), 1000)).collect();
         let dir = tempfile::tempdir().unwrap();
         let limit = 2500;
-        let cache = ChunkCache::open(dir.path(), limit).unwrap();
+        let cache = ChunkCache::open(dir.path(), limit, &HttpOptions::default()).unwrap();
         for (i, expect) in [
             (0, vec![0]),
             (1, vec![0, 1]),
@@ -409,7 +410,7 @@ mod tests {
         let chunks: Vec<_> = (0..3).map(|i| hub.chunk(&format!("chunk {i}"), 1000)).collect();
         let dir = tempfile::tempdir().unwrap();
         {
-            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            let cache = ChunkCache::open(dir.path(), 1 << 20, &HttpOptions::default()).unwrap();
             for chunk in &chunks {
                 get(&cache, &hub, chunk);
             }
@@ -425,7 +426,7 @@ mod tests {
         }
         assert_eq!(hub.stats().chunks_served, 3);
 
-        let cache = ChunkCache::open(dir.path(), 2500).unwrap();
+        let cache = ChunkCache::open(dir.path(), 2500, &HttpOptions::default()).unwrap();
         assert_eq!(cache.size(), 2000);
         assert_eq!(on_disk(&cache, &chunks), [0, 2], "the oldest is trimmed");
         let shard = cache.store.path(&chunks[0].0).parent().unwrap().to_owned();
@@ -445,7 +446,7 @@ mod tests {
         damaged[500] ^= 0x80;
         std::fs::write(hub.store().path(&id), &damaged).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20, &HttpOptions::default()).unwrap();
 
         let err = cache.get(&hub.url, &id).expect_err("a corrupt chunk").to_string();
         assert!(err.contains(&hex::encode(id)) && err.contains("corrupt"), "{err}");
@@ -472,7 +473,7 @@ mod tests {
         let hub = TestHub::start();
         let chunk = hub.chunk("forgotten", 1000);
         let dir = tempfile::tempdir().unwrap();
-        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20, &HttpOptions::default()).unwrap();
         get(&cache, &hub, &chunk);
         assert!(cache.store.has(&chunk.0));
 

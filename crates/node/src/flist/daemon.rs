@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use zgrid_client::HttpOptions;
 use zgrid_flist::chunk::{ChunkError, Hash};
 use zgrid_flist::mount::{ChunkSource, Mount};
 
@@ -92,8 +93,8 @@ struct Mounted {
 }
 
 /// Serve mounts from `dir` with a chunk cache of `cache_bytes` until killed.
-pub fn serve(dir: &Path, cache_bytes: u64) -> std::io::Result<()> {
-    let cache = Arc::new(ChunkCache::open(dir.join("cache"), cache_bytes)?);
+pub fn serve(dir: &Path, cache_bytes: u64, http: &HttpOptions) -> std::io::Result<()> {
+    let cache = Arc::new(ChunkCache::open(dir.join("cache"), cache_bytes, http)?);
     let socket = dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
@@ -207,7 +208,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outside = dir.path().join("victim");
         std::fs::create_dir(&outside).unwrap();
-        let cache = Arc::new(ChunkCache::open(dir.path().join("cache"), 1 << 20).unwrap());
+        let cache = Arc::new(ChunkCache::open(dir.path().join("cache"), 1 << 20, &HttpOptions::default()).unwrap());
         let mounts = Mutex::default();
         for id in ["../../victim", "..", "", ".hidden", "a/b"] {
             let answer = handle(Request::Unmount { id: id.into() }, &dir.path().join("svc"), &cache, &mounts);

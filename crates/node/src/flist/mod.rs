@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use zgrid_client::HttpClient;
 
 use self::daemon::{Answer, Request};
 use crate::provision::ProvisionError;
@@ -59,7 +60,7 @@ pub struct FlistImages {
     /// The program that runs the mount service (`zgrid`), and its arguments before ours.
     service: Vec<String>,
     cache_bytes: u64,
-    http: reqwest::Client,
+    http: HttpClient,
     starting: tokio::sync::Mutex<()>,
 }
 
@@ -68,19 +69,11 @@ fn transient(e: impl std::fmt::Display) -> ProvisionError {
 }
 
 impl FlistImages {
-    /// Images kept under `dir`, mounted by a service started as `service` (program and
-    /// arguments; `--dir` and `--cache-bytes` are added) with a cache of `cache_bytes`.
-    pub fn new(dir: impl Into<PathBuf>, service: Vec<String>, cache_bytes: u64) -> Self {
-        Self {
-            dir: dir.into(),
-            service,
-            cache_bytes,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .expect("an HTTP client builds"),
-            starting: tokio::sync::Mutex::new(()),
-        }
+    /// Images kept under `dir`, downloaded over `http`, mounted by a service started as
+    /// `service` (program and arguments; `--dir` and `--cache-bytes` are added) with a cache of
+    /// `cache_bytes`.
+    pub fn new(dir: impl Into<PathBuf>, service: Vec<String>, cache_bytes: u64, http: HttpClient) -> Self {
+        Self { dir: dir.into(), service, cache_bytes, http, starting: tokio::sync::Mutex::new(()) }
     }
 
     fn record(&self, id: &str) -> PathBuf {
@@ -130,20 +123,17 @@ impl FlistImages {
         if !pin.is_empty() && self.object(pin, "flist").exists() {
             return Ok(pin.to_owned());
         }
-        let resp = self.http.get(url).send().await.map_err(|e| transient(format!("cannot fetch flist {url}: {e}")))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let message = format!("flist {url}: the server answered {status}");
-            return Err(if status.is_client_error() {
-                ProvisionError::Permanent(message)
-            } else {
-                ProvisionError::Transient(message)
-            });
-        }
-        if resp.content_length().is_some_and(|n| n > MAX_FLIST_BYTES) {
+        let answer = self.http.fetch("flist server", reqwest::Method::GET, url).await.map_err(|e| {
+            let message = format!("cannot fetch flist {url}: {e}");
+            match e.status() {
+                Some(status) if (400..500).contains(&status) => ProvisionError::Permanent(message),
+                _ => ProvisionError::Transient(message),
+            }
+        })?;
+        if answer.content_length().is_some_and(|n| n > MAX_FLIST_BYTES) {
             return Err(ProvisionError::Permanent(format!("flist {url} is larger than {MAX_FLIST_BYTES} bytes")));
         }
-        let bytes = resp.bytes().await.map_err(|e| transient(format!("flist {url} broke off: {e}")))?;
+        let bytes = answer.bytes().await.map_err(|e| transient(format!("flist {url} broke off: {e}")))?;
         let hash = blake3::hash(&bytes).to_hex().to_string();
         if !pin.is_empty() && hash != pin {
             return Err(ProvisionError::Permanent(format!(
