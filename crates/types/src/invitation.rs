@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ids::{FarmId, NodeId};
-use crate::keys::PublicKey;
+use crate::keys::{Keypair, PublicKey};
 use crate::signing::{Signable, Signed};
 
 /// Longest validity of an invitation, in seconds (30 days): long enough to set up a rack,
@@ -89,6 +89,12 @@ pub enum InvitationError {
     },
 }
 
+/// An invitation into farm `farm_id` for `node_id` (or any node) until `expires_at`, signed
+/// by the farm's owner `owner`.
+pub fn invite(owner: &Keypair, farm_id: FarmId, node_id: Option<NodeId>, expires_at: i64) -> Signed<FarmInvitation> {
+    Signed::sign(FarmInvitation { farm_id, node_id, expires_at }, owner)
+}
+
 impl Signed<FarmInvitation> {
     /// The invitation as a token to copy around: `zgfi1.` and base64url of its JSON.
     pub fn to_token(&self) -> String {
@@ -129,16 +135,13 @@ impl Signed<FarmInvitation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Keypair;
 
     #[test]
     fn an_invitation_admits_only_its_node_into_its_farm_until_it_expires() {
         let (owner, other, node, stranger) =
             (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]), Keypair::from_seed(&[3; 32]).public(), Keypair::from_seed(&[4; 32]).public());
         let now = 1_000_000;
-        let invite = |node_id, expires_at, key: &Keypair| {
-            Signed::sign(FarmInvitation { farm_id: 7, node_id, expires_at }, key)
-        };
+        let invite = |node_id, expires_at, key: &Keypair| invite(key, 7, node_id, expires_at);
         let good = invite(Some(node), now + 60, &owner);
         let token = good.to_token();
         assert!(token.starts_with("zgfi1.") && token.len() < MAX_TOKEN, "{token}");

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use zgrid_client::ExplorerClient;
 use zgrid_explorer::testing::{Backend, TempDatabase};
-use zgrid_types::Keypair;
+use zgrid_types::{Keypair, Signed};
 use zgrid_types::directory::{Capacity, Location, NodeRegistration};
 
 use crate::common::{ExplorerProcess, zgrid, zgrid_json};
@@ -35,8 +35,12 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
     let farm = zgrid_json(h, url, &["farm", "create", "home-farm", "--public-ip", "192.0.2.10/24=192.0.2.1"]);
     let farm_id = farm["id"].as_u64().unwrap();
 
-    // A node registers itself (the node agent does this; here the SDK stands in for it).
+    // A node registers itself (the node agent does this; here the SDK stands in for it) with
+    // the farm owner's invitation.
     let node = Keypair::from_seed(&rand::random());
+    let node_id = node.public().to_string();
+    let invited = zgrid_json(h, url, &["farm", "invite", "--farm", &farm_id.to_string(), "--node", &node_id]);
+    let token = invited["token"].as_str().unwrap();
     let reg = NodeRegistration {
         farm_id,
         hostname: "n1".into(),
@@ -45,9 +49,9 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
         public_endpoint: None,
         api_url: None,
         version: "test".into(),
+        farm_invitation: Some(Signed::from_token(token).unwrap()),
     };
     ExplorerClient::new(url).unwrap().with_key(node.clone()).register_node(&reg).await.unwrap();
-    let node_id = node.public().to_string();
 
     let found = zgrid_json(h, url, &["nodes", "--country", "be", "--free-mru", "4096", "--alive"]);
     assert_eq!(found["total"], 1);
