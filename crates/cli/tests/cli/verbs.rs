@@ -61,6 +61,28 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
     let table = zgrid(h, url, &["nodes"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains(&node_id));
 
+    // What the node would refuse is refused before anything reaches it, with the field named
+    // (the explorer refuses each too: crates/explorer/tests/api/input.rs).
+    let busybox = "/srv/images/busybox";
+    let wide: Vec<String> = (0..5).map(|i| format!("V{i}={}", "x".repeat(120 * 1024))).collect();
+    let wide: Vec<&str> = wide.iter().flat_map(|v| ["--env", v.as_str()]).collect();
+    let malformed: Vec<(&str, Vec<&str>, &str)> = vec![
+        (busybox, vec!["--entrypoint", "/bin/sh -c 'echo hi"], "entrypoint"),
+        ("ftp://hub.example/busybox.flist", vec![], "flist"),
+        ("busybox.tar", vec![], "flist"),
+        (busybox, vec!["--env", "MY VAR=1"], "environment.MY VAR"),
+        (busybox, vec!["--duration", "300years"], "expires_at"),
+        (busybox, wide, "environment"),
+    ];
+    for (flist, extra, field) in malformed {
+        let mut args = vec!["deploy", "container", "--node", &node_id, "--flist", flist];
+        args.extend(extra);
+        let out = zgrid(h, url, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(&format!("{field}: ")), "{field}: {err}");
+    }
+    assert_eq!(zgrid_json(h, url, &["live", "--state", "all"])["total"], 0, "a malformed workload was stored");
+
     let deployed = zgrid_json(h, url, &["deploy", "volume", "--node", &node_id, "--size", "128", "--duration", "2h"]);
     let id = deployed["workload"]["payload"]["id"].as_str().unwrap().to_string();
     let live = zgrid_json(h, url, &["live"]);
