@@ -27,9 +27,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use zgrid_client::ExplorerClient;
+use zgrid_types::directory::{Location, NodeHeartbeat, NodeRegistration};
 use zgrid_types::invitation::FarmInvitation;
 use zgrid_types::{FarmId, Signed};
-use zgrid_types::directory::{Location, NodeHeartbeat, NodeRegistration};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::store::Store;
@@ -137,7 +137,8 @@ async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) ->
             Err(e) => e,
         };
         if matches!(e.status(), Some(403 | 422)) {
-            return Err(e).context(format!("the explorer refused to register this node in farm {}", registration.farm_id));
+            return Err(e)
+                .context(format!("the explorer refused to register this node in farm {}", registration.farm_id));
         }
         let wait = backoff.next();
         tracing::warn!(error = %e, "registration failed; retrying in {wait:?}");

@@ -86,7 +86,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("image.zip");
         fs::write(&file, b"PK").unwrap();
-        for (flist, why) in [(file.to_str().unwrap(), "not a directory or a .tar"), ("/nonexistent/zgrid-image", "No such file")] {
+        for (flist, why) in
+            [(file.to_str().unwrap(), "not a directory or a .tar"), ("/nonexistent/zgrid-image", "No such file")]
+        {
             match resolve(Path::new(flist), dir.path()) {
                 Err(ProvisionError::Permanent(m)) => assert!(m.contains(why), "{flist}: {m}"),
                 other => panic!("{flist}: {other:?}"),

@@ -60,10 +60,10 @@ pub enum InvitationError {
     /// The invitation is for another node.
     #[error("is for node {invited}, not node {node}: ask the farm's owner for an invitation for this node")]
     OtherNode {
-        /// The node it names.
-        invited: NodeId,
-        /// The node registering.
-        node: NodeId,
+        /// The node it names (base58).
+        invited: String,
+        /// The node registering (base58).
+        node: String,
     },
     /// The invitation has expired.
     #[error("expired at {expires_at} (now is {now}): ask the farm's owner for a new one")]
@@ -120,7 +120,7 @@ impl Signed<FarmInvitation> {
             return Err(InvitationError::OtherFarm { invited: invitation.farm_id, farm });
         }
         if let Some(invited) = invitation.node_id.filter(|n| n != node) {
-            return Err(InvitationError::OtherNode { invited, node: *node });
+            return Err(InvitationError::OtherNode { invited: invited.to_string(), node: node.to_string() });
         }
         if invitation.expires_at <= now {
             return Err(InvitationError::Expired { expires_at: invitation.expires_at, now });
@@ -138,8 +138,12 @@ mod tests {
 
     #[test]
     fn an_invitation_admits_only_its_node_into_its_farm_until_it_expires() {
-        let (owner, other, node, stranger) =
-            (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]), Keypair::from_seed(&[3; 32]).public(), Keypair::from_seed(&[4; 32]).public());
+        let (owner, other, node, stranger) = (
+            Keypair::from_seed(&[1; 32]),
+            Keypair::from_seed(&[2; 32]),
+            Keypair::from_seed(&[3; 32]).public(),
+            Keypair::from_seed(&[4; 32]).public(),
+        );
         let now = 1_000_000;
         let invite = |node_id, expires_at, key: &Keypair| invite(key, 7, node_id, expires_at);
         let good = invite(Some(node), now + 60, &owner);

@@ -53,15 +53,23 @@ async fn invite(ctx: &Ctx, farm: u64, expires: &str, node: Option<&str>) -> Resu
         bail!("--expires {expires}: an invitation lasts at most {} days", MAX_INVITATION_SECS / 86_400);
     }
     let node_id = node.map(crate::cmd::submit::node_id).transpose()?;
-    let found = client.farm(farm).await.with_context(|| format!("cannot find farm {farm}; list farms with `zgrid farm list`"))?;
+    let found = client
+        .farm(farm)
+        .await
+        .with_context(|| format!("cannot find farm {farm}; list farms with `zgrid farm list`"))?;
     if found.owner != me {
-        bail!("farm {farm} ({}) belongs to user {}, not to you (user {me}): only its owner can invite nodes", found.name, found.owner);
+        bail!(
+            "farm {farm} ({}) belongs to user {}, not to you (user {me}): only its owner can invite nodes",
+            found.name,
+            found.owner
+        );
     }
     let token = invitation::invite(&identity.keypair, farm, node_id, expires_at).to_token();
     let shown = serde_json::json!({ "token": token, "farm_id": farm, "node_id": node_id, "expires_at": expires_at });
     output::report(ctx.json, &shown, || {
         println!("{token}");
-        let who = node_id.map_or_else(|| "any node that presents it (keep it secret)".to_owned(), |n| format!("node {n} only"));
+        let who = node_id
+            .map_or_else(|| "any node that presents it (keep it secret)".to_owned(), |n| format!("node {n} only"));
         eprintln!(
             "invitation into farm {farm} ({}) for {who}, until {}; on the machine, save it to a file and run\n  \
              zgrid node --farm {farm} --farm-invite-file FILE",

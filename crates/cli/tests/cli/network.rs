@@ -263,7 +263,13 @@ fn a_removed_access_point_cannot_reach_the_network_while_another_laptop_still_ca
     let (kept, _) = Laptop::join(&grid, "roam", &a);
     for laptop in [&lost, &kept] {
         let reached = wait_until(LIMIT, || laptop.pings(&ip).then_some(()));
-        assert!(reached.is_some(), "laptop {} never reached {ip}; agent logs:\n{}\n{}", laptop.subnet(), a.log(), b.log());
+        assert!(
+            reached.is_some(),
+            "laptop {} never reached {ip}; agent logs:\n{}\n{}",
+            laptop.subnet(),
+            a.log(),
+            b.log()
+        );
     }
 
     // Revoke the lost laptop; the command returns once every node reported the new version ok.

@@ -428,7 +428,10 @@ fn an_agent_without_the_farm_owners_consent_stops_saying_how_to_get_it() {
 
     let (exited, stderr) = start(&[]);
     assert!(exited.is_some_and(|s| !s.success()), "the agent kept running without consent:\n{stderr}");
-    assert!(stderr.contains("refused to register this node in farm") && stderr.contains("zgrid farm invite"), "{stderr}");
+    assert!(
+        stderr.contains("refused to register this node in farm") && stderr.contains("zgrid farm invite"),
+        "{stderr}"
+    );
 
     // A token that is not an invitation is refused before anything else.
     let (exited, stderr) = start(&["--farm-invite", "not-a-token"]);

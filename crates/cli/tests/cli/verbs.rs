@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use zgrid_client::ExplorerClient;
 use zgrid_explorer::testing::{Backend, TempDatabase};
-use zgrid_types::{Keypair, Signed};
 use zgrid_types::directory::{Capacity, Location, NodeRegistration};
+use zgrid_types::{Keypair, Signed};
 
 use crate::common::{ExplorerProcess, zgrid, zgrid_json};
 

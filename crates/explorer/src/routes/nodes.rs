@@ -3,10 +3,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use zgrid_types::invitation::FarmInvitation;
-use zgrid_types::{NodeId, Signed};
 use zgrid_types::api::{ApiError, DesiredSet, NodeFilter, Page, Paging};
 use zgrid_types::directory::{Farm, Node, NodeHeartbeat, NodeRegistration};
+use zgrid_types::invitation::FarmInvitation;
+use zgrid_types::{NodeId, Signed};
 
 use super::paging;
 use crate::AppState;

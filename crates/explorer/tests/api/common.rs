@@ -10,8 +10,8 @@ use zgrid_client::{ExplorerClient, new_workload_id};
 use zgrid_explorer::{AppState, Config};
 use zgrid_types::auth::RequestAuth;
 use zgrid_types::directory::{Capacity, FarmRegistration, Location, NodeRegistration};
-use zgrid_types::workload::*;
 use zgrid_types::invitation::FarmInvitation;
+use zgrid_types::workload::*;
 use zgrid_types::{Keypair, NodeId, Signed, UserId, WorkloadData, WorkloadSpec};
 
 pub use zgrid_explorer::testing::Backend;
@@ -139,7 +139,14 @@ pub fn invitation(owner: &Keypair, farm: u64, node: &Keypair) -> Signed<FarmInvi
 
 /// Register `node` in `farm` in `country` and `city` with the consent of the farm's owner
 /// `owner`.
-pub async fn register_invited(ex: &TestExplorer, owner: &Keypair, farm: u64, node: &Keypair, place: [&str; 2], total: Capacity) {
+pub async fn register_invited(
+    ex: &TestExplorer,
+    owner: &Keypair,
+    farm: u64,
+    node: &Keypair,
+    place: [&str; 2],
+    total: Capacity,
+) {
     let reg = NodeRegistration {
         farm_invitation: Some(invitation(owner, farm, node)),
         ..node_registration(farm, place[0], place[1], total)
@@ -204,7 +211,10 @@ pub fn network_resource(name: &str, subnet: &str) -> WorkloadData {
         name: name.into(),
         network_iprange: "10.20.0.0/16".parse().unwrap(),
         iprange: subnet.parse().unwrap(),
-        wireguard_private_key_encrypted: hex::encode(zgrid_types::sealed::seal(&key().public(), &rand::random::<[u8; 32]>())),
+        wireguard_private_key_encrypted: hex::encode(zgrid_types::sealed::seal(
+            &key().public(),
+            &rand::random::<[u8; 32]>(),
+        )),
         wireguard_public_key: base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
         wireguard_listen_port: 0,
         peers: vec![],

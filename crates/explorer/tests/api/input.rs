@@ -124,8 +124,14 @@ async fn workloads_every_node_would_refuse_are_refused_naming_the_field(backend:
             }),
             "payload.data.environment".into(),
         ),
-        (container_with(|c| _ = c.secret_environment.insert("S".into(), "v1:aHVudGVyMg==".into())), "payload.data.secret_environment.S".into()),
-        (container_with(|c| _ = c.secret_environment.insert("S".into(), sealed(&big))), "payload.data.secret_environment.S".into()),
+        (
+            container_with(|c| _ = c.secret_environment.insert("S".into(), "v1:aHVudGVyMg==".into())),
+            "payload.data.secret_environment.S".into(),
+        ),
+        (
+            container_with(|c| _ = c.secret_environment.insert("S".into(), sealed(&big))),
+            "payload.data.secret_environment.S".into(),
+        ),
     ];
     for name in ["MY VAR", "A=B", "A\0B"] {
         cases.push((env(name, "1"), format!("payload.data.environment.{name}")));

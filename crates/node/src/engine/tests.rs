@@ -365,7 +365,11 @@ async fn a_signed_workload_that_breaks_the_explorers_rules_is_refused_naming_the
     let id = record.workload.payload.id.clone();
     h.send(Input::Change(Box::new(record))).await;
     let refused = h.result(&id, ResultState::Error).await;
-    assert!(refused.message.contains("data.entrypoint: ") && refused.message.contains("unbalanced"), "{}", refused.message);
+    assert!(
+        refused.message.contains("data.entrypoint: ") && refused.message.contains("unbalanced"),
+        "{}",
+        refused.message
+    );
     assert_eq!(h.recorder.provisions(&id), 0);
 }
 

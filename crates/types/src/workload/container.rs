@@ -384,7 +384,8 @@ mod tests {
         assert_eq!(source("https://hub.example/a.flist").unwrap(), "Hub(\"https://hub.example/a.flist\")");
         assert_eq!(source("file:///srv/img.tar").unwrap(), "Local(\"/srv/img.tar\")");
         assert_eq!(source("/srv/img").unwrap(), "Local(\"/srv/img\")");
-        for bad in ["ftp://hub.example/a.flist", "s3://bucket/a", "img.tar", "file://img.tar", "http://", "HTTPS://x/a"] {
+        for bad in ["ftp://hub.example/a.flist", "s3://bucket/a", "img.tar", "file://img.tar", "http://", "HTTPS://x/a"]
+        {
             assert_eq!(refused(|c| c.flist = bad.into()).as_deref(), Some("flist"), "{bad}");
         }
         let pinned_local = |c: &mut Container| {
