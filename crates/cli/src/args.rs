@@ -182,6 +182,20 @@ pub enum FarmCommand {
         #[command(flatten)]
         page: PageArgs,
     },
+    /// Invite nodes into my farm: prints a token that `zgrid node --farm-invite` presents
+    /// when the node first registers. Without --node any node holding it may join until it
+    /// expires, so keep it secret.
+    Invite {
+        /// The farm (its id).
+        #[arg(long)]
+        farm: u64,
+        /// How long it admits nodes, e.g. 2h or 7d (30d at most).
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// Admit only this node (its id, printed in the agent's log and by `zgrid nodes`).
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -378,6 +392,15 @@ pub enum NetworkCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Revoke an access point (a lost laptop): its key leaves every member's peers, so its
+    /// config no longer reaches the network. Waits until every node applied the change.
+    RemoveAccess {
+        #[command(flatten)]
+        network: NetworkName,
+        /// The access point: its subnet or its WireGuard public key (`zgrid network show`).
+        #[arg(long)]
+        access: String,
+    },
     /// Print the network as a Graphviz graph (render with `dot -Tsvg`).
     Graph {
         #[command(flatten)]
@@ -488,6 +511,13 @@ pub struct NodeArgs {
     /// The farm this node belongs to.
     #[arg(long, env = "ZGRID_FARM")]
     pub farm: u64,
+    /// The farm owner's invitation (`zgrid farm invite`), needed when the node first joins
+    /// the farm (or moves to it), not afterwards.
+    #[arg(long, env = "ZGRID_FARM_INVITE", hide_env_values = true, conflicts_with = "farm_invite_file")]
+    pub farm_invite: Option<String>,
+    /// A file holding the farm owner's invitation (safer than the command line).
+    #[arg(long)]
+    pub farm_invite_file: Option<std::path::PathBuf>,
     /// Where the node keeps its key, its records and its containers.
     #[arg(long, default_value = "/var/lib/zgrid", env = "ZGRID_STATE_DIR")]
     pub state_dir: std::path::PathBuf,

@@ -79,6 +79,11 @@ impl ExplorerClient {
         self.http.call(Method::POST, "/v1/farms", Some(reg), true).await
     }
 
+    /// One farm.
+    pub async fn farm(&self, id: zgrid_types::FarmId) -> ClientResult<Farm> {
+        self.http.get(&format!("/v1/farms/{id}")).await
+    }
+
     /// A page of farms.
     pub async fn farms(&self, page: u32, size: u32) -> ClientResult<Page<Farm>> {
         self.http.get(&format!("/v1/farms?page={page}&size={size}")).await

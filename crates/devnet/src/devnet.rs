@@ -127,6 +127,7 @@ impl Devnet {
                 zgrid: self.config.zgrid.clone(),
                 explorer: self.explorer.url.clone(),
                 farm: self.farm,
+                farmer_home: self.config.dir.join("farmer"),
                 log_level: self.config.log_level.clone(),
                 hostname: format!("node{n}"),
                 state_dir,

@@ -214,6 +214,7 @@ fn launch(opts: &UpOptions, record: &Record, n: u32) -> Launch {
         zgrid: opts.zgrid.clone(),
         explorer: explorer_url(record.net),
         farm: record.farm.unwrap_or_default(),
+        farmer_home: opts.dir.join("farmer"),
         log_level: opts.log_level.clone(),
         hostname: format!("node{n}"),
         state_dir: node_dir(&opts.dir, n),

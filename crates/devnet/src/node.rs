@@ -44,6 +44,8 @@ pub(crate) struct Launch {
     pub zgrid: PathBuf,
     pub explorer: String,
     pub farm: u64,
+    /// The CLI home of the farm's owner, who invites each node.
+    pub farmer_home: PathBuf,
     pub log_level: String,
     pub hostname: String,
     pub state_dir: PathBuf,
@@ -159,16 +161,32 @@ impl Node {
     }
 }
 
+/// Have the farmer invite the node of `launch` (its key is made now if it has none yet) and
+/// write the token to `<state>/farm-invite`; returns that file.
+fn invite(launch: &Launch) -> Result<PathBuf> {
+    let node = zgrid_node::identity::load_or_create(&launch.state_dir)?.public().to_string();
+    let farm = launch.farm.to_string();
+    let args = ["farm", "invite", "--farm", &farm, "--node", &node, "--expires", "1h"];
+    let invitation = cli_json(&launch.zgrid, &launch.farmer_home, &launch.explorer, &args)?;
+    let token = invitation["token"].as_str().context("`zgrid farm invite` printed no token")?;
+    let path = launch.state_dir.join("farm-invite");
+    std::fs::write(&path, token).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
 /// The `zgrid node` command for `launch` in the namespace at `netns` whose underlay address is
-/// `address` (API on it, and the public endpoint when the node has one); it logs to
-/// `<state>/agent.log`.
+/// `address` (API on it, and the public endpoint when the node has one), invited into the farm
+/// by the farmer; it logs to `<state>/agent.log`.
 pub(crate) fn agent_command(launch: &Launch, netns: &Path, address: std::net::Ipv4Addr) -> Result<Command> {
     let l = launch;
     std::fs::create_dir_all(&l.state_dir).with_context(|| format!("cannot create {}", l.state_dir.display()))?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(l.state_dir.join("agent.log"))?;
+    let invitation = invite(l)?;
     let mut command = crate::underlay::nsenter(netns, &l.zgrid);
     command
-        .args(["node", "--farm", &l.farm.to_string(), "--state-dir"])
+        .args(["node", "--farm", &l.farm.to_string(), "--farm-invite-file"])
+        .arg(&invitation)
+        .arg("--state-dir")
         .arg(&l.state_dir)
         .args(["--cgroup-parent", &l.cgroup_parent, "--hostname", &l.hostname])
         .args(["--step-timeout", &l.options.step_timeout.as_secs().max(1).to_string()])

@@ -28,8 +28,9 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use zgrid_client::{ExplorerClient, HttpClient};
 use zgrid_serve::TlsFiles;
-use zgrid_types::FarmId;
 use zgrid_types::directory::{Location, NodeHeartbeat, NodeRegistration};
+use zgrid_types::invitation::FarmInvitation;
+use zgrid_types::{FarmId, Signed};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::store::Store;
@@ -44,6 +45,9 @@ pub struct NodeConfig {
     pub explorer: String,
     /// The farm this node belongs to.
     pub farm_id: FarmId,
+    /// The farm owner's consent (`zgrid farm invite`), needed the first time the node
+    /// registers in this farm; ignored by the explorer once it is a member.
+    pub farm_invitation: Option<Signed<FarmInvitation>>,
     /// Host name to register.
     pub hostname: String,
     /// Where the node is.
@@ -92,8 +96,9 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
         public_endpoint: config.public_endpoint,
         api_url: Some(api_url.clone()),
         version: env!("CARGO_PKG_VERSION").into(),
+        farm_invitation: config.farm_invitation.clone(),
     };
-    register(&explorer, &registration).await;
+    register(&explorer, &registration).await?;
     tracing::info!(node = %key.public(), cru = total.cru, mru = total.mru, sru = total.sru, api = %api_url, "node registered");
 
     let store = Store::open(config.state_dir.join("workloads")).context("cannot open the workload store")?;
@@ -134,11 +139,19 @@ fn advertised_url(scheme: &str, listen: SocketAddr, explorer: &str) -> Result<St
     Ok(format!("{scheme}://{}", SocketAddr::new(probe.local_addr()?.ip(), listen.port())))
 }
 
-/// Register, retrying until the explorer takes it (it may not be up yet).
-async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) {
+/// Register, retrying until the explorer takes it (it may not be up yet). A refusal that
+/// waiting cannot fix (no farm, no consent of the farm's owner, a bad field) is returned.
+async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) -> Result<()> {
     let mut backoff = backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     loop {
-        let Err(e) = explorer.register_node(registration).await else { return };
+        let e = match explorer.register_node(registration).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if matches!(e.status(), Some(403 | 422)) {
+            return Err(e)
+                .context(format!("the explorer refused to register this node in farm {}", registration.farm_id));
+        }
         let wait = backoff.next();
         tracing::warn!(error = %e, "registration failed; retrying in {wait:?}");
         tokio::time::sleep(wait).await;

@@ -1,7 +1,8 @@
 //! Images on the node itself: besides flist URLs (mounted by [`crate::flist`]), a container's
-//! `flist` may name a directory on the node or a tar archive (`.tar`, `.tar.gz`, `.tgz`), as a
-//! path or a `file://` URL. Archives are unpacked once into the node's image directory, named
-//! by the hash of their contents, and shared by every container that uses them.
+//! `flist` may name a directory on the node or a tar archive (`.tar`, `.tar.gz`, `.tgz`), as an
+//! absolute path or a `file://` URL ([`zgrid_types::workload::FlistSource::Local`]). Archives
+//! are unpacked once into the node's image directory, named by the hash of their contents, and
+//! shared by every container that uses them.
 
 use std::fs;
 use std::io::Read;
@@ -9,23 +10,20 @@ use std::path::{Path, PathBuf};
 
 use crate::provision::ProvisionError;
 
-/// The read-only root filesystem directory for `flist`, unpacking an archive if needed.
-pub fn resolve(flist: &str, images: &Path) -> Result<PathBuf, ProvisionError> {
+/// The read-only root filesystem directory for the image at `path` (absolute), unpacking an
+/// archive if needed.
+pub fn resolve(path: &Path, images: &Path) -> Result<PathBuf, ProvisionError> {
     let permanent = |m: String| ProvisionError::Permanent(m);
-    let path = PathBuf::from(flist.strip_prefix("file://").unwrap_or(flist));
-    if !path.is_absolute() {
-        return Err(permanent(format!("flist {flist:?}: give an absolute path or a file:// URL")));
-    }
-    let meta = fs::metadata(&path).map_err(|e| permanent(format!("flist {}: {e}", path.display())))?;
+    let meta = fs::metadata(path).map_err(|e| permanent(format!("flist {}: {e}", path.display())))?;
     if meta.is_dir() {
-        return Ok(path);
+        return Ok(path.to_owned());
     }
     let name = path.to_string_lossy();
     let gz = name.ends_with(".tar.gz") || name.ends_with(".tgz");
     if !gz && !name.ends_with(".tar") {
         return Err(permanent(format!("flist {}: not a directory or a .tar, .tar.gz or .tgz archive", path.display())));
     }
-    unpack(&path, gz, images).map_err(|e| ProvisionError::Transient(format!("cannot unpack {}: {e}", path.display())))
+    unpack(path, gz, images).map_err(|e| ProvisionError::Transient(format!("cannot unpack {}: {e}", path.display())))
 }
 
 /// Unpack once: into a temporary directory, then renamed into place, so a crash never leaves a
@@ -70,25 +68,28 @@ mod tests {
         let image = dir.path().join("img");
         fs::create_dir_all(image.join("bin")).unwrap();
         fs::write(image.join("bin/hello"), b"hi").unwrap();
-        assert_eq!(resolve(image.to_str().unwrap(), dir.path()).unwrap(), image);
+        assert_eq!(resolve(&image, dir.path()).unwrap(), image);
 
         let archive = dir.path().join("img.tar");
         let mut builder = tar::Builder::new(fs::File::create(&archive).unwrap());
         builder.append_dir_all(".", &image).unwrap();
         builder.finish().unwrap();
         let images = dir.path().join("images");
-        let url = format!("file://{}", archive.display());
-        let a = resolve(&url, &images).unwrap();
+        let a = resolve(&archive, &images).unwrap();
         assert_eq!(fs::read(a.join("bin/hello")).unwrap(), b"hi");
-        assert_eq!(resolve(&url, &images).unwrap(), a);
+        assert_eq!(resolve(&archive, &images).unwrap(), a);
         assert_eq!(fs::read_dir(&images).unwrap().count(), 1);
     }
 
     #[test]
     fn unusable_sources_are_permanent_errors_that_say_why() {
         let dir = tempfile::tempdir().unwrap();
-        for (flist, why) in [("relative/dir", "absolute"), ("/nonexistent/zgrid-image", "No such file")] {
-            match resolve(flist, dir.path()) {
+        let file = dir.path().join("image.zip");
+        fs::write(&file, b"PK").unwrap();
+        for (flist, why) in
+            [(file.to_str().unwrap(), "not a directory or a .tar"), ("/nonexistent/zgrid-image", "No such file")]
+        {
+            match resolve(Path::new(flist), dir.path()) {
                 Err(ProvisionError::Permanent(m)) => assert!(m.contains(why), "{flist}: {m}"),
                 other => panic!("{flist}: {other:?}"),
             }

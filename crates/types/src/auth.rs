@@ -87,6 +87,12 @@ pub fn request_bytes(method: &str, path_and_query: &str, timestamp: i64, nonce: 
         .into_bytes()
 }
 
+/// Whether `timestamp` is within `window` seconds of `now`, either side: the one clock rule for
+/// signed requests and the signed objects they carry.
+pub fn within_window(timestamp: i64, now: i64, window: i64) -> bool {
+    timestamp.abs_diff(now) <= window.unsigned_abs()
+}
+
 impl RequestAuth {
     /// Sign a request.
     pub fn sign(key: &Keypair, method: &str, path_and_query: &str, timestamp: i64, nonce: String, body: &[u8]) -> Self {
@@ -116,7 +122,7 @@ impl RequestAuth {
     /// Check that the request was signed within `window` seconds of `clock`'s time now.
     pub fn check_time(&self, window: i64, clock: &'static str) -> Result<(), AuthError> {
         let now = crate::unix_now();
-        if self.timestamp.abs_diff(now) > window.unsigned_abs() {
+        if !within_window(self.timestamp, now, window) {
             return Err(AuthError::Clock { timestamp: self.timestamp, now, window, clock });
         }
         Ok(())

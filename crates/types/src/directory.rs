@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ids::{FarmId, NodeId, UserId};
+use crate::invitation::FarmInvitation;
 use crate::keys::PublicKey;
+use crate::signing::Signed;
 use crate::validate::{Valid, check_name, check_text, ensure};
 
 /// A request to register a user; it must be signed by `public_key` itself.
@@ -173,6 +175,10 @@ pub struct NodeRegistration {
     /// Agent version.
     #[serde(default)]
     pub version: String,
+    /// The farm owner's consent ([`crate::invitation`]); needed to enter a farm or move to
+    /// another one, not to refresh the registration in the node's own farm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm_invitation: Option<Signed<FarmInvitation>>,
 }
 
 impl NodeRegistration {

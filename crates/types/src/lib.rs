@@ -9,6 +9,7 @@ pub mod delete;
 pub mod directory;
 pub mod hub;
 pub mod ids;
+pub mod invitation;
 pub mod keys;
 pub mod result;
 pub mod sealed;

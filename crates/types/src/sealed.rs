@@ -16,6 +16,13 @@ pub struct UnsealError;
 /// The prefix of a text secret in the first (and only) scheme: a sealed box, base64.
 pub const SECRET_V1: &str = "v1:";
 
+/// Bytes a sealed box adds to what it seals: the ephemeral X25519 public key (32) and the
+/// Poly1305 tag (16). A sealed box is exactly this much longer than its plaintext.
+pub const SEALED_OVERHEAD: usize = 48;
+
+/// Length of a sealed 32-byte key (a WireGuard private key).
+pub const SEALED_KEY_LEN: usize = 32 + SEALED_OVERHEAD;
+
 /// Why a text secret could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
@@ -27,6 +34,19 @@ pub enum SecretError {
     /// The part after the version is not base64.
     #[error("is not base64 after {SECRET_V1}")]
     Encoding,
+    /// Too short to be a sealed box: a clear value, or a broken one.
+    #[error(
+        "is {0} bytes after decoding, shorter than the {SEALED_OVERHEAD} bytes a sealed box adds: it is not sealed; seal it to the node with the zgrid CLI or SDK"
+    )]
+    TooShort(usize),
+    /// A sealed key that is not hex.
+    #[error("must be hex")]
+    NotHex,
+    /// A sealed key of the wrong length: a raw key, or not a key.
+    #[error(
+        "is {0} bytes, not the {SEALED_KEY_LEN} of a 32-byte key sealed to the node: it is not a sealed WireGuard key; seal it with the zgrid CLI or SDK"
+    )]
+    KeyLength(usize),
     /// The box does not open with this key.
     #[error(transparent)]
     Unseal(#[from] UnsealError),
@@ -41,11 +61,31 @@ pub fn seal_secret(to: &PublicKey, plaintext: &str) -> String {
     format!("{SECRET_V1}{}", base64::engine::general_purpose::STANDARD.encode(seal(to, plaintext.as_bytes())))
 }
 
-/// The sealed bytes of a text secret, checking its version and encoding (not who can open it).
+/// The sealed bytes of a text secret, checking its version, its encoding and that it is long
+/// enough to be a sealed box (not who can open it).
 pub fn secret_bytes(secret: &str) -> Result<Vec<u8>, SecretError> {
     use base64::Engine;
     let encoded = secret.strip_prefix(SECRET_V1).ok_or(SecretError::Version)?;
-    base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SecretError::Encoding)
+    let sealed = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SecretError::Encoding)?;
+    if sealed.len() < SEALED_OVERHEAD {
+        return Err(SecretError::TooShort(sealed.len()));
+    }
+    Ok(sealed)
+}
+
+/// The length of what a text secret holds, in bytes (a sealed box has no padding).
+pub fn secret_len(secret: &str) -> Result<usize, SecretError> {
+    Ok(secret_bytes(secret)?.len() - SEALED_OVERHEAD)
+}
+
+/// The sealed box of a 32-byte key written in hex (`wireguard_private_key_encrypted`),
+/// checking its encoding and its exact length (not who can open it).
+pub fn sealed_key_bytes(sealed_hex: &str) -> Result<Vec<u8>, SecretError> {
+    let sealed = hex::decode(sealed_hex).map_err(|_| SecretError::NotHex)?;
+    if sealed.len() != SEALED_KEY_LEN {
+        return Err(SecretError::KeyLength(sealed.len()));
+    }
+    Ok(sealed)
 }
 
 /// Encrypt `plaintext` so that only the holder of `to`'s private key can read it.
@@ -111,6 +151,20 @@ mod tests {
         assert_eq!(Keypair::from_seed(&[4; 32]).unseal_secret(&secret), Err(SecretError::Unseal(UnsealError)));
         assert_eq!(node.unseal_secret("hunter2"), Err(SecretError::Version));
         assert_eq!(node.unseal_secret("v1:***"), Err(SecretError::Encoding));
+        assert_eq!(node.unseal_secret("v1:aHVudGVyMg=="), Err(SecretError::TooShort(7)), "a clear value");
+        assert_eq!(secret_len(&seal_secret(&node.public(), "")), Ok(0));
+        assert_eq!(secret_len(&secret), Ok(7));
+    }
+
+    #[test]
+    fn sealed_keys_have_the_exact_size_of_a_sealed_32_byte_key() {
+        let node = Keypair::from_seed(&[3; 32]);
+        let (private, _) = wireguard_keypair();
+        let sealed = hex::encode(seal(&node.public(), &private));
+        assert_eq!(node.unseal(&sealed_key_bytes(&sealed).unwrap()).unwrap(), private);
+        assert_eq!(sealed_key_bytes(&hex::encode(private)), Err(SecretError::KeyLength(32)), "a raw key");
+        assert_eq!(sealed_key_bytes("00ff"), Err(SecretError::KeyLength(2)));
+        assert_eq!(sealed_key_bytes("xyz"), Err(SecretError::NotHex));
     }
 
     #[test]

@@ -33,22 +33,19 @@ fn disk_type() -> impl Strategy<Value = DiskType> {
     prop_oneof![Just(DiskType::Hdd), Just(DiskType::Ssd)]
 }
 
-fn container() -> impl Strategy<Value = Container> {
+fn container(node: crate::NodeId) -> impl Strategy<Value = Container> {
     (
         (
             text(),
             btree_map("[A-Z][A-Z0-9_]{0,8}", text(), 1..4),
-            vec(any::<u8>(), 8..48).prop_map(|b| {
-                use base64::Engine;
-                format!("v1:{}", base64::engine::general_purpose::STANDARD.encode(b))
-            }),
+            text().prop_map(move |secret| crate::sealed::seal_secret(&node, &secret)),
             text(),
             any::<bool>(),
         ),
         (vec((any::<u64>(), "/[a-z]{1,8}"), 1..3), (1u32..64, 32u64..65536, 64u64..1 << 20, disk_type())),
         (name(), 2u8..255, any::<bool>(), any::<bool>(), name()),
     )
-        .prop_map(|((flist, environment, secret, entrypoint, interactive), (vols, cap), net)| {
+        .prop_map(move |((flist, environment, secret, entrypoint, interactive), (vols, cap), net)| {
             let secret_environment: BTreeMap<_, _> =
                 environment.keys().map(|k| (format!("SECRET_{k}"), secret.clone())).collect();
             let volumes = vols
@@ -76,8 +73,8 @@ fn container() -> impl Strategy<Value = Container> {
                 logs: vec![LogEndpoint::Redis(RedisLogs {
                     stdout: format!("redis://10.20.1.9:6379/{channel}-out"),
                     stderr: format!("redis://10.20.1.9:6379/{channel}-err"),
-                    secret_stdout: "v1:YWJjZGVm".into(),
-                    secret_stderr: "v1:ZmVkY2Jh".into(),
+                    secret_stdout: crate::sealed::seal_secret(&node, &format!("redis://10.20.1.9:6379/{channel}-o")),
+                    secret_stderr: crate::sealed::seal_secret(&node, &format!("redis://10.20.1.9:6379/{channel}-e")),
                 })],
                 stats: vec![StatsEndpoint::Redis(RedisStats {
                     endpoint: format!("redis://10.20.1.9:6379/{channel}-stats"),
@@ -86,11 +83,11 @@ fn container() -> impl Strategy<Value = Container> {
         })
 }
 
-fn network_resource() -> impl Strategy<Value = NetworkResource> {
+fn network_resource(node: crate::NodeId) -> impl Strategy<Value = NetworkResource> {
     (
         name(),
         1u8..=250,
-        vec(any::<u8>(), 1..32).prop_map(hex::encode),
+        any::<[u8; 32]>().prop_map(move |key| hex::encode(crate::sealed::seal(&node, &key))),
         wg_key(),
         1u16..,
         vec((wg_key(), 1u16.., any::<bool>()), 1..3),
@@ -139,11 +136,12 @@ fn kubernetes() -> impl Strategy<Value = Kubernetes> {
         })
 }
 
-/// Any workload data, of every kind, with every optional field set.
-pub fn workload_data() -> impl Strategy<Value = WorkloadData> {
+/// Any workload data for `node`, of every kind, with every optional field set (secrets sealed
+/// to `node`).
+pub fn workload_data(node: crate::NodeId) -> impl Strategy<Value = WorkloadData> {
     prop_oneof![
-        network_resource().prop_map(WorkloadData::NetworkResource),
-        container().prop_map(WorkloadData::Container),
+        network_resource(node).prop_map(WorkloadData::NetworkResource),
+        container(node).prop_map(WorkloadData::Container),
         volume().prop_map(WorkloadData::Volume),
         kubernetes().prop_map(WorkloadData::Kubernetes),
     ]
@@ -157,7 +155,7 @@ pub fn workload_spec(
     node: crate::NodeId,
     now: i64,
 ) -> impl Strategy<Value = WorkloadSpec> {
-    (any::<u64>(), 1u32..1000, 60i64..10_000_000, text(), text(), workload_data()).prop_map(
+    (any::<u64>(), 1u32..1000, 60i64..10_000_000, text(), text(), workload_data(node)).prop_map(
         move |(id, version, ttl, description, metadata, data)| WorkloadSpec {
             id: WorkloadId::from_u64(id),
             version,

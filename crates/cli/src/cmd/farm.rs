@@ -1,7 +1,8 @@
-//! `zgrid farm`: create and list farms.
+//! `zgrid farm`: create and list farms, and invite nodes into them.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use zgrid_types::directory::{FarmIp, FarmRegistration};
+use zgrid_types::invitation::{self, MAX_INVITATION_SECS};
 
 use crate::args::FarmCommand;
 use crate::config::Ctx;
@@ -39,5 +40,41 @@ pub async fn run(ctx: &Ctx, cmd: FarmCommand) -> Result<()> {
             println!("page {}, {} farms", farms.page, farms.total);
             Ok(())
         }
+        FarmCommand::Invite { farm, expires, node } => invite(ctx, farm, &expires, node.as_deref()).await,
     }
+}
+
+/// Sign an invitation into `farm`, which must be mine, and print it as a token.
+async fn invite(ctx: &Ctx, farm: u64, expires: &str, node: Option<&str>) -> Result<()> {
+    let (client, identity) = ctx.signed_client()?;
+    let me = Ctx::user_id(&identity)?;
+    let expires_at = crate::cmd::submit::from_now("--expires", expires)?;
+    if expires_at - zgrid_types::unix_now() > MAX_INVITATION_SECS {
+        bail!("--expires {expires}: an invitation lasts at most {} days", MAX_INVITATION_SECS / 86_400);
+    }
+    let node_id = node.map(crate::cmd::submit::node_id).transpose()?;
+    let found = client
+        .farm(farm)
+        .await
+        .with_context(|| format!("cannot find farm {farm}; list farms with `zgrid farm list`"))?;
+    if found.owner != me {
+        bail!(
+            "farm {farm} ({}) belongs to user {}, not to you (user {me}): only its owner can invite nodes",
+            found.name,
+            found.owner
+        );
+    }
+    let token = invitation::invite(&identity.keypair, farm, node_id, expires_at).to_token();
+    let shown = serde_json::json!({ "token": token, "farm_id": farm, "node_id": node_id, "expires_at": expires_at });
+    output::report(ctx.json, &shown, || {
+        println!("{token}");
+        let who = node_id
+            .map_or_else(|| "any node that presents it (keep it secret)".to_owned(), |n| format!("node {n} only"));
+        eprintln!(
+            "invitation into farm {farm} ({}) for {who}, until {}; on the machine, save it to a file and run\n  \
+             zgrid node --farm {farm} --farm-invite-file FILE",
+            found.name,
+            output::time(expires_at)
+        );
+    })
 }

@@ -34,6 +34,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCommand) -> Result<()> {
         NetworkCommand::AddAccess { target, subnet, output, force } => {
             access::add(&s, &target, subnet, output, force).await
         }
+        NetworkCommand::RemoveAccess { network, access } => access::remove(&s, &network.name, &access).await,
         NetworkCommand::Graph { network } => view::graph(&s, &network.name).await,
         NetworkCommand::Show { network } => view::show(&s, &network.name).await,
     }

@@ -10,7 +10,9 @@ use zgrid_node::flist::FlistImages;
 use zgrid_node::network::Networks;
 use zgrid_node::runtime::Runtime;
 use zgrid_node::workloads::Workloads;
+use zgrid_types::Signed;
 use zgrid_types::directory::Location;
+use zgrid_types::invitation::FarmInvitation;
 
 use crate::args::NodeArgs;
 use crate::config::Ctx;
@@ -40,10 +42,20 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
             .trim()
             .to_string(),
     };
+    let farm_invitation = match (&a.farm_invite, &a.farm_invite_file) {
+        (Some(token), _) => Some(parse_invitation(token).context("--farm-invite")?),
+        (None, Some(path)) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("--farm-invite-file: cannot read {}", path.display()))?;
+            Some(parse_invitation(&token).with_context(|| format!("--farm-invite-file {}", path.display()))?)
+        }
+        (None, None) => None,
+    };
     let config = NodeConfig {
         state_dir: a.state_dir,
         explorer,
         farm_id: a.farm,
+        farm_invitation,
         hostname,
         location: Location { country: a.country, city: a.city, latitude: None, longitude: None },
         public_endpoint: a.public_endpoint,
@@ -55,6 +67,11 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
         engine: EngineConfig { step_timeout: Duration::from_secs(a.step_timeout), ..EngineConfig::default() },
     };
     zgrid_node::run(config, workloads, crate::cmd::explorer::shutdown_signal()).await
+}
+
+/// A farm invitation token, checked before the agent does anything else.
+fn parse_invitation(token: &str) -> Result<Signed<FarmInvitation>> {
+    Ok(Signed::from_token(token)?)
 }
 
 /// `zgrid flist-mounts`: the node's flist mount service, started by the agent.

@@ -20,8 +20,12 @@ pub fn node_id(text: &str) -> Result<NodeId> {
 
 /// The Unix time a `--duration` from now ends.
 pub fn expiry(duration: &str) -> Result<i64> {
-    let d = humantime::parse_duration(duration)
-        .with_context(|| format!("--duration {duration:?}: write it like 30m, 2h or 7d"))?;
+    from_now("--duration", duration)
+}
+
+/// The Unix time the duration `text` of flag `flag` from now ends.
+pub fn from_now(flag: &str, text: &str) -> Result<i64> {
+    let d = humantime::parse_duration(text).with_context(|| format!("{flag} {text:?}: write it like 30m, 2h or 7d"))?;
     Ok(zgrid_types::unix_now() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
 }
 

@@ -5,6 +5,7 @@ use futures::StreamExt;
 use zgrid_client::{ExplorerClient, new_workload_id};
 use zgrid_explorer::testing::{Backend, TempDatabase};
 use zgrid_types::directory::{Capacity, FarmRegistration, NodeRegistration};
+use zgrid_types::invitation::invite;
 use zgrid_types::workload::{DiskType, Volume};
 use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadSpec};
 
@@ -31,6 +32,7 @@ async fn acknowledged_workloads_survive_sigkill(backend: Backend) {
         public_endpoint: None,
         api_url: None,
         version: "test".into(),
+        farm_invitation: Some(invite(&owner_key, farm, Some(node.public()), zgrid_types::unix_now() + 3600)),
     };
     ExplorerClient::new(&explorer.url).unwrap().with_key(node.clone()).register_node(&reg).await.unwrap();
 

@@ -180,12 +180,14 @@ impl Laptop {
     /// `zgrid network add-access` to network `name` through `node` (its output returned too),
     /// then `wg-quick up` of the config inside a new namespace on `grid`'s underlay.
     fn join(grid: &Grid, name: &str, node: &Node) -> (Self, std::process::Output) {
+        static LAPTOPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LAPTOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join(format!("zl{}.conf", std::process::id() % 100_000));
+        let config = dir.path().join(format!("zl{}x{n}.conf", std::process::id() % 100_000));
         let path = config.to_str().unwrap();
         let out = grid.cli_raw(&["network", "add-access", "--name", name, "--node", node.id(), "--output", path]);
         assert!(out.status.success(), "add-access failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let netns = grid.devnet.underlay().add_netns(&format!("lt{}", std::process::id() % 10000)).unwrap();
+        let netns = grid.devnet.underlay().add_netns(&format!("lt{}x{n}", std::process::id() % 10000)).unwrap();
         let laptop = Self { netns, config, _dir: dir };
         let out_of_add_access = out;
         let out = laptop.netns.command("wg-quick").arg("up").arg(&laptop.config).output().unwrap();
@@ -196,6 +198,19 @@ impl Laptop {
     /// Run `program args…` in the laptop's namespace.
     fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
         self.netns.command(program).args(args).output().unwrap()
+    }
+
+    /// The access point's subnet, from the `Address` of its config.
+    fn subnet(&self) -> String {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let address = text.lines().find_map(|l| l.strip_prefix("Address = ")).unwrap();
+        let net: ipnet::Ipv4Net = address.parse().unwrap();
+        net.trunc().to_string()
+    }
+
+    /// Whether one ping to `ip` comes back within 2 s.
+    fn pings(&self, ip: &str) -> bool {
+        self.run("busybox", &["ping", "-c", "1", "-W", "2", ip]).status.success()
     }
 }
 
@@ -244,6 +259,59 @@ fn a_laptop_joins_with_wg_quick_and_reaches_a_container_by_its_overlay_ip_also_a
         laptop.run("busybox", &["ping", "-c", "1", "-W", "2", &ip]).status.success().then_some(())
     });
     assert!(again.is_some(), "no path to {ip} after node b's agent restarted; agent log:\n{}", b.log());
+}
+
+#[test]
+fn a_removed_access_point_cannot_reach_the_network_while_another_laptop_still_can() {
+    let grid = Grid::new();
+    let (a, b) = (grid.node(60), grid.node(60));
+    create(&grid, "roam", "10.80.0.0/16", &[&a, &b]);
+    let ip = host(&grid, "roam", &b, 7);
+    let server = run_on(&grid, &b, "roam", &ip, "while true; do echo hello from $(hostname) | nc -l -p 8080; done");
+    let (lost, _) = Laptop::join(&grid, "roam", &a);
+    let (kept, _) = Laptop::join(&grid, "roam", &a);
+    for laptop in [&lost, &kept] {
+        let reached = wait_until(LIMIT, || laptop.pings(&ip).then_some(()));
+        assert!(
+            reached.is_some(),
+            "laptop {} never reached {ip}; agent logs:\n{}\n{}",
+            laptop.subnet(),
+            a.log(),
+            b.log()
+        );
+    }
+
+    // Revoke the lost laptop; the command returns once every node reported the new version ok.
+    let subnet = lost.subnet();
+    let removed = grid.cli(&["network", "remove-access", "--name", "roam", "--access", &subnet]);
+    assert_eq!(removed["removed"]["subnet"], subnet.as_str(), "{removed}");
+    let shown = grid.cli(&["network", "show", "--name", "roam"]);
+    let points: Vec<&str> =
+        shown["access_points"].as_array().unwrap().iter().map(|p| p["subnet"].as_str().unwrap()).collect();
+    assert_eq!(points, [kept.subnet()], "network show still lists the removed access point");
+    for member in shown["members"].as_array().unwrap() {
+        let (record, result) = (&member["record"], &member["record"]["result"]["payload"]);
+        assert_eq!(result["state"], "ok", "{member}");
+        assert_eq!(result["version"], record["workload"]["payload"]["version"], "not applied yet: {member}");
+        let peers = record["workload"]["payload"]["data"]["peers"].as_array().unwrap();
+        assert!(peers.iter().all(|p| p["iprange"] != subnet.as_str()), "{member}");
+    }
+
+    // Every node applied it: the lost laptop's packets are dropped, the other one still gets through.
+    let pings = lost.run("busybox", &["ping", "-c", "3", "-W", "2", &ip]);
+    assert!(!pings.status.success(), "the removed laptop still pings {ip}: {}", String::from_utf8_lossy(&pings.stdout));
+    let tcp = lost.run("busybox", &["nc", "-w", "3", &ip, "8080"]);
+    assert!(!String::from_utf8_lossy(&tcp.stdout).contains("hello"), "the removed laptop still connects");
+    let still = wait_until(LIMIT, || kept.pings(&ip).then_some(()));
+    assert!(still.is_some(), "the other laptop lost the network; agent log:\n{}", a.log());
+    let out = kept.run("busybox", &["nc", "-w", "5", &ip, "8080"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hello from {server}"));
+
+    // An access point the network does not have is named in a clear error, and nothing changes.
+    let again = grid.cli_raw(&["network", "remove-access", "--name", "roam", "--access", &subnet]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && err.contains(&format!("has no access point {subnet}")), "{err}");
+    assert!(err.contains(&kept.subnet()), "the error lists the access points there are: {err}");
 }
 
 #[test]

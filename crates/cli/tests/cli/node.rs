@@ -397,6 +397,53 @@ fn a_workload_changed_behind_the_explorer_is_refused_by_the_node() {
     assert!(!node.runtime_dir().join("containers").join(&id).exists(), "the node ran a tampered workload");
 }
 
+#[test]
+fn an_agent_without_the_farm_owners_consent_stops_saying_how_to_get_it() {
+    let grid = Grid::new();
+    let netns = grid.devnet.underlay().add_netns(&format!("nc{}", std::process::id() % 10000)).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let cgroup_parent = format!("zgnc{}", std::process::id());
+    let farm = grid.devnet.farm().to_string();
+    let start = |extra: &[&str]| {
+        let mut agent = netns
+            .command(crate::common::ZGRID)
+            .args(["node", "--farm", &farm, "--state-dir"])
+            .arg(state.path())
+            .args(["--cgroup-parent", &cgroup_parent, "--api-listen", &format!("{}:7780", netns.address())])
+            .args(extra)
+            .env("ZGRID_EXPLORER", grid.devnet.explorer_url())
+            .env("ZGRID_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let exited = wait_until(LIMIT, || agent.try_wait().unwrap());
+        if exited.is_none() {
+            let _ = agent.kill();
+        }
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut stderr).unwrap();
+        (exited, stderr)
+    };
+
+    let (exited, stderr) = start(&[]);
+    assert!(exited.is_some_and(|s| !s.success()), "the agent kept running without consent:\n{stderr}");
+    assert!(
+        stderr.contains("refused to register this node in farm") && stderr.contains("zgrid farm invite"),
+        "{stderr}"
+    );
+
+    // A token that is not an invitation is refused before anything else.
+    let (exited, stderr) = start(&["--farm-invite", "not-a-token"]);
+    assert!(exited.is_some_and(|s| !s.success()) && stderr.contains("not a farm invitation token"), "{stderr}");
+    let node = zgrid_node::identity::load(state.path()).unwrap().unwrap().public();
+    let listed = grid.cli(&["nodes", "--farm", &farm]);
+    assert!(listed["items"].as_array().unwrap().iter().all(|n| n["node_id"] != node.to_string()), "{listed}");
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(&cgroup_parent));
+    }
+}
+
 /// Run `sql` on the SQLite database at `db`.
 fn tamper_sqlite(db: &std::path::Path, sql: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

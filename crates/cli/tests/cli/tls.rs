@@ -121,14 +121,19 @@ async fn the_sdk_follows_a_node_feed_over_tls_longer_than_the_time_limit() {
     let http = HttpOptions { ca_cert: Some(ca_cert.clone()), timeout: Duration::from_secs(1) }.client().unwrap();
     let node = Keypair::from_seed(&rand::random());
     let explorer_client = ExplorerClient::with_http(&explorer.url, &http).unwrap().with_key(node.clone());
+    let farm_id = farm["id"].as_u64().unwrap();
+    let invite = ["farm", "invite", "--farm", &farm_id.to_string(), "--node", &node.public().to_string()];
+    let invitation = json(&home, &explorer.url, &[&invite[..], &ca_flag[..]].concat());
+    let invitation = zgrid_types::Signed::from_token(invitation["token"].as_str().unwrap()).unwrap();
     let registration = NodeRegistration {
-        farm_id: farm["id"].as_u64().unwrap(),
+        farm_id,
         hostname: "tls-node".into(),
         total: Capacity { cru: 2, mru: 4096, sru: 10_000, hru: 0 },
         location: Location::default(),
         public_endpoint: None,
         api_url: None,
         version: "test".into(),
+        farm_invitation: Some(invitation),
     };
     explorer_client.register_node(&registration).await.unwrap();
     let mut feed = Box::pin(explorer_client.feed(0).await.unwrap());

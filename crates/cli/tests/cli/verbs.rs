@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use zgrid_client::ExplorerClient;
 use zgrid_explorer::testing::{Backend, TempDatabase};
-use zgrid_types::Keypair;
 use zgrid_types::directory::{Capacity, Location, NodeRegistration};
+use zgrid_types::{Keypair, Signed};
 
 use crate::common::{ServerProcess, zgrid, zgrid_json};
 
@@ -35,8 +35,12 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
     let farm = zgrid_json(h, url, &["farm", "create", "home-farm", "--public-ip", "192.0.2.10/24=192.0.2.1"]);
     let farm_id = farm["id"].as_u64().unwrap();
 
-    // A node registers itself (the node agent does this; here the SDK stands in for it).
+    // A node registers itself (the node agent does this; here the SDK stands in for it) with
+    // the farm owner's invitation.
     let node = Keypair::from_seed(&rand::random());
+    let node_id = node.public().to_string();
+    let invited = zgrid_json(h, url, &["farm", "invite", "--farm", &farm_id.to_string(), "--node", &node_id]);
+    let token = invited["token"].as_str().unwrap();
     let reg = NodeRegistration {
         farm_id,
         hostname: "n1".into(),
@@ -45,9 +49,9 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
         public_endpoint: None,
         api_url: None,
         version: "test".into(),
+        farm_invitation: Some(Signed::from_token(token).unwrap()),
     };
     ExplorerClient::new(url).unwrap().with_key(node.clone()).register_node(&reg).await.unwrap();
-    let node_id = node.public().to_string();
 
     let found = zgrid_json(h, url, &["nodes", "--country", "be", "--free-mru", "4096", "--alive"]);
     assert_eq!(found["total"], 1);
@@ -56,6 +60,28 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
     assert_eq!(none["total"], 0);
     let table = zgrid(h, url, &["nodes"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains(&node_id));
+
+    // What the node would refuse is refused before anything reaches it, with the field named
+    // (the explorer refuses each too: crates/explorer/tests/api/input.rs).
+    let busybox = "/srv/images/busybox";
+    let wide: Vec<String> = (0..5).map(|i| format!("V{i}={}", "x".repeat(120 * 1024))).collect();
+    let wide: Vec<&str> = wide.iter().flat_map(|v| ["--env", v.as_str()]).collect();
+    let malformed: Vec<(&str, Vec<&str>, &str)> = vec![
+        (busybox, vec!["--entrypoint", "/bin/sh -c 'echo hi"], "entrypoint"),
+        ("ftp://hub.example/busybox.flist", vec![], "flist"),
+        ("busybox.tar", vec![], "flist"),
+        (busybox, vec!["--env", "MY VAR=1"], "environment.MY VAR"),
+        (busybox, vec!["--duration", "300years"], "expires_at"),
+        (busybox, wide, "environment"),
+    ];
+    for (flist, extra, field) in malformed {
+        let mut args = vec!["deploy", "container", "--node", &node_id, "--flist", flist];
+        args.extend(extra);
+        let out = zgrid(h, url, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(&format!("{field}: ")), "{field}: {err}");
+    }
+    assert_eq!(zgrid_json(h, url, &["live", "--state", "all"])["total"], 0, "a malformed workload was stored");
 
     let deployed = zgrid_json(h, url, &["deploy", "volume", "--node", &node_id, "--size", "128", "--duration", "2h"]);
     let id = deployed["workload"]["payload"]["id"].as_str().unwrap().to_string();

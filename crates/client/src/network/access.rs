@@ -73,6 +73,19 @@ impl Network {
         Ok(())
     }
 
+    /// Take out the access point whose subnet or WireGuard public key is `which`; the members'
+    /// resources then no longer list its key ([`Network::pending_update`]).
+    pub fn remove_access_point(&mut self, which: &str) -> Result<AccessPoint, NetworkError> {
+        let subnet = which.parse::<Ipv4Net>().ok();
+        let found = self.access_points.iter().position(|a| Some(a.subnet) == subnet || a.public_key == which);
+        let Some(index) = found else {
+            let known: Vec<String> =
+                self.access_points.iter().map(|a| format!("{} (key {})", a.subnet, a.public_key)).collect();
+            return Err(NetworkError::NoAccessPoint { network: self.name.clone(), which: which.to_owned(), known });
+        };
+        Ok(self.access_points.remove(index))
+    }
+
     /// The `wg-quick` config of `access`: its key and the first address of its subnet, and its
     /// access node as the one peer, through which the whole network is routed.
     pub fn wg_quick_config(&self, access: &AccessPoint, key: &AccessKey) -> Result<String, NetworkError> {
@@ -124,6 +137,28 @@ mod tests {
         network.members[0].listen_port = Some(7001);
         let (taken, _) = AccessPoint::generate(node(1), net("10.20.2.0/24"));
         assert!(matches!(network.add_access_point(taken), Err(NetworkError::SubnetTaken { .. })));
+    }
+
+    #[test]
+    fn access_points_are_removed_by_subnet_or_key_and_leave_every_peer_list() {
+        let mut network = planned(&[(1, Some("1.1.1.1"), Some(7001)), (2, Some("1.1.1.2"), Some(7002))]);
+        let (kept, _) = AccessPoint::generate(node(1), net("10.20.3.0/24"));
+        let (gone, _) = AccessPoint::generate(node(1), net("10.20.4.0/24"));
+        network.add_access_point(kept.clone()).unwrap();
+        network.add_access_point(gone.clone()).unwrap();
+        let err = network.remove_access_point("10.20.9.0/24").unwrap_err();
+        assert!(err.to_string().contains("10.20.3.0/24") && err.to_string().contains("10.20.4.0/24"), "{err}");
+        assert_eq!(network.remove_access_point("10.20.4.0/24").unwrap(), gone);
+        assert!(network.remove_access_point(&gone.public_key).is_err(), "already gone");
+        for n in [1, 2] {
+            let peers = network.peers_for(&node(n)).unwrap();
+            assert!(peers.iter().all(|p| p.public_key != gone.public_key && p.iprange != gone.subnet), "node {n}");
+            let routed = peers.iter().flat_map(|p| &p.allowed_iprange);
+            assert!(routed.clone().all(|r| *r != gone.subnet.into()), "node {n} still routes it");
+        }
+        assert!(network.peers_for(&node(1)).unwrap().iter().any(|p| p.public_key == kept.public_key));
+        assert_eq!(network.remove_access_point(&kept.public_key).unwrap(), kept);
+        assert!(network.access_points().is_empty());
     }
 
     #[test]

@@ -116,6 +116,19 @@ pub enum NetworkError {
     /// The node has not said which port it listens on.
     #[error("node {0} has not reported its WireGuard port yet: wait until its network resource is ok and retry")]
     PortUnknown(String),
+    /// No access point has that subnet or key.
+    #[error(
+        "network {network} has no access point {which}: name one by its subnet or public key ({})",
+        if known.is_empty() { "it has none".to_owned() } else { format!("it has {}", known.join(", ")) }
+    )]
+    NoAccessPoint {
+        /// The network.
+        network: String,
+        /// What was asked for.
+        which: String,
+        /// The access points it has, for the message.
+        known: Vec<String>,
+    },
     /// A wg-quick file name wg-quick would refuse.
     #[error("{0}")]
     BadFileName(String),

@@ -88,7 +88,7 @@ pub fn resource_record(node_id: NodeId, subnet: &str, seed: u8, port: Option<u16
         name: "web".into(),
         network_iprange: net("10.20.0.0/16"),
         iprange: net(subnet),
-        wireguard_private_key_encrypted: "00".into(),
+        wireguard_private_key_encrypted: hex::encode(zgrid_types::sealed::seal(&node_id, &[seed; 32])),
         wireguard_public_key: key(seed),
         wireguard_listen_port: 0,
         peers,

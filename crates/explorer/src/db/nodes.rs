@@ -4,7 +4,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use zgrid_types::api::{NodeFilter, Page};
 use zgrid_types::directory::{Capacity, Node, NodeRegistration};
-use zgrid_types::{FarmId, NodeId};
+use zgrid_types::invitation::FarmInvitation;
+use zgrid_types::{FarmId, NodeId, Signed};
 
 use super::{Db, DbError, DbResult, from_json, to_json};
 
@@ -36,20 +37,28 @@ fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
 }
 
 /// Register a node, or update the registration of a known one (keeping its used capacity).
-pub async fn upsert(db: &Db, id: &NodeId, reg: &NodeRegistration, now: i64) -> DbResult<()> {
+/// `consent` is the farm owner's invitation that admitted it into the farm, kept as evidence
+/// (never listed: an invitation without a node is a bearer token); `None` keeps the one it has.
+pub async fn upsert(
+    db: &Db,
+    id: &NodeId,
+    reg: &NodeRegistration,
+    consent: Option<&Signed<FarmInvitation>>,
+    now: i64,
+) -> DbResult<()> {
     let mut tx = db.write().await?;
     sqlx::query(
         "INSERT INTO nodes (node_id, farm_id, hostname, total_cru, total_mru, total_sru, total_hru,
                             used_cru, used_mru, used_sru, used_hru, country, city, location,
-                            public_endpoint, api_url, version, created_at, last_seen)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, $8, $9, $10, $11, $12, $13, $14, $14)
+                            public_endpoint, api_url, version, created_at, last_seen, farm_consent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, $8, $9, $10, $11, $12, $13, $14, $14, $15)
          ON CONFLICT (node_id) DO UPDATE SET
             farm_id = excluded.farm_id, hostname = excluded.hostname,
             total_cru = excluded.total_cru, total_mru = excluded.total_mru,
             total_sru = excluded.total_sru, total_hru = excluded.total_hru,
             country = excluded.country, city = excluded.city, location = excluded.location,
             public_endpoint = excluded.public_endpoint, api_url = excluded.api_url, version = excluded.version,
-            last_seen = excluded.last_seen",
+            last_seen = excluded.last_seen, farm_consent = COALESCE(excluded.farm_consent, nodes.farm_consent)",
     )
     .bind(id.to_string())
     .bind(reg.farm_id as i64)
@@ -65,6 +74,7 @@ pub async fn upsert(db: &Db, id: &NodeId, reg: &NodeRegistration, now: i64) -> D
     .bind(reg.api_url.clone())
     .bind(&reg.version)
     .bind(now)
+    .bind(consent.map(to_json))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

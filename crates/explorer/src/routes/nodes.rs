@@ -3,14 +3,15 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use zgrid_types::NodeId;
 use zgrid_types::api::{ApiError, DesiredSet, NodeFilter, Page, Paging};
-use zgrid_types::directory::{Node, NodeHeartbeat, NodeRegistration};
+use zgrid_types::directory::{Farm, Node, NodeHeartbeat, NodeRegistration};
+use zgrid_types::invitation::FarmInvitation;
+use zgrid_types::{NodeId, Signed};
 
 use super::paging;
 use crate::AppState;
 use crate::auth::Authed;
-use crate::db::{farms, nodes, workloads};
+use crate::db::{farms, nodes, users, workloads};
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 
@@ -21,23 +22,51 @@ pub(crate) fn node_id(text: &str) -> ApiResult<NodeId> {
     })
 }
 
-/// Register a node, or refresh its registration. Signed by the node's key.
+/// Register a node, or refresh its registration. Signed by the node's key. Entering a farm
+/// (a new node, or one moving from another farm) takes the farm owner's signed invitation.
 #[utoipa::path(post, path = "/v1/nodes", tag = "nodes", request_body = NodeRegistration,
-    responses((status = 200, body = Node), (status = 401, body = ApiError), (status = 422, body = ApiError)))]
+    responses((status = 200, body = Node), (status = 401, body = ApiError), (status = 403, body = ApiError),
+              (status = 422, body = ApiError)))]
 pub async fn register(State(state): State<AppState>, req: Authed<NodeRegistration>) -> ApiResult<Json<Node>> {
     let reg = req.body;
     reg.validate()?;
-    if farms::by_id(&state.db, reg.farm_id).await?.is_none() {
+    let Some(farm) = farms::by_id(&state.db, reg.farm_id).await? else {
         return Err(ApiErr::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "farm_id",
             format!("no farm {}; create it with `zgrid farm create`", reg.farm_id),
         ));
-    }
+    };
     let now = zgrid_types::unix_now();
-    nodes::upsert(&state.db, &req.key, &reg, now).await?;
+    let member = nodes::by_id(&state.db, &req.key, 0).await?.is_some_and(|n| n.farm_id == farm.id);
+    let consent = if member { None } else { Some(farm_consent(&state, &farm, &req.key, &reg, now).await?) };
+    nodes::upsert(&state.db, &req.key, &reg, consent, now).await?;
     let node = nodes::by_id(&state.db, &req.key, state.alive_since()).await?;
     node.map(Json).ok_or_else(|| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "node vanished during registration"))
+}
+
+/// The farm owner's invitation in `reg`, checked: it admits node `key` into `farm` now and is
+/// signed by the key of the farm's owner.
+async fn farm_consent<'a>(
+    state: &AppState,
+    farm: &Farm,
+    key: &NodeId,
+    reg: &'a NodeRegistration,
+    now: i64,
+) -> ApiResult<&'a Signed<FarmInvitation>> {
+    let refused = |message: String| ApiErr::field(StatusCode::FORBIDDEN, "farm_invitation", message);
+    let invitation = reg.farm_invitation.as_ref().ok_or_else(|| {
+        refused(format!(
+            "node {key} is not in farm {} ({}): joining takes its owner's consent; the owner runs \
+             `zgrid farm invite --farm {} --node {key}` and the node is started with --farm-invite-file",
+            farm.id, farm.name, farm.id
+        ))
+    })?;
+    let owner = users::by_id(&state.db, farm.owner)
+        .await?
+        .ok_or_else(|| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "the farm's owner is not a user"))?;
+    invitation.admits(farm.id, key, &owner.public_key, now).map_err(|e| refused(format!("the invitation {e}")))?;
+    Ok(invitation)
 }
 
 /// Report capacity in use; keeps the node alive in searches.

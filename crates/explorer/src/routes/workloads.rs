@@ -255,6 +255,10 @@ pub async fn delete(
     request
         .verify(&owner.public_key)
         .map_err(|_| ApiErr::forbidden("the delete request is not signed by the workload's owner"))?;
+    request
+        .payload
+        .check_time(zgrid_types::unix_now(), state.config.request_window_secs)
+        .map_err(|e| e.within("payload"))?;
     let mut tx = state.db.write_ledger().await?;
     let state_now = workloads::get_for_update(&mut tx, &id).await?.map_or(WorkloadState::Deleted, |r| r.state);
     if state_now != WorkloadState::Active {

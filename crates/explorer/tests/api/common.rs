@@ -10,6 +10,7 @@ use zgrid_client::{ExplorerClient, new_workload_id};
 use zgrid_explorer::{AppState, Config};
 use zgrid_types::auth::RequestAuth;
 use zgrid_types::directory::{Capacity, FarmRegistration, Location, NodeRegistration};
+use zgrid_types::invitation::FarmInvitation;
 use zgrid_types::workload::*;
 use zgrid_types::{Keypair, NodeId, Signed, UserId, WorkloadData, WorkloadSpec};
 
@@ -127,7 +128,30 @@ pub fn node_registration(farm: u64, country: &str, city: &str, total: Capacity) 
         public_endpoint: Some("192.0.2.10".parse().unwrap()),
         api_url: None,
         version: "test".into(),
+        farm_invitation: None,
     }
+}
+
+/// An invitation into `farm` for `node`, valid for an hour, signed by `owner`.
+pub fn invitation(owner: &Keypair, farm: u64, node: &Keypair) -> Signed<FarmInvitation> {
+    zgrid_types::invitation::invite(owner, farm, Some(node.public()), zgrid_types::unix_now() + 3600)
+}
+
+/// Register `node` in `farm` in `country` and `city` with the consent of the farm's owner
+/// `owner`.
+pub async fn register_invited(
+    ex: &TestExplorer,
+    owner: &Keypair,
+    farm: u64,
+    node: &Keypair,
+    place: [&str; 2],
+    total: Capacity,
+) {
+    let reg = NodeRegistration {
+        farm_invitation: Some(invitation(owner, farm, node)),
+        ..node_registration(farm, place[0], place[1], total)
+    };
+    ex.signed(node).register_node(&reg).await.expect("register an invited node");
 }
 
 impl World {
@@ -153,8 +177,8 @@ impl World {
             .id;
         let (node, node2) = (key(), key());
         let total = Capacity { cru: 8, mru: 16384, sru: 512_000, hru: 0 };
-        ex.signed(&node).register_node(&node_registration(farm, "BE", "Ghent", total)).await.expect("node");
-        ex.signed(&node2).register_node(&node_registration(farm, "EG", "Cairo", total)).await.expect("node2");
+        register_invited(&ex, &alice.key, farm, &node, ["BE", "Ghent"], total).await;
+        register_invited(&ex, &alice.key, farm, &node2, ["EG", "Cairo"], total).await;
         Self { ex, alice, bob, farm, node, node2 }
     }
 
@@ -187,7 +211,10 @@ pub fn network_resource(name: &str, subnet: &str) -> WorkloadData {
         name: name.into(),
         network_iprange: "10.20.0.0/16".parse().unwrap(),
         iprange: subnet.parse().unwrap(),
-        wireguard_private_key_encrypted: "00ff".into(),
+        wireguard_private_key_encrypted: hex::encode(zgrid_types::sealed::seal(
+            &key().public(),
+            &rand::random::<[u8; 32]>(),
+        )),
         wireguard_public_key: base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
         wireguard_listen_port: 0,
         peers: vec![],

@@ -1,7 +1,9 @@
 //! Users, farms and nodes: registration, look-up and search.
 
+use zgrid_types::Signed;
 use zgrid_types::api::NodeFilter;
-use zgrid_types::directory::{Capacity, FarmRegistration, NodeHeartbeat};
+use zgrid_types::directory::{Capacity, FarmRegistration, NodeHeartbeat, NodeRegistration};
+use zgrid_types::invitation::{FarmInvitation, invite};
 
 use crate::common::*;
 
@@ -47,7 +49,7 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
         w.bob.client.create_farm(&FarmRegistration { name: "farm2".into(), public_ips: vec![] }).await.unwrap().id;
     let small = key();
     let total = Capacity { cru: 2, mru: 2048, sru: 10_000, hru: 1_000_000 };
-    w.ex.signed(&small).register_node(&node_registration(farm2, "BE", "Ghent", total)).await.unwrap();
+    register_invited(&w.ex, &w.bob.key, farm2, &small, ["BE", "Ghent"], total).await;
     let c = w.ex.client();
     let find = |f: NodeFilter| {
         let c = c.clone();
@@ -99,6 +101,54 @@ async fn nodes_report_only_for_themselves(backend: Backend) {
     w.ex.stop().await;
 }
 
+async fn a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent(backend: Backend) {
+    let w = World::new(backend).await;
+    let farm2 =
+        w.bob.client.create_farm(&FarmRegistration { name: "farm2".into(), public_ips: vec![] }).await.unwrap().id;
+    let node = key();
+    let total = Capacity { cru: 2, mru: 2048, sru: 10_000, hru: 0 };
+    let register = |invitation: Option<Signed<FarmInvitation>>, farm: u64| {
+        let reg = NodeRegistration { farm_invitation: invitation, ..node_registration(farm, "BE", "Ghent", total) };
+        let client = w.ex.signed(&node);
+        async move { client.register_node(&reg).await }
+    };
+    let refused = |result: Result<_, zgrid_client::ClientError>, why: &str| {
+        let err = result.unwrap_err();
+        assert_eq!(err.status(), Some(403), "{err}");
+        assert!(err.to_string().contains("farm_invitation: ") && err.to_string().contains(why), "{why}: {err}");
+    };
+    let now = zgrid_types::unix_now();
+    let alice = &w.alice.key;
+
+    // No consent, someone else's, an expired one, one for another farm, one for another node.
+    refused(register(None, w.farm).await, "zgrid farm invite --farm");
+    refused(register(Some(invitation(&w.bob.key, w.farm, &node)), w.farm).await, "not signed by the owner of farm");
+    refused(register(Some(invite(alice, w.farm, Some(node.public()), now - 1)), w.farm).await, "expired");
+    refused(register(Some(invitation(alice, farm2, &node)), w.farm).await, &format!("is for farm {farm2}"));
+    refused(register(Some(invitation(alice, w.farm, &w.node)), w.farm).await, "is for node");
+    assert_eq!(w.ex.client().node(&node.public()).await.unwrap_err().status(), Some(404), "nothing registered");
+
+    // The owner's invitation admits it; afterwards it refreshes without one (an expired one
+    // it still presents is not looked at).
+    register(Some(invitation(alice, w.farm, &node)), w.farm).await.unwrap();
+    register(None, w.farm).await.unwrap();
+    register(Some(invite(alice, w.farm, Some(node.public()), now - 1)), w.farm).await.unwrap();
+    assert_eq!(w.ex.client().node(&node.public()).await.unwrap().farm_id, w.farm);
+
+    // Moving to another farm takes that farm's consent, not the old one's.
+    refused(register(None, farm2).await, "is not in farm");
+    refused(register(Some(invitation(alice, farm2, &node)), farm2).await, "not signed by the owner of farm");
+    register(Some(invitation(&w.bob.key, farm2, &node)), farm2).await.unwrap();
+    assert_eq!(w.ex.client().node(&node.public()).await.unwrap().farm_id, farm2);
+
+    // An invitation for no node in particular admits any node until it expires.
+    let anyone = invite(alice, w.farm, None, now + 600);
+    let other = key();
+    let reg = NodeRegistration { farm_invitation: Some(anyone), ..node_registration(w.farm, "BE", "Ghent", total) };
+    w.ex.signed(&other).register_node(&reg).await.unwrap();
+    w.ex.stop().await;
+}
+
 async fn the_openapi_document_lists_every_route(backend: Backend) {
     let ex = TestExplorer::start(backend).await;
     let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", ex.url)).await.unwrap().json().await.unwrap();
@@ -118,5 +168,6 @@ crate::on_both_backends!(
     farms_need_a_registered_owner,
     nodes_are_found_by_farm_location_capacity_and_liveness,
     nodes_report_only_for_themselves,
+    a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent,
     the_openapi_document_lists_every_route,
 );

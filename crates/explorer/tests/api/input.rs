@@ -1,8 +1,9 @@
 //! Bad input: malformed JSON, unknown fields, oversized bodies and invalid values get a 4xx whose
 //! message names the field, and change nothing.
 
-use zgrid_types::api::WorkloadFilter;
-use zgrid_types::{Signed, WorkloadData};
+use zgrid_types::api::{WorkloadFilter, WorkloadState};
+use zgrid_types::workload::{Container, MAX_ENV_ENTRY};
+use zgrid_types::{DeleteRequest, Signed, WorkloadData};
 
 use crate::common::*;
 
@@ -85,6 +86,88 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
     w.ex.stop().await;
 }
 
+/// A container without a network whose fields `change` alters.
+fn container_with(change: impl FnOnce(&mut Container)) -> WorkloadData {
+    let mut data = container("net", "10.20.1.5");
+    if let WorkloadData::Container(c) = &mut data {
+        c.network_connection.clear();
+        change(c);
+    }
+    data
+}
+
+/// What every node refuses, posted through the SDK (no client-side checks): each refused with
+/// the field named, and nothing reaches the node's desired set.
+async fn workloads_every_node_would_refuse_are_refused_naming_the_field(backend: Backend) {
+    let w = World::new(backend).await;
+    let node = w.node.public();
+    let ok = w.alice.client.create_workload(&w.signed(&w.alice, &node, container_with(|_| {}))).await.unwrap();
+    let desired = w.ex.client().desired_set(&node).await.unwrap();
+    let big = "x".repeat(MAX_ENV_ENTRY);
+    let sealed = |text: &str| zgrid_types::sealed::seal_secret(&node, text);
+    let env = |k: &str, v: &str| {
+        let (k, v) = (k.to_owned(), v.to_owned());
+        container_with(move |c| _ = c.environment.insert(k, v))
+    };
+    let raw_key = hex::encode(rand::random::<[u8; 32]>());
+    let mut cases: Vec<(WorkloadData, String)> = vec![
+        (container_with(|c| c.entrypoint = "/bin/sh -c 'echo hi".into()), "payload.data.entrypoint".into()),
+        (container_with(|c| c.entrypoint = "echo \"hi".into()), "payload.data.entrypoint".into()),
+        (container_with(|c| c.flist = "ftp://hub.example/busybox.flist".into()), "payload.data.flist".into()),
+        (container_with(|c| c.flist = "busybox.tar".into()), "payload.data.flist".into()),
+        (env("BIG", &big), "payload.data.environment.BIG".into()),
+        (
+            container_with(|c| {
+                for i in 0..5 {
+                    c.environment.insert(format!("V{i}"), "x".repeat(120 * 1024));
+                }
+            }),
+            "payload.data.environment".into(),
+        ),
+        (
+            container_with(|c| _ = c.secret_environment.insert("S".into(), "v1:aHVudGVyMg==".into())),
+            "payload.data.secret_environment.S".into(),
+        ),
+        (
+            container_with(|c| _ = c.secret_environment.insert("S".into(), sealed(&big))),
+            "payload.data.secret_environment.S".into(),
+        ),
+    ];
+    for name in ["MY VAR", "A=B", "A\0B"] {
+        cases.push((env(name, "1"), format!("payload.data.environment.{name}")));
+    }
+    for sealed_key in ["00ff".to_owned(), "00".to_owned(), raw_key] {
+        let mut data = network_resource("net", "10.20.1.0/24");
+        if let WorkloadData::NetworkResource(nr) = &mut data {
+            nr.wireguard_private_key_encrypted = sealed_key;
+        }
+        cases.push((data, "payload.data.wireguard_private_key_encrypted".into()));
+    }
+    for (data, field) in cases {
+        let err = w.alice.client.create_workload(&w.signed(&w.alice, &node, data)).await.unwrap_err();
+        assert_eq!(err.status(), Some(422), "{field}: {err}");
+        let zgrid_client::ClientError::Api { field: Some(named), .. } = &err else { panic!("{field}: {err}") };
+        assert_eq!(named, &field, "{err}");
+    }
+    // A reservation centuries away.
+    let mut forever = w.spec(&w.alice, &node, volume());
+    forever.expires_at = zgrid_types::unix_now() + 300 * 365 * 86_400;
+    let err = w.alice.client.create_workload(&Signed::sign(forever, &w.alice.key)).await.unwrap_err();
+    assert!(err.to_string().contains("payload.expires_at: ") && err.to_string().contains("days"), "{err}");
+
+    // A delete request signed long ago (or post-dated) is refused like an old request.
+    let id = ok.workload.payload.id.clone();
+    for requested_at in [zgrid_types::unix_now() - 3600, zgrid_types::unix_now() + 3600] {
+        let request = DeleteRequest { workload_id: id.clone(), owner: w.alice.id, requested_at };
+        let body = serde_json::to_vec(&Signed::sign(request, &w.alice.key)).unwrap();
+        let (status, err) = w.ex.raw(&w.alice.key, "POST", &format!("/v1/workloads/{id}/delete"), body).await;
+        assert_eq!((status, err["field"].as_str()), (422, Some("payload.requested_at")), "{err}");
+    }
+    assert_eq!(w.ex.client().workload(&id).await.unwrap().state, WorkloadState::Active);
+    assert_eq!(w.ex.client().desired_set(&node).await.unwrap(), desired, "a refused workload reached the node");
+    w.ex.stop().await;
+}
+
 fn zero_cpu() -> WorkloadData {
     let mut data = container("net", "10.20.1.5");
     if let WorkloadData::Container(c) = &mut data {
@@ -101,4 +184,7 @@ fn tiny_memory() -> WorkloadData {
     data
 }
 
-crate::on_both_backends!(bad_input_is_refused_with_the_field_named_and_changes_nothing);
+crate::on_both_backends!(
+    bad_input_is_refused_with_the_field_named_and_changes_nothing,
+    workloads_every_node_would_refuse_are_refused_naming_the_field,
+);

@@ -199,7 +199,7 @@ impl Harness {
             name: name.into(),
             network_iprange: "10.20.0.0/16".parse().unwrap(),
             iprange: "10.20.1.0/24".parse().unwrap(),
-            wireguard_private_key_encrypted: "00".into(),
+            wireguard_private_key_encrypted: hex::encode(zgrid_types::sealed::seal(&self.me.public(), &[0; 32])),
             wireguard_public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
             wireguard_listen_port: 0,
             peers: vec![],
@@ -384,6 +384,26 @@ async fn a_workload_whose_signature_does_not_verify_is_refused_before_any_side_e
     h.send(Input::Change(Box::new(record))).await;
     let refused = h.result(&id, ResultState::Error).await;
     assert!(refused.message.contains("does not verify"), "{}", refused.message);
+    assert_eq!(h.recorder.provisions(&id), 0);
+}
+
+#[tokio::test]
+async fn a_signed_workload_that_breaks_the_explorers_rules_is_refused_naming_the_field() {
+    let mut h = Harness::start(plenty());
+    let mut record = h.container(64, 3600);
+    let mut spec = record.workload.payload.clone();
+    if let WorkloadData::Container(c) = &mut spec.data {
+        c.entrypoint = "/bin/sh -c 'echo".into();
+    }
+    record.workload = Signed::sign(spec, &h.owner);
+    let id = record.workload.payload.id.clone();
+    h.send(Input::Change(Box::new(record))).await;
+    let refused = h.result(&id, ResultState::Error).await;
+    assert!(
+        refused.message.contains("data.entrypoint: ") && refused.message.contains("unbalanced"),
+        "{}",
+        refused.message
+    );
     assert_eq!(h.recorder.provisions(&id), 0);
 }
 

@@ -9,7 +9,8 @@
 use zgrid_types::api::{WorkloadRecord, WorkloadState};
 use zgrid_types::{NodeId, Signed, WorkloadSpec};
 
-/// Check that a workload is for this node and signed by the owner key it names.
+/// Check that a workload is for this node, signed by the owner key it names, and valid by the
+/// rules the explorer applies ([`WorkloadSpec::validate_content`]).
 pub fn workload(signed: &Signed<WorkloadSpec>, me: &NodeId) -> Result<(), String> {
     let spec = &signed.payload;
     if spec.node_id != *me {
@@ -17,7 +18,9 @@ pub fn workload(signed: &Signed<WorkloadSpec>, me: &NodeId) -> Result<(), String
     }
     signed.verify_owner().map_err(|_| {
         format!("the owner's signature on workload {} version {} does not verify; refused", spec.id, spec.version)
-    })
+    })?;
+    // The explorer's own checks, run again: a node refuses what breaks them, whoever let it through.
+    spec.validate_content().map_err(|e| format!("workload {} version {}: {e}; refused", spec.id, spec.version))
 }
 
 /// Check that `newer`, a verified version of the workload this node runs as `running`, is the

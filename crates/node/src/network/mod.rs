@@ -283,7 +283,8 @@ impl Networks {
     /// The WireGuard private key sealed to this node, checked against the public key.
     fn private_key(&self, nr: &NetworkResource) -> Result<[u8; 32], ProvisionError> {
         let refuse = |m: &str| ProvisionError::Permanent(format!("wireguard_private_key_encrypted: {m}"));
-        let sealed = hex::decode(&nr.wireguard_private_key_encrypted).map_err(|_| refuse("is not hex"))?;
+        let sealed = zgrid_types::sealed::sealed_key_bytes(&nr.wireguard_private_key_encrypted)
+            .map_err(|e| refuse(&e.to_string()))?;
         let open = self.key.unseal(&sealed).map_err(|e| refuse(&e.to_string()))?;
         let private: [u8; 32] = open.try_into().map_err(|_| refuse("is not a 32-byte key"))?;
         let public = base64::engine::general_purpose::STANDARD

@@ -2,7 +2,7 @@
 //! its image, limits, environment, entrypoint, volumes and network; its health is its
 //! process's state.
 
-use zgrid_types::workload::{Container, LogEndpoint, StatsEndpoint};
+use zgrid_types::workload::{Container, FlistSource, LogEndpoint, StatsEndpoint};
 use zgrid_types::{WorkloadId, WorkloadSpec};
 
 use std::path::PathBuf;
@@ -60,9 +60,7 @@ impl Workloads {
                 .map_err(|e| ProvisionError::Permanent(format!("interactive containers: {e}")))?;
             (vec![HOST_INIT.to_owned(), "-P".to_owned()], Some(init))
         } else {
-            let args = shlex::split(&c.entrypoint).ok_or_else(|| {
-                ProvisionError::Permanent(format!("entrypoint {:?} has unbalanced quotes", c.entrypoint))
-            })?;
+            let args = c.entrypoint_args().map_err(|e| ProvisionError::Permanent(e.to_string()))?;
             (args, None)
         };
         Ok(ContainerConfig {
@@ -85,24 +83,23 @@ impl Workloads {
 
     /// The container's root filesystem and, for flists, its image config file.
     async fn image(&self, spec: &WorkloadSpec, c: &Container) -> Result<(PathBuf, Option<PathBuf>), ProvisionError> {
-        if c.flist.starts_with("http://") || c.flist.starts_with("https://") {
-            let flists = self.flists.as_ref().ok_or_else(|| {
-                ProvisionError::Permanent(
-                    "this node cannot mount flists from hubs (no mount service configured)".into(),
-                )
-            })?;
-            let image = flists.mount(spec.id.as_str(), &c.flist, &c.hub_url, &c.flist_hash).await?;
-            return Ok((image.root, Some(image.config)));
-        }
-        if !c.flist_hash.is_empty() {
-            return Err(ProvisionError::Permanent(
-                "flist_hash pins flists from hubs; a directory or archive on the node cannot be pinned".into(),
-            ));
-        }
+        let source = c.flist_source().map_err(|e| ProvisionError::Permanent(e.to_string()))?;
+        let path = match source {
+            FlistSource::Hub(url) => {
+                let flists = self.flists.as_ref().ok_or_else(|| {
+                    ProvisionError::Permanent(
+                        "this node cannot mount flists from hubs (no mount service configured)".into(),
+                    )
+                })?;
+                let image = flists.mount(spec.id.as_str(), url, &c.hub_url, &c.flist_hash).await?;
+                return Ok((image.root, Some(image.config)));
+            }
+            FlistSource::Local(path) => PathBuf::from(path),
+        };
         // Unpacking may block (a slow disk, a FIFO): keep it off the async workers so the step
         // time limit can abandon it.
-        let (flist, images) = (c.flist.clone(), self.images.clone());
-        let image = tokio::task::spawn_blocking(move || crate::source::resolve(&flist, &images))
+        let images = self.images.clone();
+        let image = tokio::task::spawn_blocking(move || crate::source::resolve(&path, &images))
             .await
             .map_err(|e| ProvisionError::Transient(format!("image preparation stopped: {e}")))??;
         Ok((image, None))

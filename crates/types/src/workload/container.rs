@@ -171,34 +171,117 @@ fn check_redis_url(value: &str, field: &str) -> Valid {
     ensure(redis_channel(value).is_some(), field, || format!("{value:?} is not a redis://host:port/channel URL"))
 }
 
+/// Longest `NAME=value` of one environment variable, in bytes: the kernel's MAX_ARG_STRLEN
+/// (128 KiB) less the terminating NUL; `execve` fails with E2BIG beyond it.
+pub const MAX_ENV_ENTRY: usize = 128 * 1024 - 1;
+
+/// Most bytes of a container's whole environment (every `NAME=value` with its NUL, secrets
+/// counted by what they hold): a quarter of the kernel's usual limit on arguments and
+/// environment together (2 MiB with an 8 MiB stack), so the entrypoint and what the image sets
+/// still fit.
+pub const MAX_ENVIRONMENT: usize = 512 * 1024;
+
+/// Where a container's image comes from, as the node reads [`Container::flist`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlistSource<'a> {
+    /// An flist on a hub: an `http://` or `https://` URL.
+    Hub(&'a str),
+    /// A directory or tar archive on the node: its absolute path (from a path or a `file://`
+    /// URL).
+    Local(&'a str),
+}
+
+/// A variable name the kernel and runc pass on as it is: not empty, without `=`, whitespace or
+/// control characters (NUL included).
 fn check_env_name(name: &str, field: &str) -> Valid {
-    let ok = !name.is_empty() && !name.contains('=') && !name.contains('\0');
-    ensure(ok, field, || format!("{name:?} is not a valid variable name"))
+    let ok = !name.is_empty() && !name.contains('=') && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+    ensure(ok, field, || {
+        format!("{name:?} is not a valid variable name: use no '=', spaces or control characters, such as MY_VAR")
+    })
+}
+
+/// One variable whose value is `value_len` bytes: its name, and its `NAME=value` within
+/// [`MAX_ENV_ENTRY`]. Returns the bytes it takes in the environment.
+fn check_env_entry(name: &str, value_len: usize, field: &str) -> Result<usize, crate::ValidationError> {
+    check_env_name(name, field)?;
+    let entry = name.len() + 1 + value_len;
+    ensure(entry <= MAX_ENV_ENTRY, field, || {
+        format!("NAME=value is {entry} bytes; a process takes at most {MAX_ENV_ENTRY} per variable")
+    })?;
+    Ok(entry + 1)
 }
 
 impl Container {
+    /// Where the image comes from, as the node reads `flist`: an `http(s)://` URL of an flist
+    /// on a hub, or an absolute path (or `file://` URL) of a directory or archive on the node,
+    /// which `flist_hash` cannot pin. The explorer and the node decide with this one function.
+    pub fn flist_source(&self) -> Result<FlistSource<'_>, crate::ValidationError> {
+        let flist = self.flist.as_str();
+        ensure(!flist.trim().is_empty(), "flist", || "must name an flist".into())?;
+        ensure(!flist.chars().any(|c| c.is_whitespace() || c.is_control()), "flist", || {
+            "must not contain whitespace or control characters".into()
+        })?;
+        if flist.starts_with("http://") || flist.starts_with("https://") {
+            check_http_url(flist, "flist")?;
+            return Ok(FlistSource::Hub(flist));
+        }
+        let path = flist.strip_prefix("file://").unwrap_or(flist);
+        ensure(path.starts_with('/'), "flist", || {
+            format!(
+                "{flist:?} is not supported: give an http(s):// URL of an flist on a hub, or an absolute path \
+                 (or file:// URL) of a directory or tar archive on the node"
+            )
+        })?;
+        ensure(self.flist_hash.is_empty(), "flist_hash", || {
+            "pins flists from hubs; a directory or archive on the node cannot be pinned: leave it empty".into()
+        })?;
+        Ok(FlistSource::Local(path))
+    }
+
+    /// The entrypoint split into program and arguments the way a POSIX shell splits words
+    /// (quotes and backslashes), which is how the node runs it; empty: the image's default.
+    pub fn entrypoint_args(&self) -> Result<Vec<String>, crate::ValidationError> {
+        ensure(!self.entrypoint.contains('\0'), "entrypoint", || "contains NUL".into())?;
+        shlex::split(&self.entrypoint).ok_or_else(|| {
+            crate::ValidationError::new(
+                "entrypoint",
+                format!("{:?} has unbalanced quotes or ends in a backslash", self.entrypoint),
+            )
+        })
+    }
+
+    /// Check the names and sizes of the environment: each variable within [`MAX_ENV_ENTRY`],
+    /// all of them within [`MAX_ENVIRONMENT`], secrets sealed boxes counted by what they hold.
+    fn check_environment(&self) -> Valid {
+        let mut total = 0;
+        for (k, v) in &self.environment {
+            let field = format!("environment.{k}");
+            ensure(!v.contains('\0'), &field, || "contains NUL".into())?;
+            total += check_env_entry(k, v.len(), &field)?;
+        }
+        for (k, v) in &self.secret_environment {
+            let field = format!("secret_environment.{k}");
+            let len = crate::sealed::secret_len(v).map_err(|e| crate::ValidationError::new(&field, e.to_string()))?;
+            total += check_env_entry(k, len, &field)?;
+            ensure(!self.environment.contains_key(k), &field, || "is also set in environment; keep one".into())?;
+        }
+        ensure(total <= MAX_ENVIRONMENT, "environment", || {
+            format!(
+                "the environment (secret_environment included) is {total} bytes; a container takes at most {MAX_ENVIRONMENT}"
+            )
+        })
+    }
+
     pub(super) fn validate(&self) -> Valid {
-        ensure(!self.flist.trim().is_empty(), "flist", || "must name an flist".into())?;
-        ensure(!self.flist.chars().any(char::is_whitespace), "flist", || "must not contain whitespace".into())?;
+        self.flist_source()?;
         ensure(self.flist_hash.is_empty() || crate::hub::is_hash(&self.flist_hash), "flist_hash", || {
             "must be the flist's 64-digit lowercase hex BLAKE3 hash (`zgrid flist inspect` prints it)".into()
         })?;
         if !self.hub_url.is_empty() {
             check_http_url(&self.hub_url, "hub_url")?;
         }
-        for (k, v) in &self.environment {
-            check_env_name(k, &format!("environment.{k}"))?;
-            ensure(!v.contains('\0'), &format!("environment.{k}"), || "contains NUL".into())?;
-        }
-        for (k, v) in &self.secret_environment {
-            check_env_name(k, &format!("secret_environment.{k}"))?;
-            let field = format!("secret_environment.{k}");
-            crate::sealed::secret_bytes(v).map_err(|e| crate::ValidationError::new(&field, e.to_string()))?;
-            ensure(!self.environment.contains_key(k), &format!("secret_environment.{k}"), || {
-                "is also set in environment; keep one".into()
-            })?;
-        }
-        ensure(!self.entrypoint.contains('\0'), "entrypoint", || "contains NUL".into())?;
+        self.check_environment()?;
+        self.entrypoint_args()?;
         let mut mountpoints = BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             let field = format!("volumes[{i}].mountpoint");
@@ -252,5 +335,99 @@ impl Capacity {
         ensure(self.disk_size >= MIN_DISK_MIB, "disk_size", || {
             format!("{} MiB is below the minimum of {MIN_DISK_MIB} MiB", self.disk_size)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Keypair;
+
+    fn busybox() -> Container {
+        Container {
+            flist: "https://hub.example/busybox.flist".into(),
+            hub_url: String::new(),
+            flist_hash: String::new(),
+            environment: BTreeMap::new(),
+            secret_environment: BTreeMap::new(),
+            entrypoint: "/bin/sh -c 'echo \"hi there\"'".into(),
+            interactive: false,
+            volumes: vec![],
+            capacity: Capacity { cpu: 1, memory: 64, disk_size: 64, disk_type: DiskType::Ssd },
+            network_connection: vec![],
+            logs: vec![],
+            stats: vec![],
+        }
+    }
+
+    /// The field `change` makes `validate` name, or `None` when it passes.
+    fn refused(change: impl FnOnce(&mut Container)) -> Option<String> {
+        let mut c = busybox();
+        change(&mut c);
+        c.validate().err().map(|e| e.field)
+    }
+
+    #[test]
+    fn entrypoints_split_like_a_shell_and_unbalanced_quotes_are_refused() {
+        assert_eq!(busybox().entrypoint_args().unwrap(), ["/bin/sh", "-c", "echo \"hi there\""]);
+        for bad in ["/bin/sh -c 'echo", "echo \"a", "echo a\\"] {
+            assert_eq!(refused(|c| c.entrypoint = bad.into()).as_deref(), Some("entrypoint"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flists_are_hub_urls_or_absolute_paths_on_the_node() {
+        let source = |flist: &str| {
+            let c = Container { flist: flist.into(), ..busybox() };
+            c.flist_source().map(|s| format!("{s:?}"))
+        };
+        assert_eq!(source("https://hub.example/a.flist").unwrap(), "Hub(\"https://hub.example/a.flist\")");
+        assert_eq!(source("file:///srv/img.tar").unwrap(), "Local(\"/srv/img.tar\")");
+        assert_eq!(source("/srv/img").unwrap(), "Local(\"/srv/img\")");
+        for bad in ["ftp://hub.example/a.flist", "s3://bucket/a", "img.tar", "file://img.tar", "http://", "HTTPS://x/a"]
+        {
+            assert_eq!(refused(|c| c.flist = bad.into()).as_deref(), Some("flist"), "{bad}");
+        }
+        let pinned_local = |c: &mut Container| {
+            c.flist = "/srv/img".into();
+            c.flist_hash = "a".repeat(64);
+        };
+        assert_eq!(refused(pinned_local).as_deref(), Some("flist_hash"));
+    }
+
+    #[test]
+    fn environment_names_and_sizes_are_what_a_process_can_take() {
+        for bad in ["MY VAR", "A=B", "A\0", "", "TAB\t"] {
+            let field = format!("environment.{bad}");
+            assert_eq!(refused(|c| _ = c.environment.insert(bad.into(), "x".into())), Some(field), "{bad:?}");
+        }
+        let fits = "x".repeat(MAX_ENV_ENTRY - 2);
+        assert_eq!(refused(|c| _ = c.environment.insert("A".into(), fits.clone())), None);
+        let one_more = "x".repeat(MAX_ENV_ENTRY - 1);
+        assert_eq!(refused(|c| _ = c.environment.insert("A".into(), one_more)).as_deref(), Some("environment.A"));
+        let many = |c: &mut Container| {
+            for i in 0..5 {
+                c.environment.insert(format!("V{i}"), "x".repeat(120 * 1024));
+            }
+        };
+        assert_eq!(refused(many).as_deref(), Some("environment"));
+        let node = Keypair::from_seed(&[5; 32]).public();
+        let big_secret = crate::sealed::seal_secret(&node, &"x".repeat(MAX_ENV_ENTRY));
+        assert_eq!(
+            refused(|c| _ = c.secret_environment.insert("S".into(), big_secret)).as_deref(),
+            Some("secret_environment.S"),
+            "a secret counts by what it holds"
+        );
+    }
+
+    #[test]
+    fn secret_values_must_be_sealed_boxes() {
+        let node = Keypair::from_seed(&[5; 32]).public();
+        let sealed = crate::sealed::seal_secret(&node, "hunter2");
+        assert_eq!(refused(|c| _ = c.secret_environment.insert("S".into(), sealed)), None);
+        for clear in ["v1:aHVudGVyMg==", "hunter2", "v1:"] {
+            let refusal = refused(|c| _ = c.secret_environment.insert("S".into(), clear.into()));
+            assert_eq!(refusal.as_deref(), Some("secret_environment.S"), "{clear}");
+        }
     }
 }

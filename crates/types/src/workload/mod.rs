@@ -11,8 +11,8 @@ mod network;
 mod volume;
 
 pub use container::{
-    Capacity as ContainerCapacity, Container, DiskType, LogEndpoint, MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection,
-    RedisLogs, RedisStats, StatsEndpoint, VolumeMount, redis_channel,
+    Capacity as ContainerCapacity, Container, DiskType, FlistSource, LogEndpoint, MAX_ENV_ENTRY, MAX_ENVIRONMENT,
+    MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint, VolumeMount, redis_channel,
 };
 pub use kubernetes::{Kubernetes, KubernetesSize};
 pub use network::{NetworkResource, Peer, check_host_ip};
@@ -30,6 +30,10 @@ use crate::validate::{Valid, check_text, ensure};
 pub const MAX_DESCRIPTION: usize = 1024;
 /// Longest metadata, in bytes (the seed system's limit).
 pub const MAX_METADATA: usize = 1024;
+/// Longest reservation, in seconds: a workload expires at most a year after it is signed in
+/// (the seed system's reservations ran for a capacity pool's prepaid period, months at most).
+/// Longer reservations are renewed with an update.
+pub const MAX_RESERVATION_SECS: i64 = 365 * 86_400;
 
 /// Everything the owner signs about one workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -153,12 +157,27 @@ impl WorkloadData {
 
 impl WorkloadSpec {
     /// Check every field that can be checked without knowing other workloads. `now` is the
-    /// current Unix time in seconds; a spec that has already expired is refused.
+    /// current Unix time in seconds; a spec that has already expired, or that expires more than
+    /// [`MAX_RESERVATION_SECS`] from now, is refused.
     pub fn validate(&self, now: i64) -> Valid {
-        ensure(self.version >= 1, "version", || "must be 1 or more".into())?;
         ensure(self.expires_at > now, "expires_at", || {
             format!("{} is not in the future (now is {now})", self.expires_at)
         })?;
+        ensure(self.expires_at <= now.saturating_add(MAX_RESERVATION_SECS), "expires_at", || {
+            format!(
+                "{} is more than {} days from now ({now}): reserve for at most {} days and extend later",
+                self.expires_at,
+                MAX_RESERVATION_SECS / 86_400,
+                MAX_RESERVATION_SECS / 86_400
+            )
+        })?;
+        self.validate_content()
+    }
+
+    /// Check every field but the expiry time: what a node checks again before it provisions
+    /// (with this same code), whatever the explorer let through.
+    pub fn validate_content(&self) -> Valid {
+        ensure(self.version >= 1, "version", || "must be 1 or more".into())?;
         check_text(&self.description, MAX_DESCRIPTION, "description")?;
         check_text(&self.metadata, MAX_METADATA, "metadata")?;
         self.data.validate().map_err(|e| e.within("data"))

@@ -8,7 +8,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::validate::{Valid, check_name, ensure};
+use crate::validate::{Valid, ValidationError, check_name, ensure};
 
 /// One node's part of a private network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -97,12 +97,8 @@ impl NetworkResource {
             format!("{net} is not private: use a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
         })?;
         check_subnet(self.iprange, net, "iprange")?;
-        ensure(!self.wireguard_private_key_encrypted.is_empty(), "wireguard_private_key_encrypted", || {
-            "is empty".into()
-        })?;
-        ensure(hex::decode(&self.wireguard_private_key_encrypted).is_ok(), "wireguard_private_key_encrypted", || {
-            "must be hex".into()
-        })?;
+        crate::sealed::sealed_key_bytes(&self.wireguard_private_key_encrypted)
+            .map_err(|e| ValidationError::new("wireguard_private_key_encrypted", e.to_string()))?;
         check_wireguard_key(&self.wireguard_public_key, "wireguard_public_key")?;
         let mut seen = vec![self.iprange];
         for (i, p) in self.peers.iter().enumerate() {

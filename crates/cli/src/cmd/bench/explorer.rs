@@ -46,6 +46,12 @@ pub async fn run(ctx: &Ctx, workloads: usize, concurrency: usize, db: Option<Str
         public_endpoint: None,
         api_url: None,
         version: env!("CARGO_PKG_VERSION").into(),
+        farm_invitation: Some(zgrid_types::invitation::invite(
+            &user.keypair,
+            farm.id,
+            Some(node_key.public()),
+            zgrid_types::unix_now() + 3600,
+        )),
     };
     node.register_node(&reg).await?;
 

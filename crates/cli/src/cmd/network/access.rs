@@ -1,6 +1,6 @@
-//! `zgrid network add-access`: let a machine outside the grid (a laptop) join a network through
-//! a public member. The access point's private key is written only to its `wg-quick` config
-//! file, never printed or logged.
+//! `zgrid network add-access | remove-access`: let a machine outside the grid (a laptop) join
+//! a network through a public member, or revoke it. The access point's private key is written
+//! only to its `wg-quick` config file, never printed or logged.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +58,29 @@ pub async fn add(
         println!("wrote the WireGuard config of access point {subnet} to {} (mode 0600)", path.display());
         println!("connect this machine with:    sudo wg-quick up {}", absolute(&path).display());
         println!("disconnect it with:           sudo wg-quick down {}", absolute(&path).display());
+    })
+}
+
+/// Revoke the access point `which` (its subnet or public key): every member whose peers or
+/// routes name it gets a new version without it, and the nodes' verdicts are awaited, so on
+/// success no node accepts its key any more.
+pub async fn remove(s: &Session, name: &str, which: &str) -> Result<()> {
+    let mut network = s.existing(name).await?;
+    let access = network.remove_access_point(which).context("--access")?;
+    network.check()?;
+    s.progress(format!("removing access point {} from network {name}", access.subnet));
+    s.update_peers(&network).await.with_context(|| {
+        format!(
+            "not every node has dropped access point {} yet; run `zgrid network remove-access --name {name} --access {}` again",
+            access.subnet, access.public_key
+        )
+    })?;
+    let shown = serde_json::json!({ "network": name, "removed": access });
+    output::report(s.json, &shown, || {
+        println!(
+            "access point {} (key {}) removed from network {name}: no node accepts its key any more",
+            access.subnet, access.public_key
+        );
     })
 }
 
