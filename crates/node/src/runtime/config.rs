@@ -39,11 +39,6 @@ pub struct ContainerConfig {
     pub netns: Option<PathBuf>,
     /// Host directories (volumes) bind-mounted into the container, read-write.
     pub binds: Vec<Bind>,
-    /// Hand the container's stdout and stderr to two pipes the agent reads ([`Runtime::log_pipes`])
-    /// instead of straight to the log file, so each stream can be forwarded on its own.
-    ///
-    /// [`Runtime::log_pipes`]: super::Runtime::log_pipes
-    pub log_pipes: bool,
     /// A static program of the host mounted read-only at [`HOST_INIT`] in the container, for
     /// `args` to run instead of anything from the image.
     pub host_init: Option<PathBuf>,
@@ -155,7 +150,6 @@ mod tests {
             pids_limit: 100,
             netns: None,
             binds: vec![],
-            log_pipes: false,
             host_init: None,
         }
     }

@@ -111,7 +111,6 @@ mod tests {
             pids_limit: 0,
             netns: None,
             binds: vec![],
-            log_pipes: false,
             host_init: None,
         }
     }
