@@ -100,6 +100,7 @@ impl Fixture {
             pids_limit: 64,
             netns: None,
             binds: vec![],
+            user_namespace: true,
             host_init: None,
         }
     }

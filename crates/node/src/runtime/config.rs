@@ -39,6 +39,13 @@ pub struct ContainerConfig {
     pub netns: Option<PathBuf>,
     /// Host directories (volumes) bind-mounted into the container, read-write.
     pub binds: Vec<Bind>,
+    /// Run in a user namespace of its own id range, when the node can. Containers that are to
+    /// be entered with [`Runtime::exec_tty`] while they join a network namespace cannot:
+    /// Debian's runc 1.1 joins the user namespace first on `exec`, and then may not enter a
+    /// network namespace the host's user namespace owns.
+    ///
+    /// [`Runtime::exec_tty`]: super::Runtime::exec_tty
+    pub user_namespace: bool,
     /// A static program of the host mounted read-only at [`HOST_INIT`] in the container, for
     /// `args` to run instead of anything from the image.
     pub host_init: Option<PathBuf>,
@@ -150,6 +157,7 @@ mod tests {
             pids_limit: 100,
             netns: None,
             binds: vec![],
+            user_namespace: true,
             host_init: None,
         }
     }

@@ -24,7 +24,7 @@ impl Runtime {
     pub async fn prepare(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
         cfg.validate()?;
         let paths = self.paths(&cfg.id)?;
-        let mapping = self.mapping(&paths).await?;
+        let mapping = self.mapping(cfg, &paths).await?;
         rootfs::prepare(&self.tools, cfg, &paths, mapping.as_ref()).await
     }
 
@@ -52,7 +52,7 @@ impl Runtime {
             }
             None => {}
         }
-        let mapping = self.mapping(&paths).await?;
+        let mapping = self.mapping(cfg, &paths).await?;
         rootfs::prepare(&self.tools, cfg, &paths, mapping.as_ref()).await?;
         let binds = map_binds(&paths, &cfg.binds, mapping.as_ref())?;
         let sys = match (&mapping, &cfg.netns) {
@@ -159,9 +159,9 @@ impl Runtime {
     }
 
     /// The container's id range and a user namespace holding it, when containers run in user
-    /// namespaces on this node.
-    async fn mapping(&self, paths: &ContainerPaths) -> Result<Option<Mapping>, RuntimeError> {
-        if !self.user_namespaces {
+    /// namespaces on this node and this one is to.
+    async fn mapping(&self, cfg: &ContainerConfig, paths: &ContainerPaths) -> Result<Option<Mapping>, RuntimeError> {
+        if !self.user_namespaces || !cfg.user_namespace {
             return Ok(None);
         }
         let range = idmap::assign(&self.root, paths, &self.ranges)?;

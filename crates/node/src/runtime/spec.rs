@@ -212,6 +212,7 @@ mod tests {
             pids_limit: 50,
             netns: Some("/var/run/netns/n1".into()),
             binds: vec![Bind { source: "/vol/data".into(), destination: "/data".into() }],
+            user_namespace: true,
             host_init: None,
         };
         let process = Process { args: vec!["/bin/sh".into()], env: vec!["A=b".into()], cwd: "/".into() };

@@ -87,6 +87,8 @@ impl Workloads {
             pids_limit: PIDS_LIMIT,
             netns,
             binds,
+            // Its console enters it with runc exec (see the field).
+            user_namespace: !c.interactive,
             host_init,
         })
     }
