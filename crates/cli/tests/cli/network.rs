@@ -109,8 +109,8 @@ fn containers_on_three_nodes_reach_each_other_move_100_mb_intact_and_leave_nothi
         "net",
         &ips[2],
         &format!(
-            "{}until nc -w 1 {r} 7001 | grep -q up; do sleep 0.5; done; mkfifo /tmp/p; sha256sum </tmp/p & \
-             head -c 104857600 /dev/urandom | tee /tmp/p | nc {r} 5000; wait; echo SENT; sleep 100000",
+            "{}until nc -w 1 {r} 7001 | grep -q up; do sleep 0.5; done; mkfifo /tmp/p; sha256sum </tmp/p & hash=$!; \
+             head -c 104857600 /dev/urandom | tee /tmp/p | nc {r} 5000; wait $hash; echo SENT; sleep 100000",
             answer("c"),
             r = ips[1]
         ),

@@ -20,7 +20,7 @@ pub const CFS_PERIOD_US: u64 = 100_000;
 
 /// Capabilities a container's processes keep: running a service as root and dropping to
 /// other users. Left out beside everything administrative: `CAP_NET_RAW` (raw sockets, forged
-/// packets; ping works without it through ICMP datagram sockets) and `CAP_MKNOD` (device nodes).
+/// packets; a ping using ICMP datagram sockets works without it) and `CAP_MKNOD` (device nodes).
 const CAPABILITIES: [&str; 12] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
