@@ -1,6 +1,7 @@
 //! The devnet: an underlay, an explorer on the host's side of it, a farmer with a farm, and
 //! node agents added one by one.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,6 +48,11 @@ impl Devnet {
     /// address, and register a farmer (identity `farmer` in `<dir>/farmer`) with a farm.
     pub fn start(config: DevnetConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.dir).with_context(|| format!("cannot create {}", config.dir.display()))?;
+        // Container root is an unprivileged host user (user namespaces) that resolves paths
+        // through it into the nodes' state directories.
+        let mode = std::fs::metadata(&config.dir)?.permissions().mode() | 0o111;
+        std::fs::set_permissions(&config.dir, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot open {} to other users", config.dir.display()))?;
         let prefix = format!("zg{:06x}", rand::random::<u32>() & 0xff_ffff);
         let underlay = Underlay::create(&prefix)?;
         let listen = (underlay.gateway(), 0).into();

@@ -330,6 +330,10 @@ impl Filesystem for FlistFs {
             // Optimizations only: an older kernel without one works without it.
             let _ = config.add_capabilities(wanted);
         }
+        // Lets the node give each container an idmapped view of its image (Linux 6.12 and
+        // later; the tree is read-only and permissions are the kernel's, so owners need no
+        // translating here). An older kernel refuses the flag, and the mount works unmapped.
+        let _ = config.add_capabilities(InitFlags::FUSE_ALLOW_IDMAP);
         Ok(())
     }
 

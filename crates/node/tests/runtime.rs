@@ -2,21 +2,24 @@
 //!
 //! Needs root and `apt-get install runc busybox-static e2fsprogs`; skipped (with a message) when
 //! not root. Every test uses its own state directory and container ids, and its fixture removes
-//! its containers when dropped, also when the test fails.
+//! its containers when dropped, also when the test fails. The confinement tests that need a
+//! Debian userland (python3, redis-server) also need `debootstrap` ([`debian_image`]).
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tempfile::TempDir;
-use zgrid_node::runtime::{Bind, ContainerConfig, ContainerState, Runtime};
+use tokio::task::JoinHandle;
+use zgrid_node::runtime::{Bind, ContainerConfig, ContainerState, IDS_PER_CONTAINER, Runtime};
 
 /// Upper bound for waiting on a container; tests assert behaviour, not speed.
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Busybox applets linked into the test image.
-const APPLETS: [&str; 16] = [
+const APPLETS: [&str; 22] = [
     "sh", "echo", "cat", "sleep", "dd", "head", "tail", "yes", "sort", "ls", "mkdir", "rm", "true", "hostname", "env",
-    "df",
+    "df", "grep", "unshare", "mount", "mknod", "id", "touch",
 ];
 
 /// A state directory, a busybox image and the containers a test made.
@@ -26,6 +29,8 @@ struct Fixture {
     parent: String,
     image: PathBuf,
     ids: Vec<String>,
+    /// The tasks keeping the containers' output, as the agent runs them.
+    pumps: Vec<JoinHandle<()>>,
     dir: TempDir,
 }
 
@@ -37,13 +42,45 @@ impl Fixture {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        // Container root, an unprivileged host user, resolves paths below it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let image = dir.path().join("image");
         make_image(&image);
         let parent = format!("zgrid-test-{}", std::process::id());
         let runtime = Runtime::new(dir.path().join("state"), &parent)
             .expect("runtime (needs: apt-get install runc busybox-static e2fsprogs)")
             .with_stop_grace(Duration::from_secs(2));
-        Some(Self { runtime, parent, image, ids: Vec::new(), dir })
+        assert!(runtime.user_namespaces(), "this kernel makes idmapped mounts, so containers get user namespaces");
+        Some(Self { runtime, parent, image, ids: Vec::new(), pumps: Vec::new(), dir })
+    }
+
+    /// Start the container and keep its output, as the agent does.
+    async fn start(&mut self, cfg: &ContainerConfig) {
+        self.runtime.start(cfg).await.unwrap();
+        self.pump(&cfg.id);
+    }
+
+    /// Keep container `id`'s output in its log.
+    fn pump(&mut self, id: &str) {
+        let (runtime, id) = (self.runtime.clone(), id.to_owned());
+        self.pumps.push(tokio::spawn(async move {
+            if let Err(e) = runtime.pump_logs(&id, |_, _| {}).await {
+                eprintln!("output of {id}: {e}");
+            }
+        }));
+    }
+
+    /// Wait until `id`'s log satisfies `done`, and return it.
+    async fn wait_logs(&self, id: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let logs = self.logs(id);
+            if done(&logs) {
+                return logs;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "container {id} logged only this after {WAIT:?}:\n{logs}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A config for a new container `name` running `sh -c script`, removed when the fixture drops.
@@ -63,7 +100,7 @@ impl Fixture {
             pids_limit: 64,
             netns: None,
             binds: vec![],
-            log_pipes: false,
+            user_namespace: true,
             host_init: None,
         }
     }
@@ -115,6 +152,9 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        for pump in &self.pumps {
+            pump.abort();
+        }
         // The test's own tokio runtime may be the one dropping us: clean up on a fresh thread.
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -154,10 +194,10 @@ async fn env_args_and_logs() {
     let Some(mut f) = Fixture::new() else { return };
     let mut cfg = f.config("env", "echo hello $GREETING; echo err >&2; cat /etc/hostname; hostname");
     cfg.env.push(("GREETING".into(), "world".into()));
-    f.runtime.start(&cfg).await.unwrap();
+    f.start(&cfg).await;
     let state = f.wait(&cfg.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
     assert_eq!(state, ContainerState::Stopped { oom_killed: false });
-    let logs = f.logs(&cfg.id);
+    let logs = f.wait_logs(&cfg.id, |l| l.matches("box1").count() >= 2).await;
     assert!(logs.contains("hello world") && logs.contains("err"), "logs: {logs}");
     assert_eq!(logs.matches("box1").count(), 2, "hostname in /etc/hostname and uts namespace: {logs}");
 }
@@ -170,10 +210,8 @@ async fn image_config_gives_the_default_process() {
     std::fs::write(f.image.join(".zgrid/config.json"), json).unwrap();
     let mut cfg = f.config("img", "");
     cfg.args.clear();
-    f.runtime.start(&cfg).await.unwrap();
-    f.wait(&cfg.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
-    let logs = f.logs(&cfg.id);
-    assert!(logs.contains("from-image image-env in /tmp"), "logs: {logs}");
+    f.start(&cfg).await;
+    f.wait_logs(&cfg.id, |l| l.contains("from-image image-env in /tmp")).await;
 }
 
 #[tokio::test]
@@ -181,7 +219,7 @@ async fn limits_are_enforced() {
     let Some(mut f) = Fixture::new() else { return };
     let mut cfg = f.config("lim", "sleep 60");
     cfg.memory_mib = 32;
-    f.runtime.start(&cfg).await.unwrap();
+    f.start(&cfg).await;
     f.wait(&cfg.id, |s| matches!(s, ContainerState::Running { .. })).await;
     let cpu = f.runtime.cgroup_path(&cfg.id, "cpu");
     let memory = f.runtime.cgroup_path(&cfg.id, "memory");
@@ -202,7 +240,7 @@ async fn limits_are_enforced() {
     // busybox sort holds every line in memory: 100 M short lines are far beyond 32 MiB.
     let mut hog = f.config("oom", "yes | head -c 200m | sort > /dev/null");
     hog.memory_mib = 32;
-    f.runtime.start(&hog).await.unwrap();
+    f.start(&hog).await;
     let state = f.wait(&hog.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
     assert_eq!(state, ContainerState::Stopped { oom_killed: true }, "logs: {}", f.logs(&hog.id));
     assert_eq!(f.runtime.state(&hog.id).await.unwrap(), ContainerState::Stopped { oom_killed: true });
@@ -212,9 +250,8 @@ async fn limits_are_enforced() {
 async fn writable_layer_is_size_limited() {
     let Some(mut f) = Fixture::new() else { return };
     let cfg = f.config("disk", "dd if=/dev/zero of=/big bs=1M count=100; echo dd-exit=$?");
-    f.runtime.start(&cfg).await.unwrap();
-    f.wait(&cfg.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
-    let logs = f.logs(&cfg.id);
+    f.start(&cfg).await;
+    let logs = f.wait_logs(&cfg.id, |l| l.contains("dd-exit=")).await;
     assert!(logs.contains("No space left on device"), "logs: {logs}");
     assert!(!logs.contains("dd-exit=0"), "logs: {logs}");
 }
@@ -223,7 +260,7 @@ async fn writable_layer_is_size_limited() {
 async fn remove_leaves_nothing() {
     let Some(mut f) = Fixture::new() else { return };
     let cfg = f.config("rm", "trap 'echo bye; exit 0' TERM; while true; do sleep 1; done");
-    f.runtime.start(&cfg).await.unwrap();
+    f.start(&cfg).await;
     f.wait(&cfg.id, |s| matches!(s, ContainerState::Running { .. })).await;
     assert!(f.container_dir(&cfg.id).join("rootfs/bin/busybox").exists());
     f.runtime.remove(&cfg.id).await.unwrap();
@@ -237,7 +274,7 @@ async fn remove_leaves_nothing() {
 async fn start_is_idempotent_and_survives_an_agent_restart() {
     let Some(mut f) = Fixture::new() else { return };
     let cfg = f.config("idem", "echo up; sleep 60");
-    f.runtime.start(&cfg).await.unwrap();
+    f.start(&cfg).await;
     let first = f.wait(&cfg.id, |s| matches!(s, ContainerState::Running { .. })).await;
     f.runtime.start(&cfg).await.unwrap();
     assert_eq!(f.runtime.state(&cfg.id).await.unwrap(), first);
@@ -247,7 +284,7 @@ async fn start_is_idempotent_and_survives_an_agent_restart() {
     assert_eq!(restarted.state(&cfg.id).await.unwrap(), first);
     restarted.start(&cfg).await.unwrap();
     assert_eq!(restarted.state(&cfg.id).await.unwrap(), first);
-    assert_eq!(f.logs(&cfg.id).matches("up").count(), 1);
+    assert_eq!(f.wait_logs(&cfg.id, |l| l.contains("up")).await.matches("up").count(), 1);
 }
 
 #[tokio::test]
@@ -259,7 +296,7 @@ async fn half_created_containers_are_finished_or_removed() {
     f.runtime.prepare(&cfg).await.unwrap();
     assert_eq!(f.runtime.state(&cfg.id).await.unwrap(), ContainerState::Stopped { oom_killed: false });
     std::fs::create_dir_all(f.runtime.cgroup_path(&cfg.id, "memory")).unwrap();
-    f.runtime.start(&cfg).await.unwrap();
+    f.start(&cfg).await;
     f.wait(&cfg.id, |s| matches!(s, ContainerState::Running { .. })).await;
 
     // The same leftovers, removed instead.
@@ -291,9 +328,8 @@ async fn volumes_are_size_limited_outlive_containers_and_leave_nothing_when_remo
     let mut writer =
         f.config("volw", "echo kept > /data/file; dd if=/dev/zero of=/data/big bs=1M count=32; echo dd-exit=$?");
     writer.binds.push(Bind { source: data.clone(), destination: "/data".into() });
-    f.runtime.start(&writer).await.unwrap();
-    f.wait(&writer.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
-    let logs = f.logs(&writer.id);
+    f.start(&writer).await;
+    let logs = f.wait_logs(&writer.id, |l| l.contains("dd-exit=")).await;
     assert!(logs.contains("No space left on device") && !logs.contains("dd-exit=0"), "logs: {logs}");
     f.runtime.remove(&writer.id).await.unwrap();
 
@@ -304,9 +340,8 @@ async fn volumes_are_size_limited_outlive_containers_and_leave_nothing_when_remo
     assert_eq!(f.runtime.create_volume(&volume, 16).await.unwrap(), data);
     let mut reader = f.config("volr", "cat /data/file");
     reader.binds.push(Bind { source: data.clone(), destination: "/data".into() });
-    f.runtime.start(&reader).await.unwrap();
-    f.wait(&reader.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
-    assert_eq!(f.logs(&reader.id).trim(), "kept");
+    f.start(&reader).await;
+    assert_eq!(f.wait_logs(&reader.id, |l| !l.is_empty()).await.trim(), "kept");
     f.runtime.remove(&reader.id).await.unwrap();
 
     assert_eq!(f.runtime.list_volumes().unwrap(), std::slice::from_ref(&volume));
@@ -316,4 +351,251 @@ async fn volumes_are_size_limited_outlive_containers_and_leave_nothing_when_remo
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(&*dir.to_string_lossy()), "mounts remain:\n{mountinfo}");
     assert!(f.runtime.list_volumes().unwrap().is_empty());
+}
+
+/// The host ids of process `pid`: real uid and gid.
+fn host_ids(pid: u32) -> (u32, u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u32 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+/// Start `script` in a container of `f`'s busybox image and return its log once it printed
+/// `end`.
+async fn run_to_end(f: &mut Fixture, name: &str, script: &str) -> String {
+    let cfg = f.config(name, &format!("{script}; echo end"));
+    f.start(&cfg).await;
+    f.wait_logs(&cfg.id, |l| l.contains("end\n")).await
+}
+
+#[tokio::test]
+async fn containers_run_as_their_own_id_range_under_a_seccomp_filter() {
+    let Some(mut f) = Fixture::new() else { return };
+    let script = "grep Seccomp: /proc/self/status; cat /proc/self/uid_map; echo uid=$(id -u); touch /made-here; \
+                  echo data > /data/file; echo ready; sleep 60";
+    let volume = format!("v{}", std::process::id());
+    let data = f.runtime.create_volume(&volume, 16).await.unwrap();
+    let mut cfg = f.config("ids", script);
+    cfg.binds.push(Bind { source: data.clone(), destination: "/data".into() });
+    f.start(&cfg).await;
+    let logs = f.wait_logs(&cfg.id, |l| l.contains("ready")).await;
+    let range = f.runtime.id_range(&cfg.id).unwrap().expect("an id range");
+    assert!(logs.contains("Seccomp:\t2"), "no seccomp filter: {logs}");
+    let words: Vec<&str> = logs.split_whitespace().collect();
+    let map = ["0".to_owned(), range.base().to_string(), IDS_PER_CONTAINER.to_string()];
+    assert!(words.windows(3).any(|w| w == map), "uid_map: {logs}");
+    assert!(logs.contains("uid=0"), "root inside: {logs}");
+    let ContainerState::Running { pid } = f.runtime.state(&cfg.id).await.unwrap() else { panic!("not running") };
+    assert_eq!(host_ids(pid), (range.base(), range.base()), "container root is the range's first id on the host");
+    let made = f.container_dir(&cfg.id).join("layer/upper/made-here");
+    assert_eq!(std::fs::metadata(&made).unwrap().uid(), range.base(), "the writable layer holds the range's ids");
+    let file = std::fs::metadata(data.join("file")).unwrap();
+    assert_eq!((file.uid(), file.gid()), (0, 0), "a volume keeps ids 0-65535 on disk (it is idmapped)");
+    f.runtime.remove(&cfg.id).await.unwrap();
+
+    // Ranges never overlap, and survive a new runtime (an agent restart).
+    let other = f.config("ids2", "sleep 60");
+    f.start(&other).await;
+    let second = f.runtime.id_range(&other.id).unwrap().unwrap();
+    let again = Runtime::new(f.runtime.root(), &f.parent).unwrap().id_range(&other.id).unwrap();
+    assert_eq!(again, Some(second));
+    f.runtime.remove(&other.id).await.unwrap();
+    f.runtime.remove_volume(&volume).await.unwrap();
+}
+
+#[tokio::test]
+async fn new_user_namespaces_are_refused() {
+    let Some(mut f) = Fixture::new() else { return };
+    let logs = run_to_end(&mut f, "userns", "unshare -U id; echo unshare=$?").await;
+    assert!(logs.contains("Operation not permitted") && !logs.contains("unshare=0"), "{logs}");
+}
+
+#[tokio::test]
+async fn mounts_are_refused() {
+    let Some(mut f) = Fixture::new() else { return };
+    let logs = run_to_end(
+        &mut f,
+        "mount",
+        "mount -t tmpfs none /tmp; echo mount=$?; mount -o remount,rw /sys; echo remount=$?",
+    )
+    .await;
+    assert!(!logs.contains("mount=0") && !logs.contains("remount=0"), "{logs}");
+    assert!(logs.contains("permission denied"), "{logs}");
+}
+
+#[tokio::test]
+async fn device_nodes_are_refused_but_fifos_work() {
+    let Some(mut f) = Fixture::new() else { return };
+    let logs =
+        run_to_end(&mut f, "mknod", "mknod /tmp/mem c 1 1; echo mknod=$?; mknod /tmp/fifo p; echo fifo=$?").await;
+    assert!(!logs.contains("mknod=0") && logs.contains("fifo=0"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_fork_bomb_stops_at_its_limit_and_other_containers_still_start_processes() {
+    let Some(mut f) = Fixture::new() else { return };
+    let pids_parent = f.runtime.cgroup_path("x", "pids").parent().unwrap().to_owned();
+    assert_eq!(cgroup_file(&pids_parent, "pids.max"), f.runtime.node_pids_limit().to_string());
+    // The inner shell gives up when a fork fails; the outer one starts another.
+    let bomb = f.config("bomb", "while true; do sh -c 'while true; do sleep 1000 & done'; done");
+    f.start(&bomb).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while f.runtime.pids_limit_hits(&bomb.id).unwrap() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the fork bomb never reached its limit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pids = f.runtime.cgroup_path(&bomb.id, "pids");
+    let current: u64 = cgroup_file(&pids, "pids.current").parse().unwrap();
+    assert!(current <= 64, "the bomb holds {current} pids, beyond its limit");
+    let other = f.config("alive", "echo alive; sh -c 'echo child'");
+    f.start(&other).await;
+    f.wait_logs(&other.id, |l| l.contains("alive\nchild\n")).await;
+}
+
+#[tokio::test]
+async fn endless_output_keeps_the_log_bounded() {
+    let Some(mut f) = Fixture::new() else { return };
+    let cfg = f.config("yes", "yes");
+    f.runtime.start(&cfg).await.unwrap();
+    let passed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (runtime, id, counter) = (f.runtime.clone(), cfg.id.clone(), passed.clone());
+    f.pumps.push(tokio::spawn(async move {
+        let count = |_, bytes: &[u8]| {
+            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        };
+        runtime.pump_logs(&id, count).await.unwrap();
+    }));
+    let log = f.container_dir(&cfg.id).join("log");
+    let bound = zgrid_node::runtime::LOG_TRIM_BYTES + zgrid_node::runtime::READ_BYTES as u64;
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    while passed.load(std::sync::atomic::Ordering::Relaxed) < 8 * bound {
+        let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+        assert!(size <= bound, "the log holds {size} bytes, more than {bound}");
+        assert!(tokio::time::Instant::now() < deadline, "yes wrote too little in {:?}", WAIT * 3);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let tail = f.logs(&cfg.id);
+    assert!(tail.len() as u64 >= zgrid_node::runtime::LOG_KEEP_BYTES / 2 && tail.starts_with("y\n"), "{}", tail.len());
+}
+
+/// How the Debian test image is made; its cache is keyed by these.
+const DEBIAN: [&str; 5] =
+    ["--variant=minbase", "--include=redis-server,python3", "bookworm", "", "http://deb.debian.org/debian"];
+
+/// Where images built for tests are kept between runs, outside any clone.
+const IMAGE_CACHE: &str = "/var/cache/zgrid";
+
+/// A Debian bookworm root filesystem with redis-server and python3 (python3-minimal lacks
+/// ctypes), made with `debootstrap` once per machine (about two minutes) and kept in
+/// [`IMAGE_CACHE`] under the hash of its inputs; concurrent tests wait for one build.
+fn debian_image() -> PathBuf {
+    let key = hex::encode(&blake3::hash(DEBIAN.join(" ").as_bytes()).as_bytes()[..8]);
+    let dir = Path::new(IMAGE_CACHE).join(format!("debian-{key}"));
+    let (rootfs, done) = (dir.join("rootfs"), dir.join("complete"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join("lock")).unwrap();
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&rootfs);
+        let [variant, include, suite, _, mirror] = DEBIAN;
+        let out = std::process::Command::new("debootstrap")
+            .args([variant, include, suite])
+            .arg(&rootfs)
+            .arg(mirror)
+            .output()
+            .expect("debootstrap (apt-get install debootstrap)");
+        assert!(out.status.success(), "debootstrap failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(&done, "").unwrap();
+    }
+    rootfs
+}
+
+/// Run `script` (sh) in a container of the Debian image; its log once it printed `end`.
+async fn debian_run(f: &mut Fixture, name: &str, script: &str) -> String {
+    let mut cfg = f.config(name, &format!("{script}; echo end"));
+    cfg.image = tokio::task::spawn_blocking(debian_image).await.unwrap();
+    f.start(&cfg).await;
+    f.wait_logs(&cfg.id, |l| l.contains("end\n")).await
+}
+
+/// Python that makes system call `number` with `args` and prints `<name> ok` or
+/// `<name> errno=<n>`.
+fn syscall_script(name: &str, number: u32, args: &str) -> String {
+    format!(
+        "python3 -c 'import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.syscall({number}, {args})\n\
+         print(\"{name}\", \"ok\" if r >= 0 else \"errno=%d\" % ctypes.get_errno())'"
+    )
+}
+
+/// System call numbers of this architecture: keyctl, bpf, perf_event_open, clone3.
+#[cfg(target_arch = "x86_64")]
+const CALLS: [u32; 4] = [250, 321, 298, 435];
+#[cfg(target_arch = "aarch64")]
+const CALLS: [u32; 4] = [219, 280, 241, 435];
+
+/// `EPERM`, the filter's answer.
+const EPERM: &str = "errno=1";
+
+#[tokio::test]
+async fn keyrings_are_out_of_reach() {
+    let Some(mut f) = Fixture::new() else { return };
+    // KEYCTL_GET_KEYRING_ID of the session keyring: its id when allowed.
+    let logs = debian_run(&mut f, "keyctl", &syscall_script("keyctl", CALLS[0], "0, -3, 0")).await;
+    assert!(logs.contains(&format!("keyctl {EPERM}")), "{logs}");
+}
+
+#[tokio::test]
+async fn bpf_is_out_of_reach() {
+    let Some(mut f) = Fixture::new() else { return };
+    // A size beyond a page: E2BIG before any permission check when allowed.
+    let logs = debian_run(&mut f, "bpf", &syscall_script("bpf", CALLS[1], "0, None, 1 << 20")).await;
+    assert!(logs.contains(&format!("bpf {EPERM}")), "{logs}");
+}
+
+#[tokio::test]
+async fn perf_events_are_out_of_reach() {
+    let Some(mut f) = Fixture::new() else { return };
+    // Flags no kernel knows: EINVAL before anything else when allowed.
+    let logs =
+        debian_run(&mut f, "perf", &syscall_script("perf_event_open", CALLS[2], "None, 0, -1, -1, 1 << 20")).await;
+    assert!(logs.contains(&format!("perf_event_open {EPERM}")), "{logs}");
+}
+
+#[tokio::test]
+async fn clone3_says_it_does_not_exist_and_threads_still_start() {
+    let Some(mut f) = Fixture::new() else { return };
+    // A zero size: EINVAL when allowed. ENOSYS makes the C library fall back to clone.
+    let script = format!(
+        "{}; python3 -c 'import threading; t = threading.Thread(target=print, args=(\"thread ran\",)); t.start(); t.join()'",
+        syscall_script("clone3", CALLS[3], "None, 0")
+    );
+    let logs = debian_run(&mut f, "clone3", &script).await;
+    assert!(logs.contains("clone3 errno=38") && logs.contains("thread ran"), "{logs}");
+}
+
+#[tokio::test]
+async fn raw_sockets_are_refused() {
+    let Some(mut f) = Fixture::new() else { return };
+    let script = "python3 -c 'import socket\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n    print(\"raw ok\")\nexcept OSError as e:\n    print(\"raw errno=%d\" % e.errno)'";
+    let logs = debian_run(&mut f, "raw", script).await;
+    assert!(logs.contains(&format!("raw {EPERM}")), "{logs}");
+}
+
+#[tokio::test]
+async fn redis_and_python_run_unchanged_in_their_user_namespace() {
+    let Some(mut f) = Fixture::new() else { return };
+    let script = "redis-server --daemonize yes --save '' --appendonly no --logfile /tmp/redis.log; \
+                  for i in $(seq 100); do redis-cli ping 2>/dev/null | grep PONG && break; sleep 0.1; done; \
+                  printf 'import os, json\\nprint(\"python\", json.dumps(sum(range(10))), os.getuid())\\n' > /tmp/s.py; \
+                  python3 /tmp/s.py; cat /proc/self/uid_map; grep Seccomp: /proc/self/status";
+    let logs = debian_run(&mut f, "debian", script).await;
+    assert!(logs.contains("PONG"), "redis-server did not answer: {logs}");
+    assert!(logs.contains("python 45 0"), "{logs}");
+    assert!(logs.contains("Seccomp:\t2"), "{logs}");
+    let id = f.ids.last().unwrap().clone();
+    let base = f.runtime.id_range(&id).unwrap().unwrap().base().to_string();
+    assert!(logs.split_whitespace().any(|w| w == base), "not in its id range: {logs}");
 }

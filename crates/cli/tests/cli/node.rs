@@ -106,8 +106,9 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
         (out.status.success() && text.contains("tick 2")).then_some(text)
     })
     .unwrap_or_else(|| panic!("no output from `zgrid logs`; agent log:\n{}", node.log()));
-    assert!(logs.starts_with("hello zgrid\n"), "{logs}");
-    assert!(logs.contains("oops\n"), "{logs}");
+    // Each stream keeps its order; the two are interleaved as the agent reads them.
+    assert!(logs.contains("hello zgrid\n") && logs.contains("oops\n"), "{logs}");
+    assert!(logs.find("hello zgrid").unwrap() < logs.find("tick 1").unwrap(), "{logs}");
 
     // `--follow` streams new lines as they are written, and ends when the container goes.
     let mut follow = grid.cli_command().args(["logs", "--follow", &id]).stdout(Stdio::piped()).spawn().unwrap();
@@ -167,6 +168,62 @@ fn a_container_past_its_memory_limit_is_killed_and_the_result_says_so() {
     });
     let record = record.unwrap_or_else(|| panic!("no out-of-memory result; agent log:\n{}", node.log()));
     assert_eq!(record["result"]["payload"]["state"], "error");
+}
+
+#[test]
+fn a_fork_bomb_stops_at_its_pid_limit_the_result_says_so_and_other_containers_still_start() {
+    let grid = Grid::new();
+    let node = grid.node(60);
+    let image = grid.image.to_str().unwrap();
+    // The inner shell gives up when a fork fails; the outer one starts another. Enough memory
+    // that the pids limit, not the memory limit, stops it.
+    let bomb = "/bin/sh -c \"while true; do sh -c 'while true; do sleep 1000 & done'; done\"";
+    let deploy = |entrypoint: &str, extra: &[&str]| {
+        let mut args = vec!["deploy", "container", "--node", node.id(), "--flist", image, "--entrypoint", entrypoint];
+        args.extend(["--memory", "1024", "--disk", "64"]);
+        args.extend_from_slice(extra);
+        id_of(&grid.cli(&args))
+    };
+    let id = deploy(bomb, &[]);
+    let record = wait_until(LIMIT, || {
+        let r = grid.record(&id)?;
+        r["result"]["payload"]["message"].as_str()?.contains("process limit reached").then_some(r)
+    });
+    let record = record.unwrap_or_else(|| panic!("no pid-limit result; agent log:\n{}", node.log()));
+    assert_eq!(record["result"]["payload"]["state"], "error");
+    let pids = node.runtime().unwrap().cgroup_path(&id, "pids");
+    let current: u64 = std::fs::read_to_string(pids.join("pids.current")).unwrap().trim().parse().unwrap();
+    assert!(current <= 4096, "{current} pids");
+
+    let other = deploy("/bin/sh -c 'echo alive; sh -c \"echo child\"; sleep 1000'", &["--wait"]);
+    let logs = wait_until(LIMIT, || {
+        let text = String::from_utf8_lossy(&grid.cli_raw(&["logs", &other]).stdout).to_string();
+        text.contains("child").then_some(text)
+    });
+    assert!(logs.is_some_and(|l| l.contains("alive\nchild\n")), "agent log:\n{}", node.log());
+}
+
+#[test]
+fn endless_output_keeps_the_log_within_its_bound_and_zgrid_logs_shows_the_latest() {
+    let grid = Grid::new();
+    let node = grid.node(60);
+    let id = id_of(&grid.deploy(&node, "/bin/sh -c 'yes | head -c 30000000; echo end-of-output; sleep 1000'", &[]));
+    let log = node.runtime_dir().join("containers").join(&id).join("log");
+    let bound = zgrid_node::runtime::LOG_TRIM_BYTES + zgrid_node::runtime::READ_BYTES as u64;
+    let logs = wait_until(LIMIT, || {
+        let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+        assert!(size <= bound, "the log holds {size} bytes, more than {bound}");
+        let out = grid.cli_raw(&["logs", &id]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("end-of-output").then_some(text)
+    })
+    .unwrap_or_else(|| panic!("the output never ended; agent log:\n{}", node.log()));
+    assert!(
+        logs.ends_with("y\nend-of-output\n") && logs.len() as u64 > zgrid_node::runtime::LOG_KEEP_BYTES / 2,
+        "{}",
+        logs.len()
+    );
+    assert!(std::fs::metadata(&log).unwrap().len() <= bound);
 }
 
 #[test]

@@ -350,6 +350,7 @@ impl Networks {
         }
         let inside = self.container_netns(id);
         inside.ensure(false).await.map_err(transient)?;
+        inside.allow_ping().await.map_err(transient)?;
         let outside = veth_name(id);
         if !inside.has_link(ETH).await.map_err(transient)? {
             if network.has_link(&outside).await.map_err(transient)? {

@@ -48,12 +48,22 @@ impl Netns {
             self.host(&["netns", "add", &self.name]).await?;
         }
         self.ip(&["link", "set", "lo", "up"]).await?;
+        self.sysctl("/proc/sys/net/ipv4/ip_forward", if forward { "1" } else { "0" }).await
+    }
+
+    /// Let every user in the namespace ping (ICMP echo through datagram sockets): containers
+    /// have no `CAP_NET_RAW` for raw ones.
+    pub(crate) async fn allow_ping(&self) -> Result<(), RuntimeError> {
+        self.sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").await
+    }
+
+    /// Set the per-namespace sysctl file `key` to `value` inside the namespace.
+    async fn sysctl(&self, key: &'static str, value: &'static str) -> Result<(), RuntimeError> {
         let path = self.path();
-        let value = if forward { "1" } else { "0" };
-        tokio::task::spawn_blocking(move || write_sysctl(&path, "/proc/sys/net/ipv4/ip_forward", value))
+        tokio::task::spawn_blocking(move || write_sysctl(&path, key, value))
             .await
-            .map_err(|e| RuntimeError::host_io("set ip_forward in", self.path(), std::io::Error::other(e)))?
-            .map_err(|e| RuntimeError::host_io("set ip_forward in", self.path(), e))
+            .map_err(|e| RuntimeError::host_io("set a sysctl in", self.path(), std::io::Error::other(e)))?
+            .map_err(|e| RuntimeError::host_io("set a sysctl in", self.path(), e))
     }
 
     /// Delete it (and with it every interface inside); nothing to do when it does not exist.

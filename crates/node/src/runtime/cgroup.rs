@@ -1,6 +1,7 @@
 //! Cgroups: which layout the machine uses (v1, hybrid or unified v2), where a container's cgroup
-//! is in each hierarchy, how many of its processes the OOM killer took, and removing its cgroups
-//! from every hierarchy, killing anything left in them.
+//! is in each hierarchy, the pids limit of the parent cgroup (all containers together), how many
+//! of a container's processes the OOM killer took and how often it hit its pids limit, and
+//! removing its cgroups from every hierarchy, killing anything left in them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,21 @@ const REQUIRED: [&str; 3] = ["memory", "cpu", "pids"];
 
 /// How long leftover processes get to die before their cgroup is given up on.
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// Where the kernel's largest pid (plus one) is.
+const PID_MAX: &str = "/proc/sys/kernel/pid_max";
+
+/// The fewest pids the node keeps for itself beyond all containers.
+const NODE_PIDS_RESERVE: u64 = 1024;
+
+/// Most processes and threads all containers may have together: `kernel.pid_max` less a
+/// reserve for the node itself (a quarter of it, at least [`NODE_PIDS_RESERVE`]).
+pub(crate) fn node_pids_limit() -> Result<u64, RuntimeError> {
+    let text = std::fs::read_to_string(PID_MAX).map_err(|e| RuntimeError::host_io("read", PID_MAX, e))?;
+    let pid_max: u64 =
+        text.trim().parse().map_err(|e| RuntimeError::host_io("parse", PID_MAX, std::io::Error::other(e)))?;
+    Ok(pid_max.saturating_sub((pid_max / 4).max(NODE_PIDS_RESERVE)).max(1))
+}
 
 /// The machine's cgroup hierarchies, and the parent cgroup containers go under.
 #[derive(Debug, Clone)]
@@ -85,6 +101,45 @@ impl Cgroups {
             false => self.v1_mount(controller).unwrap_or_else(|| Path::new(CGROUP_ROOT).join(controller)),
         };
         base.join(&self.parent).join(id)
+    }
+
+    /// Limit the parent cgroup, and so all containers together, to `max` processes and threads.
+    pub(crate) fn limit_parent_pids(&self, max: u64) -> Result<(), RuntimeError> {
+        let dir = match self.unified {
+            true => {
+                // The controller must be enabled for the parent by every cgroup above it.
+                let mut above = PathBuf::from(CGROUP_ROOT);
+                for name in self.parent.split('/') {
+                    let control = above.join("cgroup.subtree_control");
+                    std::fs::write(&control, "+pids")
+                        .map_err(|e| RuntimeError::host_io("enable pids in", control, e))?;
+                    above.push(name);
+                    std::fs::create_dir_all(&above).map_err(|e| RuntimeError::host_io("create", &above, e))?;
+                }
+                above
+            }
+            false => {
+                let base = self.v1_mount("pids").unwrap_or_else(|| Path::new(CGROUP_ROOT).join("pids"));
+                base.join(&self.parent)
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::host_io("create", &dir, e))?;
+        let file = dir.join("pids.max");
+        std::fs::write(&file, max.to_string()).map_err(|e| RuntimeError::host_io("write", file, e))
+    }
+
+    /// How many times a process or thread of the container could not be made because of a pids
+    /// limit, since its cgroup was made (0 when it has none). cgroup v1 counts every refused
+    /// fork in the container (its own limit's or the parent's); v2 the times the container's own
+    /// limit was reached.
+    pub(crate) fn pids_limit_hits(&self, id: &str) -> Result<u64, RuntimeError> {
+        let path = self.path(id, "pids").join("pids.events");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(RuntimeError::io(id, "read", path, e)),
+        };
+        Ok(text.lines().find_map(|l| l.strip_prefix("max ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0))
     }
 
     /// How many of the container's processes the OOM killer killed since its cgroup was made
@@ -208,6 +263,14 @@ mod tests {
         assert_eq!(cg.cgroups_path("c1"), "/zgrid/c1");
         assert!(cg.path("c1", "memory").ends_with("zgrid/c1"));
         assert_eq!(cg.oom_kills("no-such-container").unwrap(), 0);
+        assert_eq!(cg.pids_limit_hits("no-such-container").unwrap(), 0);
+    }
+
+    #[test]
+    fn the_node_keeps_a_reserve_of_pids() {
+        let limit = node_pids_limit().unwrap();
+        let pid_max: u64 = std::fs::read_to_string(PID_MAX).unwrap().trim().parse().unwrap();
+        assert!(limit <= pid_max - NODE_PIDS_RESERVE && limit >= pid_max / 2, "{limit} of {pid_max}");
     }
 }
 

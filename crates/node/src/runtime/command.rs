@@ -1,4 +1,4 @@
-//! Running external programs (runc, mount, mkfs.ext4, losetup) with a time limit. A program
+//! Running external programs (runc, mount, mkfs.ext4, losetup, unshare) with a time limit. A program
 //! that overruns is killed, and every error names the container, the command line and what the
 //! program printed on stderr.
 
@@ -126,6 +126,10 @@ pub(crate) struct Tools {
     pub umount: PathBuf,
     /// `losetup`.
     pub losetup: PathBuf,
+    /// `unshare`, whose child holds a new user namespace while its maps are written.
+    pub unshare: PathBuf,
+    /// `sleep`, that child.
+    pub sleep: PathBuf,
 }
 
 impl Tools {
@@ -137,6 +141,8 @@ impl Tools {
             mount: find_program("mount", "mount")?,
             umount: find_program("umount", "mount")?,
             losetup: find_program("losetup", "mount")?,
+            unshare: find_program("unshare", "util-linux")?,
+            sleep: find_program("sleep", "coreutils")?,
         })
     }
 }

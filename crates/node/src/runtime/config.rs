@@ -39,11 +39,13 @@ pub struct ContainerConfig {
     pub netns: Option<PathBuf>,
     /// Host directories (volumes) bind-mounted into the container, read-write.
     pub binds: Vec<Bind>,
-    /// Hand the container's stdout and stderr to two pipes the agent reads ([`Runtime::log_pipes`])
-    /// instead of straight to the log file, so each stream can be forwarded on its own.
+    /// Run in a user namespace of its own id range, when the node can. Containers that are to
+    /// be entered with [`Runtime::exec_tty`] while they join a network namespace cannot:
+    /// Debian's runc 1.1 joins the user namespace first on `exec`, and then may not enter a
+    /// network namespace the host's user namespace owns.
     ///
-    /// [`Runtime::log_pipes`]: super::Runtime::log_pipes
-    pub log_pipes: bool,
+    /// [`Runtime::exec_tty`]: super::Runtime::exec_tty
+    pub user_namespace: bool,
     /// A static program of the host mounted read-only at [`HOST_INIT`] in the container, for
     /// `args` to run instead of anything from the image.
     pub host_init: Option<PathBuf>,
@@ -155,7 +157,7 @@ mod tests {
             pids_limit: 100,
             netns: None,
             binds: vec![],
-            log_pipes: false,
+            user_namespace: true,
             host_init: None,
         }
     }

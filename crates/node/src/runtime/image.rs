@@ -111,7 +111,7 @@ mod tests {
             pids_limit: 0,
             netns: None,
             binds: vec![],
-            log_pipes: false,
+            user_namespace: true,
             host_init: None,
         }
     }

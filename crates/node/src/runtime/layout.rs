@@ -5,9 +5,15 @@
 //! <root>/containers/<id>/          the container directory, also the OCI bundle
 //!     config.json                  the runtime spec
 //!     disk.img                     sparse file holding the writable layer (ext4)
-//!     layer/                       disk.img loop-mounted: upper/ and work/ of the overlay
+//!     layer/                       disk.img loop-mounted: upper/ and work/ of the overlay, and
+//!                                  idmap, the id range upper/ was shifted into
 //!     rootfs/                      the overlay: image below, layer/upper above
-//!     log                          stdout and stderr, append-only
+//!     image/                       the image again, idmapped into the container's id range
+//!     volumes/<n>/                 the n-th volume again, idmapped likewise
+//!     sys/                         sysfs of the container's network namespace (user namespaces)
+//!     idmap                        the container's id range: the host id of its root
+//!     stdout.pipe, stderr.pipe     named pipes the container writes its output to
+//!     log                          stdout and stderr as the agent keeps them, bounded
 //!     oom_killed                   present once the OOM killer is known to have struck
 //! <root>/volumes/<id>/             a volume
 //!     disk.img                     sparse file holding its file system (ext4)
@@ -24,12 +30,19 @@ use super::config::check_id;
 pub(crate) struct ContainerPaths {
     /// The container directory (and OCI bundle).
     pub dir: PathBuf,
+    /// The container's id.
+    id: String,
 }
 
 impl ContainerPaths {
     /// The paths of container `id` under state directory `root`.
     pub(crate) fn new(root: &Path, id: &str) -> Self {
-        Self { dir: containers_dir(root).join(id) }
+        Self { dir: containers_dir(root).join(id), id: id.to_owned() }
+    }
+
+    /// The container's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
     }
 
     /// The runtime spec.
@@ -60,6 +73,31 @@ impl ContainerPaths {
     /// The merged root filesystem.
     pub(crate) fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
+    }
+
+    /// Where the image is mounted again with the container's ids (the overlay's lower layer).
+    pub(crate) fn mapped_image(&self) -> PathBuf {
+        self.dir.join("image")
+    }
+
+    /// Where the container's `n`-th volume is mounted again with the container's ids.
+    pub(crate) fn mapped_volume(&self, n: usize) -> PathBuf {
+        self.dir.join("volumes").join(n.to_string())
+    }
+
+    /// Where the sysfs of the container's network namespace is mounted.
+    pub(crate) fn sys(&self) -> PathBuf {
+        self.dir.join("sys")
+    }
+
+    /// The record of the container's id range.
+    pub(crate) fn id_range(&self) -> PathBuf {
+        self.dir.join("idmap")
+    }
+
+    /// The record of the id range the writable layer was shifted into.
+    pub(crate) fn layer_range(&self) -> PathBuf {
+        self.layer().join("idmap")
     }
 
     /// The log file.

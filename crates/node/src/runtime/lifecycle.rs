@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
+use super::config::Bind;
+use super::idmap::{self, Mapping};
 use super::layout::{self, ContainerPaths};
 use super::runc::RuncState;
 use super::spec::{self, Placement};
@@ -19,7 +23,9 @@ impl Runtime {
     /// [`Runtime::start`], idempotent like it.
     pub async fn prepare(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
         cfg.validate()?;
-        rootfs::prepare(&self.tools, cfg, &self.paths(&cfg.id)?).await
+        let paths = self.paths(&cfg.id)?;
+        let mapping = self.mapping(cfg, &paths).await?;
+        rootfs::prepare(&self.tools, cfg, &paths, mapping.as_ref()).await
     }
 
     /// Prepare the root filesystem and start the container detached.
@@ -27,6 +33,8 @@ impl Runtime {
     /// A running container with this id is left alone. A stopped one (or one a crash left
     /// half-created) is started again on the same writable layer, with fresh cgroups; its
     /// OOM record is cleared, so read [`Runtime::state`] first if it matters.
+    ///
+    /// The container writes its output into two named pipes; [`Runtime::pump_logs`] keeps it.
     pub async fn start(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
         cfg.validate()?;
         let id = cfg.id.as_str();
@@ -44,17 +52,33 @@ impl Runtime {
             }
             None => {}
         }
-        rootfs::prepare(&self.tools, cfg, &paths).await?;
+        let mapping = self.mapping(cfg, &paths).await?;
+        rootfs::prepare(&self.tools, cfg, &paths, mapping.as_ref()).await?;
+        let binds = map_binds(&paths, &cfg.binds, mapping.as_ref())?;
+        let sys = match (&mapping, &cfg.netns) {
+            (Some(_), Some(netns)) => Some(mount_sys(&paths, netns)?),
+            _ => None,
+        };
         let rootfs = paths.rootfs();
         let cgroups_path = self.cgroups.cgroups_path(id);
-        let at =
-            Placement { rootfs: &rootfs, cgroups_path: &cgroups_path, swap_accounting: self.cgroups.swap_accounting() };
+        let at = Placement {
+            rootfs: &rootfs,
+            cgroups_path: &cgroups_path,
+            swap_accounting: self.cgroups.swap_accounting(),
+            binds: &binds,
+            ids: mapping.as_ref().map(|m| m.range),
+            sys: sys.as_deref(),
+        };
         write_config(id, &paths, &spec::build(cfg, &process, &at))?;
         remove_file(id, &paths.oom_marker())?;
         // Cgroups left by a crashed attempt would carry its processes and counters.
         self.cgroups.remove(id).await?;
-        let pipes = if cfg.log_pipes { Some(logs::open_pipes(id, &paths.pipes())?) } else { None };
-        self.runc.run(id, &paths.dir, &paths.log(), pipes).await?;
+        // The parent may be new (its last container removed by someone); it gets the limit again.
+        self.cgroups.limit_parent_pids(self.node_pids)?;
+        let pipes = logs::open_pipes(id, &paths.pipes())?;
+        let held = logs::open_pipes(id, &paths.pipes())?;
+        self.runc.run(id, &paths.dir, &paths.log(), &paths.pipes(), pipes).await?;
+        self.held_pipes.lock().expect("lock").insert(id.to_owned(), held);
         tracing::info!(container = id, args = ?process.args, "started");
         Ok(())
     }
@@ -76,6 +100,7 @@ impl Runtime {
     /// its directory. Idempotent, and safe on a half-created container.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let paths = self.paths(id)?;
+        self.held_pipes.lock().expect("lock").remove(id);
         // Failures of runc are not final: killing what is in the cgroups below is.
         if let Err(e) = self.stop(id).await {
             tracing::warn!(container = id, error = %e, "graceful stop failed; killing");
@@ -133,6 +158,21 @@ impl Runtime {
         }
     }
 
+    /// The container's id range and a user namespace holding it, when containers run in user
+    /// namespaces on this node and this one is to.
+    async fn mapping(&self, cfg: &ContainerConfig, paths: &ContainerPaths) -> Result<Option<Mapping>, RuntimeError> {
+        if !self.user_namespaces || !cfg.user_namespace {
+            return Ok(None);
+        }
+        let range = idmap::assign(&self.root, paths, &self.ranges)?;
+        let (tools, id) = (self.tools.clone(), paths.id().to_owned());
+        let userns =
+            tokio::task::spawn_blocking(move || idmap::namespace(&tools, &id, range)).await.map_err(|e| {
+                RuntimeError::io(paths.id(), "make a user namespace for", &paths.dir, std::io::Error::other(e))
+            })??;
+        Ok(Some(Mapping { range, userns }))
+    }
+
     /// Whether the OOM killer struck, remembering a yes in the container directory.
     fn record_oom(&self, id: &str, paths: &ContainerPaths) -> Result<bool, RuntimeError> {
         let marker = paths.oom_marker();
@@ -150,6 +190,38 @@ impl Runtime {
 /// Whether runc reports the init process alive (running, or paused by someone).
 fn is_running(state: &RuncState) -> bool {
     matches!(state.status.as_str(), "running" | "paused")
+}
+
+/// The volumes as runc is to mount them: with a `mapping`, idmapped copies under the container
+/// directory, so the volume's files keep their ids on disk whichever container mounts it.
+fn map_binds(paths: &ContainerPaths, binds: &[Bind], mapping: Option<&Mapping>) -> Result<Vec<Bind>, RuntimeError> {
+    let Some(mapping) = mapping else { return Ok(binds.to_vec()) };
+    let id = paths.id();
+    let mut mapped = Vec::with_capacity(binds.len());
+    for (n, bind) in binds.iter().enumerate() {
+        let copy = paths.mapped_volume(n);
+        // A copy from an earlier run may show a mount made before a reboot.
+        rootfs::detach(id, &copy)?;
+        idmap::mount_mapped(id, &bind.source, &copy, &mapping.userns)?;
+        mapped.push(Bind { source: copy, destination: bind.destination.clone() });
+    }
+    Ok(mapped)
+}
+
+/// Mount a sysfs of network namespace `netns` (whose devices it shows) under the container
+/// directory, for runc to bind at `/sys`.
+fn mount_sys(paths: &ContainerPaths, netns: &Path) -> Result<PathBuf, RuntimeError> {
+    use nix::mount::MsFlags;
+    let (id, sys) = (paths.id(), paths.sys());
+    rootfs::detach(id, &sys)?;
+    std::fs::create_dir_all(&sys).map_err(|e| RuntimeError::io(id, "create directory", &sys, e))?;
+    let target = sys.clone();
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    crate::network::in_netns(netns, move || {
+        nix::mount::mount(Some("sysfs"), &target, Some("sysfs"), flags, None::<&str>).map_err(std::io::Error::from)
+    })
+    .map_err(|e| RuntimeError::io(id, "mount the sysfs of its network namespace at", &sys, e))?;
+    Ok(sys)
 }
 
 /// Write the runtime spec, atomically.

@@ -1,10 +1,19 @@
-//! The container's log: one append-only file that runc hands to the container as stdout and
-//! stderr, so output is kept even while the agent is down. Reads return the tail; trimming keeps
-//! the file bounded.
+//! The container's log. The container writes stdout and stderr into two named pipes in its
+//! directory; the agent reads them ([`pump`]) and appends what they carry to one file, which it
+//! cuts down to its last [`LOG_KEEP_BYTES`] whenever it passes [`LOG_TRIM_BYTES`]: a container's
+//! log never takes more than [`LOG_TRIM_BYTES`] plus one read ([`READ_BYTES`]) of disk, however
+//! much it writes. While the agent is away the pipes hold up to 1 MiB each and the container
+//! then waits. Reads return the tail; a [`LogFollower`] also follows across the cuts.
+//!
+//! Containers started by an agent before output went through pipes write the file themselves;
+//! their log is trimmed from outside ([`trim`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe::Receiver;
 
 use super::RuntimeError;
 
@@ -14,12 +23,17 @@ pub const LOG_KEEP_BYTES: u64 = 1 << 20;
 /// Size above which [`trim`] cuts the log down to [`LOG_KEEP_BYTES`].
 pub const LOG_TRIM_BYTES: u64 = 2 << 20;
 
+/// Most bytes read from a pipe at once.
+pub const READ_BYTES: usize = 64 << 10;
+
 /// Bytes a log pipe holds while nobody reads it (the agent restarting); a container writing
 /// more waits.
 const PIPE_BYTES: i32 = 1 << 20;
 
 /// The named pipes at `paths` (made if missing), opened for reading and writing so the
-/// container never sees a pipe without a reader, each holding up to [`PIPE_BYTES`].
+/// container never sees a pipe without a reader, each holding up to [`PIPE_BYTES`]. A pipe
+/// keeps what it holds only while someone has it open: the runtime holds copies of these from
+/// the start until the output is pumped, so a container that ends at once loses nothing.
 pub(crate) fn open_pipes(id: &str, paths: &[PathBuf; 2]) -> Result<[File; 2], RuntimeError> {
     let open = |path: &PathBuf| -> Result<File, RuntimeError> {
         if !path.exists() {
@@ -35,13 +49,71 @@ pub(crate) fn open_pipes(id: &str, paths: &[PathBuf; 2]) -> Result<[File; 2], Ru
     Ok([open(&paths[0])?, open(&paths[1])?])
 }
 
+/// Container `id`'s stdout and stderr pipes at `paths`, opened for [`pump`].
+pub(crate) fn receivers(id: &str, paths: &[PathBuf; 2]) -> Result<[Receiver; 2], RuntimeError> {
+    let open = |path: &PathBuf| {
+        tokio::net::unix::pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(path)
+            .map_err(|e| RuntimeError::io(id, "open", path, e))
+    };
+    Ok([open(&paths[0])?, open(&paths[1])?])
+}
+
+/// Read container `id`'s output from `pipes` (stdout, stderr, at `paths`) until reading fails,
+/// append it to the log at `log`, keeping it within [`LOG_TRIM_BYTES`], and hand each piece read
+/// to `observe` with its stream (0 for stdout, 1 for stderr), in order. The only writer of the
+/// log while it runs, so its cuts lose nothing.
+pub(crate) async fn pump(
+    id: &str,
+    pipes: [Receiver; 2],
+    paths: &[PathBuf; 2],
+    log: &Path,
+    mut observe: impl FnMut(usize, &[u8]),
+) -> Result<(), RuntimeError> {
+    let [mut out, mut err] = pipes;
+    let mut file = open_log(id, log)?;
+    let (mut out_buf, mut err_buf) = (vec![0u8; READ_BYTES], vec![0u8; READ_BYTES]);
+    loop {
+        let (stream, read) = tokio::select! {
+            n = out.read(&mut out_buf) => (0, n.map(|n| &out_buf[..n])),
+            n = err.read(&mut err_buf) => (1, n.map(|n| &err_buf[..n])),
+        };
+        let bytes = read.map_err(|e| RuntimeError::io(id, "read", &paths[stream], e))?;
+        file.write_all(bytes).map_err(|e| RuntimeError::io(id, "append to", log, e))?;
+        if file.metadata().map_err(|e| RuntimeError::io(id, "inspect", log, e))?.len() > LOG_TRIM_BYTES {
+            trim(id, log)?;
+        }
+        observe(stream, bytes);
+    }
+}
+
+/// A reader of the named pipe at `path` that never waits, for [`drain`].
+pub(crate) fn pipe_reader(id: &str, path: &Path) -> Result<File, RuntimeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| RuntimeError::io(id, "open", path, e))
+}
+
+/// What is waiting in the named pipe at `path`, read through its `reader` without waiting.
+pub(crate) fn drain(id: &str, path: &Path, reader: &mut File) -> Result<Vec<u8>, RuntimeError> {
+    let mut bytes = Vec::new();
+    match reader.read_to_end(&mut bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => Err(RuntimeError::io(id, "read", path, e)),
+        _ => Ok(bytes),
+    }
+}
+
 /// Append `bytes` to the log at `path`.
 pub(crate) fn append(id: &str, path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    open(id, path)?.write_all(bytes).map_err(|e| RuntimeError::io(id, "append to", path, e))
+    open_log(id, path)?.write_all(bytes).map_err(|e| RuntimeError::io(id, "append to", path, e))
 }
 
 /// Open (creating) the log at `path` for appending.
-pub(crate) fn open(id: &str, path: &Path) -> Result<File, RuntimeError> {
+fn open_log(id: &str, path: &Path) -> Result<File, RuntimeError> {
     OpenOptions::new().create(true).append(true).open(path).map_err(|e| RuntimeError::io(id, "open", path, e))
 }
 
@@ -80,10 +152,11 @@ pub(crate) fn tail(id: &str, path: &Path) -> Result<Vec<u8>, RuntimeError> {
 
 /// When the log exceeds [`LOG_TRIM_BYTES`], keep only its [`tail`].
 ///
-/// The tail is copied aside, the file truncated and the tail written back. The container keeps
-/// appending meanwhile (its file descriptor is `O_APPEND`), so output written between the copy
-/// and the truncation is lost, and output written between the truncation and the write-back
-/// lands before the kept tail. Both windows last microseconds.
+/// The tail is copied aside, the file truncated and the tail written back. A container that
+/// writes the file itself (started before output went through pipes) keeps appending meanwhile
+/// (its file descriptor is `O_APPEND`), so its output written between the copy and the
+/// truncation is lost, and output written between the truncation and the write-back lands
+/// before the kept tail. Both windows last microseconds.
 pub(crate) fn trim(id: &str, path: &Path) -> Result<(), RuntimeError> {
     if len(path) <= LOG_TRIM_BYTES {
         return Ok(());
@@ -155,7 +228,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         assert!(tail("t", &path).unwrap().is_empty());
-        let mut file = open("t", &path).unwrap();
+        let mut file = open_log("t", &path).unwrap();
         let line = [b'x'; 99].iter().copied().chain([b'\n']).collect::<Vec<u8>>();
         for _ in 0..30_000 {
             file.write_all(&line).unwrap();
@@ -174,7 +247,7 @@ mod tests {
     fn a_follower_sees_every_new_byte_once_even_across_a_trim() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut file = open("t", &path).unwrap();
+        let mut file = open_log("t", &path).unwrap();
         let mut follower = LogFollower::new("t", path.clone());
         assert!(follower.read_new().unwrap().is_empty());
         file.write_all(b"one\n").unwrap();

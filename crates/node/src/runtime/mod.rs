@@ -1,6 +1,8 @@
 //! The container runtime: runs workloads' containers with Debian's `runc`, each on an overlay
-//! of its read-only image and a size-limited writable layer, with CPU, memory and pids limits in
-//! cgroups, and stdout/stderr in a bounded log file that outlives the agent.
+//! of its read-only image and a size-limited writable layer, in a user namespace of its own id
+//! range where the kernel allows, under a system-call filter, with CPU, memory and pids limits
+//! in cgroups (and a pids limit for all of them together), and stdout/stderr kept in a bounded
+//! log file that outlives the agent.
 //!
 //! Every operation is idempotent and safe after a crash at any point: [`Runtime::start`]
 //! finishes what a previous attempt began, [`Runtime::remove`] removes any subset of what a
@@ -21,6 +23,7 @@ pub(crate) mod command;
 mod config;
 mod disk;
 mod error;
+mod idmap;
 mod image;
 mod layout;
 mod lifecycle;
@@ -28,16 +31,20 @@ mod logs;
 mod mounts;
 mod rootfs;
 mod runc;
+mod seccomp;
 mod spec;
 mod volume;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use config::{Bind, ContainerConfig, ContainerState, HOST_INIT, MIN_DISK_MIB};
 pub use error::RuntimeError;
+pub use idmap::{IDS_PER_CONTAINER, IdRange};
 pub use image::IMAGE_CONFIG;
-pub use logs::{LOG_KEEP_BYTES, LOG_TRIM_BYTES, LogFollower};
+pub use logs::{LOG_KEEP_BYTES, LOG_TRIM_BYTES, LogFollower, READ_BYTES};
 pub use spec::CFS_PERIOD_US;
 
 use cgroup::Cgroups;
@@ -64,14 +71,25 @@ pub struct Runtime {
     cgroups: Cgroups,
     /// Time between SIGTERM and SIGKILL when stopping.
     stop_grace: Duration,
+    /// Whether containers run in user namespaces of their own id ranges.
+    user_namespaces: bool,
+    /// Serialises the assignment of id ranges.
+    ranges: Arc<Mutex<()>>,
+    /// Most processes and threads all containers may have together.
+    node_pids: u64,
+    /// Started containers' output pipes, held open until [`Runtime::pump_logs`] reads them.
+    held_pipes: Arc<Mutex<HashMap<String, [std::fs::File; 2]>>>,
 }
 
 impl Runtime {
     /// A runtime keeping its state in `root` (created if missing) and putting containers in
     /// cgroup `<cgroup_parent>/<id>` of every hierarchy.
     ///
-    /// Checks that runc, mkfs.ext4, mount and losetup are installed, that the agent runs as
-    /// root, and that the memory, cpu and pids cgroup controllers are available.
+    /// Checks that runc, mkfs.ext4, mount, losetup and unshare are installed, that the agent
+    /// runs as root, and that the memory, cpu and pids cgroup controllers are available. Limits
+    /// the parent cgroup to [`Runtime::node_pids_limit`] processes. Containers get user
+    /// namespaces when the kernel makes idmapped mounts of `root`'s file system (otherwise the
+    /// runtime logs why not); then every directory above `root` must let others through.
     pub fn new(root: impl Into<PathBuf>, cgroup_parent: &str) -> Result<Self, RuntimeError> {
         let root = root.into();
         let parent_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
@@ -99,9 +117,35 @@ impl Runtime {
                 reason: "overlay mount options cannot carry ',', ':' or newlines in paths".to_owned(),
             });
         }
-        tracing::debug!(root = %root.display(), layout = cgroups.layout(), "container runtime ready");
+        let node_pids = cgroup::node_pids_limit()?;
+        cgroups.limit_parent_pids(node_pids)?;
+        let user_namespaces = match idmap::unsupported(&tools, &root) {
+            Some(why) => {
+                tracing::warn!(root = %root.display(), "containers run without user namespaces: {why}");
+                false
+            }
+            None => true,
+        };
+        if let Some(reason) = user_namespaces.then(|| idmap::closed_ancestor(&root)).flatten() {
+            return Err(RuntimeError::InvalidSetting {
+                setting: "state directory",
+                value: root.display().to_string(),
+                reason,
+            });
+        }
+        tracing::debug!(root = %root.display(), layout = cgroups.layout(), user_namespaces, node_pids, "container runtime ready");
         let runc = Runc::new(tools.runc.clone(), layout::runc_dir(&root));
-        Ok(Self { root, tools, runc, cgroups, stop_grace: DEFAULT_STOP_GRACE })
+        Ok(Self {
+            root,
+            tools,
+            runc,
+            cgroups,
+            stop_grace: DEFAULT_STOP_GRACE,
+            user_namespaces,
+            ranges: Arc::default(),
+            node_pids,
+            held_pipes: Arc::default(),
+        })
     }
 
     /// The same runtime, giving containers `grace` between SIGTERM and SIGKILL when stopped.
@@ -131,17 +175,20 @@ impl Runtime {
         Ok(paths.dir.exists().then(|| LogFollower::new(id, paths.log())))
     }
 
-    /// The named pipes carrying container `id`'s stdout and stderr, when it was started with
-    /// [`ContainerConfig::log_pipes`]: whoever forwards them appends what they carry to the log
-    /// with [`Runtime::append_log`].
-    pub fn log_pipes(&self, id: &str) -> Result<Option<[PathBuf; 2]>, RuntimeError> {
-        let pipes = self.paths(id)?.pipes();
-        Ok(pipes.iter().all(|p| p.exists()).then_some(pipes))
-    }
-
-    /// Append output of container `id` to its log.
-    pub fn append_log(&self, id: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
-        logs::append(id, &self.paths(id)?.log(), bytes)
+    /// Keep container `id`'s output: read its stdout and stderr pipes, append what they carry
+    /// to its log within [`LOG_TRIM_BYTES`], and hand each piece to `observe` with its stream
+    /// (0 for stdout, 1 for stderr). Runs until reading fails or the future is dropped; one at a
+    /// time per container, started again after an agent restart (the pipes hold output meanwhile).
+    pub async fn pump_logs(&self, id: &str, observe: impl FnMut(usize, &[u8])) -> Result<(), RuntimeError> {
+        let paths = self.paths(id)?;
+        let pipes = paths.pipes();
+        if !pipes.iter().all(|p| p.exists()) {
+            return Err(RuntimeError::NotFound { id: id.to_owned() });
+        }
+        let receivers = logs::receivers(id, &pipes)?;
+        // From here on the receivers keep what the pipes hold.
+        self.held_pipes.lock().expect("lock").remove(id);
+        logs::pump(id, receivers, &pipes, &paths.log(), observe).await
     }
 
     /// Start `args` in running container `id` on a new terminal (`runc exec --tty`), with the
@@ -166,11 +213,16 @@ impl Runtime {
         self.paths(id).is_ok_and(|p| p.dir.exists())
     }
 
-    /// Cut the container's log down to its last [`LOG_KEEP_BYTES`] once it exceeds
-    /// [`LOG_TRIM_BYTES`]. Output written while trimming may be lost or misplaced (a window of
-    /// microseconds; see the module `logs`).
+    /// Cut the log of a container that writes it itself (one started by an agent before output
+    /// went through pipes) down to its last [`LOG_KEEP_BYTES`] once it exceeds [`LOG_TRIM_BYTES`].
+    /// Output written while trimming may be lost or misplaced (a window of microseconds; see the
+    /// module `logs`). Nothing to do for other containers: [`Runtime::pump_logs`] bounds theirs.
     pub fn trim_logs(&self, id: &str) -> Result<(), RuntimeError> {
-        logs::trim(id, &self.paths(id)?.log())
+        let paths = self.paths(id)?;
+        if paths.pipes().iter().all(|p| p.exists()) {
+            return Ok(());
+        }
+        logs::trim(id, &paths.log())
     }
 
     /// Ids of the containers this runtime has state for on disk (a container directory or runc
@@ -193,6 +245,29 @@ impl Runtime {
     pub fn oom_kills(&self, id: &str) -> Result<u64, RuntimeError> {
         check_id(id)?;
         self.cgroups.oom_kills(id)
+    }
+
+    /// How many times the container could not start a process or thread because its pids
+    /// limit (or the node's, on cgroup v1) was reached, since it was started.
+    pub fn pids_limit_hits(&self, id: &str) -> Result<u64, RuntimeError> {
+        check_id(id)?;
+        self.cgroups.pids_limit_hits(id)
+    }
+
+    /// Most processes and threads all containers may have together: `kernel.pid_max` less what
+    /// the node keeps for itself (a quarter, at least 1024).
+    pub fn node_pids_limit(&self) -> u64 {
+        self.node_pids
+    }
+
+    /// The container's id range, when it has one (it runs in a user namespace).
+    pub fn id_range(&self, id: &str) -> Result<Option<IdRange>, RuntimeError> {
+        idmap::recorded(&self.paths(id)?.id_range())
+    }
+
+    /// Whether containers run in user namespaces on this node.
+    pub fn user_namespaces(&self) -> bool {
+        self.user_namespaces
     }
 
     /// The container's cgroup directory for `controller` (e.g. `cpu`, `memory`), for inspection.

@@ -68,24 +68,22 @@ impl Runc {
     }
 
     /// Create and start the container from `bundle`, detached, with its stdout and stderr (and
-    /// runc's own) appended to `log`, or written to `pipes` when given (whose reader appends
-    /// them to `log`).
+    /// runc's own) written to `pipes`, the named pipes at `pipe_paths`. When runc fails, what it
+    /// wrote there is moved to `log` (nobody reads the pipes yet) and quoted in the error.
     pub(crate) async fn run(
         &self,
         id: &str,
         bundle: &Path,
         log: &Path,
-        pipes: Option<[std::fs::File; 2]>,
+        pipe_paths: &[PathBuf; 2],
+        pipes: [std::fs::File; 2],
     ) -> Result<(), RuntimeError> {
-        let offset = logs::len(log);
-        let [out, err] = match pipes {
-            Some(pipes) => pipes,
-            None => {
-                let out = logs::open(id, log)?;
-                let err = out.try_clone().map_err(|e| RuntimeError::io(id, "duplicate the descriptor of", log, e))?;
-                [out, err]
-            }
-        };
+        let [out, err] = pipes;
+        // Opened before runc runs: a pipe nobody holds open any more loses what it carries.
+        let mut readers = Vec::new();
+        for path in pipe_paths {
+            readers.push(logs::pipe_reader(id, path)?);
+        }
         let bundle = bundle.to_string_lossy();
         let cmd = self.cmd(id, &["run", "--detach", "--bundle", &bundle, id], RUN_TIMEOUT).stdio(out, err);
         let line = cmd.line();
@@ -93,8 +91,17 @@ impl Runc {
         if output.status.success() {
             return Ok(());
         }
-        let stderr = excerpt(&logs::read_from(id, log, offset, 4096)?);
-        Err(RuntimeError::Command { id: id.to_owned(), command: line, status: output.status.to_string(), stderr })
+        let mut said = Vec::new();
+        for (reader, path) in readers.iter_mut().zip(pipe_paths) {
+            said.extend(logs::drain(id, path, reader)?);
+        }
+        logs::append(id, log, &said)?;
+        Err(RuntimeError::Command {
+            id: id.to_owned(),
+            command: line,
+            status: output.status.to_string(),
+            stderr: excerpt(&said),
+        })
     }
 
     /// Start `args` inside running container `id` on a new terminal, detached. runc hands the

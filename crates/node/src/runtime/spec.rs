@@ -1,29 +1,31 @@
 //! The OCI runtime spec (`config.json`) runc runs a container from. Mounts, masked and read-only
-//! paths mirror `runc spec`; capabilities are the usual minimal container set; resources carry
-//! the container's CPU, memory and pids limits. No rlimits are set: containers inherit the
-//! agent's (raising a hard limit would need CAP_SYS_RESOURCE, which not every host grants).
+//! paths mirror `runc spec`; capabilities are what a service needs (no raw sockets, no device
+//! nodes); the system-call filter is [`super::seccomp`]; with an id range, a user namespace maps
+//! the container's ids into it; resources carry the container's CPU, memory and pids limits. No
+//! rlimits are set: containers inherit the agent's (raising a hard limit would need
+//! CAP_SYS_RESOURCE, which not every host grants).
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
 use super::ContainerConfig;
-#[cfg(test)]
-use super::config::Bind;
-use super::config::HOST_INIT;
+use super::config::{Bind, HOST_INIT};
+use super::idmap::IdRange;
 use super::image::Process;
+use super::seccomp;
 
 /// CFS period, µs; the quota is `cpu` periods.
 pub const CFS_PERIOD_US: u64 = 100_000;
 
-/// Capabilities a container's processes keep.
-const CAPABILITIES: [&str; 14] = [
+/// Capabilities a container's processes keep: running a service as root and dropping to
+/// other users. Left out beside everything administrative: `CAP_NET_RAW` (raw sockets, forged
+/// packets; a ping using ICMP datagram sockets works without it) and `CAP_MKNOD` (device nodes).
+const CAPABILITIES: [&str; 12] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
     "CAP_SETFCAP",
@@ -60,6 +62,13 @@ pub(crate) struct Placement<'a> {
     /// Whether the kernel accounts swap (`memory.memsw.*` on cgroup v1); without it no swap
     /// limit is set (and there is no swap to limit).
     pub swap_accounting: bool,
+    /// The container's volumes as runc mounts them (their sources may be idmapped copies).
+    pub binds: &'a [Bind],
+    /// The container's id range, when it runs in a user namespace.
+    pub ids: Option<IdRange>,
+    /// A sysfs to bind at `/sys` instead of mounting one: in a user namespace, sysfs can only
+    /// be mounted from a network namespace that user namespace owns, and a joined one is not.
+    pub sys: Option<&'a Path>,
 }
 
 /// The runtime spec for `cfg` running `process`.
@@ -81,15 +90,26 @@ pub(crate) fn build(cfg: &ContainerConfig, process: &Process, at: &Placement<'_>
         },
         "root": { "path": at.rootfs, "readonly": false },
         "hostname": cfg.hostname,
-        "mounts": mounts(cfg),
-        "linux": {
-            "cgroupsPath": at.cgroups_path,
-            "resources": resources(cfg, at.swap_accounting),
-            "namespaces": namespaces(cfg),
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        },
+        "mounts": mounts(cfg, at),
+        "linux": linux(cfg, at),
     })
+}
+
+/// `linux`: cgroups and limits, namespaces and id maps, the system-call filter, hidden paths.
+fn linux(cfg: &ContainerConfig, at: &Placement<'_>) -> Value {
+    let mut linux = json!({
+        "cgroupsPath": at.cgroups_path,
+        "resources": resources(cfg, at.swap_accounting),
+        "namespaces": namespaces(cfg, at.ids.is_some()),
+        "seccomp": seccomp::profile(),
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    });
+    if let Some(ids) = at.ids {
+        linux["uidMappings"] = ids.oci();
+        linux["gidMappings"] = ids.oci();
+    }
+    linux
 }
 
 /// Memory (swap included), CPU quota and pids limits; every device denied but runc's defaults.
@@ -111,20 +131,39 @@ fn resources(cfg: &ContainerConfig, swap_accounting: bool) -> Value {
     resources
 }
 
-/// New pid, ipc, uts and mount namespaces; the network namespace given, or a new one.
-fn namespaces(cfg: &ContainerConfig) -> Value {
+/// New pid, ipc, uts and mount namespaces, and a user namespace when `user`; the network
+/// namespace given, or a new one.
+fn namespaces(cfg: &ContainerConfig, user: bool) -> Value {
     let network = match &cfg.netns {
         Some(path) => json!({ "type": "network", "path": path }),
         None => json!({ "type": "network" }),
     };
-    json!([{ "type": "pid" }, network, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }])
+    let mut all = vec![
+        json!({ "type": "pid" }),
+        network,
+        json!({ "type": "ipc" }),
+        json!({ "type": "uts" }),
+        json!({ "type": "mount" }),
+    ];
+    if user {
+        all.push(json!({ "type": "user" }));
+    }
+    Value::Array(all)
 }
 
 /// The standard mounts of `runc spec`, then the container's volumes.
-fn mounts(cfg: &ContainerConfig) -> Value {
-    let binds = cfg.binds.iter().map(|b| {
+fn mounts(cfg: &ContainerConfig, at: &Placement<'_>) -> Value {
+    let binds = at.binds.iter().map(|b| {
         json!({ "destination": b.destination, "type": "bind", "source": b.source, "options": ["rbind", "rw", "nosuid", "nodev"] })
     });
+    let sys = match at.sys {
+        Some(sys) => {
+            json!({ "destination": "/sys", "type": "bind", "source": sys, "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] })
+        }
+        None => {
+            json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] })
+        }
+    };
     let standard = json!([
         { "destination": "/proc", "type": "proc", "source": "proc" },
         {
@@ -140,7 +179,7 @@ fn mounts(cfg: &ContainerConfig) -> Value {
             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
         },
         { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] },
-        { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] },
+        sys,
         {
             "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
@@ -173,11 +212,19 @@ mod tests {
             pids_limit: 50,
             netns: Some("/var/run/netns/n1".into()),
             binds: vec![Bind { source: "/vol/data".into(), destination: "/data".into() }],
-            log_pipes: false,
+            user_namespace: true,
             host_init: None,
         };
         let process = Process { args: vec!["/bin/sh".into()], env: vec!["A=b".into()], cwd: "/".into() };
-        let at = Placement { rootfs: Path::new("/r/rootfs"), cgroups_path: "/zgrid/spec-test", swap_accounting: true };
+        let mapped = [Bind { source: "/r/volumes/0".into(), destination: "/data".into() }];
+        let at = Placement {
+            rootfs: Path::new("/r/rootfs"),
+            cgroups_path: "/zgrid/spec-test",
+            swap_accounting: true,
+            binds: &mapped,
+            ids: Some(IdRange::from_base(1 << 30)),
+            sys: Some(Path::new("/r/sys")),
+        };
         let spec = build(&cfg, &process, &at);
         let r = &spec["linux"]["resources"];
         assert_eq!(r["memory"]["limit"], 32 << 20);
@@ -186,13 +233,29 @@ mod tests {
         assert_eq!(r["pids"]["limit"], 50);
         assert_eq!(spec["linux"]["cgroupsPath"], "/zgrid/spec-test");
         assert_eq!(spec["linux"]["namespaces"][1]["path"], "/var/run/netns/n1");
+        assert_eq!(spec["linux"]["namespaces"][5]["type"], "user");
+        assert_eq!(spec["linux"]["uidMappings"][0]["hostID"], 1 << 30);
+        assert_eq!(spec["linux"]["gidMappings"][0]["size"], 65536);
+        assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(spec["root"]["path"], "/r/rootfs");
         assert_eq!(spec["process"]["noNewPrivileges"], true);
-        let last = spec["mounts"].as_array().unwrap().last().unwrap().clone();
-        assert_eq!((last["source"].as_str(), last["destination"].as_str()), (Some("/vol/data"), Some("/data")));
-        let without = build(&ContainerConfig { cpu: 0, pids_limit: 0, netns: None, ..cfg }, &process, &at);
+        let caps = spec["process"]["capabilities"]["bounding"].as_array().unwrap();
+        for dropped in ["CAP_NET_RAW", "CAP_MKNOD", "CAP_SYS_ADMIN", "CAP_NET_ADMIN"] {
+            assert!(!caps.iter().any(|c| c == dropped), "{dropped} is granted");
+        }
+        let mounts = spec["mounts"].as_array().unwrap();
+        let last = mounts.last().unwrap();
+        assert_eq!((last["source"].as_str(), last["destination"].as_str()), (Some("/r/volumes/0"), Some("/data")));
+        let sys = mounts.iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert_eq!((sys["type"].as_str(), sys["source"].as_str()), (Some("bind"), Some("/r/sys")));
+
+        let plain = Placement { ids: None, sys: None, ..at };
+        let without = build(&ContainerConfig { cpu: 0, pids_limit: 0, netns: None, ..cfg }, &process, &plain);
         assert!(without["linux"]["resources"].get("cpu").is_none());
         assert!(without["linux"]["resources"].get("pids").is_none());
         assert!(without["linux"]["namespaces"][1].get("path").is_none());
+        assert_eq!(without["linux"]["namespaces"].as_array().unwrap().len(), 5, "no user namespace");
+        assert!(without["linux"].get("uidMappings").is_none());
+        assert!(without["mounts"].as_array().unwrap().iter().any(|m| m["type"] == "sysfs"));
     }
 }

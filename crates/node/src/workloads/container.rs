@@ -12,8 +12,17 @@ use crate::flist::ImageProblem;
 use crate::provision::{Health, Progress, ProvisionError};
 use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT};
 
-/// Most processes one container may run.
+/// Most processes (and threads) one container may run.
 const PIDS_LIMIT: i64 = 4096;
+
+/// A running container's counters as last reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Seen {
+    /// Processes the OOM killer killed.
+    kills: u64,
+    /// Processes or threads its pids limit refused.
+    refused: u64,
+}
 
 impl Workloads {
     async fn config(&self, spec: &WorkloadSpec, c: &Container) -> Result<ContainerConfig, ProvisionError> {
@@ -76,7 +85,8 @@ impl Workloads {
             pids_limit: PIDS_LIMIT,
             netns,
             binds,
-            log_pipes: !c.logs.is_empty(),
+            // Its console enters it with runc exec (see the field).
+            user_namespace: !c.interactive,
             host_init,
         })
     }
@@ -147,11 +157,12 @@ impl Workloads {
         let log_channels = self.log_channels(c)?;
         let config = self.config(spec, c).await?;
         progress(zgrid_types::result::IMAGE_READY);
+        // Its agent-side tasks start afresh after the start (after an agent restart, none are
+        // left); none reads the pipes meanwhile, so what runc says when it fails is quoted.
+        self.tasks.stop(id.as_str());
         // A running container is left alone; a stopped one starts again on its writable layer.
         let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
-        // Its agent-side tasks start afresh (after an agent restart, none are left).
-        self.tasks.stop(id.as_str());
         if !stats_channels.is_empty() {
             let task = stats::publish(self.runtime.clone(), id.to_string(), stats_channels, self.problems.clone());
             self.tasks.start(id.as_str(), task);
@@ -161,20 +172,16 @@ impl Workloads {
             let task = crate::console::serve(self.runtime.clone(), id.to_string(), netns.clone(), n.ipaddress, assets);
             self.tasks.start(id.as_str(), task);
         }
-        if config.log_pipes {
-            let pipes = self.runtime.log_pipes(id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
-            let pipes =
-                pipes.ok_or_else(|| ProvisionError::Transient("the container's output pipes are missing".into()))?;
-            let task = logs::forward(self.runtime.clone(), id.to_string(), pipes, log_channels, self.problems.clone());
-            self.tasks.start(id.as_str(), task);
-        }
+        let task = logs::forward(self.runtime.clone(), id.to_string(), log_channels, self.problems.clone());
+        self.tasks.start(id.as_str(), task);
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());
         Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": (start_ms * 10.0).round() / 10.0 }))
     }
 
-    /// The container's process state; a running container's log is trimmed, and new OOM kills
-    /// and Redis outages of its publishers are reported once each.
+    /// The container's process state; new OOM kills, processes refused by its pids limit and
+    /// Redis outages of its publishers are reported once each (a container started by an
+    /// older agent also has its log trimmed).
     pub(super) async fn container_health(&self, id: &WorkloadId) -> Health {
         match self.runtime.state(id.as_str()).await {
             Ok(ContainerState::Running { .. }) => {
@@ -185,11 +192,17 @@ impl Workloads {
                     tracing::warn!(workload = %id, error = %e, "cannot trim the container's log");
                 }
                 let kills = self.runtime.oom_kills(id.as_str()).unwrap_or(0);
-                let mut seen = self.oom_seen.lock().expect("lock");
-                let before = seen.insert(id.to_string(), kills).unwrap_or(0);
-                if kills > before {
+                let refused = self.runtime.pids_limit_hits(id.as_str()).unwrap_or(0);
+                let mut seen = self.seen.lock().expect("lock");
+                let before = seen.insert(id.to_string(), Seen { kills, refused }).unwrap_or_default();
+                if kills > before.kills {
                     Health::Degraded(format!(
                         "out of memory: the kernel killed a process in the container ({kills} so far)"
+                    ))
+                } else if refused > before.refused {
+                    Health::Degraded(format!(
+                        "process limit reached: the container has {PIDS_LIMIT} processes and threads at most, \
+                         and {refused} new ones were refused so far"
                     ))
                 } else if let Some(problem) = self.problems.take_new(id.as_str()) {
                     Health::Degraded(problem)

@@ -1,16 +1,12 @@
-//! Logs to Redis (seed `004`): when a container's workload names Redis channels for its stdout
-//! and stderr, the container writes each stream into a pipe of its own
-//! ([`crate::runtime::ContainerConfig::log_pipes`]). The agent reads both, appends everything
-//! to the container's log (so `zgrid logs` works as for any container) and PUBLISHes each line
-//! to its stream's channels, in order.
+//! Every container's output: the agent keeps it in the container's bounded log
+//! ([`Runtime::pump_logs`]), so `zgrid logs` works for any container, and, when the workload
+//! names Redis channels for its stdout and stderr (seed `004`), PUBLISHes each line to its
+//! stream's channels, in order.
 //!
 //! Reading never waits for Redis: lines go to the publisher through a bounded queue and are
 //! dropped when it is full or Redis is down ([`super::redis::Sink`]). While the agent is away
 //! the pipes hold up to 1 MiB each; the forwarder is started again with the agent.
 
-use std::path::PathBuf;
-
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::redis::{Channel, Problems, Sink};
@@ -19,41 +15,16 @@ use crate::runtime::Runtime;
 /// Lines waiting for the publisher before new ones are dropped.
 const QUEUE: usize = 10_000;
 
-/// Forward container `id`'s output from `pipes` (stdout, stderr) to its log and to `channels`
-/// (stdout's, stderr's), until aborted; outages go to `problems`.
-pub async fn forward(
-    runtime: Runtime,
-    id: String,
-    pipes: [PathBuf; 2],
-    channels: [Vec<Channel>; 2],
-    problems: Problems,
-) {
-    let open = |path: &PathBuf| tokio::net::unix::pipe::OpenOptions::new().read_write(true).open_receiver(path);
-    let (mut out, mut err) = match (open(&pipes[0]), open(&pipes[1])) {
-        (Ok(out), Ok(err)) => (out, err),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(container = %id, error = %e, "cannot open the container's output pipes");
-            return;
-        }
-    };
+/// Keep container `id`'s output in its log and publish its lines to `channels` (stdout's,
+/// stderr's; none for a container without Redis logs), until aborted; outages go to `problems`.
+pub async fn forward(runtime: Runtime, id: String, channels: [Vec<Channel>; 2], problems: Problems) {
+    let publishing = channels.iter().any(|c| !c.is_empty());
     let (lines, queue) = mpsc::channel::<(usize, String)>(QUEUE);
-    let publisher = tokio::spawn(publish(id.clone(), queue, channels, problems));
+    let publisher = publishing.then(|| tokio::spawn(publish(id.clone(), queue, channels, problems)));
     let (mut partial, mut dropped) = ([Vec::new(), Vec::new()], 0u64);
-    let (mut out_buf, mut err_buf) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
-    loop {
-        let (stream, read) = tokio::select! {
-            n = out.read(&mut out_buf) => (0, n.map(|n| &out_buf[..n])),
-            n = err.read(&mut err_buf) => (1, n.map(|n| &err_buf[..n])),
-        };
-        let bytes = match read {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::warn!(container = %id, error = %e, "cannot read the container's output");
-                break;
-            }
-        };
-        if let Err(e) = runtime.append_log(&id, bytes) {
-            tracing::warn!(container = %id, error = %e, "cannot append to the container's log");
+    let split = |stream: usize, bytes: &[u8]| {
+        if !publishing {
+            return;
         }
         partial[stream].extend_from_slice(bytes);
         while let Some(end) = partial[stream].iter().position(|&b| b == b'\n') {
@@ -66,8 +37,13 @@ pub async fn forward(
                 }
             }
         }
+    };
+    if let Err(e) = runtime.pump_logs(&id, split).await {
+        tracing::warn!(container = %id, error = %e, "cannot keep the container's output");
     }
-    publisher.abort();
+    if let Some(publisher) = publisher {
+        publisher.abort();
+    }
 }
 
 async fn publish(

@@ -35,8 +35,8 @@ pub struct Workloads {
     images: PathBuf,
     /// Images mounted from hubs, when this node can.
     flists: Option<crate::flist::FlistImages>,
-    /// OOM kills already reported, per container.
-    oom_seen: Mutex<HashMap<String, u64>>,
+    /// OOM kills and refused processes already reported, per container.
+    seen: Mutex<HashMap<String, container::Seen>>,
 }
 
 impl Workloads {
@@ -52,7 +52,7 @@ impl Workloads {
             console_assets: None,
             images: images.into(),
             flists: None,
-            oom_seen: Mutex::default(),
+            seen: Mutex::default(),
         }
     }
 
@@ -107,7 +107,7 @@ impl Provisioner for Workloads {
             flists.unmount(id.as_str()).await?;
         }
         self.networks.detach(id).await.map_err(|e| e.to_string())?;
-        self.oom_seen.lock().expect("lock").remove(id.as_str());
+        self.seen.lock().expect("lock").remove(id.as_str());
         Ok(())
     }
 
@@ -128,9 +128,9 @@ impl Provisioner for Workloads {
     fn lost_with_agent(&self, spec: &WorkloadSpec) -> bool {
         match &spec.data {
             WorkloadData::NetworkResource(_) => true,
-            // The container runs on; its statistics publisher, output forwarder and console
+            // The container runs on; its output forwarder, statistics publisher and console
             // were tasks of the old agent.
-            WorkloadData::Container(c) => !c.stats.is_empty() || !c.logs.is_empty() || c.interactive,
+            WorkloadData::Container(_) => true,
             _ => false,
         }
     }
