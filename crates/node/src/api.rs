@@ -142,6 +142,20 @@ mod tests {
     use super::*;
     use crate::store::{Entry, Phase};
 
+    /// The cgroup parent the test's runtime makes (no container ever runs in it).
+    const PARENT: &str = "zgrid-api-test";
+
+    /// Removes [`PARENT`] from every cgroup hierarchy when dropped.
+    struct NoCgroupLeft;
+
+    impl Drop for NoCgroupLeft {
+        fn drop(&mut self) {
+            for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir(hierarchy.path().join(PARENT));
+            }
+        }
+    }
+
     /// A node API on loopback whose store holds one workload of `owner`; its URL and the id.
     async fn serve_one(owner: &Keypair, dir: &std::path::Path) -> (String, WorkloadId) {
         let node = Keypair::from_seed(&rand::random());
@@ -161,8 +175,7 @@ mod tests {
         let entry =
             Entry { workload: Signed::sign(spec, owner), phase: Phase::Running, restarts: 0, data: Default::default() };
         store.put(&entry).unwrap();
-        let runtime =
-            Runtime::new(dir.join("runtime"), "zgrid-api-test").expect("the node API tests need root and runc");
+        let runtime = Runtime::new(dir.join("runtime"), PARENT).expect("the node API tests need root and runc");
         let state = ApiState { node_id: node.public(), store, runtime };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -183,6 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn logs_are_read_only_by_the_owner_with_a_fresh_signature_over_this_request() {
+        let _clean = NoCgroupLeft;
         let dir = tempfile::tempdir().unwrap();
         let owner = Keypair::from_seed(&rand::random());
         let (url, id) = serve_one(&owner, dir.path()).await;
