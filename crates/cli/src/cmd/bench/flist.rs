@@ -197,7 +197,7 @@ fn cold_starts(
         let before = me.hub_served()?;
         let lazy = start(&url)?;
         let after = me.hub_served()?;
-        let fetched = chunks.fetched(&node.state_dir().join("flist/cache"), flist_bytes)?;
+        let fetched = chunks.fetched(&node.state_dir().join("flist/cache"), flist_bytes);
         // Again, with the chunks in the node's cache: the start without the fetching.
         let lazy_warm = start(&url)?;
 
@@ -228,8 +228,8 @@ fn cold_starts(
         "image_bytes": image_bytes,
         "flist_bytes": flist_bytes,
         "archive_bytes": archive_bytes,
-        "whole": chunks.totals(flist_bytes, |_| true),
-        "os_part": chunks.totals(flist_bytes, |c| !c.data),
+        "whole": chunks.totals(flist_bytes, |_, _| true),
+        "os_part": chunks.totals(flist_bytes, |_, c| !c.data),
         "entrypoint": ENTRYPOINT,
         "runs": rows,
     }))
@@ -263,36 +263,23 @@ impl Chunks {
         Ok(Self(all))
     }
 
-    /// Stored and plaintext bytes of the chunks `which` selects; the stored bytes count the
-    /// flist file (`flist_bytes`), which a node downloads whole before it mounts the image.
-    fn totals(&self, flist_bytes: u64, which: impl Fn(&ChunkSize) -> bool) -> Value {
-        let chosen: Vec<&ChunkSize> = self.0.values().filter(|c| which(c)).collect();
+    /// Stored and plaintext bytes of the chunks `which` selects, and how many hold the added
+    /// data; the stored bytes count the flist file (`flist_bytes`), which a node downloads whole
+    /// before it mounts the image.
+    fn totals(&self, flist_bytes: u64, which: impl Fn(&zgrid_flist::chunk::Hash, &ChunkSize) -> bool) -> Value {
+        let chosen: Vec<&ChunkSize> = self.0.iter().filter(|(id, c)| which(id, c)).map(|(_, c)| c).collect();
         json!({
             "chunks": chosen.len(),
             "stored_bytes": flist_bytes + chosen.iter().map(|c| c.stored).sum::<u64>(),
             "plain_bytes": chosen.iter().map(|c| c.plain).sum::<u64>(),
+            "data_chunks": chosen.iter().filter(|c| c.data).count(),
         })
     }
 
-    /// What a node's chunk cache at `cache` holds of the image: what its cold start fetched,
-    /// its stored bytes counting the flist file (`flist_bytes`) as [`Self::totals`] does.
-    fn fetched(&self, cache: &Path, flist_bytes: u64) -> Result<Value> {
-        let mut fetched = Vec::new();
-        for shard in std::fs::read_dir(cache).with_context(|| format!("cannot list {}", cache.display()))? {
-            for file in std::fs::read_dir(shard?.path())? {
-                let name = file?.file_name();
-                let id = hex::decode(name.as_encoded_bytes()).ok().and_then(|b| b.try_into().ok());
-                if let Some(chunk) = id.and_then(|id: zgrid_flist::chunk::Hash| self.0.get(&id)) {
-                    fetched.push(chunk);
-                }
-            }
-        }
-        Ok(json!({
-            "chunks": fetched.len(),
-            "stored_bytes": flist_bytes + fetched.iter().map(|c| c.stored).sum::<u64>(),
-            "plain_bytes": fetched.iter().map(|c| c.plain).sum::<u64>(),
-            "data_chunks": fetched.iter().filter(|c| c.data).count(),
-        }))
+    /// What a node's chunk cache at `cache` holds of the image: what its cold start fetched.
+    fn fetched(&self, cache: &Path, flist_bytes: u64) -> Value {
+        let cache = zgrid_flist::DirStore::new(cache);
+        self.totals(flist_bytes, |id, _| cache.has(id))
     }
 }
 
