@@ -50,9 +50,14 @@ impl Default for HttpOptions {
     }
 }
 
+/// The limit on opening a connection for a client whose silence limit is `timeout`.
+fn connect_limit(timeout: Duration) -> Duration {
+    timeout.min(CONNECT_TIMEOUT)
+}
+
 impl HttpOptions {
     fn connect_timeout(&self) -> Duration {
-        self.timeout.min(CONNECT_TIMEOUT)
+        connect_limit(self.timeout)
     }
 
     fn ca_certs(&self) -> ClientResult<Vec<reqwest::Certificate>> {
@@ -157,7 +162,7 @@ impl HttpClient {
     fn failure(&self, peer: &'static str, url: &str, source: reqwest::Error) -> ClientError {
         let url = url.to_owned();
         if source.is_connect() && source.is_timeout() {
-            let limit = self.timeout.min(CONNECT_TIMEOUT);
+            let limit = connect_limit(self.timeout);
             return ClientError::TimedOut { peer, url, what: "accept a connection", limit };
         }
         match tls_failure(&source) {
