@@ -247,31 +247,11 @@ pub struct NodesArgs {
 pub enum DeployCommand {
     /// A container started from an image.
     Container {
-        /// Node to run it on.
-        #[arg(long)]
-        node: String,
-        /// Image: an flist URL (`zgrid flist push` prints it), or a directory or tar archive on
-        /// the node.
-        #[arg(long)]
-        flist: String,
-        /// The flist's hash: the node refuses any other content. Default: the hash the hub
-        /// serves for the URL now (a hub answers with it).
-        #[arg(long, default_value = "")]
-        flist_hash: String,
-        /// Hub serving the flist's chunks, when not the flist URL's own server.
-        #[arg(long = "hub-url", default_value = "")]
-        hub_url: String,
+        #[command(flatten)]
+        image: ImageArgs,
         /// Program and arguments (default: the image's).
         #[arg(long, default_value = "")]
         entrypoint: String,
-        /// An environment variable, KEY=VALUE (repeatable).
-        #[arg(long = "env")]
-        env: Vec<String>,
-        /// A secret environment variable, sealed to the node so only it can read the value:
-        /// KEY=VALUE, or KEY alone to take the value from this shell's environment and keep it
-        /// out of the command line (repeatable).
-        #[arg(long = "secret-env")]
-        secret_env: Vec<String>,
         /// Run no entrypoint: give the container a console on port 7681 of its address in
         /// its private network (needs --network); use it with `zgrid console ID`.
         #[arg(long, requires = "network")]
@@ -288,9 +268,6 @@ pub enum DeployCommand {
         /// redis://HOST:PORT/CHANNEL (repeatable); read them with `zgrid stats ID`.
         #[arg(long = "stats")]
         stats: Vec<String>,
-        /// Mount one of my volumes on the same node: VOLUME_ID:/path/in/container (repeatable).
-        #[arg(long = "volume")]
-        volumes: Vec<String>,
         /// Virtual CPUs.
         #[arg(long, default_value_t = 1)]
         cpu: u32,
@@ -315,6 +292,43 @@ pub enum DeployCommand {
         #[command(flatten)]
         common: DeployCommon,
     },
+    /// A virtual machine booted from an image, reachable on one of my private networks.
+    Vm {
+        #[command(flatten)]
+        image: ImageArgs,
+        /// The private network the VM joins (`zgrid network create`); the node must be a
+        /// member (`zgrid network add-node`). The VM is reachable only there.
+        #[arg(long)]
+        network: String,
+        /// Address in the network (default: the lowest free one of the node's subnet).
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// An OpenSSH public key file whose key may log in, e.g. ~/.ssh/id_ed25519.pub
+        /// (repeatable; every key line of each file).
+        #[arg(long = "ssh-key", required = true)]
+        ssh_keys: Vec<PathBuf>,
+        /// Virtual CPUs.
+        #[arg(long, default_value_t = 1)]
+        cpu: u32,
+        /// Memory in MiB (at least 256).
+        #[arg(long, default_value_t = 1024)]
+        memory: u64,
+        /// Size in MiB of the writable layer over the image, kept across reboots.
+        #[arg(long, default_value_t = 2048)]
+        disk: u64,
+        /// Disk class of the writable layer: ssd or hdd.
+        #[arg(long = "disk-type", default_value = "ssd")]
+        disk_type: String,
+        /// Extra words for the guest kernel's command line, e.g. "quiet mitigations=off"
+        /// (root=, init=, console= and zgrid.* are the node's).
+        #[arg(long = "kernel-args", default_value = "", allow_hyphen_values = true)]
+        kernel_args: String,
+        /// Wait until the node reports the VM running (or failing), showing progress.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        common: DeployCommon,
+    },
     /// A persistent volume.
     Volume {
         /// Node to put it on.
@@ -329,6 +343,37 @@ pub enum DeployCommand {
         #[command(flatten)]
         common: DeployCommon,
     },
+}
+
+/// What a container and a VM both take: the node, the image and what the workload is given.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Node to run it on.
+    #[arg(long)]
+    pub node: String,
+    /// Image: an flist URL (`zgrid flist push` prints it), or a directory or tar archive on
+    /// the node.
+    #[arg(long)]
+    pub flist: String,
+    /// The flist's hash: the node refuses any other content. Default: the hash the hub
+    /// serves for the URL now (a hub answers with it).
+    #[arg(long, default_value = "")]
+    pub flist_hash: String,
+    /// Hub serving the flist's chunks, when not the flist URL's own server.
+    #[arg(long = "hub-url", default_value = "")]
+    pub hub_url: String,
+    /// An environment variable, KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    /// A secret environment variable, sealed to the node so only it can read the value:
+    /// KEY=VALUE, or KEY alone to take the value from this shell's environment and keep it
+    /// out of the command line (repeatable).
+    #[arg(long = "secret-env")]
+    pub secret_env: Vec<String>,
+    /// Mount one of my volumes on the same node: VOLUME_ID:/path inside the container or VM
+    /// (repeatable).
+    #[arg(long = "volume")]
+    pub volumes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -830,5 +875,28 @@ mod tests {
         assert!(no_network.is_err(), "--ip needs --network");
         let no_node = Cli::try_parse_from(["zgrid", "network", "create", "--name", "web", "--cidr", "10.20.0.0/16"]);
         assert!(no_node.is_err(), "create needs a --node");
+    }
+
+    #[test]
+    fn deploy_vm_takes_the_container_image_flags_and_sane_defaults() {
+        let args = ["zgrid", "deploy", "vm", "--node", "N", "--flist", "https://hub/d.flist", "--network", "web"];
+        let with = |extra: &[&str]| Cli::try_parse_from(args.iter().chain(extra));
+        let cli = with(&["--ssh-key", "a.pub", "--ssh-key", "b.pub", "--env", "A=1", "--kernel-args", "-v quiet"]);
+        let Ok(Cli {
+            command: Command::Deploy(DeployCommand::Vm { image, ssh_keys, cpu, memory, disk, kernel_args, ip, .. }),
+            ..
+        }) = cli
+        else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(
+            (image.node.as_str(), image.flist.as_str(), image.env),
+            ("N", "https://hub/d.flist", vec!["A=1".to_string()])
+        );
+        assert_eq!(ssh_keys, [PathBuf::from("a.pub"), PathBuf::from("b.pub")]);
+        assert_eq!((cpu, memory, disk, kernel_args.as_str(), ip), (1, 1024, 2048, "-v quiet", None));
+        assert!(with(&[]).is_err(), "a VM nobody can log in to needs --ssh-key");
+        let no_network = ["zgrid", "deploy", "vm", "--node", "N", "--flist", "f", "--ssh-key", "a.pub"];
+        assert!(Cli::try_parse_from(no_network).is_err(), "a VM is reachable only on a private network");
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use zgrid_types::WorkloadData;
 use zgrid_types::directory::Capacity;
-use zgrid_types::workload::{DiskType, KubernetesSize};
+use zgrid_types::workload::{Container, DiskType, KubernetesSize, Vm};
 
 /// Memory kept back for the node itself, MiB.
 pub const RESERVED_MEMORY_MIB: u64 = 256;
@@ -33,9 +33,9 @@ pub fn of(data: &WorkloadData) -> Capacity {
         DiskType::Hdd => Capacity { hru: mib, ..Capacity::default() },
     };
     match data {
-        WorkloadData::Container(c) => {
-            let d = disk(c.capacity.disk_type, c.capacity.disk_size);
-            Capacity { cru: u64::from(c.capacity.cpu), mru: c.capacity.memory, ..d }
+        WorkloadData::Container(Container { capacity: c, .. }) | WorkloadData::Vm(Vm { capacity: c, .. }) => {
+            let d = disk(c.disk_type, c.disk_size);
+            Capacity { cru: u64::from(c.cpu), mru: c.memory, ..d }
         }
         WorkloadData::Volume(v) => disk(v.disk_type, v.size),
         WorkloadData::Kubernetes(k) => KubernetesSize::of(k.size).map_or(Capacity::default(), |s| Capacity {
@@ -78,6 +78,26 @@ mod tests {
         assert_eq!(shortfall(&Capacity { mru: 200, ..Default::default() }, &free), None);
         let msg = shortfall(&Capacity { mru: 512, ..Default::default() }, &free).unwrap();
         assert_eq!(msg, "not enough memory on this node: asked 512 MiB, 300 MiB free");
+    }
+
+    #[test]
+    fn a_vm_reserves_its_cpus_memory_and_disk_like_a_container() {
+        use zgrid_types::workload::ContainerCapacity;
+        let capacity = ContainerCapacity { cpu: 2, memory: 1024, disk_size: 4096, disk_type: DiskType::Hdd };
+        let vm = Vm {
+            flist: "https://hub.example/debian.flist".into(),
+            hub_url: String::new(),
+            flist_hash: String::new(),
+            capacity,
+            network_id: "net".into(),
+            ipaddress: [10, 20, 1, 5].into(),
+            ssh_keys: vec![],
+            kernel_args: String::new(),
+            environment: Default::default(),
+            secret_environment: Default::default(),
+            volumes: vec![],
+        };
+        assert_eq!(of(&WorkloadData::Vm(vm)), Capacity { cru: 2, mru: 1024, sru: 0, hru: 4096 });
     }
 
     #[test]

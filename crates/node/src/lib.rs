@@ -10,6 +10,7 @@ pub mod console;
 pub mod engine;
 pub mod flist;
 mod follow;
+pub mod hypervisor;
 pub mod identity;
 pub mod network;
 pub mod provision;
@@ -33,6 +34,7 @@ use zgrid_types::invitation::FarmInvitation;
 use zgrid_types::{FarmId, Signed};
 
 use crate::engine::{Engine, EngineConfig};
+use crate::hypervisor::Hypervisor;
 use crate::store::Store;
 use crate::workloads::Workloads;
 
@@ -64,8 +66,11 @@ pub struct NodeConfig {
     pub api_url: Option<String>,
     /// How the agent reaches the explorer and hubs: trusted CAs and time limits.
     pub http: HttpClient,
-    /// How often the node reports its used capacity.
+    /// How often the node reports its used capacity and hypervisor.
     pub heartbeat: Duration,
+    /// Which hypervisor VMs use, sent with every heartbeat; the VM runtime sets it through a
+    /// clone of this handle.
+    pub hypervisor: Hypervisor,
     /// Engine settings.
     pub engine: EngineConfig,
 }
@@ -109,7 +114,7 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
     let used = engine.used();
     let (tx, rx) = mpsc::channel(1024);
     let follower = tokio::spawn(follow::follow(explorer.clone(), tx));
-    let beats = tokio::spawn(heartbeats(explorer, used, config.heartbeat));
+    let beats = tokio::spawn(heartbeats(explorer, used, config.hypervisor.clone(), config.heartbeat));
     tokio::select! {
         () = engine.run(rx) => {}
         () = shutdown => tracing::info!("node agent stopping; workloads keep running"),
@@ -158,15 +163,17 @@ async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) ->
     }
 }
 
+/// Report the capacity in use and the hypervisor every `every`.
 async fn heartbeats(
     explorer: ExplorerClient,
     used: tokio::sync::watch::Receiver<zgrid_types::directory::Capacity>,
+    hypervisor: Hypervisor,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let beat = NodeHeartbeat { used: *used.borrow() };
+        let beat = NodeHeartbeat { used: *used.borrow(), hypervisor: hypervisor.get() };
         if let Err(e) = explorer.heartbeat(&beat).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }

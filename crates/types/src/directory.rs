@@ -209,12 +209,30 @@ impl NodeRegistration {
     }
 }
 
+/// Longest [`NodeHeartbeat::hypervisor`], in bytes.
+pub const MAX_HYPERVISOR: usize = 256;
+
 /// A node's periodic report: what it has in use right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeHeartbeat {
     /// Capacity in use.
     pub used: Capacity,
+    /// Which hypervisor the node's VMs use, e.g. `kvm`, or `tcg: no usable KVM on this node,
+    /// expect it to be slow`, or `none: <why VMs cannot run>`; absent when the node has not
+    /// decided yet (or its version has no VMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervisor: Option<String>,
+}
+
+impl NodeHeartbeat {
+    /// Check the fields.
+    pub fn validate(&self) -> Valid {
+        match &self.hypervisor {
+            Some(h) => check_text(h, MAX_HYPERVISOR, "hypervisor"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A node as the directory lists it.
@@ -240,6 +258,10 @@ pub struct Node {
     pub api_url: Option<String>,
     /// Agent version.
     pub version: String,
+    /// Which hypervisor the node's VMs use, as its latest heartbeat said
+    /// ([`NodeHeartbeat::hypervisor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervisor: Option<String>,
     /// Unix time of first registration.
     pub created_at: i64,
     /// Unix time of the last registration or heartbeat.

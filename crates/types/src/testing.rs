@@ -33,6 +33,16 @@ fn disk_type() -> impl Strategy<Value = DiskType> {
     prop_oneof![Just(DiskType::Hdd), Just(DiskType::Ssd)]
 }
 
+/// One to two volume mounts at distinct mountpoints.
+fn mounts() -> impl Strategy<Value = Vec<VolumeMount>> {
+    vec((any::<u64>(), "/[a-z]{1,8}"), 1..3).prop_map(|vols| {
+        vols.into_iter()
+            .enumerate()
+            .map(|(i, (id, m))| VolumeMount { volume_id: WorkloadId::from_u64(id), mountpoint: format!("{m}{i}") })
+            .collect()
+    })
+}
+
 fn container(node: crate::NodeId) -> impl Strategy<Value = Container> {
     (
         (
@@ -42,17 +52,12 @@ fn container(node: crate::NodeId) -> impl Strategy<Value = Container> {
             text(),
             any::<bool>(),
         ),
-        (vec((any::<u64>(), "/[a-z]{1,8}"), 1..3), (1u32..64, 32u64..65536, 64u64..1 << 20, disk_type())),
+        (mounts(), (1u32..64, 32u64..65536, 64u64..1 << 20, disk_type())),
         (name(), 2u8..255, any::<bool>(), any::<bool>(), name()),
     )
-        .prop_map(move |((flist, environment, secret, entrypoint, interactive), (vols, cap), net)| {
+        .prop_map(move |((flist, environment, secret, entrypoint, interactive), (volumes, cap), net)| {
             let secret_environment: BTreeMap<_, _> =
                 environment.keys().map(|k| (format!("SECRET_{k}"), secret.clone())).collect();
-            let volumes = vols
-                .into_iter()
-                .enumerate()
-                .map(|(i, (id, m))| VolumeMount { volume_id: WorkloadId::from_u64(id), mountpoint: format!("{m}{i}") })
-                .collect();
             let (network_id, host, public_ipv6, yggdrasil_ip, channel) = net;
             Container {
                 flist: format!("https://hub.example/{}.flist", flist.replace(' ', "_")),
@@ -136,6 +141,33 @@ fn kubernetes() -> impl Strategy<Value = Kubernetes> {
         })
 }
 
+fn vm(node: crate::NodeId) -> impl Strategy<Value = Vm> {
+    (
+        (text(), any::<[u8; 32]>(), btree_map("[A-Z][A-Z0-9_]{0,8}", text(), 1..4), text()),
+        (1u32..64, 256u64..65536, 64u64..1 << 20, disk_type()),
+        (name(), 2u8..255, vec("[A-Za-z0-9+/]{20,40}", 1..3), "opt_[a-z]{1,8}=[a-z0-9]{1,8}"),
+        mounts(),
+    )
+        .prop_map(
+            move |((flist, hash, environment, secret), cap, (network_id, host, keys, kernel_args), volumes)| Vm {
+                flist: format!("https://hub.example/{}.flist", flist.replace(' ', "_")),
+                hub_url: "https://hub.example/".into(),
+                flist_hash: blake3::hash(&hash).to_hex().to_string(),
+                capacity: ContainerCapacity { cpu: cap.0, memory: cap.1, disk_size: cap.2, disk_type: cap.3 },
+                network_id,
+                ipaddress: Ipv4Addr::new(10, 20, 1, host),
+                ssh_keys: keys.into_iter().map(|k| format!("ssh-ed25519 {k} me@laptop")).collect(),
+                kernel_args: format!("quiet {kernel_args}"),
+                secret_environment: environment
+                    .keys()
+                    .map(|k| (format!("SECRET_{k}"), crate::sealed::seal_secret(&node, &secret)))
+                    .collect(),
+                environment,
+                volumes,
+            },
+        )
+}
+
 /// Any workload data for `node`, of every kind, with every optional field set (secrets sealed
 /// to `node`).
 pub fn workload_data(node: crate::NodeId) -> impl Strategy<Value = WorkloadData> {
@@ -144,6 +176,7 @@ pub fn workload_data(node: crate::NodeId) -> impl Strategy<Value = WorkloadData>
         container(node).prop_map(WorkloadData::Container),
         volume().prop_map(WorkloadData::Volume),
         kubernetes().prop_map(WorkloadData::Kubernetes),
+        vm(node).prop_map(WorkloadData::Vm),
     ]
 }
 

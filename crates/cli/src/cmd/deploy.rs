@@ -1,8 +1,10 @@
-//! `zgrid deploy`: build a workload from flags (a container may join one of the owner's networks),
-//! sign it, submit it, and optionally wait for the node's verdict while showing progress.
+//! `zgrid deploy`: build a workload from flags (a container may join one of the owner's networks,
+//! a VM always joins one), sign it, submit it, and optionally wait for the node's verdict while
+//! showing progress.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use zgrid_client::network::Network;
@@ -10,13 +12,13 @@ use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::result::IMAGE_READY;
 use zgrid_types::workload::{
-    Container, ContainerCapacity, DiskType, LogEndpoint, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint,
-    Volume, VolumeMount,
+    Container, ContainerCapacity, DiskType, LogEndpoint, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint, Vm,
+    Volume, VolumeMount, is_ssh_public_key,
 };
 use zgrid_types::{NodeId, ResultState, WorkloadData};
 
 use super::submit;
-use crate::args::DeployCommand;
+use crate::args::{DeployCommand, ImageArgs};
 use crate::config::Ctx;
 use crate::output;
 
@@ -88,6 +90,59 @@ fn log_endpoint(url: &str, seal: bool, node: &zgrid_types::NodeId) -> Result<Log
     Ok(LogEndpoint::Redis(logs))
 }
 
+/// What [`ImageArgs`] make of a container's or VM's fields: the image (its hash pinned), the
+/// environment (secrets sealed to the node) and the volume mounts.
+struct Image {
+    flist: String,
+    hub_url: String,
+    flist_hash: String,
+    environment: BTreeMap<String, String>,
+    secret_environment: BTreeMap<String, String>,
+    volumes: Vec<VolumeMount>,
+}
+
+impl Image {
+    /// The node the flags name, and the image fields for it; the flist's hash is what its hub
+    /// serves now unless `--flist-hash` pins one.
+    async fn from_args(ctx: &Ctx, a: ImageArgs) -> Result<(NodeId, Self)> {
+        let node = submit::node_id(&a.node)?;
+        let image = Self {
+            environment: env_pairs(&a.env)?,
+            secret_environment: secrets(&a.secret_env, &node)?,
+            volumes: a.volumes.iter().map(|v| volume_mount(v)).collect::<Result<_>>()?,
+            flist_hash: if a.flist_hash.is_empty() { served_hash(ctx, &a.flist).await? } else { a.flist_hash },
+            flist: a.flist,
+            hub_url: a.hub_url,
+        };
+        Ok((node, image))
+    }
+}
+
+/// `--cpu`, `--memory`, `--disk` and `--disk-type` as the capacity a container or VM reserves.
+fn capacity(cpu: u32, memory: u64, disk: u64, disk_type_flag: &str) -> Result<ContainerCapacity> {
+    Ok(ContainerCapacity { cpu, memory, disk_size: disk, disk_type: disk_type(disk_type_flag)? })
+}
+
+/// The OpenSSH public keys in the `--ssh-key` files: every key line of each (blank lines and
+/// `#` comments skipped), at least one per file.
+fn ssh_keys(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--ssh-key {}: cannot read the public key file", file.display()))?;
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        if lines.is_empty() || !lines.iter().all(|l| is_ssh_public_key(l)) {
+            bail!(
+                "--ssh-key {}: not an OpenSSH public key file; give the .pub file (a line such as \
+                 \"ssh-ed25519 AAAA... me@host\"), not the private key",
+                file.display()
+            );
+        }
+        keys.extend(lines.into_iter().map(str::to_owned));
+    }
+    Ok(keys)
+}
+
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let (client, identity) = ctx.signed_client()?;
     let (node, data, common, wait, joined) = match cmd {
@@ -96,18 +151,12 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             (node, WorkloadData::Volume(Volume { size, disk_type: disk_type(&t)? }), common, false, None)
         }
         DeployCommand::Container {
-            node,
-            flist,
-            flist_hash,
-            hub_url,
+            image,
             entrypoint,
-            env,
-            secret_env,
             interactive,
             logs,
             seal_logs,
             stats,
-            volumes,
             cpu,
             memory,
             disk,
@@ -117,27 +166,57 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             wait,
             common,
         } => {
-            let node = submit::node_id(&node)?;
+            let (node, image) = Image::from_args(ctx, image).await?;
             let connection = match network {
                 Some(name) => Some(join(&client, &identity, &node, name, ip).await?),
                 None => None,
             };
-            let flist_hash = if flist_hash.is_empty() { served_hash(ctx, &flist).await? } else { flist_hash };
             let container = Container {
-                flist,
-                hub_url,
-                flist_hash,
-                environment: env_pairs(&env)?,
-                secret_environment: secrets(&secret_env, &node)?,
+                flist: image.flist,
+                hub_url: image.hub_url,
+                flist_hash: image.flist_hash,
+                environment: image.environment,
+                secret_environment: image.secret_environment,
                 entrypoint,
                 interactive,
-                volumes: volumes.iter().map(|v| volume_mount(v)).collect::<Result<_>>()?,
-                capacity: ContainerCapacity { cpu, memory, disk_size: disk, disk_type: disk_type(&t)? },
+                volumes: image.volumes,
+                capacity: capacity(cpu, memory, disk, &t)?,
                 network_connection: connection.iter().cloned().collect(),
                 logs: logs.iter().map(|url| log_endpoint(url, seal_logs, &node)).collect::<Result<_>>()?,
                 stats: stats.into_iter().map(|endpoint| StatsEndpoint::Redis(RedisStats { endpoint })).collect(),
             };
             (node, WorkloadData::Container(container), common, wait, connection)
+        }
+        DeployCommand::Vm {
+            image,
+            network,
+            ip,
+            ssh_keys: key_files,
+            cpu,
+            memory,
+            disk,
+            disk_type: t,
+            kernel_args,
+            wait,
+            common,
+        } => {
+            let ssh_keys = ssh_keys(&key_files)?;
+            let (node, image) = Image::from_args(ctx, image).await?;
+            let connection = join(&client, &identity, &node, network, ip).await?;
+            let vm = Vm {
+                flist: image.flist,
+                hub_url: image.hub_url,
+                flist_hash: image.flist_hash,
+                capacity: capacity(cpu, memory, disk, &t)?,
+                network_id: connection.network_id.clone(),
+                ipaddress: connection.ipaddress,
+                ssh_keys,
+                kernel_args,
+                environment: image.environment,
+                secret_environment: image.secret_environment,
+                volumes: image.volumes,
+            };
+            (node, WorkloadData::Vm(vm), common, wait, Some(connection))
         }
     };
     let expires_at = submit::expiry(&common.duration)?;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use zgrid_node::NodeConfig;
 use zgrid_node::engine::EngineConfig;
 use zgrid_node::flist::FlistImages;
+use zgrid_node::hypervisor::Hypervisor;
 use zgrid_node::network::Networks;
 use zgrid_node::runtime::Runtime;
 use zgrid_node::workloads::Workloads;
@@ -64,6 +65,7 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
         api_url: a.api_url,
         http,
         heartbeat: Duration::from_secs(30),
+        hypervisor: Hypervisor::default(),
         engine: EngineConfig { step_timeout: Duration::from_secs(a.step_timeout), ..EngineConfig::default() },
     };
     zgrid_node::run(config, workloads, crate::cmd::explorer::shutdown_signal()).await

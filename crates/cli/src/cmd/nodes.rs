@@ -1,4 +1,4 @@
-//! `zgrid nodes`: find nodes.
+//! `zgrid nodes`: find nodes, with their free capacity and the hypervisor their VMs use.
 
 use anyhow::Result;
 use zgrid_types::api::NodeFilter;
@@ -45,10 +45,12 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
                 format!("{}/{}", free.hru, n.total.hru),
                 if n.alive { "up" } else { "down" }.into(),
                 output::time(n.last_seen),
+                n.hypervisor.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    output::table(&["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN"], &rows);
-    println!("free/total shown; page {}, {} matching nodes", nodes.page, nodes.total);
+    let header = ["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN", "VMS"];
+    output::table(&header, &rows);
+    println!("free/total shown; VMS: the hypervisor VMs use; page {}, {} matching nodes", nodes.page, nodes.total);
     Ok(())
 }

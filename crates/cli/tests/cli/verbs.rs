@@ -2,13 +2,38 @@
 //! and delete, in human and `--json` forms, and the errors a user meets first.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
-use zgrid_client::ExplorerClient;
+use zgrid_client::network::{Member, Network};
+use zgrid_client::{ExplorerClient, Identity};
 use zgrid_explorer::testing::{Backend, TempDatabase};
-use zgrid_types::directory::{Capacity, Location, NodeRegistration};
-use zgrid_types::{Keypair, Signed};
+use zgrid_types::directory::{Capacity, Location, NodeHeartbeat, NodeRegistration};
+use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadSpec};
 
 use crate::common::{ServerProcess, zgrid, zgrid_json};
+
+/// A node that registers itself in a new farm of the deployer's (the node agent does this; here
+/// the SDK stands in for it) with the farm owner's invitation.
+async fn invited_node(h: &Path, url: &str) -> Keypair {
+    let farm = zgrid_json(h, url, &["farm", "create", "home-farm", "--public-ip", "192.0.2.10/24=192.0.2.1"]);
+    let farm_id = farm["id"].as_u64().unwrap();
+    let node = Keypair::from_seed(&rand::random());
+    let node_id = node.public().to_string();
+    let invited = zgrid_json(h, url, &["farm", "invite", "--farm", &farm_id.to_string(), "--node", &node_id]);
+    let token = invited["token"].as_str().unwrap();
+    let reg = NodeRegistration {
+        farm_id,
+        hostname: "n1".into(),
+        total: Capacity { cru: 4, mru: 8192, sru: 100_000, hru: 0 },
+        location: Location { country: "BE".into(), city: "Ghent".into(), ..Default::default() },
+        public_endpoint: None,
+        api_url: None,
+        version: "test".into(),
+        farm_invitation: Some(Signed::from_token(token).unwrap()),
+    };
+    ExplorerClient::new(url).unwrap().with_key(node.clone()).register_node(&reg).await.unwrap();
+    node
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
@@ -32,26 +57,7 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
     assert_eq!(restored["public_key"], shown["public_key"]);
     assert_eq!(restored["user_id"], user_id);
 
-    let farm = zgrid_json(h, url, &["farm", "create", "home-farm", "--public-ip", "192.0.2.10/24=192.0.2.1"]);
-    let farm_id = farm["id"].as_u64().unwrap();
-
-    // A node registers itself (the node agent does this; here the SDK stands in for it) with
-    // the farm owner's invitation.
-    let node = Keypair::from_seed(&rand::random());
-    let node_id = node.public().to_string();
-    let invited = zgrid_json(h, url, &["farm", "invite", "--farm", &farm_id.to_string(), "--node", &node_id]);
-    let token = invited["token"].as_str().unwrap();
-    let reg = NodeRegistration {
-        farm_id,
-        hostname: "n1".into(),
-        total: Capacity { cru: 4, mru: 8192, sru: 100_000, hru: 0 },
-        location: Location { country: "BE".into(), city: "Ghent".into(), ..Default::default() },
-        public_endpoint: None,
-        api_url: None,
-        version: "test".into(),
-        farm_invitation: Some(Signed::from_token(token).unwrap()),
-    };
-    ExplorerClient::new(url).unwrap().with_key(node.clone()).register_node(&reg).await.unwrap();
+    let node_id = invited_node(h, url).await.public().to_string();
 
     let found = zgrid_json(h, url, &["nodes", "--country", "be", "--free-mru", "4096", "--alive"]);
     assert_eq!(found["total"], 1);
@@ -95,6 +101,112 @@ async fn a_deployer_registers_finds_a_node_deploys_and_deletes() {
     assert_eq!(zgrid_json(h, url, &["live"])["total"], 0);
     let deleted = zgrid_json(h, url, &["live", "--state", "deleted"]);
     assert_eq!(deleted["items"][0]["deletion"]["by"], user_id);
+}
+
+/// `zgrid deploy vm` against a real explorer (no node agent: the node's verdict is the end-to-end
+/// test's): the deployer's key files, a free address on the network, sealed secrets, and the
+/// mistakes refused before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_is_deployed_on_a_network_with_the_deployers_ssh_keys() {
+    let db = TempDatabase::create(Backend::Sqlite).await;
+    let explorer = ServerProcess::start(&db.url);
+    let home = tempfile::tempdir().unwrap();
+    let (h, url) = (home.path(), explorer.url.as_str());
+    zgrid_json(h, url, &["id", "new", "alice", "--register"]);
+    let node_key = invited_node(h, url).await;
+    let (node, node_id) = (node_key.public(), node_key.public().to_string());
+
+    // `zgrid nodes` says which hypervisor the node's VMs use, as its heartbeat said.
+    let tcg = "tcg: no usable KVM on this node, expect it to be slow";
+    let beat = NodeHeartbeat { used: Capacity::default(), hypervisor: Some(tcg.into()) };
+    ExplorerClient::new(url).unwrap().with_key(node_key).heartbeat(&beat).await.unwrap();
+    assert_eq!(zgrid_json(h, url, &["nodes"])["items"][0]["hypervisor"], tcg);
+    let table = String::from_utf8_lossy(&zgrid(h, url, &["nodes"]).stdout).to_string();
+    assert!(table.lines().any(|l| l.contains(&node_id) && l.ends_with(tcg)), "{table}");
+
+    // The network's resource on the node, submitted with the deployer's key (`zgrid network
+    // create` would wait for a node agent's verdict).
+    let words = zgrid_json(h, url, &["id", "show", "--mnemonic"])["mnemonic"].as_str().unwrap().to_string();
+    let me = Identity::from_mnemonic("alice", &words).unwrap();
+    let owner = zgrid_json(h, url, &["id", "show"])["user_id"].as_u64().unwrap();
+    let mut office = Network::new("office", "10.20.0.0/16".parse().unwrap()).unwrap();
+    office.add_member(Member::generate(node, None, "10.20.1.0/24".parse().unwrap())).unwrap();
+    let resource = WorkloadSpec {
+        id: zgrid_client::new_workload_id(),
+        version: 1,
+        owner,
+        owner_key: me.keypair.public(),
+        node_id: node,
+        expires_at: zgrid_types::unix_now() + 3600,
+        description: String::new(),
+        metadata: String::new(),
+        data: WorkloadData::NetworkResource(office.resource(&node).unwrap()),
+    };
+    let client = ExplorerClient::new(url).unwrap().with_key(me.keypair.clone());
+    client.create_workload(&Signed::sign(resource, &me.keypair)).await.unwrap();
+
+    let key_line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBW3o1Pq6Fq0aDrYbU3NgP9cLzX1qQ alice@laptop";
+    let keys = home.path().join("id_ed25519.pub");
+    std::fs::write(&keys, format!("{key_line}\n")).unwrap();
+    let private = home.path().join("id_ed25519");
+    std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n").unwrap();
+    let (keys, private) = (keys.to_str().unwrap(), private.to_str().unwrap());
+    let vm = |extra: &[&str]| {
+        let mut args = vec!["deploy", "vm", "--node", &node_id, "--flist", "/srv/images/debian", "--network", "office"];
+        args.extend_from_slice(extra);
+        zgrid(h, url, &args)
+    };
+
+    let missing = home.path().join("nope.pub");
+    let malformed: Vec<(Vec<&str>, String)> = vec![
+        (vec!["--ssh-key", missing.to_str().unwrap()], format!("--ssh-key {}: cannot read", missing.display())),
+        (vec!["--ssh-key", private], format!("--ssh-key {private}: not an OpenSSH public key file")),
+        (vec!["--ssh-key", keys, "--kernel-args", "quiet root=/dev/vda"], "kernel_args: \"root=/dev/vda\"".into()),
+        (vec!["--ssh-key", keys, "--kernel-args", "zgrid.ip=1"], "kernel_args: ".into()),
+        (vec!["--ssh-key", keys, "--memory", "128"], "capacity.memory: ".into()),
+        (vec!["--ssh-key", keys, "--env", "MY VAR=1"], "environment.MY VAR: ".into()),
+        (vec!["--ssh-key", keys, "--ip", "10.20.2.5"], "--ip 10.20.2.5".into()),
+    ];
+    for (extra, expected) in malformed {
+        let out = vm(&extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(&expected), "{extra:?}: expected {expected:?} in {err}");
+    }
+    let elsewhere =
+        zgrid(h, url, &["deploy", "vm", "--node", &node_id, "--flist", "/x", "--network", "lab", "--ssh-key", keys]);
+    assert!(String::from_utf8_lossy(&elsewhere.stderr).contains("zgrid network create"));
+    assert_eq!(zgrid_json(h, url, &["live", "--state", "all"])["total"], 1, "a malformed VM was stored");
+
+    let mut args = vec!["--json", "deploy", "vm", "--node", &node_id, "--flist", "/srv/images/debian"];
+    args.extend(["--network", "office", "--ssh-key", keys, "--env", "GREETING=hi", "--secret-env", "TOKEN=hunter2"]);
+    args.extend(["--kernel-args", "quiet mitigations=off", "--duration", "2h"]);
+    let out = zgrid(h, url, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deployed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = &deployed["workload"]["payload"]["data"];
+    assert_eq!(data["type"], "vm");
+    assert_eq!(data["ipaddress"], "10.20.1.2", "the lowest free address of the node's subnet");
+    assert_eq!(data["ssh_keys"], serde_json::json!([key_line]));
+    assert_eq!(data["capacity"], serde_json::json!({"cpu": 1, "memory": 1024, "disk_size": 2048, "disk_type": "SSD"}));
+    assert_eq!(
+        (&data["kernel_args"], &data["environment"]["GREETING"]),
+        (&"quiet mitigations=off".into(), &"hi".into())
+    );
+    let sealed = data["secret_environment"]["TOKEN"].as_str().unwrap();
+    assert!(sealed.starts_with("v1:") && !sealed.contains("hunter2"), "{sealed}");
+
+    // The next VM (or container) gets the next address; a taken one is refused by name.
+    let second = zgrid_json(
+        h,
+        url,
+        &["deploy", "vm", "--node", &node_id, "--flist", "/x", "--network", "office", "--ssh-key", keys],
+    );
+    assert_eq!(second["workload"]["payload"]["data"]["ipaddress"], "10.20.1.3");
+    let taken = vm(&["--ssh-key", keys, "--ip", "10.20.1.2"]);
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("10.20.1.2"), "{}", String::from_utf8_lossy(&taken.stderr));
+    assert!(!taken.status.success());
+    let human = String::from_utf8_lossy(&zgrid(h, url, &["live"]).stdout).to_string();
+    assert!(human.contains(" vm "), "{human}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

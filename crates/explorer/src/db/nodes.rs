@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use zgrid_types::api::{NodeFilter, Page};
-use zgrid_types::directory::{Capacity, Node, NodeRegistration};
+use zgrid_types::directory::{Capacity, Node, NodeHeartbeat, NodeRegistration};
 use zgrid_types::invitation::FarmInvitation;
 use zgrid_types::{FarmId, NodeId, Signed};
 
@@ -30,6 +30,7 @@ fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
             .transpose()?,
         api_url: row.try_get("api_url")?,
         version: row.try_get("version")?,
+        hypervisor: row.try_get("hypervisor")?,
         created_at: row.try_get("created_at")?,
         last_seen,
         alive: last_seen >= alive_since,
@@ -81,11 +82,14 @@ pub async fn upsert(
     Ok(())
 }
 
-/// Record a heartbeat; returns false when the node is not registered.
-pub async fn heartbeat(db: &Db, id: &NodeId, used: &Capacity, now: i64) -> DbResult<bool> {
+/// Record a heartbeat (capacity in use and the hypervisor); returns false when the node is not
+/// registered.
+pub async fn heartbeat(db: &Db, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> DbResult<bool> {
+    let used = &beat.used;
     let mut tx = db.write().await?;
     let done = sqlx::query(
-        "UPDATE nodes SET used_cru = $2, used_mru = $3, used_sru = $4, used_hru = $5, last_seen = $6
+        "UPDATE nodes SET used_cru = $2, used_mru = $3, used_sru = $4, used_hru = $5, last_seen = $6,
+                          hypervisor = $7
          WHERE node_id = $1",
     )
     .bind(id.to_string())
@@ -94,6 +98,7 @@ pub async fn heartbeat(db: &Db, id: &NodeId, used: &Capacity, now: i64) -> DbRes
     .bind(used.sru as i64)
     .bind(used.hru as i64)
     .bind(now)
+    .bind(beat.hypervisor.clone())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

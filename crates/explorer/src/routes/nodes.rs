@@ -69,10 +69,11 @@ async fn farm_consent<'a>(
     Ok(invitation)
 }
 
-/// Report capacity in use; keeps the node alive in searches.
+/// Report capacity in use and the hypervisor VMs use; keeps the node alive in searches.
 #[utoipa::path(post, path = "/v1/nodes/{id}/heartbeat", tag = "nodes", request_body = NodeHeartbeat,
     params(("id" = String, Path, description = "node id")),
-    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError),
+              (status = 422, body = ApiError)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -82,7 +83,8 @@ pub async fn heartbeat(
     if req.key != id {
         return Err(ApiErr::forbidden("a heartbeat must be signed by the node itself"));
     }
-    if nodes::heartbeat(&state.db, &id, &req.body.used, zgrid_types::unix_now()).await? {
+    req.body.validate()?;
+    if nodes::heartbeat(&state.db, &id, &req.body, zgrid_types::unix_now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiErr::not_found(format!("node {id} is not registered")))

@@ -48,7 +48,8 @@ async fn check_signed_spec(state: &AppState, key: &PublicKey, signed: &Signed<Wo
     Ok(())
 }
 
-/// Checks against the rest of the ledger: networks, addresses and volumes the workload uses.
+/// Checks against the rest of the ledger: networks, addresses and volumes the workload uses
+/// (a container, a VM or a Kubernetes VM joins a network; a container or a VM mounts volumes).
 async fn check_context(tx: &mut Tx, spec: &WorkloadSpec) -> ApiResult<()> {
     match &spec.data {
         WorkloadData::NetworkResource(nr) => {
@@ -79,17 +80,18 @@ async fn check_context(tx: &mut Tx, spec: &WorkloadSpec) -> ApiResult<()> {
                 }
             }
         }
-        WorkloadData::Container(c) => {
-            if let Some(conn) = c.network_connection.first() {
-                let at = "payload.data.network_connection[0]";
-                check_address(tx, spec, &conn.network_id, conn.ipaddress, at).await?;
+        data => {
+            if let Some((network, ip)) = data.network_attachment() {
+                let at = match data {
+                    WorkloadData::Container(_) => "payload.data.network_connection[0]",
+                    _ => "payload.data",
+                };
+                check_address(tx, spec, network, ip, at).await?;
             }
-            for (i, mount) in c.volumes.iter().enumerate() {
+            for (i, mount) in data.volume_mounts().iter().enumerate() {
                 check_volume(tx, spec, &mount.volume_id, &format!("payload.data.volumes[{i}].volume_id")).await?;
             }
         }
-        WorkloadData::Kubernetes(k) => check_address(tx, spec, &k.network_id, k.ipaddress, "payload.data").await?,
-        WorkloadData::Volume(_) => {}
     }
     Ok(())
 }

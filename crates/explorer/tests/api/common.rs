@@ -243,3 +243,20 @@ pub fn container(network: &str, ip: &str) -> WorkloadData {
         stats: vec![],
     })
 }
+
+/// A VM on `network` at `ip`, mounting `volumes`.
+pub fn vm(network: &str, ip: &str, volumes: Vec<VolumeMount>) -> WorkloadData {
+    WorkloadData::Vm(Vm {
+        flist: "https://hub.example/debian-vm.flist".into(),
+        hub_url: String::new(),
+        flist_hash: String::new(),
+        capacity: ContainerCapacity { cpu: 1, memory: 1024, disk_size: 2048, disk_type: DiskType::Ssd },
+        network_id: network.into(),
+        ipaddress: ip.parse().unwrap(),
+        ssh_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq me@laptop".into()],
+        kernel_args: String::new(),
+        environment: BTreeMap::new(),
+        secret_environment: BTreeMap::new(),
+        volumes,
+    })
+}

@@ -68,7 +68,7 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 
     // Using capacity shows up as less free capacity.
     let used = Capacity { cru: 7, mru: 0, sru: 0, hru: 0 };
-    w.ex.signed(&w.node).heartbeat(&NodeHeartbeat { used }).await.unwrap();
+    w.ex.signed(&w.node).heartbeat(&NodeHeartbeat { used, hypervisor: None }).await.unwrap();
     assert_eq!(find(NodeFilter { free_cru: Some(4), ..Default::default() }).await.items[0].node_id, w.node2.public());
     assert_eq!(c.node(&w.node.public()).await.unwrap().free().cru, 1);
 
@@ -87,7 +87,7 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 async fn nodes_report_only_for_themselves(backend: Backend) {
     let w = World::new(backend).await;
     // A heartbeat signed by another key for this node is refused.
-    let body = serde_json::to_vec(&NodeHeartbeat { used: Capacity::default() }).unwrap();
+    let body = serde_json::to_vec(&NodeHeartbeat { used: Capacity::default(), hypervisor: None }).unwrap();
     let (status, _) = w.ex.raw(&w.node2, "POST", &format!("/v1/nodes/{}/heartbeat", w.node.public()), body).await;
     assert_eq!(status, 403);
     // A node cannot join a farm that does not exist.
@@ -149,6 +149,38 @@ async fn a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent(bac
     w.ex.stop().await;
 }
 
+/// The directory says which hypervisor a node's VMs use, as its latest heartbeat said.
+async fn a_nodes_entry_says_which_hypervisor_it_uses(backend: Backend) {
+    let w = World::new(backend).await;
+    let c = w.ex.client();
+    let beat =
+        |hypervisor: Option<&str>| NodeHeartbeat { used: Capacity::default(), hypervisor: hypervisor.map(Into::into) };
+    let listed = || async {
+        let page = c.nodes(&NodeFilter::default()).await.unwrap();
+        let node = page.items.into_iter().find(|n| n.node_id == w.node.public()).unwrap();
+        (node.hypervisor, c.node(&w.node.public()).await.unwrap().hypervisor)
+    };
+    assert_eq!(listed().await, (None, None), "no heartbeat said it yet");
+
+    let tcg = "tcg: no usable KVM on this node, expect it to be slow";
+    w.ex.signed(&w.node).heartbeat(&beat(Some(tcg))).await.unwrap();
+    assert_eq!(listed().await, (Some(tcg.to_string()), Some(tcg.to_string())));
+    let raw: serde_json::Value =
+        reqwest::get(format!("{}/v1/nodes/{}", w.ex.url, w.node.public())).await.unwrap().json().await.unwrap();
+    assert_eq!(raw["hypervisor"], tcg);
+
+    w.ex.signed(&w.node).heartbeat(&beat(Some("kvm"))).await.unwrap();
+    assert_eq!(listed().await.0.as_deref(), Some("kvm"), "the latest heartbeat counts");
+    w.ex.signed(&w.node).heartbeat(&beat(None)).await.unwrap();
+    assert_eq!(listed().await, (None, None), "a node that no longer says is not listed with an old value");
+
+    let long = "x".repeat(zgrid_types::directory::MAX_HYPERVISOR + 1);
+    let err = w.ex.signed(&w.node).heartbeat(&beat(Some(&long))).await.unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    assert!(err.to_string().contains("hypervisor"), "{err}");
+    w.ex.stop().await;
+}
+
 async fn the_openapi_document_lists_every_route(backend: Backend) {
     let ex = TestExplorer::start(backend).await;
     let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", ex.url)).await.unwrap().json().await.unwrap();
@@ -158,7 +190,11 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
     {
         assert!(paths.contains_key(p), "missing {p} in {:?}", paths.keys().collect::<Vec<_>>());
     }
-    assert!(doc["components"]["schemas"].get("WorkloadSpec").is_some());
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas.get("WorkloadSpec").is_some());
+    assert!(schemas["Vm"]["properties"].get("kernel_args").is_some(), "{}", schemas["Vm"]);
+    assert!(schemas["Node"]["properties"].get("hypervisor").is_some());
+    assert!(schemas["NodeHeartbeat"]["properties"].get("hypervisor").is_some());
     ex.stop().await;
 }
 
@@ -169,5 +205,6 @@ crate::on_both_backends!(
     nodes_are_found_by_farm_location_capacity_and_liveness,
     nodes_report_only_for_themselves,
     a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent,
+    a_nodes_entry_says_which_hypervisor_it_uses,
     the_openapi_document_lists_every_route,
 );

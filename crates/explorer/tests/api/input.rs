@@ -2,7 +2,7 @@
 //! message names the field, and change nothing.
 
 use zgrid_types::api::{WorkloadFilter, WorkloadState};
-use zgrid_types::workload::{Container, MAX_ENV_ENTRY};
+use zgrid_types::workload::{Container, MAX_ENV_ENTRY, Vm};
 use zgrid_types::{DeleteRequest, Signed, WorkloadData};
 
 use crate::common::*;
@@ -133,6 +133,20 @@ async fn workloads_every_node_would_refuse_are_refused_naming_the_field(backend:
             "payload.data.secret_environment.S".into(),
         ),
     ];
+    let vm_with = |change: fn(&mut Vm)| {
+        let mut data = vm("net", "10.20.1.5", vec![]);
+        if let WorkloadData::Vm(v) = &mut data {
+            change(v);
+        }
+        data
+    };
+    cases.extend([
+        (vm_with(|v| v.kernel_args = "quiet root=/dev/sda1".into()), "payload.data.kernel_args".into()),
+        (vm_with(|v| v.capacity.memory = 128), "payload.data.capacity.memory".into()),
+        (vm_with(|v| v.ssh_keys = vec!["not a key".into()]), "payload.data.ssh_keys[0]".into()),
+        (vm_with(|v| v.flist = "busybox.tar".into()), "payload.data.flist".into()),
+        (vm_with(|v| v.network_id = "Bad Name".into()), "payload.data.network_id".into()),
+    ]);
     for name in ["MY VAR", "A=B", "A\0B"] {
         cases.push((env(name, "1"), format!("payload.data.environment.{name}")));
     }

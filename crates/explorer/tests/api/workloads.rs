@@ -85,6 +85,61 @@ async fn containers_mount_only_their_owners_volumes_on_the_same_node(backend: Ba
     w.ex.stop().await;
 }
 
+/// A VM goes through a container's ledger checks: its network must have a resource on the node,
+/// its address must be free (among containers and VMs alike), and it mounts only its owner's
+/// volumes.
+async fn vms_need_their_network_a_free_address_and_their_owners_volumes(backend: Backend) {
+    let w = World::new(backend).await;
+    let node = w.node.public();
+    let create = async |owner: &str, data: WorkloadData| {
+        let party = if owner == "alice" { &w.alice } else { &w.bob };
+        party.client.create_workload(&w.signed(party, &node, data)).await
+    };
+    let err = create("alice", vm("net", "10.20.1.5", vec![])).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    let zgrid_client::ClientError::Api { field: Some(field), .. } = &err else { panic!("{err}") };
+    assert_eq!(field, "payload.data.network_id", "{err}");
+    // A resource of that network on another node does not serve this one.
+    let other_node = w.signed(&w.alice, &w.node2.public(), network_resource("net", "10.20.2.0/24"));
+    w.alice.client.create_workload(&other_node).await.unwrap();
+    assert_eq!(create("alice", vm("net", "10.20.2.5", vec![])).await.unwrap_err().status(), Some(422));
+
+    create("alice", network_resource("net", "10.20.1.0/24")).await.unwrap();
+    let outside = create("alice", vm("net", "10.20.2.5", vec![])).await.unwrap_err();
+    assert_eq!(outside.status(), Some(422), "{outside}");
+    assert!(outside.to_string().contains("payload.data.ipaddress"), "{outside}");
+
+    let alices = w.signed(&w.alice, &node, volume());
+    w.alice.client.create_workload(&alices).await.unwrap();
+    let data =
+        vm("net", "10.20.1.5", vec![VolumeMount { volume_id: alices.payload.id.clone(), mountpoint: "/data".into() }]);
+    let accepted = create("alice", data.clone()).await.unwrap();
+    assert_eq!(accepted.workload.payload.data, data);
+    assert_eq!(accepted.state, WorkloadState::Active);
+    let desired = w.ex.client().desired_set(&node).await.unwrap();
+    assert!(desired.workloads.iter().any(|r| r.workload == accepted.workload), "the node is not asked to run the VM");
+
+    for taken in [vm("net", "10.20.1.5", vec![]), container("net", "10.20.1.5")] {
+        let err = create("alice", taken).await.unwrap_err();
+        assert_eq!(err.status(), Some(409), "{err}");
+        assert!(err.to_string().contains("10.20.1.5 is already used by workload"), "{err}");
+    }
+    let vm_at_a_containers_address = {
+        create("alice", container("net", "10.20.1.6")).await.unwrap();
+        create("alice", vm("net", "10.20.1.6", vec![])).await.unwrap_err()
+    };
+    assert_eq!(vm_at_a_containers_address.status(), Some(409), "{vm_at_a_containers_address}");
+
+    create("bob", network_resource("net", "10.20.1.0/24")).await.unwrap();
+    let mount = |id: &zgrid_types::WorkloadId| vec![VolumeMount { volume_id: id.clone(), mountpoint: "/data".into() }];
+    let err = create("bob", vm("net", "10.20.1.7", mount(&alices.payload.id))).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert!(err.to_string().contains("payload.data.volumes[0].volume_id"), "{err}");
+    let not_a_volume = create("bob", vm("net", "10.20.1.7", mount(&accepted.workload.payload.id))).await.unwrap_err();
+    assert_eq!(not_a_volume.status(), Some(403), "another owner's VM is no volume of bob's: {not_a_volume}");
+    w.ex.stop().await;
+}
+
 async fn updates_need_a_higher_version_from_the_owner(backend: Backend) {
     let w = World::new(backend).await;
     let v1 = w.signed(&w.alice, &w.node.public(), volume());
@@ -151,6 +206,7 @@ crate::on_both_backends!(
     containers_need_their_network_on_the_node_and_a_valid_address,
     a_network_has_one_resource_per_node_and_distinct_subnets,
     containers_mount_only_their_owners_volumes_on_the_same_node,
+    vms_need_their_network_a_free_address_and_their_owners_volumes,
     updates_need_a_higher_version_from_the_owner,
     results_are_accepted_only_from_the_workloads_node,
 );

@@ -14,7 +14,7 @@ use crate::validate::{Valid, check_http_url, check_name, ensure};
 pub const MIN_MEMORY_MIB: u64 = 32;
 /// Smallest writable root filesystem, in MiB.
 pub const MIN_DISK_MIB: u64 = 64;
-/// Most virtual CPUs one container may ask for.
+/// Most virtual CPUs one container or VM may ask for.
 pub const MAX_CPU: u32 = 256;
 
 /// A container started from an flist image.
@@ -59,17 +59,17 @@ pub struct Container {
     pub stats: Vec<StatsEndpoint>,
 }
 
-/// A volume mounted into a container.
+/// A volume mounted into a container or a VM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeMount {
     /// The volume workload, owned by the same user, on the same node.
     pub volume_id: WorkloadId,
-    /// Absolute path inside the container.
+    /// Absolute path inside the container or the VM's guest.
     pub mountpoint: String,
 }
 
-/// Resources reserved for a container.
+/// Resources reserved for a container or a VM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Capacity {
@@ -77,7 +77,7 @@ pub struct Capacity {
     pub cpu: u32,
     /// Memory in MiB.
     pub memory: u64,
-    /// Writable root filesystem size in MiB.
+    /// Writable root filesystem size in MiB (a VM's writable layer over its image).
     pub disk_size: u64,
     /// Disk class for the root filesystem.
     pub disk_type: DiskType,
@@ -175,13 +175,13 @@ fn check_redis_url(value: &str, field: &str) -> Valid {
 /// (128 KiB) less the terminating NUL; `execve` fails with E2BIG beyond it.
 pub const MAX_ENV_ENTRY: usize = 128 * 1024 - 1;
 
-/// Most bytes of a container's whole environment (every `NAME=value` with its NUL, secrets
+/// Most bytes of a container's (or VM's) whole environment (every `NAME=value` with its NUL, secrets
 /// counted by what they hold): a quarter of the kernel's usual limit on arguments and
 /// environment together (2 MiB with an 8 MiB stack), so the entrypoint and what the image sets
 /// still fit.
 pub const MAX_ENVIRONMENT: usize = 512 * 1024;
 
-/// Where a container's image comes from, as the node reads [`Container::flist`].
+/// Where a container's or VM's image comes from ([`flist_source`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlistSource<'a> {
     /// An flist on a hub: an `http://` or `https://` URL.
@@ -189,6 +189,45 @@ pub enum FlistSource<'a> {
     /// A directory or tar archive on the node: its absolute path (from a path or a `file://`
     /// URL).
     Local(&'a str),
+}
+
+/// Where an image comes from, as the node reads a workload's `flist`: an `http(s)://` URL of
+/// an flist on a hub, or an absolute path (or `file://` URL) of a directory or archive on the
+/// node, which `flist_hash` cannot pin. The explorer and the node decide with this one function,
+/// for containers and VMs alike.
+pub fn flist_source<'a>(flist: &'a str, flist_hash: &str) -> Result<FlistSource<'a>, crate::ValidationError> {
+    ensure(!flist.trim().is_empty(), "flist", || "must name an flist".into())?;
+    ensure(!flist.chars().any(|c| c.is_whitespace() || c.is_control()), "flist", || {
+        "must not contain whitespace or control characters".into()
+    })?;
+    if flist.starts_with("http://") || flist.starts_with("https://") {
+        check_http_url(flist, "flist")?;
+        return Ok(FlistSource::Hub(flist));
+    }
+    let path = flist.strip_prefix("file://").unwrap_or(flist);
+    ensure(path.starts_with('/'), "flist", || {
+        format!(
+            "{flist:?} is not supported: give an http(s):// URL of an flist on a hub, or an absolute path \
+             (or file:// URL) of a directory or tar archive on the node"
+        )
+    })?;
+    ensure(flist_hash.is_empty(), "flist_hash", || {
+        "pins flists from hubs; a directory or archive on the node cannot be pinned: leave it empty".into()
+    })?;
+    Ok(FlistSource::Local(path))
+}
+
+/// The image fields a container and a VM share: `flist` ([`flist_source`]), `flist_hash` (a
+/// BLAKE3 hash or empty) and `hub_url` (an http(s) URL or empty).
+pub(super) fn check_image(flist: &str, hub_url: &str, flist_hash: &str) -> Valid {
+    flist_source(flist, flist_hash)?;
+    ensure(flist_hash.is_empty() || crate::hub::is_hash(flist_hash), "flist_hash", || {
+        "must be the flist's 64-digit lowercase hex BLAKE3 hash (`zgrid flist inspect` prints it)".into()
+    })?;
+    if !hub_url.is_empty() {
+        check_http_url(hub_url, "hub_url")?;
+    }
+    Ok(())
 }
 
 /// A variable name the kernel and runc pass on as it is: not empty, without `=`, whitespace or
@@ -211,31 +250,52 @@ fn check_env_entry(name: &str, value_len: usize, field: &str) -> Result<usize, c
     Ok(entry + 1)
 }
 
+/// Check the names and sizes of a workload's environment: each variable within
+/// [`MAX_ENV_ENTRY`], all of them within [`MAX_ENVIRONMENT`], secrets sealed boxes
+/// ([`crate::sealed::seal_secret`]) counted by what they hold and not also set in the clear.
+pub(super) fn check_environment(
+    environment: &BTreeMap<String, String>,
+    secret_environment: &BTreeMap<String, String>,
+) -> Valid {
+    let mut total = 0;
+    for (k, v) in environment {
+        let field = format!("environment.{k}");
+        ensure(!v.contains('\0'), &field, || "contains NUL".into())?;
+        total += check_env_entry(k, v.len(), &field)?;
+    }
+    for (k, v) in secret_environment {
+        let field = format!("secret_environment.{k}");
+        let len = crate::sealed::secret_len(v).map_err(|e| crate::ValidationError::new(&field, e.to_string()))?;
+        total += check_env_entry(k, len, &field)?;
+        ensure(!environment.contains_key(k), &field, || "is also set in environment; keep one".into())?;
+    }
+    ensure(total <= MAX_ENVIRONMENT, "environment", || {
+        format!(
+            "the environment (secret_environment included) is {total} bytes; a workload takes at most {MAX_ENVIRONMENT}"
+        )
+    })
+}
+
+/// Check where volumes are mounted: absolute paths other than `/`, without `.` or `..`
+/// components, each used once.
+pub(super) fn check_mounts(volumes: &[VolumeMount]) -> Valid {
+    let mut mountpoints = BTreeSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let field = format!("volumes[{i}].mountpoint");
+        let p = &v.mountpoint;
+        ensure(p.starts_with('/') && p != "/", &field, || format!("{p:?} must be an absolute path other than /"))?;
+        ensure(!p.split('/').any(|c| c == ".." || c == "."), &field, || {
+            format!("{p:?} must not contain . or .. components")
+        })?;
+        ensure(mountpoints.insert(p.trim_end_matches('/')), &field, || format!("{p:?} is used by another volume"))?;
+    }
+    Ok(())
+}
+
 impl Container {
-    /// Where the image comes from, as the node reads `flist`: an `http(s)://` URL of an flist
-    /// on a hub, or an absolute path (or `file://` URL) of a directory or archive on the node,
-    /// which `flist_hash` cannot pin. The explorer and the node decide with this one function.
+    /// Where the image comes from, as the node reads `flist` ([`flist_source`]).
     pub fn flist_source(&self) -> Result<FlistSource<'_>, crate::ValidationError> {
-        let flist = self.flist.as_str();
-        ensure(!flist.trim().is_empty(), "flist", || "must name an flist".into())?;
-        ensure(!flist.chars().any(|c| c.is_whitespace() || c.is_control()), "flist", || {
-            "must not contain whitespace or control characters".into()
-        })?;
-        if flist.starts_with("http://") || flist.starts_with("https://") {
-            check_http_url(flist, "flist")?;
-            return Ok(FlistSource::Hub(flist));
-        }
-        let path = flist.strip_prefix("file://").unwrap_or(flist);
-        ensure(path.starts_with('/'), "flist", || {
-            format!(
-                "{flist:?} is not supported: give an http(s):// URL of an flist on a hub, or an absolute path \
-                 (or file:// URL) of a directory or tar archive on the node"
-            )
-        })?;
-        ensure(self.flist_hash.is_empty(), "flist_hash", || {
-            "pins flists from hubs; a directory or archive on the node cannot be pinned: leave it empty".into()
-        })?;
-        Ok(FlistSource::Local(path))
+        flist_source(&self.flist, &self.flist_hash)
     }
 
     /// The entrypoint split into program and arguments the way a POSIX shell splits words
@@ -250,49 +310,12 @@ impl Container {
         })
     }
 
-    /// Check the names and sizes of the environment: each variable within [`MAX_ENV_ENTRY`],
-    /// all of them within [`MAX_ENVIRONMENT`], secrets sealed boxes counted by what they hold.
-    fn check_environment(&self) -> Valid {
-        let mut total = 0;
-        for (k, v) in &self.environment {
-            let field = format!("environment.{k}");
-            ensure(!v.contains('\0'), &field, || "contains NUL".into())?;
-            total += check_env_entry(k, v.len(), &field)?;
-        }
-        for (k, v) in &self.secret_environment {
-            let field = format!("secret_environment.{k}");
-            let len = crate::sealed::secret_len(v).map_err(|e| crate::ValidationError::new(&field, e.to_string()))?;
-            total += check_env_entry(k, len, &field)?;
-            ensure(!self.environment.contains_key(k), &field, || "is also set in environment; keep one".into())?;
-        }
-        ensure(total <= MAX_ENVIRONMENT, "environment", || {
-            format!(
-                "the environment (secret_environment included) is {total} bytes; a container takes at most {MAX_ENVIRONMENT}"
-            )
-        })
-    }
-
     pub(super) fn validate(&self) -> Valid {
-        self.flist_source()?;
-        ensure(self.flist_hash.is_empty() || crate::hub::is_hash(&self.flist_hash), "flist_hash", || {
-            "must be the flist's 64-digit lowercase hex BLAKE3 hash (`zgrid flist inspect` prints it)".into()
-        })?;
-        if !self.hub_url.is_empty() {
-            check_http_url(&self.hub_url, "hub_url")?;
-        }
-        self.check_environment()?;
+        check_image(&self.flist, &self.hub_url, &self.flist_hash)?;
+        check_environment(&self.environment, &self.secret_environment)?;
         self.entrypoint_args()?;
-        let mut mountpoints = BTreeSet::new();
-        for (i, v) in self.volumes.iter().enumerate() {
-            let field = format!("volumes[{i}].mountpoint");
-            let p = &v.mountpoint;
-            ensure(p.starts_with('/') && p != "/", &field, || format!("{p:?} must be an absolute path other than /"))?;
-            ensure(!p.split('/').any(|c| c == ".." || c == "."), &field, || {
-                format!("{p:?} must not contain . or .. components")
-            })?;
-            ensure(mountpoints.insert(p.trim_end_matches('/')), &field, || format!("{p:?} is used by another volume"))?;
-        }
-        self.capacity.validate().map_err(|e| e.within("capacity"))?;
+        check_mounts(&self.volumes)?;
+        self.capacity.validate(MIN_MEMORY_MIB).map_err(|e| e.within("capacity"))?;
         ensure(self.network_connection.len() <= 1, "network_connection", || {
             "a container joins at most one network".into()
         })?;
@@ -325,12 +348,14 @@ impl Container {
 }
 
 impl Capacity {
-    fn validate(&self) -> Valid {
+    /// Check the ranges: 1 to [`MAX_CPU`] CPUs, at least `min_memory` MiB of memory (the
+    /// workload kind's minimum) and [`MIN_DISK_MIB`] of disk.
+    pub(super) fn validate(&self, min_memory: u64) -> Valid {
         ensure((1..=MAX_CPU).contains(&self.cpu), "cpu", || {
             format!("{} is out of range: ask for 1 to {MAX_CPU} CPUs", self.cpu)
         })?;
-        ensure(self.memory >= MIN_MEMORY_MIB, "memory", || {
-            format!("{} MiB is below the minimum of {MIN_MEMORY_MIB} MiB", self.memory)
+        ensure(self.memory >= min_memory, "memory", || {
+            format!("{} MiB is below the minimum of {min_memory} MiB", self.memory)
         })?;
         ensure(self.disk_size >= MIN_DISK_MIB, "disk_size", || {
             format!("{} MiB is below the minimum of {MIN_DISK_MIB} MiB", self.disk_size)

@@ -88,14 +88,7 @@ impl Kubernetes {
                 "is this VM's own address; leave master_ips empty to make it a master".into()
             })?;
         }
-        for (i, key) in self.ssh_keys.iter().enumerate() {
-            let ok = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| key.starts_with(p))
-                && key.split_whitespace().count() >= 2
-                && !key.contains('\n');
-            ensure(ok, &format!("ssh_keys[{i}]"), || {
-                "must be one OpenSSH public key line such as \"ssh-ed25519 AAAA... me@host\"".into()
-            })?;
-        }
+        super::vm::check_ssh_keys(&self.ssh_keys)?;
         Ok(())
     }
 }

@@ -8,14 +8,17 @@
 mod container;
 mod kubernetes;
 mod network;
+mod vm;
 mod volume;
 
 pub use container::{
-    Capacity as ContainerCapacity, Container, DiskType, FlistSource, LogEndpoint, MAX_ENV_ENTRY, MAX_ENVIRONMENT,
-    MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint, VolumeMount, redis_channel,
+    Capacity as ContainerCapacity, Container, DiskType, FlistSource, LogEndpoint, MAX_CPU, MAX_ENV_ENTRY,
+    MAX_ENVIRONMENT, MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint,
+    VolumeMount, flist_source, redis_channel,
 };
 pub use kubernetes::{Kubernetes, KubernetesSize};
 pub use network::{NetworkResource, Peer, check_host_ip};
+pub use vm::{MAX_KERNEL_ARGS, MIN_VM_MEMORY_MIB, Vm, check_kernel_args, is_ssh_public_key};
 pub use volume::Volume;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +82,8 @@ pub enum WorkloadData {
     Volume(Volume),
     /// A Kubernetes node in a VM.
     Kubernetes(Kubernetes),
+    /// A virtual machine booted from an flist, on the owner's private network.
+    Vm(Vm),
 }
 
 /// The kind of a workload, without its fields.
@@ -93,6 +98,8 @@ pub enum WorkloadKind {
     Volume,
     /// See [`WorkloadData::Kubernetes`].
     Kubernetes,
+    /// See [`WorkloadData::Vm`].
+    Vm,
 }
 
 impl WorkloadKind {
@@ -103,6 +110,7 @@ impl WorkloadKind {
             Self::Container => "container",
             Self::Volume => "volume",
             Self::Kubernetes => "kubernetes",
+            Self::Vm => "vm",
         }
     }
 }
@@ -116,11 +124,11 @@ impl std::fmt::Display for WorkloadKind {
 impl std::str::FromStr for WorkloadKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [Self::NetworkResource, Self::Container, Self::Volume, Self::Kubernetes]
+        [Self::NetworkResource, Self::Container, Self::Volume, Self::Kubernetes, Self::Vm]
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown workload type {s:?}: use network_resource, container, volume or kubernetes")
+                format!("unknown workload type {s:?}: use network_resource, container, volume, kubernetes or vm")
             })
     }
 }
@@ -133,6 +141,7 @@ impl WorkloadData {
             Self::Container(_) => WorkloadKind::Container,
             Self::Volume(_) => WorkloadKind::Volume,
             Self::Kubernetes(_) => WorkloadKind::Kubernetes,
+            Self::Vm(_) => WorkloadKind::Vm,
         }
     }
 
@@ -141,7 +150,17 @@ impl WorkloadData {
         match self {
             Self::Container(c) => c.network_connection.first().map(|n| (n.network_id.as_str(), n.ipaddress)),
             Self::Kubernetes(k) => Some((k.network_id.as_str(), k.ipaddress)),
+            Self::Vm(v) => Some((v.network_id.as_str(), v.ipaddress)),
             Self::NetworkResource(_) | Self::Volume(_) => None,
+        }
+    }
+
+    /// The volumes this workload mounts (a container's or a VM's; none for other kinds).
+    pub fn volume_mounts(&self) -> &[VolumeMount] {
+        match self {
+            Self::Container(c) => &c.volumes,
+            Self::Vm(v) => &v.volumes,
+            Self::NetworkResource(_) | Self::Volume(_) | Self::Kubernetes(_) => &[],
         }
     }
 
@@ -151,6 +170,7 @@ impl WorkloadData {
             Self::Container(c) => c.validate(),
             Self::Volume(v) => v.validate(),
             Self::Kubernetes(k) => k.validate(),
+            Self::Vm(v) => v.validate(),
         }
     }
 }
