@@ -604,6 +604,15 @@ pub struct NodeArgs {
     /// Most MiB of image chunks the node keeps cached (least recently used go first).
     #[arg(long, default_value_t = 10240)]
     pub flist_cache_mib: u64,
+    /// The kernel for VM images without their own: a directory holding `boot/vmlinuz-<version>`
+    /// and `usr/lib/modules/<version>/`, as `scripts/vm-kernel` makes it. Default: the newest
+    /// under /var/cache/zgrid/vm-kernel. Without one, the node refuses VMs and says why.
+    #[arg(long, env = "ZGRID_VM_KERNEL")]
+    pub vm_kernel: Option<std::path::PathBuf>,
+    /// How VMs run: `auto` uses KVM when a guest kernel boots with it and TCG (emulation,
+    /// several times slower) otherwise; `kvm` refuses VMs without working KVM; `tcg` never uses KVM.
+    #[arg(long, default_value = "auto", env = "ZGRID_VM_ACCEL")]
+    pub vm_accel: zgrid_node::vm::AcceleratorChoice,
 }
 
 /// Where the local grid lives.
@@ -825,6 +834,18 @@ pub enum BenchCommand {
         /// /var/tmp/zgrid-chunking/v1..v5 (made by scripts/chunking-images) when present.
         #[arg(long, num_args = 1..)]
         versions: Vec<std::path::PathBuf>,
+    },
+    /// Time from submitting a VM to its guest answering SSH, with the node's chunk cache
+    /// empty and warm; the image bytes fetched from the hub; qemu's resident memory; on a
+    /// devnet, naming the accelerator. Root; needs qemu-system-x86, openssh-client, the kernel
+    /// of scripts/vm-kernel and debootstrap.
+    Vm {
+        /// Runs, each on a new node (empty chunk cache) with a cold and a warm VM.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Root filesystem of the VM image. Default: the Debian image of `scripts/vm-image`.
+        #[arg(long)]
+        image: Option<std::path::PathBuf>,
     },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {

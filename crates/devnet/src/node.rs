@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use zgrid_node::network::{DEFAULT_PORTS, Networks};
 use zgrid_node::runtime::Runtime;
+use zgrid_node::vm::{AcceleratorChoice, Vms};
 use zgrid_serve::TlsFiles;
 
 use crate::process::{cli_json, wait_for};
@@ -30,11 +31,14 @@ pub struct NodeOptions {
     /// Serve the node API over TLS with this certificate (valid for the node's underlay
     /// address) and key; plain HTTP without.
     pub api_tls: Option<TlsFiles>,
+    /// How the node runs VMs (`--vm-accel`: `auto`, `kvm` or `tcg`); the agent's default
+    /// (`auto`) without.
+    pub vm_accel: Option<String>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { step_timeout: Duration::from_secs(60), public: true, api_tls: None }
+        Self { step_timeout: Duration::from_secs(60), public: true, api_tls: None, vm_accel: None }
     }
 }
 
@@ -194,6 +198,9 @@ pub(crate) fn agent_command(launch: &Launch, netns: &Path, address: std::net::Ip
     if l.options.public {
         command.args(["--public-endpoint", &address.to_string()]);
     }
+    if let Some(accel) = &l.options.vm_accel {
+        command.args(["--vm-accel", accel]);
+    }
     if let Some(tls) = &l.options.api_tls {
         command.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);
     }
@@ -254,10 +261,23 @@ fn remove_workloads(state_dir: &Path, cgroup_parent: &str) -> Result<()> {
         let key = zgrid_node::identity::load_or_create(state_dir)?;
         let networks = Networks::new(state_dir.join("networks"), key, DEFAULT_PORTS)?;
         let (containers, volumes) = (runtime.list()?, runtime.list_volumes()?);
+        let vms_dir = state_dir.join("vms");
+        let vms = match vms_dir.exists() {
+            true => {
+                Some(Vms::new(&vms_dir, cgroup_parent, AcceleratorChoice::Tcg)?.with_shutdown_grace(Duration::ZERO))
+            }
+            false => None,
+        };
+        let vm_ids = vms.as_ref().map(Vms::list).transpose()?.unwrap_or_default();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 rt.block_on(async {
+                    if let Some(vms) = &vms {
+                        for id in &vm_ids {
+                            vms.remove(id).await?;
+                        }
+                    }
                     let removals = containers.iter().map(|id| runtime.remove(id));
                     for result in futures::future::join_all(removals).await {
                         result?;
@@ -267,6 +287,9 @@ fn remove_workloads(state_dir: &Path, cgroup_parent: &str) -> Result<()> {
                     }
                     for id in containers.iter().filter_map(|id| id.parse().ok()) {
                         networks.detach(&id).await?;
+                    }
+                    for id in vm_ids.iter().filter_map(|id| id.parse().ok()) {
+                        networks.detach_tap(&id).await?;
                     }
                     for id in networks.list()? {
                         networks.remove(&id).await?;

@@ -1,7 +1,7 @@
 //! The node agent's own HTTP API, for what only the node has: a workload's output.
 //!
 //! `GET /v1/workloads/{id}/logs?follow=true|false` answers the container's recent stdout and
-//! stderr as `text/plain`, then, with `follow`, streams what it writes until it is removed. The
+//! stderr (a VM's serial console) as `text/plain`, then, with `follow`, streams what it writes until it is removed. The
 //! request must be signed (`Authorization: Zgrid ...`, as for the explorer) by the key the
 //! workload's owner signed the workload with, within five minutes of the node's clock. Nothing
 //! here changes state, so nonces are not tracked. `GET /v1/node` says which node this is.
@@ -21,6 +21,7 @@ use zgrid_types::{NodeId, WorkloadId};
 
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::vm::Vms;
 
 /// How far a request's timestamp may be from the node's clock, seconds.
 const REQUEST_WINDOW_SECS: i64 = 300;
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub store: Store,
     /// Where container logs are.
     pub runtime: Runtime,
+    /// Where VM consoles are, when the node runs VMs.
+    pub vms: Option<Vms>,
 }
 
 /// The API's routes.
@@ -91,15 +94,21 @@ async fn logs(
         return Err(Refusal(StatusCode::FORBIDDEN, format!("only the owner of workload {id} may read its logs")));
     }
     let not_found = || Refusal(StatusCode::NOT_FOUND, format!("workload {id} has no logs on this node"));
-    let mut follower = state.runtime.follow_logs(id.as_str()).map_err(|e| internal(&e))?.ok_or_else(not_found)?;
+    let mut follower = match state.runtime.follow_logs(id.as_str()).map_err(|e| internal(&e))? {
+        Some(follower) => follower,
+        None => match &state.vms {
+            Some(vms) => vms.follow_console(id.as_str()).map_err(|e| internal(&e))?.ok_or_else(not_found)?,
+            None => return Err(not_found()),
+        },
+    };
     let first = follower.read_new().map_err(|e| internal(&e))?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let _ = tx.try_send(Ok(Bytes::from(first)));
     if query.follow {
-        let runtime = state.runtime.clone();
+        let (runtime, vms) = (state.runtime.clone(), state.vms.clone());
         tokio::spawn(async move {
-            // Ends when the client goes away (send fails) or the container is removed.
-            while runtime.exists(id.as_str()) {
+            // Ends when the client goes away (send fails) or the container or VM is removed.
+            while runtime.exists(id.as_str()) || vms.as_ref().is_some_and(|v| v.has(id.as_str())) {
                 tokio::time::sleep(FOLLOW_POLL).await;
                 let chunk = match follower.read_new() {
                     Ok(bytes) if bytes.is_empty() => continue,
@@ -176,7 +185,7 @@ mod tests {
             Entry { workload: Signed::sign(spec, owner), phase: Phase::Running, restarts: 0, data: Default::default() };
         store.put(&entry).unwrap();
         let runtime = Runtime::new(dir.join("runtime"), PARENT).expect("the node API tests need root and runc");
-        let state = ApiState { node_id: node.public(), store, runtime };
+        let state = ApiState { node_id: node.public(), store, runtime, vms: None };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(serve(listener.into(), state));

@@ -18,6 +18,7 @@ pub mod report;
 pub mod runtime;
 mod source;
 pub mod store;
+pub mod vm;
 pub mod workloads;
 
 use std::future::Future;
@@ -107,8 +108,20 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
     tracing::info!(node = %key.public(), cru = total.cru, mru = total.mru, sru = total.sru, api = %api_url, "node registered");
 
     let store = Store::open(config.state_dir.join("workloads")).context("cannot open the workload store")?;
-    let state = api::ApiState { node_id: key.public(), store: store.clone(), runtime: workloads.runtime().clone() };
+    let state = api::ApiState {
+        node_id: key.public(),
+        store: store.clone(),
+        runtime: workloads.runtime().clone(),
+        vms: workloads.vms().cloned(),
+    };
     let server = tokio::spawn(api::serve(listener, state));
+    let probe = workloads.hypervisor();
+    let hypervisor = config.hypervisor.clone();
+    let probe = tokio::spawn(async move {
+        let description = probe.await;
+        tracing::info!(hypervisor = %description, "VMs");
+        hypervisor.set(Some(description));
+    });
     let reporter = report::Reporter::start(key.clone(), explorer.clone());
     let engine = Engine::new(explorer.clone(), reporter, key, store, workloads, total, config.engine.clone())?;
     let used = engine.used();
@@ -121,6 +134,7 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
     }
     follower.abort();
     beats.abort();
+    probe.abort();
     server.abort();
     Ok(())
 }

@@ -10,6 +10,7 @@ use zgrid_node::flist::FlistImages;
 use zgrid_node::hypervisor::Hypervisor;
 use zgrid_node::network::Networks;
 use zgrid_node::runtime::Runtime;
+use zgrid_node::vm::Vms;
 use zgrid_node::workloads::Workloads;
 use zgrid_types::Signed;
 use zgrid_types::directory::Location;
@@ -33,9 +34,15 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     service.extend(["--timeout".to_owned(), options.timeout.as_secs().to_string(), "flist-mounts".to_owned()]);
     let http = ctx.http()?;
     let flists = FlistImages::new(a.state_dir.join("flist"), service, a.flist_cache_mib << 20, http.clone());
+    let vms = vm_runtime(&a);
+    match &vms {
+        Ok(_) => tracing::info!("VMs: qemu, virtiofsd and a kernel are ready; probing the accelerator"),
+        Err(why) => tracing::warn!("this node does not run VMs: {why}"),
+    }
     let workloads = Workloads::new(runtime, networks, key, a.state_dir.join("images"))
-        .with_console_assets(a.console_assets)
-        .with_flists(flists);
+        .with_console_assets(a.console_assets.clone())
+        .with_flists(flists)
+        .with_vms(vms);
     let hostname = match a.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -69,6 +76,19 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
         engine: EngineConfig { step_timeout: Duration::from_secs(a.step_timeout), ..EngineConfig::default() },
     };
     zgrid_node::run(config, workloads, crate::cmd::explorer::shutdown_signal()).await
+}
+
+/// The VM runtime, or why this node cannot run VMs.
+fn vm_runtime(a: &NodeArgs) -> Result<Vms, String> {
+    let kernel = a.vm_kernel.clone().or_else(zgrid_node::vm::default_kernel).ok_or_else(|| {
+        format!(
+            "no VM kernel: run scripts/vm-kernel (it fills {}) or start the node with --vm-kernel DIR",
+            zgrid_node::vm::KERNEL_CACHE
+        )
+    })?;
+    Vms::new(a.state_dir.join("vms"), &a.cgroup_parent, a.vm_accel)
+        .and_then(|vms| vms.with_kernel(&kernel))
+        .map_err(|e| e.to_string())
 }
 
 /// A farm invitation token, checked before the agent does anything else.

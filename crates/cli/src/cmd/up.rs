@@ -14,6 +14,10 @@ use crate::output;
 const IDENTITY: &str = "devnet";
 /// The image `zgrid up` seeds the hub with.
 const IMAGE: &str = "busybox.flist";
+/// Where `scripts/vm-image` leaves the Debian VM image's flist and chunk store…
+const VM_IMAGE_DIR: &str = "/var/cache/zgrid/vm-image";
+/// …and the flist's name there, and on the hub.
+const VM_IMAGE: &str = "debian-bookworm-vm.flist";
 
 /// Steps go to stderr, unless the output is JSON.
 fn progress(quiet: bool) -> impl FnMut(&str) + Send + 'static {
@@ -45,16 +49,26 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     config.insert("identity".into(), IDENTITY.into());
     ctx.save_config(&config)?;
     let image = seed_hub(&a.grid, &status, &identity, &mut say).await?;
-    let report = serde_json::json!({ "grid": status, "image": image });
+    let vm_image = seed_vm_image(&status, &identity, &mut say).await?;
+    let report = serde_json::json!({ "grid": status, "image": image, "vm_image": vm_image });
     output::report(ctx.json, &report, || {
         print_status(&status);
         println!("image     {image}");
+        if let Some(vm_image) = &vm_image {
+            println!("vm image  {vm_image}");
+        }
         println!();
         println!("Try:");
+        let node = status.nodes[0].id.as_deref().unwrap_or("NODE");
         println!(
-            "  zgrid deploy container --node {} --flist {image} --entrypoint 'sh -c \"echo hi; sleep 600\"' --wait",
-            status.nodes[0].id.as_deref().unwrap_or("NODE")
+            "  zgrid deploy container --node {node} --flist {image} --entrypoint 'sh -c \"echo hi; sleep 600\"' --wait",
         );
+        if let Some(vm_image) = &vm_image {
+            println!("  zgrid network create --name net --cidr 10.90.0.0/16 --node {node}");
+            println!(
+                "  zgrid deploy vm --node {node} --flist {vm_image} --network net --ssh-key ~/.ssh/id_ed25519.pub --wait"
+            );
+        }
         println!("  zgrid live");
         println!("  zgrid status; zgrid down");
     })
@@ -86,13 +100,39 @@ async fn deployer(ctx: &Ctx, explorer: &str) -> Result<Identity> {
     Ok(identity)
 }
 
+/// The grid's hub, acting as `identity`, and the URL of its flist `name` in the identity's
+/// namespace if it is there.
+async fn hub_with(status: &Status, identity: &Identity, name: &str) -> Result<(HubClient, Option<String>)> {
+    let client = HubClient::new(&status.hub.address)?.with_key(identity.keypair.clone());
+    let owner = identity.keypair.public().to_string();
+    let found = client.list(&owner).await?.into_iter().find(|f| f.name == name);
+    let url = found.map(|f| super::hub::url(&client, &f));
+    Ok((client, url))
+}
+
+/// Push the Debian VM image `scripts/vm-image` made as `debian-bookworm-vm.flist` unless the
+/// hub has it; its URL, or `None` when that image was never built on this machine.
+async fn seed_vm_image(status: &Status, identity: &Identity, say: &mut impl FnMut(&str)) -> Result<Option<String>> {
+    let dir = std::path::Path::new(VM_IMAGE_DIR);
+    let flist = dir.join(VM_IMAGE);
+    if !flist.exists() {
+        return Ok(None);
+    }
+    let (client, url) = hub_with(status, identity, VM_IMAGE).await?;
+    if url.is_some() {
+        return Ok(url);
+    }
+    say("seeding the hub with the Debian VM image of scripts/vm-image");
+    let stored = super::hub::upload(&client, &flist, &DirStore::new(dir.join("store")), VM_IMAGE, false).await?;
+    Ok(Some(super::hub::url(&client, &stored.flist)))
+}
+
 /// Push a busybox image as `busybox.flist` in the deployer's namespace unless it is there;
 /// its URL.
 async fn seed_hub(grid: &GridDir, status: &Status, identity: &Identity, say: &mut impl FnMut(&str)) -> Result<String> {
-    let client = HubClient::new(&status.hub.address)?.with_key(identity.keypair.clone());
-    let owner = identity.keypair.public().to_string();
-    if let Some(f) = client.list(&owner).await?.into_iter().find(|f| f.name == IMAGE) {
-        return Ok(super::hub::url(&client, &f));
+    let (client, url) = hub_with(status, identity, IMAGE).await?;
+    if let Some(url) = url {
+        return Ok(url);
     }
     say("seeding the hub with a busybox image");
     let images = grid.dir.join("images");

@@ -21,7 +21,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 /// Pack `rootfs` into `<dir>/<name>` (chunks in `<dir>/store`) and push it as `name`; the
 /// push's JSON (`url`, `stored`).
-fn push(grid: &Grid, dir: &Path, rootfs: &Path, name: &str) -> serde_json::Value {
+pub(crate) fn push(grid: &Grid, dir: &Path, rootfs: &Path, name: &str) -> serde_json::Value {
     let (out, store) = (dir.join(name), dir.join("store"));
     let (out, store) = (out.to_str().unwrap(), store.to_str().unwrap());
     grid.cli(&["flist", "create", rootfs.to_str().unwrap(), "-o", out, "--store", store]);
@@ -66,12 +66,12 @@ fn fuse_mounts_under(dir: &Path) -> Vec<String> {
 }
 
 /// Bytes the hub has served as chunks.
-fn served(grid: &Grid) -> u64 {
+pub(crate) fn served(grid: &Grid) -> u64 {
     grid.cli(&["hub", "stats"])["chunk_bytes_served"].as_u64().unwrap()
 }
 
 /// Bytes in the files under `dir`.
-fn tree_bytes(dir: &Path) -> u64 {
+pub(crate) fn tree_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| {

@@ -12,3 +12,4 @@ mod readme;
 mod redis;
 mod tls;
 mod verbs;
+mod vm;

@@ -13,7 +13,7 @@ use crate::grid::{Grid, id_of, wait_until};
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// `zgrid network create` over `nodes`, with progress on stderr.
-fn create(grid: &Grid, name: &str, cidr: &str, nodes: &[&Node]) {
+pub(crate) fn create(grid: &Grid, name: &str, cidr: &str, nodes: &[&Node]) {
     let mut args = vec!["network", "create", "--name", name, "--cidr", cidr];
     for node in nodes {
         args.extend(["--node", node.id()]);
@@ -23,7 +23,7 @@ fn create(grid: &Grid, name: &str, cidr: &str, nodes: &[&Node]) {
 }
 
 /// Host `n` of the /24 `node` has in network `name`.
-fn host(grid: &Grid, name: &str, node: &Node, n: u8) -> String {
+pub(crate) fn host(grid: &Grid, name: &str, node: &Node, n: u8) -> String {
     let shown = grid.cli(&["network", "show", "--name", name]);
     let members = shown["members"].as_array().unwrap_or_else(|| panic!("no members in {shown}"));
     let member =
@@ -67,7 +67,7 @@ fn delete(grid: &Grid, node: &Node, ids: &[&str]) {
 }
 
 /// Names of the network namespaces on the machine.
-fn namespaces() -> Vec<String> {
+pub(crate) fn namespaces() -> Vec<String> {
     std::fs::read_dir("/run/netns").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
 }
 
@@ -175,7 +175,7 @@ fn neighbour(grid: &Grid, node: &Node, ranges: &[&str]) -> zgrid_devnet::Netns {
 
 /// A "laptop" namespace on the underlay with a wg-quick interface up; brought down, its
 /// wireguard-go stopped and the namespace removed on drop.
-struct Laptop {
+pub(crate) struct Laptop {
     netns: zgrid_devnet::Netns,
     config: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -184,7 +184,7 @@ struct Laptop {
 impl Laptop {
     /// `zgrid network add-access` to network `name` through `node` (its output returned too),
     /// then `wg-quick up` of the config inside a new namespace on `grid`'s underlay.
-    fn join(grid: &Grid, name: &str, node: &Node) -> (Self, std::process::Output) {
+    pub(crate) fn join(grid: &Grid, name: &str, node: &Node) -> (Self, std::process::Output) {
         static LAPTOPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = LAPTOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
         let dir = tempfile::tempdir().unwrap();
@@ -201,7 +201,7 @@ impl Laptop {
     }
 
     /// Run `program args…` in the laptop's namespace.
-    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
         self.netns.command(program).args(args).output().unwrap()
     }
 

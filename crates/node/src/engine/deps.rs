@@ -50,15 +50,8 @@ impl Need<'_> {
 }
 
 fn needs(spec: &WorkloadSpec) -> Vec<Need<'_>> {
-    match &spec.data {
-        WorkloadData::Container(c) => c
-            .volumes
-            .iter()
-            .map(|v| Need::Volume(&v.volume_id))
-            .chain(c.network_connection.iter().map(|n| Need::Network(&n.network_id)))
-            .collect(),
-        _ => Vec::new(),
-    }
+    let volumes = spec.data.volume_mounts().iter().map(|v| Need::Volume(&v.volume_id));
+    volumes.chain(spec.data.network_attachment().map(|(network, _)| Need::Network(network))).collect()
 }
 
 /// Whether `user` needs `dependency`.

@@ -338,16 +338,7 @@ impl Networks {
         name: &str,
         ip: Ipv4Addr,
     ) -> Result<PathBuf, ProvisionError> {
-        let records = self.records().map_err(transient)?;
-        let record = records
-            .iter()
-            .find(|r| r.owner_key == *owner_key && r.name == name && !r.removing)
-            .ok_or_else(|| ProvisionError::Transient(format!("network {name:?} is not on this node yet")))?;
-        check_host_ip(ip, record.subnet).map_err(ProvisionError::Permanent)?;
-        let network = self.netns(&record.id);
-        if !network.exists() {
-            return Err(ProvisionError::Transient(format!("network {name:?} is not up on this node yet")));
-        }
+        let (record, network) = self.member(owner_key, name, ip)?;
         let inside = self.container_netns(id);
         inside.ensure(false).await.map_err(transient)?;
         inside.allow_ping().await.map_err(transient)?;
@@ -385,6 +376,58 @@ impl Networks {
             .await
             .map_err(transient)?;
         Ok(inside.path())
+    }
+
+    /// The record and namespace of `owner_key`'s network `name` on this node, once `ip` is
+    /// known to be a host address of it.
+    fn member(&self, owner_key: &PublicKey, name: &str, ip: Ipv4Addr) -> Result<(Record, Netns), ProvisionError> {
+        let records = self.records().map_err(transient)?;
+        let record = records
+            .into_iter()
+            .find(|r| r.owner_key == *owner_key && r.name == name && !r.removing)
+            .ok_or_else(|| ProvisionError::Transient(format!("network {name:?} is not on this node yet")))?;
+        check_host_ip(ip, record.subnet).map_err(ProvisionError::Permanent)?;
+        let network = self.netns(&record.id);
+        if !network.exists() {
+            return Err(ProvisionError::Transient(format!("network {name:?} is not up on this node yet")));
+        }
+        Ok((record, network))
+    }
+
+    /// Put a tap for VM `id` on `owner_key`'s network `name`, where it will have address `ip`:
+    /// a persistent tap device on the network's bridge, for qemu to open from the network's
+    /// namespace. Returns the tap and the guest's address settings. Idempotent.
+    pub async fn attach_tap(
+        &self,
+        id: &WorkloadId,
+        owner_key: &PublicKey,
+        name: &str,
+        ip: Ipv4Addr,
+    ) -> Result<Tap, ProvisionError> {
+        let (record, network) = self.member(owner_key, name, ip)?;
+        let tap = tap_name(id);
+        if !network.has_link(&tap).await.map_err(transient)? {
+            network.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]).await.map_err(transient)?;
+        }
+        network.ip(&["link", "set", &tap, "mtu", MTU, "master", BRIDGE, "up"]).await.map_err(transient)?;
+        Ok(Tap {
+            netns: network.name().to_owned(),
+            tap,
+            address: format!("{ip}/{}", record.subnet.prefix_len()),
+            gateway: gateway(record.subnet),
+        })
+    }
+
+    /// Remove VM `id`'s tap from whichever network has it, if any.
+    pub async fn detach_tap(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
+        let tap = tap_name(id);
+        for record in self.records()? {
+            let network = self.netns(&record.id);
+            if network.exists() && network.has_link(&tap).await? {
+                network.ip(&["link", "delete", &tap]).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Remove container `id`'s namespace (and with it its veth pair), if any.
@@ -479,6 +522,24 @@ fn host_name(prefix: &str, id: &WorkloadId) -> String {
     name
 }
 
+/// A VM's tap on a network, and the address settings its guest takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tap {
+    /// The network's namespace (`ip netns` name).
+    pub netns: String,
+    /// The tap device, in that namespace.
+    pub tap: String,
+    /// The guest's address with the network's prefix length, e.g. `10.1.3.5/24`.
+    pub address: String,
+    /// The guest's default gateway (the network's `.1` on this node).
+    pub gateway: Ipv4Addr,
+}
+
+/// VM `id`'s tap, in the network's namespace.
+fn tap_name(id: &WorkloadId) -> String {
+    format!("t{}", &id.as_str()[..14])
+}
+
 /// The outside end of container `id`'s veth pair, in the network's namespace.
 fn veth_name(id: &WorkloadId) -> String {
     format!("v{}", &id.as_str()[..14])
@@ -493,7 +554,7 @@ mod tests {
         let a: WorkloadId = "00000000000000ff".parse().unwrap();
         let b: WorkloadId = "ff00000000000000".parse().unwrap();
         for id in [&a, &b] {
-            assert!(host_name("zw", id).len() <= 15 && veth_name(id).len() <= 15);
+            assert!(host_name("zw", id).len() <= 15 && veth_name(id).len() <= 15 && tap_name(id).len() <= 15);
         }
         assert_ne!(host_name("zw", &a), host_name("zw", &b));
         assert_eq!(gateway("10.20.3.0/24".parse().unwrap()), Ipv4Addr::new(10, 20, 3, 1));

@@ -205,6 +205,48 @@ impl Cgroups {
         }))
     }
 
+    /// Make cgroup `id` in every hierarchy, limited to `limits`, for processes the runtime
+    /// starts itself (runc makes containers' cgroups). Returns the `cgroup.procs` files a process
+    /// writes its pid to, to join it.
+    pub(crate) fn create(&self, id: &str, limits: &Limits) -> Result<Vec<PathBuf>, RuntimeError> {
+        let write = |dir: &Path, file: &str, value: String| {
+            let path = dir.join(file);
+            std::fs::write(&path, value).map_err(|e| RuntimeError::io(id, "write", path, e))
+        };
+        let quota = u64::from(limits.cpu) * super::CFS_PERIOD_US;
+        if self.unified {
+            let parent = Path::new(CGROUP_ROOT).join(&self.parent);
+            // The parent's controllers must be enabled for its children.
+            write(&parent, "cgroup.subtree_control", "+memory +cpu +pids".to_owned())?;
+            let dir = parent.join(id);
+            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(id, "create", &dir, e))?;
+            write(&dir, "memory.max", limits.memory_bytes.to_string())?;
+            write(&dir, "cpu.max", format!("{quota} {}", super::CFS_PERIOD_US))?;
+            write(&dir, "pids.max", limits.pids.to_string())?;
+            return Ok(vec![dir.join("cgroup.procs")]);
+        }
+        let mut procs = Vec::new();
+        // Not cpuset's: a v1 cpuset cgroup takes no process until its CPUs and memory nodes are set.
+        let joined = self.hierarchies.iter().filter(|m| m.fstype == "cgroup" && !m.super_options.contains("cpuset"));
+        for hierarchy in joined {
+            let dir = hierarchy.point.join(&self.parent).join(id);
+            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(id, "create", &dir, e))?;
+            let controllers: Vec<&str> = hierarchy.super_options.split(',').collect();
+            if controllers.contains(&"memory") {
+                write(&dir, "memory.limit_in_bytes", limits.memory_bytes.to_string())?;
+            }
+            if controllers.contains(&"cpu") {
+                write(&dir, "cpu.cfs_period_us", super::CFS_PERIOD_US.to_string())?;
+                write(&dir, "cpu.cfs_quota_us", quota.to_string())?;
+            }
+            if controllers.contains(&"pids") {
+                write(&dir, "pids.max", limits.pids.to_string())?;
+            }
+            procs.push(dir.join("cgroup.procs"));
+        }
+        Ok(procs)
+    }
+
     /// Remove the container's cgroup from every hierarchy, first thawing and killing whatever
     /// still runs in it. Cgroups already gone are fine.
     pub(crate) async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
@@ -272,6 +314,17 @@ mod tests {
         let pid_max: u64 = std::fs::read_to_string(PID_MAX).unwrap().trim().parse().unwrap();
         assert!(limit <= pid_max - NODE_PIDS_RESERVE && limit >= pid_max / 2, "{limit} of {pid_max}");
     }
+}
+
+/// Limits of a cgroup made with [`Cgroups::create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// CPUs' worth of time per period.
+    pub cpu: u32,
+    /// Memory, page cache included, in bytes.
+    pub memory_bytes: u64,
+    /// Processes and threads.
+    pub pids: u64,
 }
 
 /// A container's resource use.

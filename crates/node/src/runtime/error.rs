@@ -143,6 +143,22 @@ pub enum RuntimeError {
         /// The underlying error.
         source: io::Error,
     },
+    /// A VM's image cannot boot; starting it again will not help.
+    #[error("workload {id}: the VM cannot boot its image: {reason}")]
+    GuestRefused {
+        /// The VM.
+        id: String,
+        /// What the guest's initramfs said, and the console's last lines.
+        reason: String,
+    },
+    /// A VM could not be started, booted or controlled.
+    #[error("workload {id}: {reason}")]
+    Vm {
+        /// The VM.
+        id: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Removal could not take something away; nothing was deleted under it.
     #[error("workload {id}: {what} is still present after cleanup; remove it by hand and retry")]
     Leftover {

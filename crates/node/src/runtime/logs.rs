@@ -80,12 +80,39 @@ pub(crate) async fn pump(
             n = err.read(&mut err_buf) => (1, n.map(|n| &err_buf[..n])),
         };
         let bytes = read.map_err(|e| RuntimeError::io(id, "read", &paths[stream], e))?;
-        file.write_all(bytes).map_err(|e| RuntimeError::io(id, "append to", log, e))?;
-        if file.metadata().map_err(|e| RuntimeError::io(id, "inspect", log, e))?.len() > LOG_TRIM_BYTES {
-            trim(id, log)?;
-        }
+        append_bounded(id, &mut file, log, bytes)?;
         observe(stream, bytes);
     }
+}
+
+/// Read `source` (at `path`, for messages) until it ends or fails, appending what it carries
+/// to the log at `log` within [`LOG_TRIM_BYTES`]: a VM's serial console. The only writer of the
+/// log while it runs.
+pub(crate) async fn pump_one(
+    id: &str,
+    mut source: impl tokio::io::AsyncRead + Unpin,
+    path: &Path,
+    log: &Path,
+) -> Result<(), RuntimeError> {
+    let mut file = open_log(id, log)?;
+    let mut buf = vec![0u8; READ_BYTES];
+    loop {
+        let n = source.read(&mut buf).await.map_err(|e| RuntimeError::io(id, "read", path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        append_bounded(id, &mut file, log, &buf[..n])?;
+    }
+}
+
+/// Append `bytes` to the log `file` at `log`, then cut it to its tail if it grew beyond
+/// [`LOG_TRIM_BYTES`].
+fn append_bounded(id: &str, file: &mut File, log: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    file.write_all(bytes).map_err(|e| RuntimeError::io(id, "append to", log, e))?;
+    if file.metadata().map_err(|e| RuntimeError::io(id, "inspect", log, e))?.len() > LOG_TRIM_BYTES {
+        trim(id, log)?;
+    }
+    Ok(())
 }
 
 /// A reader of the named pipe at `path` that never waits, for [`drain`].

@@ -18,18 +18,18 @@
 //! # Ok(()) }
 //! ```
 
-mod cgroup;
+pub(crate) mod cgroup;
 pub(crate) mod command;
 mod config;
-mod disk;
+pub(crate) mod disk;
 mod error;
 mod idmap;
 mod image;
-mod layout;
+pub(crate) mod layout;
 mod lifecycle;
-mod logs;
-mod mounts;
-mod rootfs;
+pub(crate) mod logs;
+pub(crate) mod mounts;
+pub(crate) mod rootfs;
 mod runc;
 mod seccomp;
 mod spec;
@@ -50,7 +50,7 @@ pub use spec::CFS_PERIOD_US;
 use cgroup::Cgroups;
 pub use cgroup::Usage;
 use command::Tools;
-use config::check_id;
+pub(crate) use config::check_id;
 use layout::ContainerPaths;
 use runc::Runc;
 

@@ -51,16 +51,25 @@ pub(crate) async fn prepare(
             None => cfg.image.clone(),
         };
         write_etc(id, &paths.upper(), &cfg.hostname, mapping.map(|m| m.range.base()))?;
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            paths.upper().display(),
-            paths.work().display()
-        );
-        let args = [os("-t"), os("overlay"), os("overlay"), os("-o"), os(&options), rootfs.as_os_str()];
-        Cmd::new(id, &tools.mount, args, MOUNT_TIMEOUT).run().await?;
+        mount_overlay(tools, id, &[&lower], &paths.upper(), &paths.work(), &rootfs).await?;
     }
     Ok(())
+}
+
+/// Mount an overlay at `target`: `lowers` read-only (the first on top), `upper` writable,
+/// `work` the overlay's scratch directory on the same file system as `upper`.
+pub(crate) async fn mount_overlay(
+    tools: &Tools,
+    id: &str,
+    lowers: &[&Path],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), RuntimeError> {
+    let lowers: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+    let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+    let args = [os("-t"), os("overlay"), os("overlay"), os("-o"), os(&options), target.as_os_str()];
+    Cmd::new(id, &tools.mount, args, MOUNT_TIMEOUT).run().await.map(drop)
 }
 
 /// Shift the writable layer's files into `range`, unless the layer records that it was.

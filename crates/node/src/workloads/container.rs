@@ -5,6 +5,7 @@
 use zgrid_types::workload::{Container, FlistSource, LogEndpoint, StatsEndpoint};
 use zgrid_types::{WorkloadId, WorkloadSpec};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{Workloads, logs, redis, stats};
@@ -51,17 +52,7 @@ impl Workloads {
             Some(n) => Some(self.networks.attach(id, &spec.owner_key, &n.network_id, n.ipaddress).await?),
             None => None,
         };
-        let mut env: Vec<(String, String)> = c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for (name, sealed) in &c.secret_environment {
-            // The message names the variable, never its value.
-            let value = self.key.unseal_secret(sealed).map_err(|e| {
-                ProvisionError::Permanent(format!(
-                    "secret_environment.{name}: {e}; seal it to this node ({})",
-                    spec.node_id
-                ))
-            })?;
-            env.push((name.clone(), value));
-        }
+        let env = self.environment(spec, &c.environment, &c.secret_environment)?;
         // An interactive container runs no entrypoint: a pause init from the host keeps it up
         // for the console to start processes in.
         let (args, host_init) = if c.interactive {
@@ -91,9 +82,43 @@ impl Workloads {
         })
     }
 
+    /// The environment `plain` with the variables sealed to this node in `sealed` opened;
+    /// errors name the variable, never its value.
+    pub(super) fn environment(
+        &self,
+        spec: &WorkloadSpec,
+        plain: &BTreeMap<String, String>,
+        sealed: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String)>, ProvisionError> {
+        let mut env: Vec<(String, String)> = plain.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (name, sealed) in sealed {
+            let value = self.key.unseal_secret(sealed).map_err(|e| {
+                ProvisionError::Permanent(format!(
+                    "secret_environment.{name}: {e}; seal it to this node ({})",
+                    spec.node_id
+                ))
+            })?;
+            env.push((name.clone(), value));
+        }
+        Ok(env)
+    }
+
     /// The container's root filesystem and, for flists, its image config file.
     async fn image(&self, spec: &WorkloadSpec, c: &Container) -> Result<(PathBuf, Option<PathBuf>), ProvisionError> {
         let source = c.flist_source().map_err(|e| ProvisionError::Permanent(e.to_string()))?;
+        self.image_from(spec, source, &c.hub_url, &c.flist_hash).await
+    }
+
+    /// The root filesystem of image `source` (a container's or a VM's) and, for flists, its
+    /// image config file: an flist mounted from `hub_url` (the URL's own hub when empty),
+    /// pinned to `flist_hash` when set, or a directory or archive on this node.
+    pub(super) async fn image_from(
+        &self,
+        spec: &WorkloadSpec,
+        source: FlistSource<'_>,
+        hub_url: &str,
+        flist_hash: &str,
+    ) -> Result<(PathBuf, Option<PathBuf>), ProvisionError> {
         let path = match source {
             FlistSource::Hub(url) => {
                 let flists = self.flists.as_ref().ok_or_else(|| {
@@ -101,7 +126,7 @@ impl Workloads {
                         "this node cannot mount flists from hubs (no mount service configured)".into(),
                     )
                 })?;
-                let image = flists.mount(spec.id.as_str(), url, &c.hub_url, &c.flist_hash).await?;
+                let image = flists.mount(spec.id.as_str(), url, hub_url, flist_hash).await?;
                 return Ok((image.root, Some(image.config)));
             }
             FlistSource::Local(path) => PathBuf::from(path),

@@ -1,13 +1,14 @@
 //! The node's provisioner: makes each kind of workload real on this machine. Containers run
 //! with runc ([`container`]); volumes are size-limited filesystems ([`volume`]); network
-//! resources are namespaces joined by WireGuard ([`crate::network`]). Kubernetes VMs are
-//! refused with a reason until this node version has them.
+//! resources are namespaces joined by WireGuard ([`crate::network`]); VMs run with qemu
+//! ([`vm`]). Kubernetes VMs are refused with a reason until this node version has them.
 
 mod container;
 mod logs;
 mod redis;
 mod stats;
 mod tasks;
+mod vm;
 mod volume;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadId, WorkloadSpec};
 use crate::network::Networks;
 use crate::provision::{Health, Progress, ProvisionError, Provisioner};
 use crate::runtime::Runtime;
+use crate::vm::Vms;
 
 /// Provisions containers and volumes through one [`Runtime`], and networks.
 pub struct Workloads {
@@ -37,6 +39,10 @@ pub struct Workloads {
     flists: Option<crate::flist::FlistImages>,
     /// OOM kills and refused processes already reported, per container.
     seen: Mutex<HashMap<String, container::Seen>>,
+    /// The VM runtime, when this node runs VMs.
+    vms: Option<Vms>,
+    /// Why this node does not run VMs, when it does not.
+    vms_missing: String,
 }
 
 impl Workloads {
@@ -53,6 +59,45 @@ impl Workloads {
             images: images.into(),
             flists: None,
             seen: Mutex::default(),
+            vms: None,
+            vms_missing: "the node was started without a VM runtime".to_owned(),
+        }
+    }
+
+    /// The same, running VMs with `vms`, or refusing them for the reason given.
+    pub fn with_vms(mut self, vms: Result<Vms, String>) -> Self {
+        match vms {
+            Ok(vms) => self.vms = Some(vms),
+            Err(why) => self.vms_missing = why,
+        }
+        self
+    }
+
+    /// The VM runtime, when this node runs VMs.
+    pub fn vms(&self) -> Option<&Vms> {
+        self.vms.as_ref()
+    }
+
+    /// What the node's directory entry says of its VMs, once known: the accelerator they run
+    /// with (found by trying it), or `none: <why>`.
+    pub fn hypervisor(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let (vms, missing) = (self.vms.clone(), self.vms_missing.clone());
+        async move {
+            let mut description = match vms {
+                Some(vms) => match vms.accelerator().await {
+                    Ok(accelerator) => accelerator.describe(),
+                    Err(e) => format!("none: {e}"),
+                },
+                None => format!("none: {missing}"),
+            };
+            // The explorer takes one line of at most MAX_HYPERVISOR bytes.
+            description = description.replace(char::is_control, " ");
+            let mut end = description.len().min(zgrid_types::directory::MAX_HYPERVISOR);
+            while !description.is_char_boundary(end) {
+                end -= 1;
+            }
+            description.truncate(end);
+            description
         }
     }
 
@@ -85,6 +130,7 @@ impl Provisioner for Workloads {
             WorkloadData::Container(c) => self.provision_container(spec, c, progress).await,
             WorkloadData::Volume(v) => self.provision_volume(&spec.id, v).await,
             WorkloadData::NetworkResource(nr) => self.networks.provision(&spec.id, &spec.owner_key, nr).await,
+            WorkloadData::Vm(vm) => self.provision_vm(spec, vm, progress).await,
             other => Err(ProvisionError::Permanent(format!(
                 "{} workloads are not supported by this node version yet",
                 other.kind()
@@ -101,12 +147,17 @@ impl Provisioner for Workloads {
         if self.networks.has(id) {
             return self.networks.remove(id).await.map_err(|e| e.to_string());
         }
+        // A VM's image, tap and the rest go with a container's below.
+        if let Some(vms) = self.vms.as_ref().filter(|v| v.has(id.as_str())) {
+            vms.remove(id.as_str()).await.map_err(|e| e.to_string())?;
+        }
         self.tasks.stop(id.as_str());
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
         if let Some(flists) = &self.flists {
             flists.unmount(id.as_str()).await?;
         }
         self.networks.detach(id).await.map_err(|e| e.to_string())?;
+        self.networks.detach_tap(id).await.map_err(|e| e.to_string())?;
         self.seen.lock().expect("lock").remove(id.as_str());
         Ok(())
     }
@@ -116,6 +167,8 @@ impl Provisioner for Workloads {
             self.volume_health(id)
         } else if self.networks.has(id) {
             if self.networks.is_up(id) { Health::Running } else { Health::Missing }
+        } else if self.vms.as_ref().is_some_and(|v| v.has(id.as_str())) {
+            self.vm_health(id).await
         } else {
             self.container_health(id).await
         }
@@ -131,6 +184,8 @@ impl Provisioner for Workloads {
             // The container runs on; its output forwarder, statistics publisher and console
             // were tasks of the old agent.
             WorkloadData::Container(_) => true,
+            // The guest runs on; the agent's reader of its console was a task of the old agent.
+            WorkloadData::Vm(_) => true,
             _ => false,
         }
     }
@@ -139,6 +194,9 @@ impl Provisioner for Workloads {
         let ids = self.runtime.list().and_then(|mut c| {
             c.extend(self.runtime.list_volumes()?);
             c.extend(self.networks.list()?.iter().map(ToString::to_string));
+            if let Some(vms) = &self.vms {
+                c.extend(vms.list()?);
+            }
             Ok(c)
         });
         match ids {

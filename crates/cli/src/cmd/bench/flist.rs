@@ -92,24 +92,24 @@ fn measure_in(o: Options, image: &Path, work: &Path) -> Result<Value> {
 }
 
 /// The CLI as the devnet's deployer.
-struct Deployer {
-    zgrid: PathBuf,
-    home: PathBuf,
-    explorer: String,
+pub(super) struct Deployer {
+    pub zgrid: PathBuf,
+    pub home: PathBuf,
+    pub explorer: String,
 }
 
 impl Deployer {
-    fn cli(&self) -> Command {
+    pub(super) fn cli(&self) -> Command {
         cli(&self.zgrid, &self.home, &self.explorer)
     }
 
-    fn json(&self, args: &[&str]) -> Result<Value> {
+    pub(super) fn json(&self, args: &[&str]) -> Result<Value> {
         cli_json(&self.zgrid, &self.home, &self.explorer, args)
     }
 
     /// Pack `rootfs` into `<dir>/<name>` (chunks in `<dir>/store`) and push it to the hub as
     /// `name`; the push's JSON (`url`, `stored`).
-    fn push(&self, rootfs: &Path, dir: &Path, name: &str) -> Result<Value> {
+    pub(super) fn push(&self, rootfs: &Path, dir: &Path, name: &str) -> Result<Value> {
         std::fs::create_dir_all(dir)?;
         let (flist, store) = (text(&dir.join(name))?, text(&dir.join("store"))?);
         self.json(&["flist", "create", &text(rootfs)?, "-o", &flist, "--store", &store])?;
@@ -150,7 +150,7 @@ impl Deployer {
     }
 
     /// Chunks and their bytes the hub has served since it started.
-    fn hub_served(&self) -> Result<(u64, u64)> {
+    pub(super) fn hub_served(&self) -> Result<(u64, u64)> {
         let stats = self.json(&["hub", "stats"])?;
         let count = |key: &str| stats[key].as_u64().with_context(|| format!("`zgrid hub stats` printed no {key}"));
         Ok((count("chunks_served")?, count("chunk_bytes_served")?))
@@ -513,7 +513,7 @@ fn print(report: &Value) {
 }
 
 /// Bytes in the files under `dir`.
-fn file_bytes(dir: &Path) -> Result<u64> {
+pub(super) fn file_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;

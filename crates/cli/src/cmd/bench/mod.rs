@@ -4,6 +4,7 @@ mod explorer;
 mod flist;
 mod network;
 mod node;
+mod vm;
 
 use std::process::Command;
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Flist { runs, extra_mib, image, versions } => {
             flist::run(ctx, flist::Options { runs, extra_mib, image, versions }).await
         }
+        BenchCommand::Vm { runs, image } => vm::run(ctx, runs, image).await,
     }
 }
 
