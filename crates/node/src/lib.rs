@@ -17,6 +17,7 @@ pub mod report;
 pub mod runtime;
 mod source;
 pub mod store;
+pub mod vm;
 pub mod workloads;
 
 use std::future::Future;
