@@ -172,7 +172,8 @@ mod tests {
 
     #[test]
     fn values_init_would_misread_are_refused_by_field() {
-        let cases: [(&str, fn(&mut GuestConfig)); 5] = [
+        type Change = fn(&mut GuestConfig);
+        let cases: [(&str, Change); 5] = [
             ("hostname", |c| c.hostname = "a b".into()),
             ("authorized_keys", |c| c.authorized_keys.push("ssh-ed25519 A\nssh-rsa B".into())),
             ("environment", |c| c.environment.push(("1X".into(), "v".into()))),
