@@ -143,12 +143,14 @@ pub enum RuntimeError {
         /// The underlying error.
         source: io::Error,
     },
-    /// A VM's image cannot boot; starting it again will not help.
-    #[error("workload {id}: the VM cannot boot its image: {reason}")]
+    /// A VM cannot boot as deployed (its image, its kernel arguments); starting it again will
+    /// not help.
+    #[error("workload {id}: the VM cannot boot: {reason}")]
     GuestRefused {
         /// The VM.
         id: String,
-        /// What the guest's initramfs said, and the console's last lines.
+        /// Why: what the guest's initramfs said and the console's last lines, or what the node
+        /// found wrong before starting it.
         reason: String,
     },
     /// A VM could not be started, booted or controlled.

@@ -9,7 +9,7 @@
 //! [`Vms::remove`] removes any subset of what a VM left behind.
 
 mod accel;
-pub(crate) mod boot;
+pub mod boot;
 mod layout;
 mod qemu;
 
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use accel::{Accelerator, AcceleratorChoice};
-pub use boot::GuestConfig;
+use boot::{BootError, GuestConfig};
 
 use crate::runtime::cgroup::{Cgroups, Limits};
 use crate::runtime::command::{Cmd, Tools, find_program, os};
@@ -42,10 +42,6 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long a guest gets to shut down after its power button is pressed.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// The line the guest's initramfs prints when it hands over to the image's init (its other
-/// `zgrid: ` lines say why it cannot).
-const BOOTED_MARKER: &str = "zgrid: starting ";
 
 /// Lines of the console quoted when a guest fails.
 const CONSOLE_TAIL_LINES: usize = 15;
@@ -71,8 +67,6 @@ pub(crate) struct VmTools {
     pub qemu: PathBuf,
     /// qemu's `virtiofsd`.
     pub virtiofsd: PathBuf,
-    /// A static busybox for the initramfs.
-    pub busybox: PathBuf,
     /// `ip`, to start qemu in the network's namespace and to remove taps.
     pub ip: PathBuf,
     /// `sh`, for [`JOIN_CGROUPS`].
@@ -89,7 +83,6 @@ impl VmTools {
         Ok(Self {
             qemu: find_program("qemu-system-x86_64", "qemu-system-x86")?,
             virtiofsd,
-            busybox: boot::find_busybox()?,
             ip: find_program("ip", "iproute2")?,
             sh: find_program("sh", "dash")?,
         })
@@ -115,8 +108,9 @@ pub struct VmConfig {
     pub guest: GuestConfig,
     /// Extra kernel command line words.
     pub kernel_args: String,
-    /// Directories shared with the guest besides its root (volumes).
-    pub shares: Vec<PathBuf>,
+    /// Directories shared with the guest besides its root (volumes), with the tags its
+    /// configuration mounts them by.
+    pub shares: Vec<(PathBuf, String)>,
 }
 
 /// A tap device in a network namespace.
@@ -177,7 +171,7 @@ impl Vms {
     /// `<cgroup_parent>/<id>`, with accelerator `choice`. It can inspect and remove VMs; to
     /// start them it needs a kernel ([`Vms::with_kernel`]).
     ///
-    /// Checks that qemu, virtiofsd, busybox and iproute2 are installed; the accelerator is
+    /// Checks that qemu, virtiofsd and iproute2 are installed; the accelerator is
     /// probed on first use ([`Vms::accelerator`]).
     pub fn new(root: impl Into<PathBuf>, cgroup_parent: &str, choice: AcceleratorChoice) -> Result<Self, RuntimeError> {
         let root = root.into();
@@ -203,7 +197,12 @@ impl Vms {
     /// The same runtime, booting images without a kernel of their own with the kernel in
     /// `dir` (as `scripts/vm-kernel` lays it out).
     pub fn with_kernel(mut self, dir: &Path) -> Result<Self, RuntimeError> {
-        self.kernel = Some(boot::Kernel::open(dir)?);
+        let kernel = boot::Kernel::open(dir).map_err(|e| RuntimeError::InvalidSetting {
+            setting: "VM kernel",
+            value: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.kernel = Some(kernel);
         Ok(self)
     }
 
@@ -273,13 +272,14 @@ impl Vms {
         if !mounts::is_mounted(&paths.rootfs())? {
             let mut lowers: Vec<&Path> = Vec::new();
             if image_kernel.is_none() {
-                lowers.push(&kernel.dir);
+                lowers.push(&kernel.root);
             }
             lowers.push(&cfg.image);
             rootfs::mount_overlay(tools, id, &lowers, &paths.upper(), &paths.work(), &paths.rootfs()).await?;
         }
-        let initramfs = boot::initramfs(kernel, &layout::boot_dir(&self.root))?;
-        let fw_cfg = cfg.guest.write(&paths.fwcfg())?;
+        let initramfs = boot::initramfs(kernel, &layout::boot_dir(&self.root)).map_err(|e| boot_error(id, e))?;
+        let fw_cfg = cfg.guest.write_fw_cfg(&paths.fwcfg()).map_err(|e| boot_error(id, e))?;
+        let cmdline = boot::kernel_cmdline(&cfg.kernel_args).map_err(|e| boot_error(id, e))?;
 
         // A fresh start: whatever ran before (a virtiofsd whose qemu died) goes.
         self.cgroups.remove(id).await?;
@@ -291,8 +291,8 @@ impl Vms {
             Limits { cpu: cfg.cpu, memory_bytes: (cfg.memory_mib + OVERHEAD_MIB + tcg) << 20, pids: PIDS_LIMIT };
         let procs = self.cgroups.create(id, &limits)?;
 
-        let mut shares = vec![(paths.rootfs(), "root".to_owned())];
-        shares.extend(cfg.shares.iter().enumerate().map(|(n, dir)| (dir.clone(), boot::volume_tag(n))));
+        let mut shares = vec![(paths.rootfs(), boot::ROOT_TAG.to_owned())];
+        shares.extend(cfg.shares.iter().cloned());
         let mut sockets = Vec::new();
         for (n, (dir, tag)) in shares.iter().enumerate() {
             let socket = paths.virtiofs_socket(n);
@@ -315,7 +315,6 @@ impl Vms {
         }
 
         let mac = qemu::mac(id);
-        let cmdline = boot::cmdline(&cfg.kernel_args);
         let machine = qemu::Machine {
             id,
             cpu: cfg.cpu,
@@ -330,7 +329,7 @@ impl Vms {
             qmp: &paths.qmp(),
             console: &paths.console(),
             pid_file: &paths.pid_file(),
-            fw_cfg,
+            fw_cfg: fw_cfg.into_iter().map(OsString::from).collect(),
         };
         let logged = logs::len(&paths.console_log());
         self.run_joined(id, &procs, Some(&cfg.network.netns), &self.tools.qemu, machine.args()).await?;
@@ -383,13 +382,13 @@ impl Vms {
     }
 
     /// Wait until the guest hands over to its own init (the console, from byte `from` on, shows
-    /// [`BOOTED_MARKER`]); an error quotes the console when qemu stops first or time runs out.
+    /// [`boot::STARTING_INIT`]); an error quotes the console when qemu stops first or time runs out.
     async fn wait_booted(&self, id: &str, paths: &VmPaths, from: u64) -> Result<(), RuntimeError> {
         let deadline = tokio::time::Instant::now() + BOOT_TIMEOUT;
         loop {
             let printed = logs::read_from(id, &paths.console_log(), from, logs::LOG_KEEP_BYTES)?;
             let printed = String::from_utf8_lossy(&printed);
-            if printed.contains(BOOTED_MARKER) {
+            if printed.contains(boot::STARTING_INIT) {
                 return Ok(());
             }
             if running_pid(id, paths).is_none() {
@@ -499,7 +498,17 @@ fn running_pid(id: &str, paths: &VmPaths) -> Option<u32> {
 /// What the guest's initramfs said when it gave up: its last `zgrid: ` line that is not the
 /// hand-over to the image's init.
 fn guest_failure(console: &str) -> Option<&str> {
-    console.lines().rev().find_map(|l| l.trim_end().strip_prefix("zgrid: ").filter(|m| !m.starts_with("starting ")))
+    let said = console.lines().rev().filter(|l| !l.starts_with(boot::STARTING_INIT));
+    said.into_iter().find_map(|l| l.trim_end().strip_prefix(boot::CONSOLE_PREFIX))
+}
+
+/// A boot preparation failure of VM `id`: what the deployment or image must change, or a
+/// file the node could not read or write.
+fn boot_error(id: &str, e: BootError) -> RuntimeError {
+    match e {
+        BootError::Invalid(reason) => RuntimeError::GuestRefused { id: id.to_owned(), reason },
+        BootError::Io { .. } => vm_error(id, e.to_string()),
+    }
 }
 
 /// Remove the file at `path` if it exists.

@@ -8,10 +8,19 @@ use zgrid_types::{WorkloadId, WorkloadSpec};
 use super::Workloads;
 use crate::provision::{Health, Progress, ProvisionError};
 use crate::runtime::RuntimeError;
-use crate::vm::{Accelerator, GuestConfig, TapRef, VmConfig, VmState};
+use crate::vm::boot::{GuestConfig, Volume};
+use crate::vm::{Accelerator, TapRef, VmConfig, VmState};
 
-/// Where the guest's resolver configuration is copied from.
+/// Where the guest's name servers are found.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The node's name servers a guest can use: those of its resolver configuration, without the
+/// loopback ones (a local stub resolver is the node's, not the guest's).
+fn host_resolvers() -> Vec<std::net::IpAddr> {
+    let text = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    let servers = text.lines().filter_map(|l| l.trim().strip_prefix("nameserver")?.trim().parse().ok());
+    servers.filter(|ip: &std::net::IpAddr| !ip.is_loopback()).collect()
+}
 
 impl Workloads {
     /// Boot the VM (or adopt it when it runs) and report its address and accelerator.
@@ -31,14 +40,16 @@ impl Workloads {
         // A node whose KVM was demanded and fails refuses VMs before anything is made.
         vms.accelerator().await.map_err(|e| ProvisionError::Permanent(e.to_string()))?;
         let mut shares = Vec::with_capacity(vm.volumes.len());
-        let mut mountpoints = Vec::with_capacity(vm.volumes.len());
-        for mount in &vm.volumes {
+        let mut volumes = Vec::with_capacity(vm.volumes.len());
+        for (n, mount) in vm.volumes.iter().enumerate() {
             let volume =
                 self.runtime.volume(mount.volume_id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
-            shares.push(volume.ok_or_else(|| {
+            let dir = volume.ok_or_else(|| {
                 ProvisionError::Transient(format!("volume {} is not mounted on this node yet", mount.volume_id))
-            })?);
-            mountpoints.push(mount.mountpoint.clone());
+            })?;
+            let tag = format!("volume{n}");
+            shares.push((dir, tag.clone()));
+            volumes.push(Volume { tag, mountpoint: mount.mountpoint.clone().into() });
         }
         let source = vm.flist_source().map_err(|e| ProvisionError::Permanent(e.to_string()))?;
         let (image, _) = self.image_from(spec, source, &vm.hub_url, &vm.flist_hash).await?;
@@ -46,12 +57,12 @@ impl Workloads {
         let tap = self.networks.attach_tap(id, &spec.owner_key, &vm.network_id, vm.ipaddress).await?;
         let guest = GuestConfig {
             hostname: id.to_string(),
-            address: tap.address.clone(),
-            gateway: tap.gateway.to_string(),
-            dns: std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default(),
-            authorized_keys: vm.ssh_keys.iter().map(|k| format!("{k}\n")).collect(),
+            address: Some(tap.address.parse().map_err(|e| ProvisionError::Permanent(format!("{}: {e}", tap.address)))?),
+            gateway: Some(tap.gateway.into()),
+            dns: host_resolvers(),
+            authorized_keys: vm.ssh_keys.clone(),
             environment,
-            volumes: mountpoints,
+            volumes,
         };
         let config = VmConfig {
             id: id.to_string(),
