@@ -80,10 +80,11 @@ fn ssh_when_up(laptop: &Laptop, key: &Path, ip: &str, script: &str, node: &Node)
     .unwrap_or_else(|| panic!("ssh to {ip} never worked; last error: {last}\nagent log:\n{}", node.log()))
 }
 
-/// Deploy a VM from `flist` on `node` in network `net` at `ip`; extra flags follow.
-fn deploy_vm(grid: &Grid, node: &Node, flist: &str, net: &str, ip: &str, extra: &[&str]) -> String {
+/// Deploy a VM from `flist` on `node` in network `net` at `ip`, letting in the public key at
+/// `key`; extra flags follow.
+fn deploy_vm(grid: &Grid, node: &Node, flist: &str, (net, ip): (&str, &str), key: &str, extra: &[&str]) -> String {
     let mut args = vec!["deploy", "vm", "--node", node.id(), "--flist", flist, "--network", net, "--ip", ip];
-    args.extend(["--duration", "1h"]);
+    args.extend(["--ssh-key", key, "--duration", "1h"]);
     args.extend_from_slice(extra);
     id_of(&grid.cli(&args))
 }
@@ -148,7 +149,7 @@ fn a_debian_vm_boots_lazily_from_the_hub_answers_ssh_keeps_its_files_and_leaves_
 
     let before = served(&grid);
     let ip = host(&grid, "vms", &node, 10);
-    let id = deploy_vm(&grid, &node, &url, "vms", &ip, &["--ssh-key", &public, "--cpu", "2", "--memory", "768"]);
+    let id = deploy_vm(&grid, &node, &url, ("vms", &ip), &public, &["--cpu", "2", "--memory", "768"]);
     let record = grid.wait_for_result(&node, &id, "ok", BOOT_LIMIT);
     let data = &record["result"]["payload"]["data"];
     let accelerator = data["accelerator"].as_str().unwrap_or_else(|| panic!("no accelerator in {data}"));
@@ -193,7 +194,7 @@ fn a_debian_vm_boots_lazily_from_the_hub_answers_ssh_keeps_its_files_and_leaves_
     // A second VM from the same image on the same node fetches almost nothing.
     let before = served(&grid);
     let ip2 = host(&grid, "vms", &node, 11);
-    let id2 = deploy_vm(&grid, &node, &url, "vms", &ip2, &["--ssh-key", &public, "--memory", "512"]);
+    let id2 = deploy_vm(&grid, &node, &url, ("vms", &ip2), &public, &["--memory", "512"]);
     grid.wait_for_result(&node, &id2, "ok", BOOT_LIMIT);
     ssh_when_up(&laptop, &key, &ip2, "true", &node);
     let fetched = served(&grid) - before;
@@ -212,10 +213,12 @@ fn vms_that_cannot_run_are_refused_with_reasons_and_forced_tcg_says_so() {
     let node = vm_node(&grid, Some("tcg"));
     let busybox = grid.image.to_str().unwrap().to_owned();
     create(&grid, "small", "10.71.0.0/16", &[&node]);
+    let dir = tempfile::tempdir().unwrap();
+    let public = format!("{}.pub", ssh_key(dir.path()).display());
 
     // More memory than the node has: refused before anything starts, saying what is free.
     let ip = host(&grid, "small", &node, 20);
-    let id = deploy_vm(&grid, &node, &busybox, "small", &ip, &["--memory", "16000000"]);
+    let id = deploy_vm(&grid, &node, &busybox, ("small", &ip), &public, &["--memory", "16000000"]);
     let record = grid.wait_for_result(&node, &id, "error", BOOT_LIMIT);
     let message = record["result"]["payload"]["message"].as_str().unwrap();
     assert!(message.contains("not enough memory on this node: asked 16000000 MiB,"), "{message}");
@@ -223,7 +226,7 @@ fn vms_that_cannot_run_are_refused_with_reasons_and_forced_tcg_says_so() {
 
     // An image without an init: reported with the reason and the console's last lines.
     let ip = host(&grid, "small", &node, 21);
-    let id = deploy_vm(&grid, &node, &busybox, "small", &ip, &["--memory", "256"]);
+    let id = deploy_vm(&grid, &node, &busybox, ("small", &ip), &public, &["--memory", "256"]);
     let record = grid.wait_for_result(&node, &id, "error", BOOT_LIMIT);
     let message = record["result"]["payload"]["message"].as_str().unwrap();
     assert!(message.contains("the image has no executable /sbin/init"), "{message}");
@@ -239,7 +242,7 @@ fn vms_that_cannot_run_are_refused_with_reasons_and_forced_tcg_says_so() {
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
     std::fs::set_permissions(image.join("sbin/init"), executable).unwrap();
     let ip = host(&grid, "small", &node, 22);
-    let id = deploy_vm(&grid, &node, image.to_str().unwrap(), "small", &ip, &["--memory", "256"]);
+    let id = deploy_vm(&grid, &node, image.to_str().unwrap(), ("small", &ip), &public, &["--memory", "256"]);
     let record = grid.wait_for_result(&node, &id, "ok", BOOT_LIMIT);
     let data = &record["result"]["payload"]["data"];
     assert_eq!(data["accelerator"], "tcg", "{data}");

@@ -390,6 +390,10 @@ impl<P: Provisioner> Engine<P> {
     /// Restart a workload that stopped, up to the crash limit.
     fn supervise(&mut self, id: &WorkloadId, health: Health) {
         let Some(entry) = self.entries.get_mut(id) else { return };
+        // A check that began before a removal or a new version says nothing of what runs now.
+        if !matches!(entry.phase, Phase::Running) {
+            return;
+        }
         let reason = match health {
             Health::Running => return,
             Health::Degraded(message) => {

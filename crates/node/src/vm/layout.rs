@@ -8,6 +8,7 @@
 //!                        below, layer/upper above; shared with the guest by virtiofsd
 //!     fwcfg/             the guest's configuration, handed over through qemu's fw_cfg
 //!     virtiofs-<n>.sock  vhost-user sockets of virtiofsd (0: the root, 1..: volumes)
+//!     virtiofs-<n>.log   what that virtiofsd said (errors only)
 //!     qmp.sock           qemu's QMP control socket
 //!     console.sock       the guest's serial console
 //!     console.log        the serial console as the agent keeps it, bounded
@@ -64,6 +65,11 @@ impl VmPaths {
     /// The vhost-user socket of the `n`-th shared directory (0 is the root).
     pub(crate) fn virtiofs_socket(&self, n: usize) -> PathBuf {
         self.dir.join(format!("virtiofs-{n}.sock"))
+    }
+
+    /// What the `n`-th virtiofsd said (errors only), since it last started.
+    pub(crate) fn virtiofs_log(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("virtiofs-{n}.log"))
     }
 
     /// qemu's QMP socket.

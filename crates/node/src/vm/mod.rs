@@ -23,7 +23,7 @@ pub use accel::{Accelerator, AcceleratorChoice};
 use boot::{BootError, GuestConfig};
 
 use crate::runtime::cgroup::{Cgroups, Limits};
-use crate::runtime::command::{Cmd, Tools, find_program, os};
+use crate::runtime::command::{Cmd, Tools, find_program};
 use crate::runtime::logs::{self, LogFollower};
 use crate::runtime::{RuntimeError, disk, mounts, rootfs};
 use layout::VmPaths;
@@ -60,6 +60,9 @@ pub fn default_kernel() -> Option<PathBuf> {
     dirs.max().map(|(_, path)| path)
 }
 
+/// Where `ip netns` keeps named network namespaces.
+const NETNS_DIR: &str = "/run/netns";
+
 /// The programs VMs need.
 #[derive(Debug, Clone)]
 pub(crate) struct VmTools {
@@ -67,10 +70,12 @@ pub(crate) struct VmTools {
     pub qemu: PathBuf,
     /// qemu's `virtiofsd`.
     pub virtiofsd: PathBuf,
-    /// `ip`, to start qemu in the network's namespace and to remove taps.
-    pub ip: PathBuf,
+    /// `nsenter`, to start qemu in the network's namespace.
+    pub nsenter: PathBuf,
     /// `sh`, for [`JOIN_CGROUPS`].
     pub sh: PathBuf,
+    /// `setsid`, to start virtiofsd detached.
+    pub setsid: PathBuf,
 }
 
 impl VmTools {
@@ -83,8 +88,9 @@ impl VmTools {
         Ok(Self {
             qemu: find_program("qemu-system-x86_64", "qemu-system-x86")?,
             virtiofsd,
-            ip: find_program("ip", "iproute2")?,
+            nsenter: find_program("nsenter", "util-linux")?,
             sh: find_program("sh", "dash")?,
+            setsid: find_program("setsid", "util-linux")?,
         })
     }
 }
@@ -171,7 +177,7 @@ impl Vms {
     /// `<cgroup_parent>/<id>`, with accelerator `choice`. It can inspect and remove VMs; to
     /// start them it needs a kernel ([`Vms::with_kernel`]).
     ///
-    /// Checks that qemu, virtiofsd and iproute2 are installed; the accelerator is
+    /// Checks that qemu, virtiofsd and util-linux are installed; the accelerator is
     /// probed on first use ([`Vms::accelerator`]).
     pub fn new(root: impl Into<PathBuf>, cgroup_parent: &str, choice: AcceleratorChoice) -> Result<Self, RuntimeError> {
         let root = root.into();
@@ -297,20 +303,34 @@ impl Vms {
         for (n, (dir, tag)) in shares.iter().enumerate() {
             let socket = paths.virtiofs_socket(n);
             remove_file(id, &socket)?;
-            let source = format!("source={}", dir.display());
-            let args = [
-                os("-o"),
-                os(&source),
-                os("-o"),
-                os("cache=always"),
-                os("-o"),
-                os("sandbox=namespace"),
-                os("--daemonize"),
-            ];
-            let mut line: Vec<OsString> = vec![format!("--socket-path={}", socket.display()).into()];
-            line.extend(args.iter().map(OsString::from));
-            self.run_joined(id, &procs, None, &self.tools.virtiofsd, line).await?;
-            wait_for(&socket).await.map_err(|e| vm_error(id, e))?;
+            let args: Vec<OsString> = [
+                format!("--socket-path={}", socket.display()).as_str(),
+                "-o",
+                &format!("source={}", dir.display()),
+                // Only this guest changes its root: its kernel may cache what it read.
+                "-o",
+                "cache=always",
+                // File capabilities (ping's, say) and ACLs live in extended attributes.
+                "-o",
+                "xattr",
+                "-o",
+                "sandbox=namespace",
+                "-o",
+                "log_level=err",
+            ]
+            .map(OsString::from)
+            .into();
+            // It waits for qemu's connection before it would daemonise: start it detached.
+            let log = paths.virtiofs_log(n);
+            let mut line = vec![self.tools.setsid.as_os_str().to_owned(), "-f".into()];
+            line.push(self.tools.virtiofsd.as_os_str().to_owned());
+            line.extend(args);
+            let output = std::fs::File::create(&log).map_err(|e| RuntimeError::io(id, "create", &log, e))?;
+            self.run_joined(id, &procs, line, Some(output)).await?;
+            wait_for(&socket).await.map_err(|e| {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                vm_error(id, format!("{e}; it said: {}", said.trim()))
+            })?;
             sockets.push((socket, tag.clone()));
         }
 
@@ -332,7 +352,13 @@ impl Vms {
             fw_cfg: fw_cfg.into_iter().map(OsString::from).collect(),
         };
         let logged = logs::len(&paths.console_log());
-        self.run_joined(id, &procs, Some(&cfg.network.netns), &self.tools.qemu, machine.args()).await?;
+        // Into the network's namespace only: `ip netns exec` would also give qemu a copy of the
+        // node's mounts, keeping other VMs' disks busy for as long as it runs.
+        let netns = Path::new(NETNS_DIR).join(&cfg.network.netns);
+        let mut line = vec![self.tools.nsenter.as_os_str().to_owned()];
+        line.extend([OsString::from(format!("--net={}", netns.display())), self.tools.qemu.as_os_str().to_owned()]);
+        line.extend(machine.args());
+        self.run_joined(id, &procs, line, None).await?;
         let pid = running_pid(id, &paths)
             .ok_or_else(|| vm_error(id, "qemu daemonised but its pid file names no running qemu".to_owned()))?;
         self.read_console(id, &paths);
@@ -341,25 +367,29 @@ impl Vms {
         Ok(Started { pid, adopted: false, accelerator })
     }
 
-    /// Run `program args` in VM `id`'s cgroups (the `cgroup.procs` files `procs`), in network
-    /// namespace `netns` when given; the program daemonises, so this returns once it is set up.
+    /// Run `command` (program and arguments) in VM `id`'s cgroups (the `cgroup.procs` files
+    /// `procs`), its output going to `output` when given (else captured for errors). The
+    /// program daemonises or detaches, so this returns once it is set up.
     async fn run_joined(
         &self,
         id: &str,
         procs: &[PathBuf],
-        netns: Option<&str>,
-        program: &Path,
-        args: Vec<OsString>,
+        command: Vec<OsString>,
+        output: Option<std::fs::File>,
     ) -> Result<(), RuntimeError> {
         let mut line: Vec<OsString> = vec!["-c".into(), JOIN_CGROUPS.into(), "zgrid-vm".into()];
         line.extend(procs.iter().map(|p| p.as_os_str().to_owned()));
         line.push("--".into());
-        if let Some(netns) = netns {
-            line.extend([self.tools.ip.as_os_str().to_owned(), "netns".into(), "exec".into(), netns.into()]);
-        }
-        line.push(program.as_os_str().to_owned());
-        line.extend(args);
-        Cmd::new(id, &self.tools.sh, line, START_TIMEOUT).run().await.map(drop)
+        line.extend(command);
+        let cmd = Cmd::new(id, &self.tools.sh, line, START_TIMEOUT);
+        let cmd = match output {
+            Some(file) => {
+                let err = file.try_clone().map_err(|e| RuntimeError::io(id, "duplicate", "a log file", e))?;
+                cmd.stdio(file, err)
+            }
+            None => cmd,
+        };
+        cmd.run().await.map(drop)
     }
 
     /// Keep VM `id`'s console in its log, unless that already happens.
