@@ -413,7 +413,8 @@ impl Networks {
         Ok(Tap {
             netns: network.name().to_owned(),
             tap,
-            address: format!("{ip}/{}", record.subnet.prefix_len()),
+            address: Ipv4Net::new(ip, record.subnet.prefix_len())
+                .map_err(|e| ProvisionError::Permanent(e.to_string()))?,
             gateway: gateway(record.subnet),
         })
     }
@@ -530,7 +531,7 @@ pub struct Tap {
     /// The tap device, in that namespace.
     pub tap: String,
     /// The guest's address with the network's prefix length, e.g. `10.1.3.5/24`.
-    pub address: String,
+    pub address: Ipv4Net,
     /// The guest's default gateway (the network's `.1` on this node).
     pub gateway: Ipv4Addr,
 }

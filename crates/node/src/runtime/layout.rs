@@ -50,31 +50,6 @@ impl ContainerPaths {
         self.dir.join("config.json")
     }
 
-    /// The file holding the writable layer's file system.
-    pub(crate) fn disk_image(&self) -> PathBuf {
-        self.dir.join("disk.img")
-    }
-
-    /// Where the writable layer is mounted.
-    pub(crate) fn layer(&self) -> PathBuf {
-        self.dir.join("layer")
-    }
-
-    /// The overlay's upper directory.
-    pub(crate) fn upper(&self) -> PathBuf {
-        self.layer().join("upper")
-    }
-
-    /// The overlay's work directory.
-    pub(crate) fn work(&self) -> PathBuf {
-        self.layer().join("work")
-    }
-
-    /// The merged root filesystem.
-    pub(crate) fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
-    }
-
     /// Where the image is mounted again with the container's ids (the overlay's lower layer).
     pub(crate) fn mapped_image(&self) -> PathBuf {
         self.dir.join("image")
@@ -113,6 +88,44 @@ impl ContainerPaths {
     /// The marker recording an OOM kill.
     pub(crate) fn oom_marker(&self) -> PathBuf {
         self.dir.join("oom_killed")
+    }
+}
+
+/// The paths of a root file system made of a read-only image below a writable layer, in a
+/// workload's directory (a container's or a VM's).
+pub(crate) trait LayeredRoot {
+    /// The workload's directory.
+    fn dir(&self) -> &Path;
+
+    /// The file holding the writable layer's file system.
+    fn disk_image(&self) -> PathBuf {
+        self.dir().join("disk.img")
+    }
+
+    /// Where the writable layer is mounted.
+    fn layer(&self) -> PathBuf {
+        self.dir().join("layer")
+    }
+
+    /// The overlay's upper directory.
+    fn upper(&self) -> PathBuf {
+        self.layer().join("upper")
+    }
+
+    /// The overlay's work directory.
+    fn work(&self) -> PathBuf {
+        self.layer().join("work")
+    }
+
+    /// The merged root filesystem.
+    fn rootfs(&self) -> PathBuf {
+        self.dir().join("rootfs")
+    }
+}
+
+impl LayeredRoot for ContainerPaths {
+    fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 

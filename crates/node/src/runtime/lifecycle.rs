@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::Bind;
 use super::idmap::{self, Mapping};
-use super::layout::{self, ContainerPaths};
+use super::layout::{self, ContainerPaths, LayeredRoot};
 use super::runc::RuncState;
 use super::spec::{self, Placement};
 use super::{ContainerConfig, ContainerState, Runtime, RuntimeError, image, logs, rootfs};

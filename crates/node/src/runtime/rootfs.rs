@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::command::{Cmd, Tools, os};
 use super::idmap::{self, IdRange, Mapping};
-use super::layout::ContainerPaths;
+use super::layout::{ContainerPaths, LayeredRoot};
 use super::{ContainerConfig, RuntimeError, disk, mounts};
 
 /// Limit for mounting the overlay.

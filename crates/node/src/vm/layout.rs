@@ -19,6 +19,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::runtime::layout::LayeredRoot;
+
 /// The paths of one VM.
 #[derive(Debug, Clone)]
 pub(crate) struct VmPaths {
@@ -30,31 +32,6 @@ impl VmPaths {
     /// The paths of VM `id` under state directory `root`.
     pub(crate) fn new(root: &Path, id: &str) -> Self {
         Self { dir: vms_dir(root).join(id) }
-    }
-
-    /// The file holding the writable layer's file system.
-    pub(crate) fn disk_image(&self) -> PathBuf {
-        self.dir.join("disk.img")
-    }
-
-    /// Where the writable layer is mounted.
-    pub(crate) fn layer(&self) -> PathBuf {
-        self.dir.join("layer")
-    }
-
-    /// The overlay's upper directory.
-    pub(crate) fn upper(&self) -> PathBuf {
-        self.layer().join("upper")
-    }
-
-    /// The overlay's work directory.
-    pub(crate) fn work(&self) -> PathBuf {
-        self.layer().join("work")
-    }
-
-    /// The guest's root file system on the host.
-    pub(crate) fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
     }
 
     /// The guest's configuration files.
@@ -90,6 +67,12 @@ impl VmPaths {
     /// qemu's pid file.
     pub(crate) fn pid_file(&self) -> PathBuf {
         self.dir.join("qemu.pid")
+    }
+}
+
+impl LayeredRoot for VmPaths {
+    fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 

@@ -22,8 +22,10 @@ use std::time::Duration;
 pub use accel::{Accelerator, AcceleratorChoice};
 use boot::{BootError, GuestConfig};
 
+use crate::network::Tap;
 use crate::runtime::cgroup::{Cgroups, Limits};
 use crate::runtime::command::{Cmd, Tools, find_program};
+use crate::runtime::layout::LayeredRoot;
 use crate::runtime::logs::{self, LogFollower};
 use crate::runtime::{RuntimeError, disk, mounts, rootfs};
 use layout::VmPaths;
@@ -109,7 +111,7 @@ pub struct VmConfig {
     /// The writable layer's size, MiB.
     pub disk_mib: u64,
     /// Its network: the namespace holding the bridge, and the tap on it.
-    pub network: TapRef,
+    pub network: Tap,
     /// Hostname, address, keys and environment for the guest.
     pub guest: GuestConfig,
     /// Extra kernel command line words.
@@ -117,15 +119,6 @@ pub struct VmConfig {
     /// Directories shared with the guest besides its root (volumes), with the tags its
     /// configuration mounts them by.
     pub shares: Vec<(PathBuf, String)>,
-}
-
-/// A tap device in a network namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TapRef {
-    /// The namespace's name (`ip netns`).
-    pub netns: String,
-    /// The tap's name.
-    pub tap: String,
 }
 
 /// A started (or adopted) VM.

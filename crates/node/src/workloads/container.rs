@@ -2,7 +2,7 @@
 //! its image, limits, environment, entrypoint, volumes and network; its health is its
 //! process's state.
 
-use zgrid_types::workload::{Container, FlistSource, LogEndpoint, StatsEndpoint};
+use zgrid_types::workload::{Container, FlistSource, LogEndpoint, StatsEndpoint, VolumeMount};
 use zgrid_types::{WorkloadId, WorkloadSpec};
 
 use std::collections::BTreeMap;
@@ -41,12 +41,7 @@ impl Workloads {
         let (image, image_config) = self.image(spec, c).await?;
         let mut binds = Vec::with_capacity(c.volumes.len());
         for mount in &c.volumes {
-            let volume =
-                self.runtime.volume(mount.volume_id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
-            let source = volume.ok_or_else(|| {
-                ProvisionError::Transient(format!("volume {} is not mounted on this node yet", mount.volume_id))
-            })?;
-            binds.push(Bind { source, destination: mount.mountpoint.clone() });
+            binds.push(Bind { source: self.volume_dir(mount)?, destination: mount.mountpoint.clone() });
         }
         let netns = match c.network_connection.first() {
             Some(n) => Some(self.networks.attach(id, &spec.owner_key, &n.network_id, n.ipaddress).await?),
@@ -79,6 +74,15 @@ impl Workloads {
             // Its console enters it with runc exec (see the field).
             user_namespace: !c.interactive,
             host_init,
+        })
+    }
+
+    /// Where the volume `mount` names is mounted on this node.
+    pub(super) fn volume_dir(&self, mount: &VolumeMount) -> Result<PathBuf, ProvisionError> {
+        let volume =
+            self.runtime.volume(mount.volume_id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
+        volume.ok_or_else(|| {
+            ProvisionError::Transient(format!("volume {} is not mounted on this node yet", mount.volume_id))
         })
     }
 

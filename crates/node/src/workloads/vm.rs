@@ -9,7 +9,7 @@ use super::Workloads;
 use crate::provision::{Health, Progress, ProvisionError};
 use crate::runtime::RuntimeError;
 use crate::vm::boot::{GuestConfig, Volume};
-use crate::vm::{Accelerator, TapRef, VmConfig, VmState};
+use crate::vm::{Accelerator, VmConfig, VmState};
 
 /// Where the guest's name servers are found.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -42,11 +42,7 @@ impl Workloads {
         let mut shares = Vec::with_capacity(vm.volumes.len());
         let mut volumes = Vec::with_capacity(vm.volumes.len());
         for (n, mount) in vm.volumes.iter().enumerate() {
-            let volume =
-                self.runtime.volume(mount.volume_id.as_str()).map_err(|e| ProvisionError::Transient(e.to_string()))?;
-            let dir = volume.ok_or_else(|| {
-                ProvisionError::Transient(format!("volume {} is not mounted on this node yet", mount.volume_id))
-            })?;
+            let dir = self.volume_dir(mount)?;
             let tag = format!("volume{n}");
             shares.push((dir, tag.clone()));
             volumes.push(Volume { tag, mountpoint: mount.mountpoint.clone().into() });
@@ -57,7 +53,7 @@ impl Workloads {
         let tap = self.networks.attach_tap(id, &spec.owner_key, &vm.network_id, vm.ipaddress).await?;
         let guest = GuestConfig {
             hostname: id.to_string(),
-            address: Some(tap.address.parse().map_err(|e| ProvisionError::Permanent(format!("{}: {e}", tap.address)))?),
+            address: Some(tap.address.into()),
             gateway: Some(tap.gateway.into()),
             dns: host_resolvers(),
             authorized_keys: vm.ssh_keys.clone(),
@@ -70,7 +66,7 @@ impl Workloads {
             cpu: vm.capacity.cpu,
             memory_mib: vm.capacity.memory,
             disk_mib: vm.capacity.disk_size,
-            network: TapRef { netns: tap.netns, tap: tap.tap },
+            network: tap,
             guest,
             kernel_args: vm.kernel_args.clone(),
             shares,
