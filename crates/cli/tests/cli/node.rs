@@ -316,13 +316,18 @@ fn state(
 /// What a power cut does to container `id`: its processes die, its mounts, loop device and
 /// cgroups vanish; its files stay.
 pub(crate) fn power_loss(node: &Node, id: &str) {
+    power_loss_at(node, id, &node.runtime_dir().join("containers").join(id));
+}
+
+/// What a power loss does to workload `id` whose directory is `dir` (with `rootfs/` over
+/// `layer/`): its processes die, its mounts and cgroups vanish, its files stay.
+pub(crate) fn power_loss_at(node: &Node, id: &str, dir: &std::path::Path) {
     let cgroups = cgroups_of(node, id);
     for dir in &cgroups {
         for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.parse().unwrap()), nix::sys::signal::SIGKILL);
         }
     }
-    let dir = node.runtime_dir().join("containers").join(id);
     for point in [dir.join("rootfs"), dir.join("layer")] {
         let done = wait_until(Duration::from_secs(10), || {
             Command::new("umount").arg(&point).status().unwrap().success().then_some(())

@@ -208,7 +208,7 @@ fn a_debian_vm_boots_lazily_from_the_hub_answers_ssh_keeps_its_files_and_leaves_
 }
 
 #[test]
-fn vms_that_cannot_run_are_refused_with_reasons_and_forced_tcg_says_so() {
+fn vms_that_cannot_run_are_refused_with_reasons_forced_tcg_says_so_and_a_reboot_boots_them_again() {
     let grid = Grid::new();
     let node = vm_node(&grid, Some("tcg"));
     let busybox = grid.image.to_str().unwrap().to_owned();
@@ -238,7 +238,8 @@ fn vms_that_cannot_run_are_refused_with_reasons_and_forced_tcg_says_so() {
     let image = grid.image.parent().unwrap().join("busybox-init");
     copy_tree(&grid.image, &image);
     std::fs::create_dir_all(image.join("sbin")).unwrap();
-    std::fs::write(image.join("sbin/init"), "#!/bin/sh\necho guest up\nexec sleep 100000\n").unwrap();
+    let init = "#!/bin/sh\necho boot >> /boots\necho \"guest up, boots: $(wc -l < /boots)\"\nexec sleep 100000\n";
+    std::fs::write(image.join("sbin/init"), init).unwrap();
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
     std::fs::set_permissions(image.join("sbin/init"), executable).unwrap();
     let ip = host(&grid, "small", &node, 22);
@@ -256,11 +257,24 @@ fn vms_that_cannot_run_are_refused_with_reasons_and_forced_tcg_says_so() {
     });
     let hypervisor = hypervisor.expect("the node's directory entry never named its hypervisor");
     assert!(hypervisor.starts_with("tcg: no usable KVM on this node"), "{hypervisor}");
-    let console = wait_until(BOOT_LIMIT, || {
-        let out = String::from_utf8_lossy(&grid.cli_raw(&["logs", &id]).stdout).into_owned();
-        out.contains("guest up").then_some(out)
-    });
-    assert!(console.is_some(), "the guest's console never showed its init; agent log:\n{}", node.log());
+    let console = |text: &str| {
+        wait_until(BOOT_LIMIT, || {
+            let out = String::from_utf8_lossy(&grid.cli_raw(&["logs", &id]).stdout).into_owned();
+            out.contains(text).then_some(out)
+        })
+    };
+    assert!(console("guest up, boots: 1").is_some(), "the guest's console never showed its init:\n{}", node.log());
+
+    // After the machine restarts, the VM boots again on the disk it had.
+    let mut node = node;
+    node.kill();
+    crate::node::power_loss_at(&node, &id, &node.state_dir().join("vms/vms").join(&id));
+    let pid = qemu_pid(&node, &id).expect("qemu's pid file");
+    let dead = || std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty());
+    assert!(wait_until(BOOT_LIMIT, || dead().then_some(())).is_some(), "qemu {pid} survived the power loss");
+    std::fs::write(node.state_dir().join("workloads/boot_id"), "a-previous-boot\n").unwrap();
+    node.restart().unwrap();
+    assert!(console("guest up, boots: 2").is_some(), "the VM did not boot again on its disk:\n{}", node.log());
     delete(&grid, &node, &id);
     assert!(leftovers(&node, &id).is_empty(), "{:?}", leftovers(&node, &id));
 }
