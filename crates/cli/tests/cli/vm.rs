@@ -95,6 +95,14 @@ fn qemu_pid(node: &Node, id: &str) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
+/// The real user id qemu of VM `id` on `node` runs as.
+fn qemu_uid(node: &Node, id: &str) -> String {
+    let pid = qemu_pid(node, id).expect("qemu's pid file");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:")).expect("a Uid line");
+    uids.split_whitespace().next().unwrap().to_owned()
+}
+
 /// What is left on the machine of VM `id` on `node`: processes, taps, sockets and files,
 /// mounts and cgroups, each named.
 fn leftovers(node: &Node, id: &str) -> Vec<String> {
@@ -199,6 +207,9 @@ fn a_debian_vm_boots_lazily_from_the_hub_answers_ssh_keeps_its_files_and_leaves_
     ssh_when_up(&laptop, &key, &ip2, "true", &node);
     let fetched = served(&grid) - before;
     assert!(fetched * 100 < image_bytes, "the second VM fetched {fetched} of the image's {image_bytes} bytes");
+    // Each qemu runs as an unprivileged user of its own.
+    let uids: Vec<String> = [&id, &id2].map(|id| qemu_uid(&node, id)).to_vec();
+    assert!(uids.iter().all(|u| u != "0") && uids[0] != uids[1], "qemu user ids: {uids:?}");
 
     for id in [&id, &id2] {
         delete(&grid, &node, id);

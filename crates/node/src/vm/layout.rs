@@ -13,6 +13,7 @@
 //!     console.sock       the guest's serial console
 //!     console.log        the serial console as the agent keeps it, bounded
 //!     qemu.pid           qemu's pid
+//!     uid                the host user and group id qemu runs as, this VM's alone
 //! <root>/boot/           initramfs images, one per kernel and init script
 //! <root>/probe/          the accelerator probe's scratch files
 //! ```
@@ -62,6 +63,11 @@ impl VmPaths {
     /// The serial console's log.
     pub(crate) fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
+    }
+
+    /// The record of the host user id qemu runs as.
+    pub(crate) fn uid(&self) -> PathBuf {
+        self.dir.join("uid")
     }
 
     /// qemu's pid file.

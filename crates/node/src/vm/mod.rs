@@ -62,6 +62,10 @@ pub fn default_kernel() -> Option<PathBuf> {
     dirs.max().map(|(_, path)| path)
 }
 
+/// The first host user id VMs' qemu processes run as: above the containers' id ranges (which
+/// end at 2^31), far from the host's own users.
+const FIRST_QEMU_UID: u32 = 1 << 31;
+
 /// Where `ip netns` keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
 
@@ -157,6 +161,8 @@ pub struct Vms {
     shutdown_grace: Duration,
     /// The running console readers, by VM id.
     consoles: Arc<Mutex<HashMap<String, tokio::task::JoinHandle<()>>>>,
+    /// Serialises the assignment of qemu's user ids.
+    uids: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Vms {
@@ -190,6 +196,7 @@ impl Vms {
             accelerator: Arc::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             consoles: Arc::default(),
+            uids: Arc::default(),
         })
     }
 
@@ -327,6 +334,7 @@ impl Vms {
             sockets.push((socket, tag.clone()));
         }
 
+        let uid = self.assign_uid(id, &paths)?;
         let mac = qemu::mac(id);
         let machine = qemu::Machine {
             id,
@@ -342,6 +350,7 @@ impl Vms {
             qmp: &paths.qmp(),
             console: &paths.console(),
             pid_file: &paths.pid_file(),
+            uid,
             fw_cfg: fw_cfg.into_iter().map(OsString::from).collect(),
         };
         let logged = logs::len(&paths.console_log());
@@ -383,6 +392,25 @@ impl Vms {
             None => cmd,
         };
         cmd.run().await.map(drop)
+    }
+
+    /// The host user (and group) id VM `id`'s qemu runs as once set up: recorded in its
+    /// directory, or else the lowest of [`FIRST_QEMU_UID`] on that no other VM holds, recorded
+    /// durably first. One per VM, so a guest that broke out into its qemu cannot signal, trace
+    /// or read another VM's.
+    fn assign_uid(&self, id: &str, paths: &VmPaths) -> Result<u32, RuntimeError> {
+        let recorded = |p: &VmPaths| std::fs::read_to_string(p.uid()).ok().and_then(|t| t.trim().parse::<u32>().ok());
+        if let Some(uid) = recorded(paths) {
+            return Ok(uid);
+        }
+        let _guard = self.uids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ids = crate::runtime::layout::ids_in(&layout::vms_dir(&self.root))?;
+        let taken: std::collections::BTreeSet<u32> =
+            ids.iter().filter_map(|other| recorded(&VmPaths::new(&self.root, other))).collect();
+        let uid = (FIRST_QEMU_UID..).find(|uid| !taken.contains(uid)).expect("fewer VMs than ids");
+        crate::store::write_durably(&paths.uid(), format!("{uid}\n").as_bytes())
+            .map_err(|e| RuntimeError::io(id, "record the user id in", paths.uid(), e))?;
+        Ok(uid)
     }
 
     /// Keep VM `id`'s console in its log, unless that already happens.

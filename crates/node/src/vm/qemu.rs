@@ -5,8 +5,8 @@
 //! agent reads into a bounded log (qemu drops what the guest prints while nobody reads). qemu
 //! daemonises once the VM is set up, starts paused so the agent joins it to its cgroups and
 //! connects the console before the guest runs a single instruction, exits when the guest
-//! panics (through the pvpanic device) instead of rebooting in a loop, and runs as `nobody`
-//! under qemu's system-call filter once it has opened what it needs.
+//! panics (through the pvpanic device) instead of rebooting in a loop, and runs as a user of
+//! its own under qemu's system-call filter once it has opened what it needs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,8 @@ pub(crate) struct Machine<'a> {
     pub pid_file: &'a Path,
     /// `-fw_cfg` arguments with the guest's configuration.
     pub fw_cfg: Vec<OsString>,
+    /// The host user and group id qemu drops to once set up.
+    pub uid: u32,
 }
 
 impl Machine<'_> {
@@ -95,10 +97,10 @@ impl Machine<'_> {
         args.extend(["-append".into(), self.cmdline.into()]);
         args.extend(self.fw_cfg.iter().cloned());
         args.extend(["-pidfile".into(), self.pid_file.into()]);
+        args.extend(["-runas".into(), format!("{0}:{0}", self.uid).into()]);
         args.extend(
             // Not spawn=deny: daemonising forks.
-            ["-runas", "nobody", "-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-daemonize", "-S"]
-                .map(OsString::from),
+            ["-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-daemonize", "-S"].map(OsString::from),
         );
         args
     }
