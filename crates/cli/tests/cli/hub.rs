@@ -271,7 +271,7 @@ fn a_large_image_starts_after_fetching_a_small_part_and_survives_its_mount_servi
 }
 
 /// The pid of the process listening on the Unix socket `path`.
-fn peer_pid(path: &Path) -> i32 {
+pub(crate) fn peer_pid(path: &Path) -> i32 {
     let stream = std::os::unix::net::UnixStream::connect(path).unwrap();
     rustix::net::sockopt::socket_peercred(&stream).unwrap().pid.as_raw_nonzero().get()
 }

@@ -253,8 +253,9 @@ fn vms_that_cannot_run_are_refused_with_reasons_forced_tcg_says_so_and_a_reboot_
     std::fs::write(image.join("sbin/init"), init).unwrap();
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
     std::fs::set_permissions(image.join("sbin/init"), executable).unwrap();
+    let url = push(&grid, dir.path(), &image, "busybox-init.flist")["url"].as_str().unwrap().to_owned();
     let ip = host(&grid, "small", &node, 22);
-    let id = deploy_vm(&grid, &node, image.to_str().unwrap(), ("small", &ip), &public, &["--memory", "256"]);
+    let id = deploy_vm(&grid, &node, &url, ("small", &ip), &public, &["--memory", "256"]);
     let record = grid.wait_for_result(&node, &id, "ok", BOOT_LIMIT);
     let data = &record["result"]["payload"]["data"];
     assert_eq!(data["accelerator"], "tcg", "{data}");
@@ -286,6 +287,16 @@ fn vms_that_cannot_run_are_refused_with_reasons_forced_tcg_says_so_and_a_reboot_
     std::fs::write(node.state_dir().join("workloads/boot_id"), "a-previous-boot\n").unwrap();
     node.restart().unwrap();
     assert!(console("guest up, boots: 2").is_some(), "the VM did not boot again on its disk:\n{}", node.log());
+
+    // Its image's mount service dies: the VM boots again over a new mount, on the same disk.
+    let service = node.state_dir().join("flist/mounts.sock");
+    let pid = crate::hub::peer_pid(&service);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let record = grid.wait_for_result(&node, &id, "error", BOOT_LIMIT);
+    let message = record["result"]["payload"]["message"].as_str().unwrap();
+    assert!(message.contains("FUSE mount is gone") && message.contains("restarting"), "{message}");
+    assert!(console("guest up, boots: 3").is_some(), "the VM did not boot over a new mount:\n{}", node.log());
+    grid.wait_for_result(&node, &id, "ok", BOOT_LIMIT);
     delete(&grid, &node, &id);
     assert!(leftovers(&node, &id).is_empty(), "{:?}", leftovers(&node, &id));
 }

@@ -491,6 +491,18 @@ impl Vms {
         }
     }
 
+    /// Kill VM `id` (its root is gone: the guest cannot shut down) and detach its root's
+    /// overlay, so that the next [`Vms::start`] boots it over the image as it is then, on the
+    /// same disk.
+    pub async fn stop_for_new_image(&self, id: &str) -> Result<(), RuntimeError> {
+        let paths = self.paths(id)?;
+        if let Some(task) = self.consoles.lock().expect("lock").remove(id) {
+            task.abort();
+        }
+        self.cgroups.remove(id).await?;
+        rootfs::detach(id, &paths.rootfs())
+    }
+
     /// Stop VM `id` (ACPI shutdown, then kill after the grace period) and remove everything of
     /// it here: processes, cgroups, sockets, mounts and disk (its tap is the network's, see
     /// [`crate::network::Networks::detach_tap`]).

@@ -214,7 +214,7 @@ impl Workloads {
     pub(super) async fn container_health(&self, id: &WorkloadId) -> Health {
         match self.runtime.state(id.as_str()).await {
             Ok(ContainerState::Running { .. }) => {
-                if let Some(problem) = self.image_problem(id).await {
+                if let Some(problem) = self.image_problem(id, || self.runtime.stop_for_new_image(id.as_str())).await {
                     return problem;
                 }
                 if let Err(e) = self.runtime.trim_logs(id.as_str()) {
@@ -258,13 +258,16 @@ impl Workloads {
         }
     }
 
-    /// A running container's image trouble: a dead mount stops the container so that it starts
-    /// again over a fresh mount; chunks that could not be read are reported.
-    async fn image_problem(&self, id: &WorkloadId) -> Option<Health> {
+    /// A running container's or VM's image trouble: a dead mount stops it (with `stop`) so
+    /// that it starts again over a fresh mount; chunks that could not be read are reported.
+    pub(super) async fn image_problem<F>(&self, id: &WorkloadId, stop: impl FnOnce() -> F) -> Option<Health>
+    where
+        F: std::future::Future<Output = Result<(), crate::runtime::RuntimeError>>,
+    {
         match self.flists.as_ref()?.problem(id.as_str()).await? {
             ImageProblem::Gone(problem) => {
-                if let Err(e) = self.runtime.stop_for_new_image(id.as_str()).await {
-                    tracing::warn!(workload = %id, error = %e, "cannot stop a container whose image is gone");
+                if let Err(e) = stop().await {
+                    tracing::warn!(workload = %id, error = %e, "cannot stop a workload whose image is gone");
                 }
                 Some(Health::Stopped(problem))
             }

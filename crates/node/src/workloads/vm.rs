@@ -98,7 +98,9 @@ impl Workloads {
     pub(super) async fn vm_health(&self, id: &WorkloadId) -> Health {
         let Some(vms) = &self.vms else { return Health::Missing };
         match vms.state(id.as_str()).await {
-            VmState::Running => Health::Running,
+            VmState::Running => {
+                self.image_problem(id, || vms.stop_for_new_image(id.as_str())).await.unwrap_or(Health::Running)
+            }
             VmState::Stopped(how) => Health::Stopped(how),
             VmState::Missing => Health::Missing,
         }
