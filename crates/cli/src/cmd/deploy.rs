@@ -128,8 +128,13 @@ fn capacity(cpu: u32, memory: u64, disk: u64, disk_type_flag: &str) -> Result<Co
 fn ssh_keys(files: &[PathBuf]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("--ssh-key {}: cannot read the public key file", file.display()))?;
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!(
+                "--ssh-key {}: cannot read the public key file (make a key pair with `ssh-keygen -t ed25519` \
+                 and give its .pub file)",
+                file.display()
+            )
+        })?;
         let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         if lines.is_empty() || !lines.iter().all(|l| is_ssh_public_key(l)) {
             bail!(
@@ -238,7 +243,13 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let record = wait_for_node(&client, &record, ctx.json).await?;
     let result = record.result.as_ref().map(|r| &r.payload);
     match result.map(|r| r.state) {
-        Some(ResultState::Ok) => output::report(ctx.json, &record, || println!("workload {id} is running")),
+        Some(ResultState::Ok) => output::report(ctx.json, &record, || {
+            println!("workload {id} is running");
+            // What the node wants the owner to know, such as the accelerator a VM runs with.
+            if let Some(note) = result.and_then(|r| r.data["note"].as_str()) {
+                println!("note: {note}");
+            }
+        }),
         _ => {
             if ctx.json {
                 output::json(&record)?;

@@ -45,12 +45,16 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
                 format!("{}/{}", free.hru, n.total.hru),
                 if n.alive { "up" } else { "down" }.into(),
                 output::time(n.last_seen),
-                n.hypervisor.clone().unwrap_or_else(|| "-".into()),
+                // `kvm`, `tcg` or `none`; why not KVM, or why no VMs, is in --json.
+                n.hypervisor.as_deref().and_then(|h| h.split(':').next()).unwrap_or("-").to_owned(),
             ]
         })
         .collect();
     let header = ["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN", "VMS"];
     output::table(&header, &rows);
-    println!("free/total shown; VMS: the hypervisor VMs use; page {}, {} matching nodes", nodes.page, nodes.total);
+    println!(
+        "free/total shown; VMS: the hypervisor VMs use (why, with --json); page {}, {} matching nodes",
+        nodes.page, nodes.total
+    );
     Ok(())
 }

@@ -181,6 +181,8 @@ fn a_debian_vm_boots_lazily_from_the_hub_answers_ssh_keeps_its_files_and_leaves_
     assert_eq!(seen.lines().last(), Some(id.as_str()), "hostname: {seen}");
     let fetched = served(&grid) - before;
     assert!(fetched * 4 < image_bytes, "the boot fetched {fetched} of the image's {image_bytes} bytes");
+    // Its packets fit the overlay's WireGuard tunnels.
+    assert_eq!(ssh_when_up(&laptop, &key, &ip, "cat /sys/class/net/eth0/mtu", &node).trim(), "1420");
 
     // A file written in the guest survives a guest reboot…
     ssh_when_up(&laptop, &key, &ip, "echo kept > /root/kept && sync", &node);

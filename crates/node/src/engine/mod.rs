@@ -214,10 +214,12 @@ impl<P: Provisioner> Engine<P> {
 
     fn tick(&mut self, done: &mpsc::UnboundedSender<(WorkloadId, Outcome)>) {
         self.reconcile_all(done);
+        // A running workload with a retry pending is one whose removal failed: what its check
+        // would find is the removal's doing.
         let running: Vec<WorkloadId> = self
             .entries
             .values()
-            .filter(|e| e.phase == Phase::Running && !self.busy.contains(e.id()))
+            .filter(|e| e.phase == Phase::Running && !self.busy.contains(e.id()) && !self.retry.contains_key(e.id()))
             .map(|e| e.id().clone())
             .collect();
         for id in running {
@@ -390,10 +392,6 @@ impl<P: Provisioner> Engine<P> {
     /// Restart a workload that stopped, up to the crash limit.
     fn supervise(&mut self, id: &WorkloadId, health: Health) {
         let Some(entry) = self.entries.get_mut(id) else { return };
-        // A check that began before a removal or a new version says nothing of what runs now.
-        if !matches!(entry.phase, Phase::Running) {
-            return;
-        }
         let reason = match health {
             Health::Running => return,
             Health::Degraded(message) => {

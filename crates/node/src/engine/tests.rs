@@ -38,6 +38,8 @@ struct Recorded {
     health: HashMap<WorkloadId, Health>,
     provisions: HashMap<WorkloadId, u32>,
     removals: HashMap<WorkloadId, u32>,
+    /// Removals that fail (this many more times), stopping the workload as they go.
+    failing_removals: HashMap<WorkloadId, u32>,
     /// Health checks per workload: the engine checks every running workload once a tick.
     checks: HashMap<WorkloadId, u32>,
     /// Every call, in order: `provision <id>` or `remove <id>`.
@@ -51,6 +53,9 @@ struct Recorder(Arc<Mutex<Recorded>>);
 impl Recorder {
     fn set(&self, id: &WorkloadId, behaviour: Behaviour) {
         self.0.lock().unwrap().behaviour.insert(id.clone(), behaviour);
+    }
+    fn fail_removals(&self, id: &WorkloadId, times: u32) {
+        self.0.lock().unwrap().failing_removals.insert(id.clone(), times);
     }
     fn set_health(&self, id: &WorkloadId, health: Health) {
         self.0.lock().unwrap().health.insert(id.clone(), health);
@@ -113,6 +118,11 @@ impl Provisioner for Recorder {
         let mut r = self.0.lock().unwrap();
         *r.removals.entry(id.clone()).or_default() += 1;
         r.calls.push(format!("remove {id}"));
+        if let Some(left) = r.failing_removals.get_mut(id).filter(|n| **n > 0) {
+            *left -= 1;
+            r.health.insert(id.clone(), Health::Stopped("it was shut down".into()));
+            return Err("its disk is still busy".into());
+        }
         r.health.remove(id);
         Ok(())
     }
@@ -488,6 +498,24 @@ async fn a_deletion_is_carried_out_only_when_the_owner_signed_it() {
     h.send(Input::Change(Box::new(deleted(&record, &id, Some(&h.owner))))).await;
     assert_eq!(h.result(&id, ResultState::Deleted).await.message, "deleted by its owner");
     assert_eq!(h.recorder.removals(&id), 1);
+}
+
+#[tokio::test]
+async fn a_workload_whose_removal_failed_is_not_restarted_while_the_removal_is_retried() {
+    let mut h = Harness::start(plenty());
+    let (record, id) = h.running().await;
+    h.recorder.fail_removals(&id, 3);
+    h.send(Input::Change(Box::new(deleted(&record, &id, Some(&h.owner))))).await;
+    assert_eq!(h.result(&id, ResultState::Deleted).await.message, "deleted by its owner");
+    assert_eq!(h.recorder.removals(&id), 4);
+    assert_eq!(h.recorder.provisions(&id), 1, "restarted while its removal was retried: {:?}", h.recorder.calls());
+    let errors: Vec<String> = h
+        .log
+        .iter()
+        .filter(|r| r.workload_id == id && r.state == ResultState::Error)
+        .map(|r| r.message.clone())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ use wireguard::{PeerConfig, Tunnel};
 /// UDP ports network resources listen on unless the owner asks for one.
 pub const DEFAULT_PORTS: RangeInclusive<u16> = 51820..=52819;
 /// MTU inside networks: 1500 less WireGuard's worst-case overhead (IPv6 underlay).
-const MTU: &str = "1420";
+pub(crate) const MTU: &str = "1420";
 /// The bridge inside a network's namespace.
 const BRIDGE: &str = "br0";
 /// The WireGuard interface inside a network's namespace.

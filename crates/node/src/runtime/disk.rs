@@ -81,7 +81,16 @@ pub(crate) async fn release(tools: &Tools, id: &str, dir: &Path, image: &Path) -
         let devices = mounts::loop_devices_of(image);
         let Some(device) = devices.first() else { return Ok(()) };
         if tokio::time::Instant::now() >= deadline {
-            let what = format!("loop device {} backed by {}", device.display(), image.display());
+            let mut what = format!("loop device {} backed by {}", device.display(), image.display());
+            let holders = mounts::holders(device, 3);
+            if !holders.is_empty() {
+                let names: Vec<String> = holders.iter().map(|(pid, name)| format!("{pid} ({name})")).collect();
+                what.push_str(&format!(
+                    " (still mounted in the mount namespace of process {}, copied while it was mounted: \
+                     it is released when that process exits)",
+                    names.join(", ")
+                ));
+            }
             return Err(RuntimeError::Leftover { id: id.to_owned(), what });
         }
         // Fails harmlessly when the kernel is already releasing it (auto-clear after umount).

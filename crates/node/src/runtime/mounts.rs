@@ -85,6 +85,30 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Processes (pid and name) in whose mount namespace `device` is still mounted: a namespace
+/// copied while it was mounted here (`ip netns exec`, `unshare -m`) keeps it, and with it the
+/// loop device, after it is unmounted here. At most `most` of them.
+pub(crate) fn holders(device: &Path, most: usize) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let device = device.to_string_lossy();
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let mountinfo = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();
+        // The mount source follows the file system type after " - ".
+        let mounted =
+            mountinfo.lines().any(|l| l.split(" - ").nth(1).and_then(|r| r.split(' ').nth(1)) == Some(&*device));
+        if mounted {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            found.push((pid, name.trim().to_owned()));
+            if found.len() >= most {
+                break;
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

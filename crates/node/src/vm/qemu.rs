@@ -81,8 +81,9 @@ impl Machine<'_> {
             push(&["-chardev", &chardev, "-device", &device]);
         }
         let netdev = format!("tap,id=net0,ifname={},script=no,downscript=no", self.tap);
-        // No option ROM: the guest never boots from the network, and it saves boot time.
-        let nic = format!("virtio-net-pci,netdev=net0,mac={},romfile=", self.mac);
+        // The overlay's MTU, so the guest's packets fit the WireGuard tunnels; no option ROM: the
+        // guest never boots from the network, and it saves boot time.
+        let nic = format!("virtio-net-pci,netdev=net0,mac={},host_mtu={},romfile=", self.mac, crate::network::MTU);
         push(&["-netdev", &netdev, "-device", &nic]);
         let console = format!("socket,id=console,path={},server=on,wait=off", self.console.display());
         push(&["-chardev", &console, "-serial", "chardev:console"]);
