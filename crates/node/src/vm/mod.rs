@@ -243,11 +243,6 @@ impl Vms {
         Ok(paths.dir.exists().then(|| LogFollower::new(id, paths.console_log())))
     }
 
-    /// qemu's pid, when it runs.
-    pub fn pid(&self, id: &str) -> Result<Option<u32>, RuntimeError> {
-        Ok(running_pid(id, &self.paths(id)?))
-    }
-
     /// Start VM `cfg` and wait until the guest runs its own init, or adopt it when it runs.
     pub async fn start(&self, cfg: &VmConfig) -> Result<Started, RuntimeError> {
         let id = cfg.id.as_str();
@@ -307,9 +302,10 @@ impl Vms {
                 format!("--socket-path={}", socket.display()).as_str(),
                 "-o",
                 &format!("source={}", dir.display()),
-                // Only this guest changes its root: its kernel may cache what it read.
+                // Only this guest changes its root: its kernel may cache what it read. A volume
+                // may be a container's too, so the guest checks again.
                 "-o",
-                "cache=always",
+                if n == 0 { "cache=always" } else { "cache=auto" },
                 // File capabilities (ping's, say) and ACLs live in extended attributes.
                 "-o",
                 "xattr",
@@ -453,6 +449,10 @@ impl Vms {
                 });
             }
             if tokio::time::Instant::now() >= deadline {
+                // Stopped, so that the next attempt boots it afresh rather than adopting it.
+                if let Err(e) = self.cgroups.remove(id).await {
+                    tracing::warn!(vm = id, error = %e, "cannot stop a VM that did not boot");
+                }
                 let waited = BOOT_TIMEOUT.as_secs();
                 return Err(vm_error(id, format!("the guest did not boot in {waited} s{}", self.console_tail(id))));
             }
