@@ -1,8 +1,8 @@
 //! The node agent's own HTTP API, for what only the node has: a workload's output.
 //!
 //! `GET /v1/workloads/{id}/logs?follow=true|false` answers the container's recent stdout and
-//! stderr (a VM's serial console) as `text/plain`, then, with `follow`, streams what it writes until it is removed. The
-//! request must be signed (`Authorization: Zgrid ...`, as for the explorer) by the key the
+//! stderr (a VM's serial console) as `text/plain`, then, with `follow`, streams what it writes
+//! until it is removed. The request must be signed (`Authorization: Zgrid ...`, as for the explorer) by the key the
 //! workload's owner signed the workload with, within five minutes of the node's clock. Nothing
 //! here changes state, so nonces are not tracked. `GET /v1/node` says which node this is.
 
