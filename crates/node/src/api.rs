@@ -2,9 +2,9 @@
 //!
 //! `GET /v1/workloads/{id}/logs?follow=true|false` answers the container's recent stdout and
 //! stderr (a VM's serial console) as `text/plain`, then, with `follow`, streams what it writes
-//! until it is removed. The request must be signed (`Authorization: Zgrid ...`, as for the explorer) by the key the
-//! workload's owner signed the workload with, within five minutes of the node's clock. Nothing
-//! here changes state, so nonces are not tracked. `GET /v1/node` says which node this is.
+//! until it is removed. The request must be signed (`Authorization: Zgrid ...`, as for the
+//! explorer) by the key the workload's owner signed the workload with, within five minutes of
+//! the node's clock. Nothing here changes state, so nonces are not tracked. `GET /v1/node` says which node this is.
 
 use std::time::Duration;
 
