@@ -163,7 +163,9 @@ async fn kvm_boots(tools: &VmTools, vmlinuz: &Path, scratch: &Path) -> Result<()
         },
         Err(e) => e.to_string(),
         Ok(output) => {
+            // Its first line says why; what follows (an assertion with qemu's source path) does not.
             let said = crate::runtime::command::excerpt(&output.stderr);
+            let said = said.lines().next().unwrap_or_default().trim_start_matches("qemu-system-x86_64: ");
             format!("qemu with KVM exited ({}) before the guest kernel booted: {said}", output.status)
         }
     })
