@@ -128,16 +128,21 @@ fn volume() -> impl Strategy<Value = Volume> {
 }
 
 fn kubernetes() -> impl Strategy<Value = Kubernetes> {
-    (1u8..=18, name(), 2u8..200, text(), vec(200u8..255, 1..3), vec("[A-Za-z0-9+/]{20,40}", 1..3), any::<bool>())
-        .prop_map(|(size, network_id, host, secret, masters, keys, disable_default_ingress)| Kubernetes {
+    (1u8..=18, name(), 2u8..200, text(), vec(200u8..255, 0..3), vec("[A-Za-z0-9+/]{20,40}", 1..3))
+        .prop_map(|(size, network_id, host, secret, masters, keys)| Kubernetes {
             size,
+            flist: "https://hub.example/me/zgrid-kubernetes.flist".into(),
+            hub_url: String::new(),
+            flist_hash: String::new(),
             network_id,
             ipaddress: Ipv4Addr::new(10, 20, 1, host),
             cluster_secret: secret,
-            master_ips: masters.into_iter().map(|m| Ipv4Addr::new(10, 20, 2, m)).collect(),
             ssh_keys: keys.into_iter().map(|k| format!("ssh-ed25519 {k} me@laptop")).collect(),
-            datastore_endpoint: "postgres://db.example:5432/k3s".into(),
-            disable_default_ingress,
+            // A master's setting.
+            datastore_endpoint: if masters.is_empty() { "http://10.20.3.4:2379".into() } else { String::new() },
+            master_ips: masters.into_iter().map(|m| Ipv4Addr::new(10, 20, 2, m)).collect(),
+            disable_default_ingress: true,
+            registries: vec!["10.20.1.9:5000".into()],
         })
 }
 
