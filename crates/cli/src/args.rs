@@ -292,6 +292,44 @@ pub enum DeployCommand {
         #[command(flatten)]
         common: DeployCommon,
     },
+    /// A Kubernetes node in a VM booted from the grid's Kubernetes image (scripts/k8s-image):
+    /// a master, or a worker joining the masters given with --master-ip. `zgrid k8s up` makes
+    /// whole clusters.
+    Kubernetes {
+        #[command(flatten)]
+        source: FlistArgs,
+        /// The private network the VM joins; the node must be a member.
+        #[arg(long)]
+        network: String,
+        /// Address in the network (default: the lowest free one of the node's subnet).
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// VM size, 1 to 18: 1 is 1 CPU, 2 GiB of memory and 50 GB of disk (the seed's table).
+        #[arg(long, default_value_t = 1)]
+        size: u8,
+        /// The cluster secret, sealed to the node: every node of a cluster gets the same one,
+        /// and it grants administration of the cluster. Give it in the environment.
+        #[arg(long, env = "ZGRID_K8S_SECRET", hide_env_values = true)]
+        secret: String,
+        /// A master to join (repeatable); none makes this VM a master.
+        #[arg(long = "master-ip")]
+        master_ips: Vec<Ipv4Addr>,
+        /// An OpenSSH public key file whose key may log in as root (repeatable).
+        #[arg(long = "ssh-key")]
+        ssh_keys: Vec<PathBuf>,
+        /// An etcd URL a master keeps the cluster in, instead of etcd in its VM.
+        #[arg(long, default_value = "")]
+        datastore_endpoint: String,
+        /// A registry on the private network pulled from over plain HTTP, HOST:PORT
+        /// (repeatable).
+        #[arg(long = "registry")]
+        registries: Vec<String>,
+        /// Wait until the node reports the VM a Ready node of its cluster (or failing).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        common: DeployCommon,
+    },
     /// A virtual machine booted from an image, reachable on one of my private networks.
     Vm {
         #[command(flatten)]
@@ -348,6 +386,25 @@ pub enum DeployCommand {
 /// What a container and a VM both take: the node, the image and what the workload is given.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
+    #[command(flatten)]
+    pub source: FlistArgs,
+    /// An environment variable, KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    /// A secret environment variable, sealed to the node so only it can read the value:
+    /// KEY=VALUE, or KEY alone to take the value from this shell's environment and keep it
+    /// out of the command line (repeatable).
+    #[arg(long = "secret-env")]
+    pub secret_env: Vec<String>,
+    /// Mount one of my volumes on the same node: VOLUME_ID:/path inside the container or VM
+    /// (repeatable).
+    #[arg(long = "volume")]
+    pub volumes: Vec<String>,
+}
+
+/// The node and the image a workload runs.
+#[derive(Debug, Args)]
+pub struct FlistArgs {
     /// Node to run it on.
     #[arg(long)]
     pub node: String,
@@ -362,18 +419,6 @@ pub struct ImageArgs {
     /// Hub serving the flist's chunks, when not the flist URL's own server.
     #[arg(long = "hub-url", default_value = "")]
     pub hub_url: String,
-    /// An environment variable, KEY=VALUE (repeatable).
-    #[arg(long = "env")]
-    pub env: Vec<String>,
-    /// A secret environment variable, sealed to the node so only it can read the value:
-    /// KEY=VALUE, or KEY alone to take the value from this shell's environment and keep it
-    /// out of the command line (repeatable).
-    #[arg(long = "secret-env")]
-    pub secret_env: Vec<String>,
-    /// Mount one of my volumes on the same node: VOLUME_ID:/path inside the container or VM
-    /// (repeatable).
-    #[arg(long = "volume")]
-    pub volumes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -911,7 +956,7 @@ mod tests {
             panic!("{cli:?}")
         };
         assert_eq!(
-            (image.node.as_str(), image.flist.as_str(), image.env),
+            (image.source.node.as_str(), image.source.flist.as_str(), image.env),
             ("N", "https://hub/d.flist", vec!["A=1".to_string()])
         );
         assert_eq!(ssh_keys, [PathBuf::from("a.pub"), PathBuf::from("b.pub")]);

@@ -3,6 +3,7 @@
 //! agent uses [`crate::container::Containers`].
 
 use std::future::Future;
+use std::time::Duration;
 
 use zgrid_types::{Signed, WorkloadId, WorkloadSpec};
 
@@ -60,6 +61,14 @@ pub trait Provisioner: Send + Sync + 'static {
     fn updates_in_place(&self, spec: &WorkloadSpec) -> bool {
         let _ = spec;
         false
+    }
+
+    /// How long provisioning `spec` may take when that is longer than the engine's step limit
+    /// by nature (a Kubernetes VM waits for its node to join the cluster); `None` keeps the
+    /// engine's limit.
+    fn time_limit(&self, spec: &WorkloadSpec) -> Option<Duration> {
+        let _ = spec;
+        None
     }
 
     /// Whether the workload's side effects end with the agent process (a userspace WireGuard

@@ -12,13 +12,13 @@ use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::result::IMAGE_READY;
 use zgrid_types::workload::{
-    Container, ContainerCapacity, DiskType, LogEndpoint, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint, Vm,
-    Volume, VolumeMount, is_ssh_public_key,
+    Container, ContainerCapacity, DiskType, Kubernetes, LogEndpoint, NetworkConnection, RedisLogs, RedisStats,
+    StatsEndpoint, Vm, Volume, VolumeMount, is_ssh_public_key,
 };
 use zgrid_types::{NodeId, ResultState, WorkloadData};
 
 use super::submit;
-use crate::args::{DeployCommand, ImageArgs};
+use crate::args::{DeployCommand, FlistArgs, ImageArgs};
 use crate::config::Ctx;
 use crate::output;
 
@@ -105,17 +105,25 @@ impl Image {
     /// The node the flags name, and the image fields for it; the flist's hash is what its hub
     /// serves now unless `--flist-hash` pins one.
     async fn from_args(ctx: &Ctx, a: ImageArgs) -> Result<(NodeId, Self)> {
-        let node = submit::node_id(&a.node)?;
+        let (node, flist, hub_url, flist_hash) = flist_of(ctx, a.source).await?;
         let image = Self {
             environment: env_pairs(&a.env)?,
             secret_environment: secrets(&a.secret_env, &node)?,
             volumes: a.volumes.iter().map(|v| volume_mount(v)).collect::<Result<_>>()?,
-            flist_hash: if a.flist_hash.is_empty() { served_hash(ctx, &a.flist).await? } else { a.flist_hash },
-            flist: a.flist,
-            hub_url: a.hub_url,
+            flist_hash,
+            flist,
+            hub_url,
         };
         Ok((node, image))
     }
+}
+
+/// The node, and the flist, hub and flist hash the flags name; the flist's hash is what its
+/// hub serves now unless `--flist-hash` pins one.
+async fn flist_of(ctx: &Ctx, a: FlistArgs) -> Result<(NodeId, String, String, String)> {
+    let node = submit::node_id(&a.node)?;
+    let hash = if a.flist_hash.is_empty() { served_hash(ctx, &a.flist).await? } else { a.flist_hash };
+    Ok((node, a.flist, a.hub_url, hash))
 }
 
 /// `--cpu`, `--memory`, `--disk` and `--disk-type` as the capacity a container or VM reserves.
@@ -191,6 +199,38 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 stats: stats.into_iter().map(|endpoint| StatsEndpoint::Redis(RedisStats { endpoint })).collect(),
             };
             (node, WorkloadData::Container(container), common, wait, connection)
+        }
+        DeployCommand::Kubernetes {
+            source,
+            network,
+            ip,
+            size,
+            secret,
+            master_ips,
+            ssh_keys: key_files,
+            datastore_endpoint,
+            registries,
+            wait,
+            common,
+        } => {
+            let ssh_keys = ssh_keys(&key_files)?;
+            let (node, flist, hub_url, flist_hash) = flist_of(ctx, source).await?;
+            let connection = join(&client, &identity, &node, network, ip).await?;
+            let kubernetes = Kubernetes {
+                size,
+                flist,
+                hub_url,
+                flist_hash,
+                network_id: connection.network_id.clone(),
+                ipaddress: connection.ipaddress,
+                cluster_secret: zgrid_types::sealed::seal_secret(&node, &secret),
+                master_ips,
+                ssh_keys,
+                datastore_endpoint,
+                disable_default_ingress: true,
+                registries,
+            };
+            (node, WorkloadData::Kubernetes(kubernetes), common, wait, Some(connection))
         }
         DeployCommand::Vm {
             image,

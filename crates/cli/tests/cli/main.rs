@@ -12,4 +12,5 @@ mod readme;
 mod redis;
 mod tls;
 mod verbs;
+mod k8s;
 mod vm;

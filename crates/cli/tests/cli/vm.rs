@@ -20,7 +20,7 @@ use crate::network::{Laptop, create, host};
 const BOOT_LIMIT: Duration = Duration::from_secs(600);
 
 /// A node that boots VMs, its accelerator chosen as asked (`auto` when `None`).
-fn vm_node(grid: &Grid, accel: Option<&str>) -> Node {
+pub(crate) fn vm_node(grid: &Grid, accel: Option<&str>) -> Node {
     let options = NodeOptions {
         step_timeout: Duration::from_secs(600),
         vm_accel: accel.map(str::to_owned),
@@ -38,7 +38,7 @@ fn debian_tree() -> PathBuf {
 }
 
 /// An SSH key pair made with `ssh-keygen` in `dir`: the private key's path.
-fn ssh_key(dir: &Path) -> PathBuf {
+pub(crate) fn ssh_key(dir: &Path) -> PathBuf {
     let key = dir.join("id_ed25519");
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -50,7 +50,7 @@ fn ssh_key(dir: &Path) -> PathBuf {
 }
 
 /// Run `script` in the guest at `ip` as root over SSH from `laptop`.
-fn ssh(laptop: &Laptop, key: &Path, ip: &str, script: &str) -> std::process::Output {
+pub(crate) fn ssh(laptop: &Laptop, key: &Path, ip: &str, script: &str) -> std::process::Output {
     let target = format!("root@{ip}");
     let args = [
         "-i",
@@ -70,7 +70,7 @@ fn ssh(laptop: &Laptop, key: &Path, ip: &str, script: &str) -> std::process::Out
 }
 
 /// Wait until `script` succeeds in the guest; returns its output.
-fn ssh_when_up(laptop: &Laptop, key: &Path, ip: &str, script: &str, node: &Node) -> String {
+pub(crate) fn ssh_when_up(laptop: &Laptop, key: &Path, ip: &str, script: &str, node: &Node) -> String {
     let mut last = String::new();
     wait_until(BOOT_LIMIT, || {
         let out = ssh(laptop, key, ip, script);
@@ -105,7 +105,7 @@ fn qemu_uid(node: &Node, id: &str) -> String {
 
 /// What is left on the machine of VM `id` on `node`: processes, taps, sockets and files,
 /// mounts and cgroups, each named.
-fn leftovers(node: &Node, id: &str) -> Vec<String> {
+pub(crate) fn leftovers(node: &Node, id: &str) -> Vec<String> {
     let mut left = Vec::new();
     for proc in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(proc.path().join("cmdline")).unwrap_or_default();
@@ -136,7 +136,7 @@ fn leftovers(node: &Node, id: &str) -> Vec<String> {
 }
 
 /// Delete workload `id` and wait until its node reports it deleted.
-fn delete(grid: &Grid, node: &Node, id: &str) {
+pub(crate) fn delete(grid: &Grid, node: &Node, id: &str) {
     let out = grid.cli_raw(&["delete", id]);
     assert!(out.status.success(), "delete failed: {}", String::from_utf8_lossy(&out.stderr));
     grid.wait_for_result(node, id, "deleted", BOOT_LIMIT);

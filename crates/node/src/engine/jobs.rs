@@ -91,7 +91,8 @@ impl<P: Provisioner> Ctx<P> {
         let progress = |message: &str| {
             self.reporter.report(spec, ResultState::Provisioning, message, serde_json::Value::Null);
         };
-        let attempt = self.timed(self.provisioner.provision(&workload, &progress)).await;
+        let limit = self.provisioner.time_limit(spec).map_or(self.step_timeout, |l| l.max(self.step_timeout));
+        let attempt = timed(limit, self.provisioner.provision(&workload, &progress)).await;
         match attempt.map_err(ProvisionError::Transient).and_then(|r| r) {
             Ok(data) => {
                 entry.phase = Phase::Running;
@@ -170,8 +171,11 @@ impl<P: Provisioner> Ctx<P> {
     }
 
     async fn timed<T>(&self, step: impl Future<Output = T>) -> Result<T, String> {
-        tokio::time::timeout(self.step_timeout, step)
-            .await
-            .map_err(|_| format!("gave up after {:?} (the step time limit)", self.step_timeout))
+        timed(self.step_timeout, step).await
     }
+}
+
+/// `step`, unless it takes longer than `limit`.
+async fn timed<T>(limit: Duration, step: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(limit, step).await.map_err(|_| format!("gave up after {limit:?} (the step time limit)"))
 }

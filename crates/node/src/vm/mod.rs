@@ -460,6 +460,16 @@ impl Vms {
         }
     }
 
+    /// What VM `id`'s console printed since the guest last started its own init (all of the
+    /// kept log when that is not in it).
+    pub fn console_since_init(&self, id: &str) -> Result<String, RuntimeError> {
+        let paths = self.paths(id)?;
+        let bytes = logs::read_from(id, &paths.console_log(), 0, logs::LOG_KEEP_BYTES)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let after = text.rfind(boot::STARTING_INIT).map_or(0, |at| at + boot::STARTING_INIT.len());
+        Ok(text[after..].to_owned())
+    }
+
     /// The console's last lines, as `"; console: …"` (empty when it printed nothing).
     pub fn console_tail(&self, id: &str) -> String {
         let Ok(paths) = self.paths(id) else { return String::new() };

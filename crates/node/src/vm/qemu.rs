@@ -58,6 +58,11 @@ pub(crate) struct Machine<'a> {
     pub uid: u32,
 }
 
+/// The CPU TCG emulates: one without AVX. Debian's qemu 7.2 was the first to emulate AVX and
+/// AVX2 (`-cpu max` offers them), and Go programs that use them, kube-apiserver among them,
+/// die there of faults in their runtime's memory copies.
+const TCG_CPU: &str = "Westmere";
+
 impl Machine<'_> {
     /// qemu's arguments.
     pub(crate) fn args(&self) -> Vec<OsString> {
@@ -69,7 +74,7 @@ impl Machine<'_> {
             Accelerator::Kvm => push(&["-machine", "q35", "-accel", "kvm", "-cpu", "host"]),
             Accelerator::Tcg(_) => {
                 let tcg = format!("tcg,thread=multi,tb-size={TCG_CACHE_MIB}");
-                push(&["-machine", "q35", "-accel", &tcg, "-cpu", "max"]);
+                push(&["-machine", "q35", "-accel", &tcg, "-cpu", TCG_CPU]);
             }
         }
         let memory = format!("memory-backend-memfd,id=mem,size={}M,share=on", self.memory_mib);

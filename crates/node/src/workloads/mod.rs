@@ -1,9 +1,10 @@
 //! The node's provisioner: makes each kind of workload real on this machine. Containers run
 //! with runc ([`container`]); volumes are size-limited filesystems ([`volume`]); network
 //! resources are namespaces joined by WireGuard ([`crate::network`]); VMs run with qemu
-//! ([`vm`]). Kubernetes VMs are refused with a reason until this node version has them.
+//! ([`vm`]), Kubernetes VMs among them ([`kubernetes`]).
 
 mod container;
+mod kubernetes;
 mod logs;
 mod redis;
 mod stats;
@@ -131,10 +132,7 @@ impl Provisioner for Workloads {
             WorkloadData::Volume(v) => self.provision_volume(&spec.id, v).await,
             WorkloadData::NetworkResource(nr) => self.networks.provision(&spec.id, &spec.owner_key, nr).await,
             WorkloadData::Vm(vm) => self.provision_vm(spec, vm, progress).await,
-            other => Err(ProvisionError::Permanent(format!(
-                "{} workloads are not supported by this node version yet",
-                other.kind()
-            ))),
+            WorkloadData::Kubernetes(k) => self.provision_kubernetes(spec, k, progress).await,
         }
     }
 
@@ -185,9 +183,13 @@ impl Provisioner for Workloads {
             // were tasks of the old agent.
             WorkloadData::Container(_) => true,
             // The guest runs on; the agent's reader of its console was a task of the old agent.
-            WorkloadData::Vm(_) => true,
-            _ => false,
+            WorkloadData::Vm(_) | WorkloadData::Kubernetes(_) => true,
+            WorkloadData::Volume(_) => false,
         }
+    }
+
+    fn time_limit(&self, spec: &WorkloadSpec) -> Option<std::time::Duration> {
+        matches!(spec.data, WorkloadData::Kubernetes(_)).then_some(kubernetes::TIME_LIMIT)
     }
 
     async fn existing(&self) -> Vec<WorkloadId> {
