@@ -1004,4 +1004,37 @@ mod tests {
         let no_network = ["zgrid", "deploy", "vm", "--node", "N", "--flist", "f", "--ssh-key", "a.pub"];
         assert!(Cli::try_parse_from(no_network).is_err(), "a VM is reachable only on a private network");
     }
+
+    #[test]
+    fn k8s_up_needs_a_count_or_nodes_and_takes_repeated_keys_and_registries() {
+        let up = |extra: &[&str]| Cli::try_parse_from(["zgrid", "k8s", "up", "--name", "kube"].iter().chain(extra));
+        assert!(up(&[]).is_err(), "--nodes or --node is needed");
+        let cli = up(&[
+            "--node",
+            "A",
+            "--node",
+            "B",
+            "--ssh-key",
+            "github:me",
+            "--ssh-key",
+            "k.pub",
+            "--registry",
+            "10.1.2.9:5000",
+        ]);
+        let Ok(Cli { command: Command::K8s(K8sCommand::Up(a)), .. }) = cli else { panic!("{cli:?}") };
+        assert_eq!((a.nodes, a.node.len(), a.size, a.duration.as_str()), (None, 2, 1, "1d"));
+        assert_eq!(
+            (a.ssh_keys, a.registries),
+            (vec!["github:me".to_string(), "k.pub".into()], vec!["10.1.2.9:5000".to_string()])
+        );
+        let cli = up(&["--nodes", "3", "--cidr", "10.30.0.0/16", "--size", "4"]);
+        let Ok(Cli { command: Command::K8s(K8sCommand::Up(a)), .. }) = cli else { panic!("{cli:?}") };
+        assert_eq!((a.nodes, a.cidr.map(|c| c.to_string()), a.size), (Some(3), Some("10.30.0.0/16".into()), 4));
+        assert!(up(&["--nodes", "1", "--cidr", "10.30.0.0"]).is_err(), "a range, not an address");
+        let add = Cli::try_parse_from(["zgrid", "k8s", "add-worker", "kube", "--size", "2"]);
+        let Ok(Cli { command: Command::K8s(K8sCommand::AddWorker { name, node, size }), .. }) = add else {
+            panic!("{add:?}")
+        };
+        assert_eq!((name.as_str(), node, size), ("kube", None, Some(2)));
+    }
 }

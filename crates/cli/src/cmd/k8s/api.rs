@@ -17,8 +17,7 @@ pub const API_PORT: u16 = 6443;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for every VM to be a Ready node, once their nodes reported them running.
 const READY_LIMIT: Duration = Duration::from_secs(15 * 60);
-/// How many times the first request is tried before the master counts as unreachable (a
-/// WireGuard tunnel just brought up may need a handshake or two).
+/// How many times the first request is tried before the master counts as unreachable.
 const FIRST_TRIES: u32 = 3;
 /// Most bytes of a node list read.
 const MAX_NODE_LIST: usize = 16 << 20;
@@ -31,6 +30,33 @@ pub struct Unreachable {
     pub url: String,
     /// What the connection attempt said.
     pub why: String,
+}
+
+/// The server answered with an error status.
+#[derive(Debug, thiserror::Error)]
+#[error("the master at {master} answered {url} with {status}: {text}")]
+pub struct Answered {
+    /// The server's address.
+    pub master: Ipv4Addr,
+    /// The URL asked.
+    pub url: String,
+    /// The status.
+    pub status: reqwest::StatusCode,
+    /// The start of the body.
+    pub text: String,
+}
+
+/// Run `attempt` until it succeeds, fails otherwise than with [`Unreachable`], or has been
+/// tried a few times: a WireGuard tunnel just brought up may need a handshake or two.
+pub async fn patiently<T, F: Future<Output = Result<T>>>(mut attempt: impl FnMut() -> F) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(e) if e.is::<Unreachable>() && tries < FIRST_TRIES => tokio::time::sleep(CONNECT_TIMEOUT).await,
+            answer => return answer,
+        }
+    }
 }
 
 /// The cause chain of `error`, one line.
@@ -46,7 +72,7 @@ fn causes(error: &dyn std::error::Error) -> String {
 }
 
 /// Send `request` to the master at `master` (for `url`) and read its successful answer, refused
-/// past `limit` bytes. Failing to connect is [`Unreachable`].
+/// past `limit` bytes. Failing to connect is [`Unreachable`]; an error status, [`Answered`].
 pub async fn read(request: reqwest::RequestBuilder, master: Ipv4Addr, url: &str, limit: usize) -> Result<Vec<u8>> {
     let mut response = request.send().await.map_err(|e| {
         if e.is_connect() || e.is_timeout() {
@@ -64,8 +90,8 @@ pub async fn read(request: reqwest::RequestBuilder, master: Ipv4Addr, url: &str,
         body.extend_from_slice(&piece);
     }
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        bail!("the master at {master} answered {url} with {status}: {}", text.trim());
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
+        return Err(Answered { master, url: url.to_owned(), status, text }.into());
     }
     Ok(body)
 }
@@ -188,18 +214,6 @@ impl Api {
         nodes_of(&read(request, self.master, &url, MAX_NODE_LIST).await?)
     }
 
-    /// The nodes, trying a few times before the master counts as [`Unreachable`].
-    pub async fn first_nodes(&self) -> Result<Vec<NodeStatus>> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.nodes().await {
-                Err(e) if e.is::<Unreachable>() && tries < FIRST_TRIES => tokio::time::sleep(CONNECT_TIMEOUT).await,
-                answer => return answer,
-            }
-        }
-    }
-
     /// Wait until every VM of `vms` is a Ready node (found by its address), calling `ready`
     /// once for each as it becomes so; the nodes then. Fails naming the VMs still not Ready
     /// after a while, and why the API server says so.
@@ -210,7 +224,7 @@ impl Api {
     ) -> Result<Vec<NodeStatus>> {
         let deadline = tokio::time::Instant::now() + READY_LIMIT;
         let mut told = vec![false; vms.len()];
-        let mut nodes = self.first_nodes().await?;
+        let mut nodes = self.nodes().await?;
         loop {
             let by_ip: BTreeMap<Ipv4Addr, &NodeStatus> = nodes.iter().filter_map(|n| Some((n.ip?, n))).collect();
             for (vm, told) in vms.iter().zip(&mut told) {

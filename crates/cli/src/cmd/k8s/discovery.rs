@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::api::{self, API_PORT};
+use super::api::{self, API_PORT, Unreachable};
 use super::credentials::Tokens;
 use super::kubeconfig;
 
@@ -96,7 +96,17 @@ pub async fn ca(master: Ipv4Addr, tokens: &Tokens) -> Result<Vec<u8>> {
         .build()
         .context("cannot set up an HTTP client")?;
     let url = format!("https://{master}:{API_PORT}/api/v1/namespaces/kube-public/configmaps/cluster-info");
-    let body = api::read(client.get(&url), master, &url, MAX_CLUSTER_INFO).await?;
+    let body = api::patiently(|| api::read(client.get(&url), master, &url, MAX_CLUSTER_INFO)).await.map_err(|e| {
+        // A master publishes cluster-info to anyone: what refuses is something else at that
+        // address, on the network this machine is on instead of the cluster's.
+        match e.downcast::<api::Answered>() {
+            Ok(a) => {
+                Unreachable { url, why: format!("what answered there is not the cluster's master ({})", a.status) }
+                    .into()
+            }
+            Err(e) => e,
+        }
+    })?;
     match verify(&body, tokens) {
         Ok(ca) => Ok(ca),
         Err(why) => bail!("the master at {master} is refused: {why}"),
