@@ -45,6 +45,13 @@ impl ClusterSecret {
     }
 }
 
+#[cfg(test)]
+impl From<String> for ClusterSecret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
 impl fmt::Debug for ClusterSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ClusterSecret(<secret>)")

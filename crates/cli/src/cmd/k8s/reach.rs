@@ -106,3 +106,105 @@ pub fn print_nodes(nodes: &[NodeStatus]) {
         .collect();
     output::table(&["NODE", "ADDRESS", "STATUS"], &rows);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use zgrid_serve::testing::TestCa;
+
+    use super::super::api::{API_PORT, Answered, Api};
+    use super::super::cluster::{ClusterVm, Role};
+    use super::super::credentials::{ClusterSecret, Tokens};
+    use super::super::discovery;
+
+    /// A stand-in master on a loopback address of its own at the API port, with a certificate
+    /// of `ca` for that address: `cluster-info` signed with `tokens`' bootstrap token, and a
+    /// node list for `tokens`' admin alone.
+    async fn master(ca: &TestCa, tokens: &Tokens) -> Ipv4Addr {
+        let [a, b, c]: [u8; 3] = rand::random();
+        let ip = Ipv4Addr::new(127, a, b, c.max(1));
+        let files = ca.server_for("master", &[ip.to_string()]);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    certificate-authority-data: {}\n    \
+             server: https://{ip}:{API_PORT}\n",
+            b64.encode(std::fs::read(ca.ca_cert()).unwrap())
+        );
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!(r#"{{"alg":"HS256","kid":"{}"}}"#, tokens.id));
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(tokens.secret.as_bytes()).unwrap();
+        mac.update(format!("{header}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&config)).as_bytes());
+        let jws = format!(
+            "{header}..{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
+        let info = serde_json::json!({"data": {"kubeconfig": config, format!("jws-kubeconfig-{}", tokens.id): jws}});
+        let admin = format!("Bearer {}", tokens.admin);
+        let nodes = serde_json::json!({"items": [
+            {"metadata": {"name": "vm-a"}, "status": {"addresses": [{"type": "InternalIP", "address": "10.20.1.2"}],
+                "conditions": [{"type": "Ready", "status": "True"}]}},
+            {"metadata": {"name": "vm-b"}, "status": {"addresses": [{"type": "InternalIP", "address": "10.20.2.2"}],
+                "conditions": [{"type": "Ready", "status": "True"}]}}
+        ]});
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+                get(move || async move { axum::Json(info) }),
+            )
+            .route(
+                "/api/v1/nodes",
+                get(move |headers: HeaderMap| async move {
+                    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                        Some(given) if given == admin => Ok(axum::Json(nodes)),
+                        _ => Err(StatusCode::UNAUTHORIZED),
+                    }
+                }),
+            );
+        let tcp = tokio::net::TcpListener::bind(SocketAddr::from((ip, API_PORT))).await.unwrap();
+        let listener = zgrid_serve::Listener::tls(tcp, &files).unwrap();
+        tokio::spawn(zgrid_serve::serve(listener, app, std::future::pending()));
+        ip
+    }
+
+    fn vm(ip: &str) -> ClusterVm {
+        ClusterVm {
+            role: Role::Worker,
+            workload_id: zgrid_client::new_workload_id(),
+            node_id: super::super::testing::node(1),
+            ip: ip.parse().unwrap(),
+            size: 1,
+            expires_at: 0,
+            result: "ok".into(),
+            ok: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_master_found_by_its_signed_cluster_info_is_then_trusted_only_with_its_ca() {
+        let (ca, tokens) = (TestCa::new("cluster"), Tokens::of(&ClusterSecret::from("s3cret".to_owned())));
+        let ip = master(&ca, &tokens).await;
+
+        let found = discovery::ca(ip, &tokens).await.unwrap();
+        assert_eq!(found, std::fs::read(ca.ca_cert()).unwrap(), "the CA the master publishes");
+        let api = Api::new(ip, &found, &tokens.admin).unwrap();
+        let ready = api.wait_ready(&[vm("10.20.1.2"), vm("10.20.2.2")], |_, _| {}).await.unwrap();
+        assert_eq!(ready.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["vm-a", "vm-b"]);
+
+        let wrong = Tokens::of(&ClusterSecret::from("another".to_owned()));
+        let err = format!("{:#}", discovery::ca(ip, &wrong).await.unwrap_err());
+        assert!(err.contains("not signed with this cluster's bootstrap token"), "{err}");
+        let stranger = Api::new(ip, &found, &wrong.admin).unwrap().nodes().await.unwrap_err();
+        assert_eq!(stranger.downcast_ref::<Answered>().map(|a| a.status), Some(StatusCode::UNAUTHORIZED));
+        let other_ca = std::fs::read(TestCa::new("other").ca_cert()).unwrap();
+        let err = format!("{:#}", Api::new(ip, &other_ca, &tokens.admin).unwrap().nodes().await.unwrap_err());
+        assert!(
+            !err.contains("401") && err.contains(&ip.to_string()),
+            "a master with another CA is not believed: {err}"
+        );
+    }
+}
