@@ -522,6 +522,10 @@ pub struct K8sUpArgs {
     /// from 10.20.
     #[arg(long)]
     pub cidr: Option<Ipv4Net>,
+    /// Let the VMs reach outside the network through their node's uplink (to pull images from
+    /// public registries), when the network is made.
+    #[arg(long)]
+    pub egress: bool,
     /// How long to reserve it, e.g. 2h, 30m, 7d.
     #[arg(long, default_value = "1d")]
     pub duration: String,

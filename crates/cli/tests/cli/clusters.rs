@@ -227,11 +227,46 @@ async fn a_clusters_workloads_are_made_found_again_and_removed_from_the_explorer
     let again = k8s(h, url, &["up", "--name", "kube", "--nodes", "1", "--flist", "/srv/images/k8s"]);
     assert!(stderr(&again).contains("you already have a cluster kube"), "{}", stderr(&again));
 
+    // A worker added later goes where the cluster has fewest VMs, made like the others.
+    let added = k8s(h, url, &["--json", "add-worker", "kube"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let added: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!((&added["worker"]["node_id"], &added["reachable"]), (&b.public().to_string().into(), &false.into()));
+    assert_eq!(added["cluster"]["workers"].as_array().unwrap().len(), 3);
+    let id = added["worker"]["workload_id"].as_str().unwrap().parse().unwrap();
+    let WorkloadData::Kubernetes(k) =
+        ExplorerClient::new(url).unwrap().workload(&id).await.unwrap().workload.payload.data
+    else {
+        panic!("the worker is a kubernetes workload")
+    };
+    assert_eq!(b.unseal_secret(&k.cluster_secret).unwrap(), secrets[0], "the cluster's secret, derived again");
+    assert_eq!((k.master_ips[0].to_string().as_str(), k.registries.len()), (master["ip"].as_str().unwrap(), 1));
+
     // Removed: the VMs, then the network `up` made, each reported gone by its node.
     let down = zgrid_json(h, url, &["k8s", "down", "kube"]);
     assert_eq!((&down["network_deleted"], &down["gone"]), (&true.into(), &true.into()));
-    assert_eq!(down["deleted"].as_array().unwrap().len(), 5, "3 VMs and 2 network resources");
+    assert_eq!(down["deleted"].as_array().unwrap().len(), 6, "4 VMs and 2 network resources");
     assert_eq!(zgrid_json(h, url, &["live"])["total"], 0);
+    assert_eq!(zgrid_json(h, url, &["k8s", "ls"]), serde_json::json!([]));
+
+    // A network of mine is reused, given this machine's access, and kept by `down`.
+    zgrid_json(
+        h,
+        url,
+        &["network", "create", "--name", "lab", "--cidr", "10.198.0.0/16", "--node", &a.public().to_string()],
+    );
+    let refused =
+        k8s(h, url, &["up", "--name", "lab", "--nodes", "1", "--flist", "/srv/images/k8s", "--cidr", "10.197.0.0/16"]);
+    assert!(stderr(&refused).contains("your network lab exists with range 10.198.0.0/16"), "{}", stderr(&refused));
+    let lab = k8s(h, url, &["--json", "up", "--name", "lab", "--nodes", "1", "--flist", "/srv/images/k8s"]);
+    assert!(lab.status.success(), "{}", stderr(&lab));
+    let lab: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap();
+    assert_eq!((&lab["cluster"]["network_created"], &lab["cidr"]), (&false.into(), &"10.198.0.0/16".into()));
+    let down = zgrid_json(h, url, &["k8s", "down", "lab"]);
+    assert_eq!(down["network_deleted"], false);
+    assert!(down["network_kept"].as_str().unwrap().contains("was there before the cluster"), "{down}");
+    let network = zgrid_json(h, url, &["network", "show", "--name", "lab"]);
+    assert_eq!(network["access_points"].as_array().unwrap().len(), 1, "this machine's access stays too");
     assert_eq!(zgrid_json(h, url, &["k8s", "ls"]), serde_json::json!([]));
     agents.iter().for_each(|a| a.abort());
 }

@@ -181,7 +181,8 @@ impl Cluster {
     }
 }
 
-/// The clusters in `records` (an owner's workloads), by name.
+/// The clusters in `records` (an owner's workloads), by name: those with a VM, or with the
+/// network `up` made for them.
 pub fn clusters(records: &[WorkloadRecord]) -> Vec<Cluster> {
     let mut found: BTreeMap<String, Cluster> = BTreeMap::new();
     for record in records.iter().filter(|r| r.state == WorkloadState::Active) {
@@ -213,7 +214,10 @@ pub fn clusters(records: &[WorkloadRecord]) -> Vec<Cluster> {
         }
         cluster.records.push(record.clone());
     }
-    let mut clusters: Vec<Cluster> = found.into_values().collect();
+    // Network resources `up` added to a network it did not make stay after `down`: alone,
+    // they are no cluster.
+    let mut clusters: Vec<Cluster> =
+        found.into_values().filter(|c| c.network_created || c.master.is_some() || !c.workers.is_empty()).collect();
     for cluster in &mut clusters {
         cluster.workers.sort_by_key(|w| w.ip);
     }
@@ -271,6 +275,12 @@ mod tests {
             record(1, super::super::testing::resource("kube"), Some(&mark("kube", Role::Network))),
             record(3, kubernetes("10.30.1.2", &[]), Some(&mark("other", Role::Master))),
             record(3, kubernetes("10.30.1.3", &[]), None),
+            // left by `up` in a network it did not make, after `down`
+            record(
+                3,
+                super::super::testing::resource("lab"),
+                Some(&Mark { network_created: false, ..mark("left", Role::Network) }),
+            ),
         ];
         let found = clusters(&records);
         assert_eq!(found.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["kube", "other"]);

@@ -107,12 +107,13 @@ pub struct Prepared {
     pub created: bool,
 }
 
-/// Make network `name` over `cidr` on `nodes` until `expires_at`, or, when the owner has one,
-/// add to it those of `nodes` it lacks; the network resources carry `mark`. Then give the
-/// laptop access as `plan` says, through a public member (the first of `nodes` that is one).
+/// Make network `name` over `cidr` (with `egress` or not) on `nodes` until `expires_at`, or,
+/// when the owner has one, add to it those of `nodes` it lacks; the network resources carry
+/// `mark`. Then give the laptop access as `plan` says, through a public member (the first of
+/// `nodes` that is one).
 pub async fn prepare(
     s: &Session,
-    (name, cidr): (&str, Ipv4Net),
+    (name, cidr, egress): (&str, Ipv4Net, bool),
     nodes: &[NodeId],
     expires_at: i64,
     mark: &Mark,
@@ -130,7 +131,7 @@ pub async fn prepare(
         }
         None => {
             let notes = Mark { network_created: true, ..mark.clone() }.notes();
-            members::build(s, Network::new(name, cidr)?, nodes, expires_at, &notes).await?;
+            members::build(s, Network::new(name, cidr)?.with_egress(egress), nodes, expires_at, &notes).await?;
             true
         }
     };

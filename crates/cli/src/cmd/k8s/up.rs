@@ -132,7 +132,8 @@ pub async fn run(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<()> {
         }
         d
     });
-    let prepared = k8s_network::prepare(s, (name, cidr), &distinct, expires_at, &mark, (&access, &wg_config)).await?;
+    let network = (name, cidr, a.egress);
+    let prepared = k8s_network::prepare(s, network, &distinct, expires_at, &mark, (&access, &wg_config)).await?;
     let mark = Mark { network_created: prepared.created, ..mark };
     let mut network = prepared.network;
     let cleanup = || format!("remove what was made with `zgrid k8s down {name}`");
