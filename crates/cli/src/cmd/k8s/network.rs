@@ -50,8 +50,33 @@ pub fn default_cidr(used: &[Ipv4Net]) -> Result<Ipv4Net> {
         .context("every 10.N.0.0/16 is used by one of your networks: give --cidr")
 }
 
+/// The range of cluster `name`'s network: `existing`'s (which `given` must not contradict),
+/// else `given`, else the first free one; checked for a cluster.
+pub async fn choose_cidr(
+    s: &Session,
+    name: &str,
+    existing: Option<&Network>,
+    given: Option<Ipv4Net>,
+) -> Result<Ipv4Net> {
+    let (cidr, what) = match (existing, given) {
+        (Some(network), Some(given)) if network.cidr() != given => bail!(
+            "--cidr {given}: your network {name} exists with range {}; leave --cidr out to use it, or choose \
+             another --name",
+            network.cidr()
+        ),
+        (Some(network), _) => (network.cidr(), format!("network {name}'s range {}", network.cidr())),
+        (None, Some(given)) => (given, format!("--cidr {given}")),
+        (None, None) => {
+            let cidr = default_cidr(&used_ranges(s).await?)?;
+            (cidr, format!("the range {cidr}"))
+        }
+    };
+    check_cidr(cidr, &what)?;
+    Ok(cidr)
+}
+
 /// The ranges of the owner's networks.
-pub async fn used_ranges(s: &Session) -> Result<Vec<Ipv4Net>> {
+async fn used_ranges(s: &Session) -> Result<Vec<Ipv4Net>> {
     let records = s.client.all_workloads(s.owner, Some(WorkloadState::Active.as_str())).await?;
     Ok(records
         .iter()

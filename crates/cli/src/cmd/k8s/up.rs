@@ -14,8 +14,8 @@ use zgrid_types::NodeId;
 use zgrid_types::directory::Node;
 
 use super::cluster::{self, Cluster, Mark, Role};
-use super::credentials::cluster_secret;
-use super::network as k8s_network;
+use super::credentials::{ClusterSecret, cluster_secret};
+use super::network::{self as k8s_network, Access};
 use super::reach::{self, Reached};
 use super::vms::{self, Template};
 use super::{kubeconfig, placement};
@@ -48,7 +48,51 @@ struct Report {
     nodes: Option<Vec<super::api::NodeStatus>>,
 }
 
+/// Everything `up` decided before making anything.
+struct Plan {
+    name: String,
+    cidr: Ipv4Net,
+    egress: bool,
+    expires_at: i64,
+    /// A node per VM, the master's first.
+    nodes: Vec<NodeId>,
+    template: Template,
+    access: Access,
+    wg_config: PathBuf,
+    kubeconfig: PathBuf,
+    /// The mark of the cluster's workloads (as network resources; VMs take their role).
+    mark: Mark,
+    secret: ClusterSecret,
+}
+
 pub async fn run(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<()> {
+    let plan = plan(ctx, s, a).await?;
+    let master_ip = make(s, &plan).await?;
+    let name = plan.name.as_str();
+    let cluster = cluster::existing(s, name).await?;
+    let (reached, why) = match reach::reach(s, &cluster, &cluster.vms(), &plan.kubeconfig).await {
+        Ok(reached) => (Some(reached), None),
+        Err(e) if reach::unreachable(&e) => (None, Some(format!("{e:#}"))),
+        Err(e) => {
+            return Err(e.context(format!("the VMs of cluster {name} run, but their nodes did not all become Ready")));
+        }
+    };
+    let wg_config = absolute(&plan.wg_config);
+    let hint = reach::hint(name, &cluster.network, Some(&wg_config));
+    if let Some(why) = &why {
+        eprintln!("warning: {why}\nthe cluster is up; to use it, {hint}");
+    }
+    let (kubeconfig, nodes) = match reached {
+        Some(Reached { kubeconfig, nodes, .. }) => (Some(kubeconfig), Some(nodes)),
+        None => (None, None),
+    };
+    let api = format!("https://{master_ip}:{}", super::api::API_PORT);
+    let report = Report { cluster, cidr: plan.cidr, wg_config, api, reachable: why.is_none(), kubeconfig, nodes };
+    output::report(s.json, &report, || print(&report, &hint))
+}
+
+/// Check everything that can be refused, and decide the rest, before anything is made.
+async fn plan(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<Plan> {
     let name = a.name.as_str();
     zgrid_types::validate::check_name(name, "--name")?;
     let size = super::size(a.size)?;
@@ -62,11 +106,11 @@ pub async fn run(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<()> {
     let flist = ctx.k8s_flist(a.flist)?;
     let ssh_keys = ssh_keys(ctx, &a.ssh_keys).await?;
     let expires_at = submit::expiry(&a.duration)?;
-    let kubeconfig_path = match a.kubeconfig {
+    let kubeconfig = match a.kubeconfig {
         Some(path) => path,
         None => kubeconfig::default_path(name)?,
     };
-    kubeconfig::check_path(&kubeconfig_path, "--kubeconfig")?;
+    kubeconfig::check_path(&kubeconfig, "--kubeconfig")?;
     let wg_config = match a.wg_config {
         Some(path) => path,
         None => {
@@ -76,7 +120,6 @@ pub async fn run(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<()> {
             path
         }
     };
-
     if cluster::load(s, name).await?.is_some() {
         bail!(
             "you already have a cluster {name}: add workers with `zgrid k8s add-worker {name}`, or remove it with \
@@ -84,21 +127,7 @@ pub async fn run(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<()> {
         );
     }
     let existing = s.load(name).await?;
-    let cidr = match (&existing, a.cidr) {
-        (Some(network), Some(given)) if network.cidr() != given => bail!(
-            "--cidr {given}: your network {name} exists with range {}; leave --cidr out to use it, or choose \
-             another --name",
-            network.cidr()
-        ),
-        (Some(network), _) => network.cidr(),
-        (None, Some(given)) => given,
-        (None, None) => k8s_network::default_cidr(&k8s_network::used_ranges(s).await?)?,
-    };
-    let what = match (&existing, a.cidr) {
-        (Some(_), _) => format!("network {name}'s range {cidr}"),
-        (None, _) => format!("--cidr {cidr}"),
-    };
-    k8s_network::check_cidr(cidr, &what)?;
+    let cidr = k8s_network::choose_cidr(s, name, existing.as_ref(), a.cidr).await?;
     let access = k8s_network::plan_access(&wg_config, existing.as_ref(), "--wg-config")?;
     let nodes = choose_nodes(s, &a.node, count, size).await?;
     let reachable = existing.as_ref().is_some_and(|n| n.members().iter().any(Member::is_public))
@@ -109,7 +138,6 @@ pub async fn run(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<()> {
              include one that has (`zgrid nodes`) with --node"
         );
     }
-    let chosen: Vec<NodeId> = nodes.iter().map(|n| n.node_id).collect();
     let template = Template {
         flist_hash: deploy::served_hash(ctx, &flist).await?,
         flist,
@@ -119,58 +147,58 @@ pub async fn run(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<()> {
         registries: a.registries,
     };
     let created = zgrid_types::unix_now();
-    let mark = Mark { cluster: name.to_owned(), role: Role::Network, created, network_created: false };
-    let secret = cluster_secret(&s.identity.keypair, name, created);
-    // The master as it will be, checked on a draft of the network before anything is made.
+    let plan = Plan {
+        name: name.to_owned(),
+        cidr,
+        egress: a.egress,
+        expires_at,
+        nodes: nodes.iter().map(|n| n.node_id).collect(),
+        template,
+        access,
+        wg_config,
+        kubeconfig,
+        mark: Mark { cluster: name.to_owned(), role: Role::Network, created, network_created: false },
+        secret: cluster_secret(&s.identity.keypair, name, created),
+    };
+    // The master as it will be, checked on a draft of the network.
+    let master = plan.nodes[0];
     let mut draft = Network::new(name, cidr)?;
-    draft.add_member(Member::generate(chosen[0], None, free_subnet(cidr, &[])?))?;
-    vms::check(&vms::plan(s, &mut draft, chosen[0], &template, (&secret, &mark), None, expires_at)?)?;
+    draft.add_member(Member::generate(master, None, free_subnet(cidr, &[])?))?;
+    vms::check(&vms::plan(s, &mut draft, master, &plan.template, (&plan.secret, &plan.mark), None, expires_at)?)?;
+    Ok(plan)
+}
 
-    let distinct: Vec<NodeId> = chosen.iter().fold(Vec::new(), |mut d, n| {
-        if !d.contains(n) {
-            d.push(*n);
+/// Make the network (or complete it) with this machine's access, then the master, then the
+/// workers; the master's address.
+async fn make(s: &Session, plan: &Plan) -> Result<std::net::Ipv4Addr> {
+    let name = plan.name.as_str();
+    let mut distinct: Vec<NodeId> = Vec::new();
+    for node in &plan.nodes {
+        if !distinct.contains(node) {
+            distinct.push(*node);
         }
-        d
-    });
-    let network = (name, cidr, a.egress);
-    let prepared = k8s_network::prepare(s, network, &distinct, expires_at, &mark, (&access, &wg_config)).await?;
-    let mark = Mark { network_created: prepared.created, ..mark };
+    }
+    let network = (name, plan.cidr, plan.egress);
+    let access = (&plan.access, plan.wg_config.as_path());
+    let prepared = k8s_network::prepare(s, network, &distinct, plan.expires_at, &plan.mark, access).await?;
+    let mark = Mark { network_created: prepared.created, ..plan.mark.clone() };
     let mut network = prepared.network;
     let cleanup = || format!("remove what was made with `zgrid k8s down {name}`");
+    let vm = |network: &mut Network, node: NodeId, master: Option<std::net::Ipv4Addr>| {
+        vms::plan(s, network, node, &plan.template, (&plan.secret, &mark), master, plan.expires_at)
+    };
 
-    s.progress(format!("provisioning the master of cluster {name} on node {}", chosen[0]));
-    let master = vms::plan(s, &mut network, chosen[0], &template, (&secret, &mark), None, expires_at)?;
+    s.progress(format!("provisioning the master of cluster {name} on node {}", plan.nodes[0]));
+    let master = vm(&mut network, plan.nodes[0], None)?;
     let master_ip = master.ip;
     vms::provision(s, vec![master]).await.with_context(cleanup)?;
-    if chosen.len() > 1 {
-        s.progress(format!("provisioning {} worker(s) joining the master at {master_ip}", chosen.len() - 1));
-        let workers = chosen[1..]
-            .iter()
-            .map(|node| vms::plan(s, &mut network, *node, &template, (&secret, &mark), Some(master_ip), expires_at))
-            .collect::<Result<Vec<_>>>()?;
+    if plan.nodes.len() > 1 {
+        s.progress(format!("provisioning {} worker(s) joining the master at {master_ip}", plan.nodes.len() - 1));
+        let workers =
+            plan.nodes[1..].iter().map(|node| vm(&mut network, *node, Some(master_ip))).collect::<Result<Vec<_>>>()?;
         vms::provision(s, workers).await.with_context(cleanup)?;
     }
-
-    let cluster = cluster::existing(s, name).await?;
-    let (reached, why) = match reach::reach(s, &cluster, &cluster.vms(), &kubeconfig_path).await {
-        Ok(reached) => (Some(reached), None),
-        Err(e) if reach::unreachable(&e) => (None, Some(format!("{e:#}"))),
-        Err(e) => {
-            return Err(e.context(format!("the VMs of cluster {name} run, but their nodes did not all become Ready")));
-        }
-    };
-    let wg_config = absolute(&wg_config);
-    let api = format!("https://{master_ip}:{}", super::api::API_PORT);
-    let hint = reach::hint(name, &cluster.network, Some(&wg_config));
-    if let Some(why) = &why {
-        eprintln!("warning: {why}\nthe cluster is up; to use it, {hint}");
-    }
-    let (kubeconfig, nodes) = match reached {
-        Some(Reached { kubeconfig, nodes, .. }) => (Some(kubeconfig), Some(nodes)),
-        None => (None, None),
-    };
-    let report = Report { cluster, cidr, wg_config, api, reachable: why.is_none(), kubeconfig, nodes };
-    output::report(s.json, &report, || print(&report, &hint))
+    Ok(master_ip)
 }
 
 fn print(report: &Report, hint: &str) {
