@@ -84,6 +84,10 @@ pub enum Command {
     /// Private WireGuard networks between my nodes (and my own machines).
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Kubernetes clusters on my VMs: make one in one command, reach it from this machine with
+    /// kubectl, grow it, remove it.
+    #[command(subcommand)]
+    K8s(K8sCommand),
     /// List my workloads with their state and the nodes' results.
     Live(LiveArgs),
     /// Delete workloads (signed by their owner).
@@ -508,6 +512,89 @@ pub enum NetworkCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Make a cluster: choose nodes, make the network NAME (or reuse mine) with this machine's
+    /// WireGuard access, provision the master then the workers, wait until every node is
+    /// Ready, and write a kubeconfig for kubectl.
+    Up(K8sUpArgs),
+    /// List my clusters: network, master, VMs per node, expiry.
+    Ls,
+    /// Write the kubeconfig of a cluster, from this identity alone (needs this machine on the
+    /// cluster's network: `wg-quick up` the config `up` wrote).
+    Kubeconfig {
+        /// The cluster.
+        name: String,
+        /// Where to write it, mode 0600 (default: ~/.kube/zgrid-NAME.yaml).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Add a worker to a running cluster and wait until it is a Ready node.
+    AddWorker {
+        /// The cluster.
+        name: String,
+        /// The node to put it on (default: one with room, hosting fewest of the cluster's VMs).
+        #[arg(long)]
+        node: Option<String>,
+        /// Its size, 1 to 18 (default: the master's).
+        #[arg(long)]
+        size: Option<u8>,
+    },
+    /// Delete a cluster: every VM it has, then its network if `up` made it.
+    Down {
+        /// The cluster.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct K8sUpArgs {
+    /// The cluster's name, which its network has too.
+    #[arg(long)]
+    pub name: String,
+    /// How many VMs: one master and the rest workers (default: one per --node).
+    #[arg(long, required_unless_present = "node")]
+    pub nodes: Option<usize>,
+    /// A node to use (repeatable; the master goes on the first, the VMs round the list).
+    /// Default: nodes with room that run VMs, chosen for you.
+    #[arg(long)]
+    pub node: Vec<String>,
+    /// VM size, 1 to 18: 1 is 1 CPU, 2 GiB of memory and 50 GB of disk (the seed's table).
+    #[arg(long, default_value_t = 1)]
+    pub size: u8,
+    /// The network's private range when it is made, a /16 clear of the cluster's own
+    /// 10.42.0.0/16 (pods) and 10.43.0.0/16 (services). Default: the first free 10.N.0.0/16
+    /// from 10.20.
+    #[arg(long)]
+    pub cidr: Option<Ipv4Net>,
+    /// Let the VMs reach outside the network through their node's uplink (to pull images from
+    /// public registries), when the network is made.
+    #[arg(long)]
+    pub egress: bool,
+    /// How long to reserve it, e.g. 2h, 30m, 7d.
+    #[arg(long, default_value = "1d")]
+    pub duration: String,
+    /// Who may log in to the VMs as root: an OpenSSH public key file, or github:USER for the
+    /// keys GitHub lists for USER (repeatable).
+    #[arg(long = "ssh-key")]
+    pub ssh_keys: Vec<String>,
+    /// The Kubernetes image's flist URL (scripts/k8s-image prints it). Default: `k8s-flist` in
+    /// the config file (`zgrid up` sets it).
+    #[arg(long, env = "ZGRID_K8S_FLIST")]
+    pub flist: Option<String>,
+    /// A registry on the private network the nodes pull images from over plain HTTP,
+    /// HOST:PORT (repeatable).
+    #[arg(long = "registry")]
+    pub registries: Vec<String>,
+    /// Where to write the kubeconfig, mode 0600 (default: ~/.kube/zgrid-NAME.yaml).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where to write this machine's WireGuard config for the network, mode 0600 (default:
+    /// wireguard/NAME.conf in the zgrid home directory).
+    #[arg(long)]
+    pub wg_config: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct NetworkName {
     /// The network's name.
@@ -542,9 +629,10 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Set a value: `explorer URL`, `hub URL`, `identity NAME`, `ca-cert FILE` or `timeout SECS`.
+    /// Set a value: `explorer URL`, `hub URL`, `identity NAME`, `ca-cert FILE`, `timeout SECS`
+    /// or `k8s-flist URL`.
     Set {
-        /// The key: explorer, hub, identity, ca-cert or timeout.
+        /// The key: explorer, hub, identity, ca-cert, timeout or k8s-flist.
         key: String,
         /// The value.
         value: String,
@@ -964,5 +1052,38 @@ mod tests {
         assert!(with(&[]).is_err(), "a VM nobody can log in to needs --ssh-key");
         let no_network = ["zgrid", "deploy", "vm", "--node", "N", "--flist", "f", "--ssh-key", "a.pub"];
         assert!(Cli::try_parse_from(no_network).is_err(), "a VM is reachable only on a private network");
+    }
+
+    #[test]
+    fn k8s_up_needs_a_count_or_nodes_and_takes_repeated_keys_and_registries() {
+        let up = |extra: &[&str]| Cli::try_parse_from(["zgrid", "k8s", "up", "--name", "kube"].iter().chain(extra));
+        assert!(up(&[]).is_err(), "--nodes or --node is needed");
+        let cli = up(&[
+            "--node",
+            "A",
+            "--node",
+            "B",
+            "--ssh-key",
+            "github:me",
+            "--ssh-key",
+            "k.pub",
+            "--registry",
+            "10.1.2.9:5000",
+        ]);
+        let Ok(Cli { command: Command::K8s(K8sCommand::Up(a)), .. }) = cli else { panic!("{cli:?}") };
+        assert_eq!((a.nodes, a.node.len(), a.size, a.duration.as_str()), (None, 2, 1, "1d"));
+        assert_eq!(
+            (a.ssh_keys, a.registries),
+            (vec!["github:me".to_string(), "k.pub".into()], vec!["10.1.2.9:5000".to_string()])
+        );
+        let cli = up(&["--nodes", "3", "--cidr", "10.30.0.0/16", "--size", "4"]);
+        let Ok(Cli { command: Command::K8s(K8sCommand::Up(a)), .. }) = cli else { panic!("{cli:?}") };
+        assert_eq!((a.nodes, a.cidr.map(|c| c.to_string()), a.size), (Some(3), Some("10.30.0.0/16".into()), 4));
+        assert!(up(&["--nodes", "1", "--cidr", "10.30.0.0"]).is_err(), "a range, not an address");
+        let add = Cli::try_parse_from(["zgrid", "k8s", "add-worker", "kube", "--size", "2"]);
+        let Ok(Cli { command: Command::K8s(K8sCommand::AddWorker { name, node, size }), .. }) = add else {
+            panic!("{add:?}")
+        };
+        assert_eq!((name.as_str(), node, size), ("kube", None, Some(2)));
     }
 }

@@ -16,7 +16,10 @@ use crate::args::Global;
 pub type ConfigFile = BTreeMap<String, String>;
 
 /// Keys `config.toml` may hold.
-pub const KEYS: [&str; 5] = ["explorer", "hub", "identity", "ca-cert", "timeout"];
+pub const KEYS: [&str; 6] = ["explorer", "hub", "identity", "ca-cert", "timeout", "k8s-flist"];
+
+/// The key of the Kubernetes image's flist (`zgrid k8s up` boots it; `zgrid up` sets it).
+pub const K8S_FLIST: &str = "k8s-flist";
 
 /// Resolved settings for one command: the home directory and what the global flags asked for.
 pub struct Ctx {
@@ -107,6 +110,21 @@ impl Ctx {
             return Ok(url.clone());
         }
         bail!("no hub configured: pass --hub URL, set ZGRID_HUB, or run `zgrid config set hub URL`")
+    }
+
+    /// The Kubernetes image's flist: flag or environment, then the config file.
+    pub fn k8s_flist(&self, flag: Option<String>) -> Result<String> {
+        if let Some(flist) = flag {
+            return Ok(flist);
+        }
+        if let Some(flist) = self.config()?.get(K8S_FLIST) {
+            return Ok(flist.clone());
+        }
+        bail!(
+            "no Kubernetes image is known: build it and push it to your hub with `scripts/k8s-image --hub URL`, then \
+             pass the URL it prints with --flist, or keep it with `zgrid config set k8s-flist URL` (`zgrid up` does \
+             this when /var/cache/zgrid/k8s-image holds the image)"
+        )
     }
 
     /// Trusted CAs and the time limit: flag or environment, then the config file, then the

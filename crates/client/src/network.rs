@@ -209,6 +209,12 @@ impl Network {
         self.attachments.iter().filter(move |a| a.node_id == *node)
     }
 
+    /// Count a workload about to join the network (signed but not submitted yet), so that
+    /// [`Network::free_ip`] skips its address.
+    pub fn attach(&mut self, attachment: Attachment) {
+        self.attachments.push(attachment);
+    }
+
     /// The member on `node`.
     pub fn member(&self, node: &NodeId) -> Result<&Member, NetworkError> {
         self.members.iter().find(|m| m.node_id == *node).ok_or_else(|| self.not_member(node))

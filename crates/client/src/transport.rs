@@ -251,6 +251,22 @@ impl Answer {
         Ok(all)
     }
 
+    /// The whole body, refused past `limit` bytes (for answers that should be small, from
+    /// servers not trusted to keep them so).
+    pub async fn bytes_at_most(self, limit: usize) -> ClientResult<Vec<u8>> {
+        let (idle, url) = (self.idle, self.url.clone());
+        let mut body = std::pin::pin!(self.stream(Some(idle)));
+        let mut all = Vec::new();
+        while let Some(piece) = body.next().await {
+            let piece = piece?;
+            if all.len() + piece.len() > limit {
+                return Err(ClientError::Decode(format!("{url} sent more than {limit} bytes")));
+            }
+            all.extend_from_slice(&piece);
+        }
+        Ok(all)
+    }
+
     /// The body parsed as JSON (an empty body as `null`).
     pub async fn json<T: DeserializeOwned>(self) -> ClientResult<T> {
         let bytes = self.bytes().await?;

@@ -90,6 +90,13 @@ impl<'de> Deserialize<'de> for PublicKey {
 #[schema(value_type = String)]
 pub struct Signature(ed25519_dalek::Signature);
 
+impl Signature {
+    /// The 64 raw bytes.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.0.to_bytes()
+    }
+}
+
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0.to_bytes()))

@@ -53,7 +53,7 @@ pub(crate) fn ensure(ok: bool, field: &str, message: impl FnOnce() -> String) ->
 
 /// A short name: 1 to 64 characters of lowercase letters, digits, `-` and `_`, starting with a
 /// letter or digit.
-pub(crate) fn check_name(value: &str, field: &str) -> Valid {
+pub fn check_name(value: &str, field: &str) -> Valid {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')

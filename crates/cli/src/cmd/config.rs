@@ -29,6 +29,11 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
                 "timeout" => {
                     value = crate::args::timeout_secs(&value).map_err(anyhow::Error::msg)?.to_string();
                 }
+                crate::config::K8S_FLIST => {
+                    if value.is_empty() {
+                        bail!("k8s-flist: give the Kubernetes image's flist URL (scripts/k8s-image prints it)");
+                    }
+                }
                 _ => {
                     ctx.store().load(&value)?;
                 }

@@ -133,7 +133,7 @@ fn capacity(cpu: u32, memory: u64, disk: u64, disk_type_flag: &str) -> Result<Co
 
 /// The OpenSSH public keys in the `--ssh-key` files: every key line of each (blank lines and
 /// `#` comments skipped), at least one per file.
-fn ssh_keys(files: &[PathBuf]) -> Result<Vec<String>> {
+pub(super) fn ssh_keys(files: &[PathBuf]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).with_context(|| {
@@ -143,17 +143,24 @@ fn ssh_keys(files: &[PathBuf]) -> Result<Vec<String>> {
                 file.display()
             )
         })?;
-        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-        if lines.is_empty() || !lines.iter().all(|l| is_ssh_public_key(l)) {
+        let Some(lines) = key_lines(&text) else {
             bail!(
                 "--ssh-key {}: not an OpenSSH public key file; give the .pub file (a line such as \
                  \"ssh-ed25519 AAAA... me@host\"), not the private key",
                 file.display()
             );
-        }
-        keys.extend(lines.into_iter().map(str::to_owned));
+        };
+        keys.extend(lines);
     }
     Ok(keys)
+}
+
+/// The OpenSSH public keys `text` lists, one a line (blank lines and `#` comments skipped);
+/// `None` unless it lists at least one and every other line is a key too.
+pub(super) fn key_lines(text: &str) -> Option<Vec<String>> {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    (!lines.is_empty() && lines.iter().all(|l| is_ssh_public_key(l)))
+        .then(|| lines.into_iter().map(str::to_owned).collect())
 }
 
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
@@ -280,7 +287,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     if !ctx.json {
         eprintln!("workload {id}");
     }
-    let record = wait_for_node(&client, &record, ctx.json).await?;
+    let record = wait_for_node(&client, &record, ctx.json, "", submit::WAIT_LIMIT).await?;
     let result = record.result.as_ref().map(|r| &r.payload);
     match result.map(|r| r.state) {
         Some(ResultState::Ok) => output::report(ctx.json, &record, || {
@@ -338,19 +345,35 @@ fn stage(result: Option<&zgrid_types::WorkloadResult>) -> usize {
     }
 }
 
-/// Wait for the node's verdict on a new workload, printing each stage reached (also those
-/// passed between two polls) once.
-async fn wait_for_node(client: &ExplorerClient, record: &WorkloadRecord, quiet: bool) -> Result<WorkloadRecord> {
+/// Wait (at most `limit`) for the node's verdict on a new workload, printing each stage reached
+/// (also those passed between two polls) once, and what the node says it is doing, each line
+/// after `label` (which names the workload when several are awaited at once).
+pub(super) async fn wait_for_node(
+    client: &ExplorerClient,
+    record: &WorkloadRecord,
+    quiet: bool,
+    label: &str,
+    limit: std::time::Duration,
+) -> Result<WorkloadRecord> {
     let spec = &record.workload.payload;
-    let mut shown = None;
-    submit::verdict(client, &spec.id, spec.version, |record, result| {
+    let (mut shown, mut said) = (None, String::new());
+    submit::verdict_within(client, &spec.id, spec.version, limit, |record, result| {
         let reached = stage(result);
         for (n, name) in STAGES.iter().enumerate().take(reached + 1).skip(shown.map_or(0, |s| s + 1)) {
             if !quiet {
                 let detail = if n == 1 { format!(" {}", record.workload.payload.node_id) } else { String::new() };
-                eprintln!("[{}/{}] {name}{detail}", n + 1, STAGES.len());
+                eprintln!("{label}[{}/{}] {name}{detail}", n + 1, STAGES.len());
             }
             shown = Some(n);
+        }
+        if let Some(r) =
+            result.filter(|r| r.state == ResultState::Provisioning && !STAGES.contains(&r.message.as_str()))
+            && r.message != said
+        {
+            if !quiet && !r.message.is_empty() {
+                eprintln!("{label}      {}", r.message);
+            }
+            said.clone_from(&r.message);
         }
     })
     .await
@@ -358,7 +381,7 @@ async fn wait_for_node(client: &ExplorerClient, record: &WorkloadRecord, quiet: 
 
 /// The hash a hub serves for the flist URL now (empty for other images): pinned, so the node
 /// runs exactly what the deployer saw.
-async fn served_hash(ctx: &Ctx, flist: &str) -> Result<String> {
+pub(super) async fn served_hash(ctx: &Ctx, flist: &str) -> Result<String> {
     if !flist.starts_with("http://") && !flist.starts_with("https://") {
         return Ok(String::new());
     }

@@ -10,6 +10,7 @@ mod farm;
 mod flist;
 mod hub;
 mod id;
+mod k8s;
 mod live;
 mod logs;
 mod network;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Nodes(a) => nodes::run(&ctx, a).await,
         Command::Deploy(c) => deploy::run(&ctx, c).await,
         Command::Network(c) => network::run(&ctx, c).await,
+        Command::K8s(c) => k8s::run(&ctx, c).await,
         Command::Live(a) => live::run(&ctx, a).await,
         Command::Delete(a) => delete::run(&ctx, a).await,
         Command::Logs(a) => logs::run(&ctx, a).await,

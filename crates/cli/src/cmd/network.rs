@@ -3,8 +3,8 @@
 //! submits the network resources, waits for every node's verdict, and updates the peer lists
 //! of the other members. Progress goes to stderr; the result to stdout (`--json` too).
 
-mod access;
-mod members;
+pub(crate) mod access;
+pub(crate) mod members;
 mod view;
 
 use std::fmt::Display;
@@ -16,7 +16,7 @@ use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::{NodeId, ResultState, UserId, WorkloadData};
 
-use super::submit;
+use super::submit::{self, Notes};
 use crate::args::NetworkCommand;
 use crate::config::Ctx;
 
@@ -41,34 +41,34 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCommand) -> Result<()> {
 }
 
 /// What every verb works with: the explorer, signing as the owner, and where output goes.
-struct Session {
-    client: ExplorerClient,
-    identity: Identity,
-    owner: UserId,
-    json: bool,
+pub(crate) struct Session {
+    pub(crate) client: ExplorerClient,
+    pub(crate) identity: Identity,
+    pub(crate) owner: UserId,
+    pub(crate) json: bool,
 }
 
 impl Session {
-    fn new(ctx: &Ctx) -> Result<Self> {
+    pub(crate) fn new(ctx: &Ctx) -> Result<Self> {
         let (client, identity) = ctx.signed_client()?;
         let owner = Ctx::user_id(&identity)?;
         Ok(Self { client, identity, owner, json: ctx.json })
     }
 
     /// Print a progress line on stderr (not with `--json`).
-    fn progress(&self, line: impl Display) {
+    pub(crate) fn progress(&self, line: impl Display) {
         if !self.json {
             eprintln!("{line}");
         }
     }
 
     /// The owner's network `name`, if it exists.
-    async fn load(&self, name: &str) -> Result<Option<Network>> {
+    pub(crate) async fn load(&self, name: &str) -> Result<Option<Network>> {
         Network::load(&self.client, self.owner, name).await.with_context(|| format!("cannot read network {name}"))
     }
 
     /// The owner's network `name`, which must exist.
-    async fn existing(&self, name: &str) -> Result<Network> {
+    pub(crate) async fn existing(&self, name: &str) -> Result<Network> {
         self.load(name).await?.with_context(|| {
             format!(
                 "you have no network {name:?}: create it with \
@@ -78,7 +78,7 @@ impl Session {
     }
 
     /// The node's public address from the directory; `None` when it is hidden.
-    async fn public_ip(&self, node: &NodeId) -> Result<Option<IpAddr>> {
+    pub(crate) async fn public_ip(&self, node: &NodeId) -> Result<Option<IpAddr>> {
         let entry = self
             .client
             .node(node)
@@ -93,17 +93,18 @@ impl Session {
         network: &Network,
         node: &NodeId,
         expires_at: i64,
-        description: &str,
+        notes: &Notes,
     ) -> Result<WorkloadRecord> {
         let data = WorkloadData::NetworkResource(network.resource(node)?);
-        submit::create(&self.client, &self.identity, *node, expires_at, description, data)
+        let spec = submit::new_spec(&self.identity, *node, expires_at, notes, data)?;
+        submit::submit_new(&self.client, &self.identity, spec)
             .await
             .with_context(|| format!("cannot create the network resource on node {node}"))
     }
 
     /// Update every submitted member whose peer list differs from what `network` says, then
     /// wait for those nodes.
-    async fn update_peers(&self, network: &Network) -> Result<()> {
+    pub(crate) async fn update_peers(&self, network: &Network) -> Result<()> {
         let mut updated = Vec::new();
         for member in network.members() {
             let (Some(record), Some(nr)) = (&member.record, network.pending_update(&member.node_id)?) else { continue };

@@ -1,5 +1,5 @@
 //! Building, signing and submitting workloads, and waiting for the node's verdict on them:
-//! shared by `zgrid deploy` and `zgrid network`.
+//! shared by `zgrid deploy`, `zgrid network` and `zgrid k8s`.
 
 use std::time::Duration;
 
@@ -36,6 +36,50 @@ async fn send(client: &ExplorerClient, identity: &Identity, spec: WorkloadSpec, 
     Ok(record)
 }
 
+/// What a workload says of itself besides what runs: its description for people and its
+/// metadata for tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// Free text for people.
+    pub description: String,
+    /// Free text for tools (`zgrid k8s` keeps JSON there).
+    pub metadata: String,
+}
+
+impl Notes {
+    /// A description alone.
+    pub fn described(description: &str) -> Self {
+        Self { description: description.to_owned(), metadata: String::new() }
+    }
+
+    /// The notes of a submitted workload.
+    pub fn of(record: &WorkloadRecord) -> Self {
+        let spec = &record.workload.payload;
+        Self { description: spec.description.clone(), metadata: spec.metadata.clone() }
+    }
+}
+
+/// A new workload (version 1, a fresh id) of `identity` on `node_id` until `expires_at`.
+pub fn new_spec(
+    identity: &Identity,
+    node_id: NodeId,
+    expires_at: i64,
+    notes: &Notes,
+    data: WorkloadData,
+) -> Result<WorkloadSpec> {
+    Ok(WorkloadSpec {
+        id: zgrid_client::new_workload_id(),
+        version: 1,
+        owner: Ctx::user_id(identity)?,
+        owner_key: identity.keypair.public(),
+        node_id,
+        expires_at,
+        description: notes.description.clone(),
+        metadata: notes.metadata.clone(),
+        data,
+    })
+}
+
 /// Check, sign and submit a new workload (version 1) on `node_id` until `expires_at`.
 pub async fn create(
     client: &ExplorerClient,
@@ -45,17 +89,12 @@ pub async fn create(
     description: &str,
     data: WorkloadData,
 ) -> Result<WorkloadRecord> {
-    let spec = WorkloadSpec {
-        id: zgrid_client::new_workload_id(),
-        version: 1,
-        owner: Ctx::user_id(identity)?,
-        owner_key: identity.keypair.public(),
-        node_id,
-        expires_at,
-        description: description.to_string(),
-        metadata: String::new(),
-        data,
-    };
+    let spec = new_spec(identity, node_id, expires_at, &Notes::described(description), data)?;
+    submit_new(client, identity, spec).await
+}
+
+/// Check, sign and submit `spec`, a new workload ([`new_spec`]).
+pub async fn submit_new(client: &ExplorerClient, identity: &Identity, spec: WorkloadSpec) -> Result<WorkloadRecord> {
     send(client, identity, spec, true).await
 }
 
@@ -78,9 +117,20 @@ pub async fn verdict(
     client: &ExplorerClient,
     id: &WorkloadId,
     version: u32,
+    progress: impl FnMut(&WorkloadRecord, Option<&WorkloadResult>),
+) -> Result<WorkloadRecord> {
+    verdict_within(client, id, version, WAIT_LIMIT, progress).await
+}
+
+/// [`verdict`], waiting at most `limit`.
+pub async fn verdict_within(
+    client: &ExplorerClient,
+    id: &WorkloadId,
+    version: u32,
+    limit: Duration,
     mut progress: impl FnMut(&WorkloadRecord, Option<&WorkloadResult>),
 ) -> Result<WorkloadRecord> {
-    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let record = client.workload(id).await?;
         let result = record.result.as_ref().map(|r| &r.payload).filter(|r| r.version >= version);
@@ -92,7 +142,7 @@ pub async fn verdict(
             bail!("workload {id} is {} now, so its node will not run it", record.state.as_str());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("no verdict from the node within {} s; check `zgrid live` later", WAIT_LIMIT.as_secs());
+            bail!("no verdict from the node within {} s; check `zgrid live` later", limit.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

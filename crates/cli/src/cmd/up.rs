@@ -7,17 +7,38 @@ use zgrid_devnet::local::{self, Status, UpOptions};
 use zgrid_flist::DirStore;
 
 use crate::args::{GridDir, UpArgs};
-use crate::config::Ctx;
+use crate::config::{Ctx, K8S_FLIST};
 use crate::output;
 
 /// The identity `zgrid up` makes for deploying on the grid.
 const IDENTITY: &str = "devnet";
 /// The image `zgrid up` seeds the hub with.
 const IMAGE: &str = "busybox.flist";
-/// Where `scripts/vm-image` leaves the Debian VM image's flist and chunk store…
-const VM_IMAGE_DIR: &str = "/var/cache/zgrid/vm-image";
-/// …and the flist's name there, and on the hub.
-const VM_IMAGE: &str = "debian-bookworm-vm.flist";
+
+/// An image a script builds on this machine: its flist and the flist's chunk store (`store/`)
+/// in one directory.
+struct CachedImage {
+    /// The directory.
+    dir: &'static str,
+    /// The flist's name there, and on the hub.
+    name: &'static str,
+    /// What it is, for the progress line.
+    what: &'static str,
+}
+
+/// The Debian VM image of `scripts/vm-image`.
+const VM_IMAGE: CachedImage = CachedImage {
+    dir: "/var/cache/zgrid/vm-image",
+    name: "debian-bookworm-vm.flist",
+    what: "the Debian VM image of scripts/vm-image",
+};
+
+/// The Kubernetes image of `scripts/k8s-image`, which `zgrid k8s up` boots.
+const K8S_IMAGE: CachedImage = CachedImage {
+    dir: "/var/cache/zgrid/k8s-image",
+    name: "zgrid-kubernetes.flist",
+    what: "the Kubernetes image of scripts/k8s-image",
+};
 
 /// Steps go to stderr, unless the output is JSON.
 fn progress(quiet: bool) -> impl FnMut(&str) + Send + 'static {
@@ -49,13 +70,21 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     config.insert("identity".into(), IDENTITY.into());
     ctx.save_config(&config)?;
     let image = seed_hub(&a.grid, &status, &identity, &mut say).await?;
-    let vm_image = seed_vm_image(&status, &identity, &mut say).await?;
-    let report = serde_json::json!({ "grid": status, "image": image, "vm_image": vm_image });
+    let vm_image = seed_cached(&status, &identity, &VM_IMAGE, &mut say).await?;
+    let k8s_image = seed_cached(&status, &identity, &K8S_IMAGE, &mut say).await?;
+    if let Some(url) = &k8s_image {
+        config.insert(K8S_FLIST.into(), url.clone());
+        ctx.save_config(&config)?;
+    }
+    let report = serde_json::json!({ "grid": status, "image": image, "vm_image": vm_image, "k8s_image": k8s_image });
     output::report(ctx.json, &report, || {
         print_status(&status);
         println!("image     {image}");
         if let Some(vm_image) = &vm_image {
             println!("vm image  {vm_image}");
+        }
+        if let Some(k8s_image) = &k8s_image {
+            println!("k8s image {k8s_image}");
         }
         println!();
         println!("Try:");
@@ -68,6 +97,9 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             println!(
                 "  zgrid deploy vm --node {node} --flist {vm_image} --network net --ssh-key ~/.ssh/id_ed25519.pub --wait"
             );
+        }
+        if k8s_image.is_some() {
+            println!("  zgrid k8s up --name kube --nodes 2");
         }
         println!("  zgrid live");
         println!("  zgrid status; zgrid down");
@@ -110,20 +142,25 @@ async fn hub_with(status: &Status, identity: &Identity, name: &str) -> Result<(H
     Ok((client, url))
 }
 
-/// Push the Debian VM image `scripts/vm-image` made as `debian-bookworm-vm.flist` unless the
-/// hub has it; its URL, or `None` when that image was never built on this machine.
-async fn seed_vm_image(status: &Status, identity: &Identity, say: &mut impl FnMut(&str)) -> Result<Option<String>> {
-    let dir = std::path::Path::new(VM_IMAGE_DIR);
-    let flist = dir.join(VM_IMAGE);
+/// Push `image` unless the hub has it; its URL, or `None` when that image was never built on
+/// this machine.
+async fn seed_cached(
+    status: &Status,
+    identity: &Identity,
+    image: &CachedImage,
+    say: &mut impl FnMut(&str),
+) -> Result<Option<String>> {
+    let dir = std::path::Path::new(image.dir);
+    let flist = dir.join(image.name);
     if !flist.exists() {
         return Ok(None);
     }
-    let (client, url) = hub_with(status, identity, VM_IMAGE).await?;
+    let (client, url) = hub_with(status, identity, image.name).await?;
     if url.is_some() {
         return Ok(url);
     }
-    say("seeding the hub with the Debian VM image of scripts/vm-image");
-    let stored = super::hub::upload(&client, &flist, &DirStore::new(dir.join("store")), VM_IMAGE, false).await?;
+    say(&format!("seeding the hub with {}", image.what));
+    let stored = super::hub::upload(&client, &flist, &DirStore::new(dir.join("store")), image.name, false).await?;
     Ok(Some(super::hub::url(&client, &stored.flist)))
 }
 
@@ -186,7 +223,11 @@ pub fn down(ctx: &Ctx, a: GridDir) -> Result<()> {
     if let Some((explorer, hub)) = urls {
         let mut config = ctx.config()?;
         let before = config.len();
-        config.retain(|k, v| !((k == "explorer" && *v == explorer) || (k == "hub" && *v == hub)));
+        config.retain(|k, v| {
+            !((k == "explorer" && *v == explorer)
+                || (k == "hub" && *v == hub)
+                || (k == K8S_FLIST && v.starts_with(&hub)))
+        });
         if config.len() != before {
             ctx.save_config(&config)?;
         }

@@ -3,6 +3,7 @@
 mod common;
 mod grid;
 
+mod clusters;
 mod crash;
 mod flist;
 mod hub;

@@ -156,9 +156,9 @@ mod tests {
         assert_eq!(network.free_ip(&a).unwrap(), ip4("10.20.1.2"));
         for (node_id, host) in [(a, "10.20.1.2"), (a, "10.20.1.3"), (b, "10.20.1.4")] {
             let workload_id = zgrid_types::WorkloadId::from_u64(u64::from(ip4(host).octets()[3]));
-            network.attachments.push(Attachment { workload_id, kind: WorkloadKind::Container, node_id, ip: ip4(host) });
+            network.attach(Attachment { workload_id, kind: WorkloadKind::Container, node_id, ip: ip4(host) });
         }
-        assert_eq!(network.free_ip(&a).unwrap(), ip4("10.20.1.4"));
+        assert_eq!(network.free_ip(&a).unwrap(), ip4("10.20.1.4"), "planned workloads count too");
         assert_eq!(network.free_ip(&b).unwrap(), ip4("10.20.2.2"));
         assert!(network.check_ip(&a, ip4("10.20.1.9")).is_ok());
         assert!(matches!(network.check_ip(&a, ip4("10.20.1.3")), Err(NetworkError::IpTaken { .. })));

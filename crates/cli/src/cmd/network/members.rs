@@ -3,10 +3,12 @@
 use anyhow::{Context, Result, bail};
 use ipnet::Ipv4Net;
 use zgrid_client::network::{Attachment, Member, Network};
+use zgrid_types::NodeId;
+use zgrid_types::api::WorkloadRecord;
 
 use super::{Session, view};
 use crate::args::{DeployCommon, NetworkNode};
-use crate::cmd::submit;
+use crate::cmd::submit::{self, Notes};
 use crate::output;
 
 /// Create network `name` over `cidr` on `nodes`: the resources first, then, once every node
@@ -27,16 +29,30 @@ pub async fn create(
             existing.members().len()
         );
     }
-    let mut network = Network::new(name, cidr).context("--cidr")?.with_egress(egress);
     let expires_at = submit::expiry(&common.duration)?;
-    for text in nodes {
-        let node = submit::node_id(text)?;
-        if network.member(&node).is_ok() {
+    let nodes = nodes.iter().map(|n| submit::node_id(n)).collect::<Result<Vec<_>>>()?;
+    let network = Network::new(name, cidr).context("--cidr")?.with_egress(egress);
+    build(s, network, &nodes, expires_at, &Notes::described(&common.description)).await?;
+    view::finish(s, name).await
+}
+
+/// Submit the new network `network` (empty yet) on `nodes` until `expires_at`: the resources
+/// first, then, once every node reported its port, the peer lists with endpoints.
+pub(crate) async fn build(
+    s: &Session,
+    mut network: Network,
+    nodes: &[NodeId],
+    expires_at: i64,
+    notes: &Notes,
+) -> Result<()> {
+    let (name, cidr) = (network.name().to_owned(), network.cidr());
+    for node in nodes {
+        if network.member(node).is_ok() {
             bail!("--node {node} is given twice");
         }
-        let public_ip = s.public_ip(&node).await?;
+        let public_ip = s.public_ip(node).await?;
         let subnet = network.member_subnet(public_ip.is_some(), None)?;
-        network.add_member(Member::generate(node, public_ip, subnet))?;
+        network.add_member(Member::generate(*node, public_ip, subnet))?;
     }
     network.check()?;
     s.progress(format!("creating network {name} ({cidr}) on {} node(s)", nodes.len()));
@@ -48,12 +64,11 @@ pub async fn create(
     };
     let mut created = Vec::new();
     for member in network.members() {
-        let record = s.create_member(&network, &member.node_id, expires_at, &common.description).await;
+        let record = s.create_member(&network, &member.node_id, expires_at, notes).await;
         created.push(if created.is_empty() { record? } else { record.with_context(partial)? });
     }
     s.await_nodes(&created).await.with_context(partial)?;
-    s.connect(name).await.with_context(partial)?;
-    view::finish(s, name).await
+    s.connect(&name).await.with_context(partial)
 }
 
 /// Add `target.node` to the network with `subnet` (default: the lowest free one) until the end
@@ -65,32 +80,45 @@ pub async fn add_node(
     duration: Option<&str>,
 ) -> Result<()> {
     let name = &target.network.name;
-    let mut network = s.existing(name).await?;
+    let network = s.existing(name).await?;
     let node = submit::node_id(&target.node)?;
+    let expires_at = match duration {
+        Some(d) => submit::expiry(d)?,
+        None => network.latest_expiry().context("the network's members have no expiry: pass --duration")?,
+    };
+    let notes = network.members().iter().find_map(|m| m.record.as_ref()).map(Notes::of).unwrap_or_default();
+    join(s, network, node, subnet, expires_at, &notes).await?;
+    view::finish(s, name).await
+}
+
+/// Add `node` to `network` with `subnet` (default: the lowest free one) until `expires_at`; the
+/// others only gain a peer.
+pub(crate) async fn join(
+    s: &Session,
+    mut network: Network,
+    node: NodeId,
+    subnet: Option<Ipv4Net>,
+    expires_at: i64,
+    notes: &Notes,
+) -> Result<()> {
+    let name = network.name().to_owned();
     let public_ip = s.public_ip(&node).await?;
     let chosen = network.member_subnet(public_ip.is_some(), subnet);
     let subnet = match subnet {
         Some(given) => chosen.with_context(|| format!("--subnet {given}"))?,
         None => chosen?,
     };
-    let expires_at = match duration {
-        Some(d) => submit::expiry(d)?,
-        None => network.latest_expiry().context("the network's members have no expiry: pass --duration")?,
-    };
-    let description =
-        network.members().iter().find_map(|m| m.record.as_ref()).map(|r| r.workload.payload.description.clone());
     network.add_member(Member::generate(node, public_ip, subnet))?;
     network.check()?;
     s.progress(format!("adding node {node} to network {name} with subnet {subnet}"));
-    let record = s.create_member(&network, &node, expires_at, &description.unwrap_or_default()).await?;
+    let record = s.create_member(&network, &node, expires_at, notes).await?;
     s.await_nodes(&[record]).await.with_context(|| {
         format!(
             "node {node} did not join network {name}; take it out with \
              `zgrid network remove-node --name {name} --node {node}`"
         )
     })?;
-    s.connect(name).await?;
-    view::finish(s, name).await
+    s.connect(&name).await
 }
 
 /// Refuse while workloads still join the network (all of them, or those on one node).
@@ -131,8 +159,15 @@ pub async fn remove_node(s: &Session, target: &NetworkNode) -> Result<()> {
 
 /// Delete every network resource of the network.
 pub async fn delete(s: &Session, name: &str) -> Result<()> {
-    let network = s.existing(name).await?;
-    refuse_in_use(name, &network.attachments().iter().collect::<Vec<_>>())?;
+    let deleted = remove(s, &s.existing(name).await?).await?;
+    output::report(s.json, &deleted, || {
+        println!("network {name} deleted: {} network resource(s); its nodes remove them now", deleted.len())
+    })
+}
+
+/// Delete every network resource of `network`, refused while workloads still join it.
+pub(crate) async fn remove(s: &Session, network: &Network) -> Result<Vec<WorkloadRecord>> {
+    refuse_in_use(network.name(), &network.attachments().iter().collect::<Vec<_>>())?;
     let mut deleted = Vec::new();
     for record in network.members().iter().filter_map(|m| m.record.as_ref()) {
         let id = &record.workload.payload.id;
@@ -143,7 +178,5 @@ pub async fn delete(s: &Session, name: &str) -> Result<()> {
                 .with_context(|| format!("cannot delete network resource {id}"))?,
         );
     }
-    output::report(s.json, &deleted, || {
-        println!("network {name} deleted: {} network resource(s); its nodes remove them now", deleted.len())
-    })
+    Ok(deleted)
 }
