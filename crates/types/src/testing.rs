@@ -128,8 +128,8 @@ fn volume() -> impl Strategy<Value = Volume> {
 }
 
 fn kubernetes() -> impl Strategy<Value = Kubernetes> {
-    (1u8..=18, name(), 2u8..200, text(), vec(200u8..255, 0..3), vec("[A-Za-z0-9+/]{20,40}", 1..3))
-        .prop_map(|(size, network_id, host, secret, masters, keys)| Kubernetes {
+    (1u8..=18, name(), 2u8..200, text(), vec(200u8..255, 0..3), vec("[A-Za-z0-9+/]{20,40}", 1..3)).prop_map(
+        |(size, network_id, host, secret, masters, keys)| Kubernetes {
             size,
             flist: "https://hub.example/me/zgrid-kubernetes.flist".into(),
             hub_url: String::new(),
@@ -143,7 +143,8 @@ fn kubernetes() -> impl Strategy<Value = Kubernetes> {
             master_ips: masters.into_iter().map(|m| Ipv4Addr::new(10, 20, 2, m)).collect(),
             disable_default_ingress: true,
             registries: vec!["10.20.1.9:5000".into()],
-        })
+        },
+    )
 }
 
 fn vm(node: crate::NodeId) -> impl Strategy<Value = Vm> {

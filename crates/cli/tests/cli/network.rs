@@ -185,19 +185,38 @@ impl Laptop {
     /// `zgrid network add-access` to network `name` through `node` (its output returned too),
     /// then `wg-quick up` of the config inside a new namespace on `grid`'s underlay.
     pub(crate) fn join(grid: &Grid, name: &str, node: &Node) -> (Self, std::process::Output) {
-        static LAPTOPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = LAPTOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join(format!("zl{}x{n}.conf", std::process::id() % 100_000));
+        let config = dir.path().join(Self::config_name());
         let path = config.to_str().unwrap();
         let out = grid.cli_raw(&["network", "add-access", "--name", name, "--node", node.id(), "--output", path]);
         assert!(out.status.success(), "add-access failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let netns = grid.devnet.underlay().add_netns(&format!("lt{}x{n}", std::process::id() % 10000)).unwrap();
+        (Self::up(grid, config, dir), out)
+    }
+
+    /// A file name for a wg-quick config, unique on the machine and short enough for an
+    /// interface name.
+    pub(crate) fn config_name() -> String {
+        static LAPTOPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LAPTOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
+        format!("zl{}x{n}.conf", std::process::id() % 100_000)
+    }
+
+    /// `wg-quick up` of `config` (named by [`Laptop::config_name`]) inside a new namespace on
+    /// `grid`'s underlay; `dir` is kept as long as the laptop.
+    pub(crate) fn up(grid: &Grid, config: std::path::PathBuf, dir: tempfile::TempDir) -> Self {
+        let name = config.file_stem().unwrap().to_string_lossy().replace("zl", "lt").replace(".conf", "");
+        let netns = grid.devnet.underlay().add_netns(&name).unwrap();
         let laptop = Self { netns, config, _dir: dir };
-        let out_of_add_access = out;
         let out = laptop.netns.command("wg-quick").arg("up").arg(&laptop.config).output().unwrap();
         assert!(out.status.success(), "wg-quick up failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        (laptop, out_of_add_access)
+        laptop
+    }
+
+    /// The CLI as `grid`'s deployer, run in the laptop's namespace.
+    pub(crate) fn cli(&self, grid: &Grid, args: &[&str]) -> std::process::Output {
+        let mut command = self.netns.command(crate::common::ZGRID);
+        command.env("ZGRID_HOME", grid.home.path()).env("ZGRID_EXPLORER", grid.devnet.explorer_url());
+        command.env_remove("ZGRID_IDENTITY").env("ZGRID_LOG", "warn").args(args).output().unwrap()
     }
 
     /// Run `program args…` in the laptop's namespace.

@@ -244,6 +244,24 @@ pub fn container(network: &str, ip: &str) -> WorkloadData {
     })
 }
 
+/// A Kubernetes master VM on `network` at `ip`.
+pub fn kubernetes(network: &str, ip: &str) -> WorkloadData {
+    WorkloadData::Kubernetes(Kubernetes {
+        size: 1,
+        flist: "https://hub.example/zgrid-kubernetes.flist".into(),
+        hub_url: String::new(),
+        flist_hash: String::new(),
+        network_id: network.into(),
+        ipaddress: ip.parse().unwrap(),
+        cluster_secret: "v1:sealed".into(),
+        master_ips: vec![],
+        ssh_keys: vec![],
+        datastore_endpoint: String::new(),
+        disable_default_ingress: true,
+        registries: vec![],
+    })
+}
+
 /// A VM on `network` at `ip`, mounting `volumes`.
 pub fn vm(network: &str, ip: &str, volumes: Vec<VolumeMount>) -> WorkloadData {
     WorkloadData::Vm(Vm {

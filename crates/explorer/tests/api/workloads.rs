@@ -88,6 +88,26 @@ async fn containers_mount_only_their_owners_volumes_on_the_same_node(backend: Ba
 /// A VM goes through a container's ledger checks: its network must have a resource on the node,
 /// its address must be free (among containers and VMs alike), and it mounts only its owner's
 /// volumes.
+async fn kubernetes_vms_need_their_network_on_the_node_and_a_free_address(backend: Backend) {
+    let w = World::new(backend).await;
+    let node = w.node.public();
+    let create = async |data: WorkloadData| w.alice.client.create_workload(&w.signed(&w.alice, &node, data)).await;
+    // The owner's network exists, but on another node only.
+    let elsewhere = w.signed(&w.alice, &w.node2.public(), network_resource("kube", "10.20.2.0/24"));
+    w.alice.client.create_workload(&elsewhere).await.unwrap();
+    let err = create(kubernetes("kube", "10.20.2.5")).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    let zgrid_client::ClientError::Api { field: Some(field), .. } = &err else { panic!("{err}") };
+    assert_eq!(field, "payload.data.network_id", "{err}");
+    assert!(err.to_string().contains("has no resource on node"), "{err}");
+
+    create(network_resource("kube", "10.20.1.0/24")).await.unwrap();
+    create(kubernetes("kube", "10.20.1.2")).await.unwrap();
+    let taken = create(kubernetes("kube", "10.20.1.2")).await.unwrap_err();
+    assert_eq!(taken.status(), Some(409), "{taken}");
+    w.ex.stop().await;
+}
+
 async fn vms_need_their_network_a_free_address_and_their_owners_volumes(backend: Backend) {
     let w = World::new(backend).await;
     let node = w.node.public();
@@ -207,6 +227,7 @@ crate::on_both_backends!(
     a_network_has_one_resource_per_node_and_distinct_subnets,
     containers_mount_only_their_owners_volumes_on_the_same_node,
     vms_need_their_network_a_free_address_and_their_owners_volumes,
+    kubernetes_vms_need_their_network_on_the_node_and_a_free_address,
     updates_need_a_higher_version_from_the_owner,
     results_are_accepted_only_from_the_workloads_node,
 );

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use zgrid_types::workload::{ContainerCapacity as Capacity, DiskType, Kubernetes, KubernetesSize, Vm};
 use zgrid_types::WorkloadSpec;
+use zgrid_types::workload::{ContainerCapacity as Capacity, DiskType, Kubernetes, KubernetesSize, Vm};
 
 use super::Workloads;
 use crate::provision::{Health, Progress, ProvisionError};

@@ -125,7 +125,9 @@ impl Kubernetes {
         })?;
         for (i, registry) in self.registries.iter().enumerate() {
             ensure(is_registry_address(registry), &format!("registries[{i}]"), || {
-                format!("{registry:?} is not host:port (a registry's address on the private network, such as 10.1.2.5:5000)")
+                format!(
+                    "{registry:?} is not host:port (a registry's address on the private network, such as 10.1.2.5:5000)"
+                )
             })?;
         }
         Ok(())
@@ -210,7 +212,10 @@ mod tests {
         };
         assert_eq!(refused(with(|k| k.disable_default_ingress = false)), "disable_default_ingress");
         assert_eq!(refused(with(|k| k.datastore_endpoint = "postgres://db:5432/k8s".into())), "datastore_endpoint");
-        assert_eq!(refused(with(|k| k.datastore_endpoint = "http://a:2379,http://b:2379".into())), "datastore_endpoint");
+        assert_eq!(
+            refused(with(|k| k.datastore_endpoint = "http://a:2379,http://b:2379".into())),
+            "datastore_endpoint"
+        );
         assert!(with(|k| k.datastore_endpoint = "https://10.1.3.4:2379".into()).validate().is_ok());
         let worker_with_datastore = with(|k| {
             k.master_ips = vec![Ipv4Addr::new(10, 1, 2, 3)];
