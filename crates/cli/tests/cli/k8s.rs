@@ -201,7 +201,9 @@ fn a_cluster_of_two_vms_runs_pods_from_a_grid_registry_grows_refuses_a_wrong_sec
     let wg_dir = tempfile::tempdir().unwrap();
     let wg = wg_dir.path().join(Laptop::config_name());
     let mut args = vec!["k8s", "up", "--name", "kube", "--node", a.id(), "--node", b.id(), "--cidr", "10.72.0.0/16"];
-    args.extend(["--flist", &k8s_url, "--ssh-key", &public, "--registry", registry, "--duration", "3h"]);
+    // Two CPUs each: under TCG a one-CPU master cannot run its control plane (issue 15).
+    args.extend(["--size", "16", "--flist", &k8s_url, "--ssh-key", &public, "--registry", registry]);
+    args.extend(["--duration", "3h"]);
     args.extend(["--wg-config", wg.to_str().unwrap()]);
     let up = grid.cli_raw(&args);
     assert!(up.status.success(), "k8s up failed:\n{}\nagent a:\n{}\nagent b:\n{}", said(&up), a.log(), b.log());
