@@ -85,9 +85,8 @@ async fn containers_mount_only_their_owners_volumes_on_the_same_node(backend: Ba
     w.ex.stop().await;
 }
 
-/// A VM goes through a container's ledger checks: its network must have a resource on the node,
-/// its address must be free (among containers and VMs alike), and it mounts only its owner's
-/// volumes.
+/// A Kubernetes VM goes through a container's ledger checks: its network must have a resource on the
+/// node, and its address must be free.
 async fn kubernetes_vms_need_their_network_on_the_node_and_a_free_address(backend: Backend) {
     let w = World::new(backend).await;
     let node = w.node.public();
@@ -108,6 +107,9 @@ async fn kubernetes_vms_need_their_network_on_the_node_and_a_free_address(backen
     w.ex.stop().await;
 }
 
+/// A VM goes through a container's ledger checks: its network must have a resource on the node,
+/// its address must be free (among containers and VMs alike), and it mounts only its owner's
+/// volumes.
 async fn vms_need_their_network_a_free_address_and_their_owners_volumes(backend: Backend) {
     let w = World::new(backend).await;
     let node = w.node.public();
