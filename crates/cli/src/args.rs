@@ -980,6 +980,21 @@ pub enum BenchCommand {
         #[arg(long)]
         image: Option<std::path::PathBuf>,
     },
+    /// Time from `zgrid k8s up` until every VM of the cluster is a Ready node, for clusters of
+    /// 1 and 3 VMs by default, and qemu's resident memory for the master and a worker; on a
+    /// devnet, naming the accelerator. Root; needs what `bench vm` needs and the Kubernetes
+    /// image of scripts/k8s-image (its first build compiles Kubernetes, about 15 minutes).
+    K8s {
+        /// Cluster sizes (VMs: one master, the rest workers), each made and removed in turn.
+        #[arg(long = "vms", num_args = 1.., default_values_t = [1, 3])]
+        vms: Vec<usize>,
+        /// VM size (`zgrid k8s up --size`); under TCG a master needs two CPUs (16).
+        #[arg(long, default_value_t = 16)]
+        size: u8,
+        /// Root filesystem of the Kubernetes image. Default: `scripts/k8s-image --tree`.
+        #[arg(long)]
+        image: Option<std::path::PathBuf>,
+    },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {
         /// Workloads to submit.

@@ -30,15 +30,25 @@ pub enum ClientError {
         /// The field at fault, if any.
         field: Option<String>,
     },
-    /// The server could not be reached or the connection broke.
-    #[error("cannot reach the {peer} at {url}: {source}")]
+    /// The server could not be reached.
+    #[error("cannot reach the {peer} at {url}: {cause}; check that it is running and that this is its address")]
     Transport {
         /// Who was called: `explorer`, `node` or `hub`.
         peer: &'static str,
         /// The URL tried.
         url: String,
-        /// The failure.
-        source: reqwest::Error,
+        /// The underlying failure, e.g. `Connection refused (os error 111)`.
+        cause: String,
+    },
+    /// The connection broke while the server was answering.
+    #[error("the connection to the {peer} at {url} broke: {cause}")]
+    Broken {
+        /// Who was called: `explorer`, `node` or `hub`.
+        peer: &'static str,
+        /// The URL tried.
+        url: String,
+        /// The underlying failure.
+        cause: String,
     },
     /// The server did not answer, or stopped sending its answer, within the time limit.
     #[error("the {peer} at {url} did not {what} within {} s", limit.as_secs_f64())]

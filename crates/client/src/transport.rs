@@ -170,25 +170,33 @@ impl HttpClient {
                 ClientError::Untrusted { peer, url, reason: format!("{reason:?}") }
             }
             Some(rustls::Error::InvalidMessage(_)) => ClientError::NotTls { peer, url },
-            _ => ClientError::Transport { peer, url, source },
+            _ => ClientError::Transport { peer, url, cause: root_cause(&source) },
         }
     }
 }
 
 /// The TLS failure `error` comes down to, if any.
 fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(failure) = e.downcast_ref::<rustls::Error>() {
-            return Some(failure);
-        }
+    causes(error).find_map(|e| e.downcast_ref::<rustls::Error>())
+}
+
+/// What `error` comes down to, in words: its innermost cause (reqwest's own layers only repeat
+/// the URL and name the step that failed).
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    causes(error).last().map(ToString::to_string).unwrap_or_default()
+}
+
+/// `error` and the errors it was caused by, outermost first.
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| {
         // An I/O error hides the error it carries from `source()`.
-        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(carried) => Some(carried),
+        match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(carried) => Some(carried as &(dyn std::error::Error + 'static)),
             None => e.source(),
-        };
-    }
-    None
+        }
+    })
 }
 
 /// A server's successful answer, read within the limit on its silence.
@@ -229,7 +237,9 @@ impl Answer {
                 };
                 match next {
                     Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(body))),
-                    Ok(Some(Err(source))) => Some((Err(ClientError::Transport { peer, url, source }), None)),
+                    Ok(Some(Err(source))) => {
+                        Some((Err(ClientError::Broken { peer, url, cause: root_cause(&source) }), None))
+                    }
                     Ok(None) => None,
                     Err(limit) => {
                         let what = "send the rest of its answer";

@@ -240,7 +240,13 @@ async fn mistakes_get_an_error_that_says_what_to_do() {
         "--duration",
     );
     fail(&["id", "import", "x", "--mnemonic", "not words"], url, "mnemonic");
-    fail(&["nodes"], "http://127.0.0.1:9", "cannot reach the explorer");
+    // An explorer that is down: the cause once, the URL once, and what to check.
+    let down = zgrid(h, "http://127.0.0.1:9", &["nodes"]);
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(err.contains("cannot reach the explorer at http://127.0.0.1:9"), "{err}");
+    assert!(err.contains("refused") && err.contains("check that it is running"), "{err}");
+    assert_eq!(err.matches("127.0.0.1:9").count(), 1, "the URL is said once: {err}");
     let usage = zgrid(h, url, &["deploy", "volume"]);
     assert_eq!(usage.status.code(), Some(2));
 }

@@ -287,7 +287,7 @@ impl Vms {
         for stale in [paths.qmp(), paths.console(), paths.pid_file()] {
             remove_file(id, &stale)?;
         }
-        let tcg = if matches!(accelerator, Accelerator::Tcg(_)) { qemu::TCG_CACHE_MIB } else { 0 };
+        let tcg = if matches!(accelerator, Accelerator::Tcg(_)) { qemu::tcg_cache_mib(cfg.memory_mib) } else { 0 };
         let limits =
             Limits { cpu: cfg.cpu, memory_bytes: (cfg.memory_mib + OVERHEAD_MIB + tcg) << 20, pids: PIDS_LIMIT };
         let procs = self.cgroups.create(id, &limits)?;

@@ -17,8 +17,13 @@ use tokio::net::UnixStream;
 
 use super::accel::Accelerator;
 
-/// Translation cache of TCG, MiB (qemu's default is a quarter of the guest's memory, up to 1 GiB).
-pub(crate) const TCG_CACHE_MIB: u64 = 64;
+/// TCG's translation cache for a guest of `memory_mib`, in MiB: qemu's own default, a quarter of
+/// the guest's memory up to 1 GiB (at least 64 MiB). A cache smaller than the guest's hot code
+/// is flushed and filled again over and over: a Kubernetes master's Go binaries translate to
+/// nearly 1 GiB in their first minutes.
+pub(crate) fn tcg_cache_mib(memory_mib: u64) -> u64 {
+    (memory_mib / 4).clamp(64, 1024)
+}
 
 /// Limit for one QMP exchange.
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,7 +78,7 @@ impl Machine<'_> {
         match self.accel {
             Accelerator::Kvm => push(&["-machine", "q35", "-accel", "kvm", "-cpu", "host"]),
             Accelerator::Tcg(_) => {
-                let tcg = format!("tcg,thread=multi,tb-size={TCG_CACHE_MIB}");
+                let tcg = format!("tcg,thread=multi,tb-size={}", tcg_cache_mib(self.memory_mib));
                 push(&["-machine", "q35", "-accel", &tcg, "-cpu", TCG_CPU]);
             }
         }

@@ -2,6 +2,7 @@
 
 mod explorer;
 mod flist;
+mod k8s;
 mod network;
 mod node;
 mod vm;
@@ -23,6 +24,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
             flist::run(ctx, flist::Options { runs, extra_mib, image, versions }).await
         }
         BenchCommand::Vm { runs, image } => vm::run(ctx, runs, image).await,
+        BenchCommand::K8s { vms, size, image } => k8s::run(ctx, vms, size, image).await,
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn run(ctx: &Ctx, runs: usize, image: Option<PathBuf>) -> Result<()> {
 fn measure(runs: usize, image: Option<PathBuf>) -> Result<Value> {
     let image = match image {
         Some(dir) => dir,
-        None => vm_image_tree()?,
+        None => image_tree("vm-image")?,
     };
     let work = tempfile::Builder::new().prefix("zgrid-bench-vm-").tempdir()?;
     let zgrid = std::env::current_exe().context("cannot find the zgrid binary")?;
@@ -109,14 +109,7 @@ fn boot(me: &Deployer, node: &Node, url: &str, name: &str, n: u8, key: &Path) ->
     let all = me.json(&["live", "--state", "all", "--size", "100"])?;
     let record = all["items"].as_array().and_then(|a| a.iter().find(|r| r["workload"]["payload"]["id"] == id));
     let data = record.map_or(Value::Null, |r| r["result"]["payload"]["data"].clone());
-    let pid_file = node.state_dir().join("vms/vms").join(id).join("qemu.pid");
-    let pid = std::fs::read_to_string(&pid_file).with_context(|| format!("cannot read {}", pid_file.display()))?;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("qemu's status has no VmRSS")?;
+    let rss_kib = qemu_rss_kib(node, id)?;
     run_tool(me.cli().args(["delete", id]), "zgrid delete", "zgrid")?;
     Ok(json!({
         "ssh_ready_s": ssh_ready.as_secs_f64(),
@@ -127,19 +120,32 @@ fn boot(me: &Deployer, node: &Node, url: &str, name: &str, n: u8, key: &Path) ->
     }))
 }
 
-/// The Debian VM image's tree, built by `scripts/vm-image --tree` (cached between runs).
-fn vm_image_tree() -> Result<PathBuf> {
-    let script = ["scripts/vm-image", "/usr/share/zgrid/scripts/vm-image"]
+/// The resident memory, in KiB, of the qemu running VM `id` on `node`.
+pub(super) fn qemu_rss_kib(node: &Node, id: &str) -> Result<u64> {
+    let pid_file = node.state_dir().join("vms/vms").join(id).join("qemu.pid");
+    let pid = std::fs::read_to_string(&pid_file).with_context(|| format!("cannot read {}", pid_file.display()))?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("qemu's status has no VmRSS")
+}
+
+/// The image tree that `scripts/<script> --tree` builds (cached between runs).
+pub(super) fn image_tree(script: &str) -> Result<PathBuf> {
+    let script = [format!("scripts/{script}"), format!("/usr/share/zgrid/scripts/{script}")]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-        .context("no scripts/vm-image here: run from the repository, or pass --image DIR")?;
-    let tree = run_tool(Command::new(script).arg("--tree"), "scripts/vm-image --tree", "debootstrap")?;
+        .with_context(|| format!("no scripts/{script} here: run from the repository, or pass --image DIR"))?;
+    let what = format!("{} --tree", script.display());
+    let tree = run_tool(Command::new(&script).arg("--tree"), &what, "debootstrap")?;
     Ok(PathBuf::from(tree.trim()))
 }
 
 /// An SSH key pair in `dir` made with `ssh-keygen`; the private key's path.
-fn ssh_key(dir: &Path) -> Result<PathBuf> {
+pub(super) fn ssh_key(dir: &Path) -> Result<PathBuf> {
     let key = dir.join("id_ed25519");
     run_tool(
         Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key),
