@@ -169,9 +169,10 @@ spec:
     )
 }
 
-/// Whether `laptop` gets a page from `url` (busybox wget, 5 s); the page.
+/// Whether `laptop` gets a page from `url` (busybox wget, within 5 s); the page. (Not wget's own
+/// `-T`: Debian's busybox 1.35 wget dies of a segmentation fault with it.)
 fn fetch(laptop: &Laptop, url: &str) -> Option<String> {
-    let out = laptop.run("busybox", &["wget", "-q", "-T", "5", "-O", "-", url]);
+    let out = laptop.run("timeout", &["5", "busybox", "wget", "-q", "-O", "-", url]);
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
@@ -274,7 +275,7 @@ fn a_cluster_of_two_vms_runs_pods_from_a_grid_registry_grows_refuses_a_wrong_sec
     // kubectl logs and exec reach the pods through their kubelets.
     let logs = kubectl.ok(&["logs", &pods[0]]);
     assert!(logs.contains(&format!("serving {}", pods[0])), "{logs}");
-    let page = kubectl.ok(&["exec", &pods[1], "--", "cat", "/www/index.html"]);
+    let page = kubectl.ok(&["exec", &pods[1], "--", "/bin/busybox", "cat", "/www/index.html"]);
     assert_eq!(page.trim(), pods[1]);
 
     // The claim's data outlives its pod.
