@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use zgrid_devnet::{Devnet, DevnetConfig, Node, NodeOptions};
+use zgrid_devnet::{Node, NodeOptions};
 
-use super::flist::Deployer;
-use super::run_tool;
-use super::vm::{image_tree, qemu_rss_kib, ssh_key};
+use super::vm::{ImageGrid, qemu_rss_kib, result_data, ssh_key};
 use crate::config::Ctx;
 use crate::output;
 
@@ -38,20 +36,7 @@ pub async fn run(ctx: &Ctx, vms: Vec<usize>, size: u8, image: Option<PathBuf>) -
 }
 
 fn measure(counts: &[usize], size: u8, image: Option<PathBuf>) -> Result<Value> {
-    let image = match image {
-        Some(dir) => dir,
-        None => image_tree("k8s-image")?,
-    };
-    let work = tempfile::Builder::new().prefix("zgrid-bench-k8s-").tempdir()?;
-    let zgrid = std::env::current_exe().context("cannot find the zgrid binary")?;
-    let mut config = DevnetConfig::new(&zgrid, work.path().join("devnet"));
-    config.log_level = "warn".into();
-    let devnet = Devnet::start(config)?;
-    let me = Deployer { zgrid, home: work.path().join("deployer"), explorer: devnet.explorer_url().to_owned() };
-    me.json(&["id", "new", "bench", "--register"])?;
-    run_tool(me.cli().args(["config", "set", "hub", devnet.hub_url()]), "zgrid config set", "zgrid")?;
-    let pushed = me.push(&image, &work.path().join("image"), "bench-k8s.flist")?;
-    let url = pushed["url"].as_str().context("`zgrid flist push` printed no url")?.to_owned();
+    let ImageGrid { devnet, me, url, image, work, .. } = ImageGrid::start("k8s", image, "k8s-image")?;
     let public = format!("{}.pub", ssh_key(work.path())?.display());
     // One node per VM of the largest cluster, so every VM has a node of its own.
     let options = NodeOptions { step_timeout: STEP_LIMIT, ..NodeOptions::default() };
@@ -80,7 +65,8 @@ fn measure(counts: &[usize], size: u8, image: Option<PathBuf>) -> Result<Value> 
             Some(worker) => Some(rss(worker)?),
             None => None,
         };
-        let accelerator = accelerator(&me, cluster["master"]["workload_id"].as_str().unwrap_or_default())?;
+        let master = cluster["master"]["workload_id"].as_str().unwrap_or_default();
+        let accelerator = result_data(&me, master)?["accelerator"].clone();
         me.json(&["k8s", "down", &name])?;
         clusters.push(json!({
             "vms": count,
@@ -92,13 +78,6 @@ fn measure(counts: &[usize], size: u8, image: Option<PathBuf>) -> Result<Value> 
         }));
     }
     Ok(json!({ "image": image, "clusters": clusters }))
-}
-
-/// The accelerator the node reported VM `id` runs with.
-fn accelerator(me: &Deployer, id: &str) -> Result<Value> {
-    let all = me.json(&["live", "--state", "all", "--size", "100"])?;
-    let record = all["items"].as_array().and_then(|a| a.iter().find(|r| r["workload"]["payload"]["id"] == id));
-    Ok(record.map_or(Value::Null, |r| r["result"]["payload"]["data"]["accelerator"].clone()))
 }
 
 fn print(report: &Value) {

@@ -37,20 +37,7 @@ pub async fn run(ctx: &Ctx, runs: usize, image: Option<PathBuf>) -> Result<()> {
 }
 
 fn measure(runs: usize, image: Option<PathBuf>) -> Result<Value> {
-    let image = match image {
-        Some(dir) => dir,
-        None => image_tree("vm-image")?,
-    };
-    let work = tempfile::Builder::new().prefix("zgrid-bench-vm-").tempdir()?;
-    let zgrid = std::env::current_exe().context("cannot find the zgrid binary")?;
-    let mut config = DevnetConfig::new(&zgrid, work.path().join("devnet"));
-    config.log_level = "warn".into();
-    let devnet = Devnet::start(config)?;
-    let me = Deployer { zgrid, home: work.path().join("deployer"), explorer: devnet.explorer_url().to_owned() };
-    me.json(&["id", "new", "bench", "--register"])?;
-    run_tool(me.cli().args(["config", "set", "hub", devnet.hub_url()]), "zgrid config set", "zgrid")?;
-    let pushed = me.push(&image, &work.path().join("image"), "bench-vm.flist")?;
-    let url = pushed["url"].as_str().context("`zgrid flist push` printed no url")?.to_owned();
+    let ImageGrid { devnet, me, url, image, pushed, work } = ImageGrid::start("vm", image, "vm-image")?;
     let key = ssh_key(work.path())?;
     let mut samples = Vec::new();
     for run in 0..runs {
@@ -106,9 +93,7 @@ fn boot(me: &Deployer, node: &Node, url: &str, name: &str, n: u8, key: &Path) ->
     }
     let ssh_ready = started.elapsed();
     let (_, after) = me.hub_served()?;
-    let all = me.json(&["live", "--state", "all", "--size", "100"])?;
-    let record = all["items"].as_array().and_then(|a| a.iter().find(|r| r["workload"]["payload"]["id"] == id));
-    let data = record.map_or(Value::Null, |r| r["result"]["payload"]["data"].clone());
+    let data = result_data(me, id)?;
     let rss_kib = qemu_rss_kib(node, id)?;
     run_tool(me.cli().args(["delete", id]), "zgrid delete", "zgrid")?;
     Ok(json!({
@@ -118,6 +103,52 @@ fn boot(me: &Deployer, node: &Node, url: &str, name: &str, n: u8, key: &Path) ->
         "hub_bytes": after - before,
         "qemu_rss_kib": rss_kib,
     }))
+}
+
+/// A devnet (explorer and hub, no nodes yet) with a registered deployer whose hub is the
+/// devnet's, and a VM image pushed there.
+pub(super) struct ImageGrid {
+    /// The grid.
+    pub devnet: Devnet,
+    /// The deployer.
+    pub me: Deployer,
+    /// The image's flist URL on the hub.
+    pub url: String,
+    /// The image's root tree.
+    pub image: PathBuf,
+    /// What `zgrid flist push` said of the image.
+    pub pushed: Value,
+    /// Where all of it lives (removed last: fields drop in order).
+    pub work: tempfile::TempDir,
+}
+
+impl ImageGrid {
+    /// Start one for benchmark `what`, pushing `image`, or else the tree `scripts/<script>
+    /// --tree` builds.
+    pub(super) fn start(what: &str, image: Option<PathBuf>, script: &str) -> Result<Self> {
+        let image = match image {
+            Some(dir) => dir,
+            None => image_tree(script)?,
+        };
+        let work = tempfile::Builder::new().prefix(&format!("zgrid-bench-{what}-")).tempdir()?;
+        let zgrid = std::env::current_exe().context("cannot find the zgrid binary")?;
+        let mut config = DevnetConfig::new(&zgrid, work.path().join("devnet"));
+        config.log_level = "warn".into();
+        let devnet = Devnet::start(config)?;
+        let me = Deployer { zgrid, home: work.path().join("deployer"), explorer: devnet.explorer_url().to_owned() };
+        me.json(&["id", "new", "bench", "--register"])?;
+        run_tool(me.cli().args(["config", "set", "hub", devnet.hub_url()]), "zgrid config set", "zgrid")?;
+        let pushed = me.push(&image, &work.path().join("image"), &format!("bench-{what}.flist"))?;
+        let url = pushed["url"].as_str().context("`zgrid flist push` printed no url")?.to_owned();
+        Ok(Self { devnet, me, url, image, pushed, work })
+    }
+}
+
+/// The data of the latest result the node reported for workload `id` (null before any).
+pub(super) fn result_data(me: &Deployer, id: &str) -> Result<Value> {
+    let all = me.json(&["live", "--state", "all", "--size", "100"])?;
+    let record = all["items"].as_array().and_then(|a| a.iter().find(|r| r["workload"]["payload"]["id"] == id));
+    Ok(record.map_or(Value::Null, |r| r["result"]["payload"]["data"].clone()))
 }
 
 /// The resident memory, in KiB, of the qemu running VM `id` on `node`.
