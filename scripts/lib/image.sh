@@ -5,6 +5,8 @@
 #   publish TREE           print TREE with --tree; else pack it into an flist (printed) and, with
 #                          --hub, push it to that hub into the zgrid identity's namespace and
 #                          print its URL
+#   keep_tree TREE         move the finished TREE.tmp to TREE and remove the trees of the image's
+#                          earlier inputs (TREE's name with another hash): never used again
 # Before sourcing, set `name` and `out` (the defaults) and `here` (the repository).
 
 step() { printf '==> %s\n' "$*" >&2; }
@@ -21,6 +23,14 @@ image_args() {
             -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
             *) printf 'error: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
         esac
+    done
+}
+
+keep_tree() {
+    local tree=$1 old
+    mv "$tree.tmp" "$tree"
+    for old in "${tree%-*}"-*; do
+        [ "$old" = "$tree" ] || rm -rf "$old"
     done
 }
 
