@@ -17,8 +17,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed apart from a command's own in its help).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Explorer URL (overrides the config file).
     #[arg(long, global = true, env = "ZGRID_EXPLORER")]
@@ -136,7 +137,7 @@ pub enum IdCommand {
         #[arg(long)]
         register: bool,
         /// Email to register with.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         email: String,
     },
     /// Restore an identity from its 24 words.
@@ -153,7 +154,7 @@ pub enum IdCommand {
         #[arg(long)]
         user_name: Option<String>,
         /// Email.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         email: String,
     },
     /// Show the identity in use.
@@ -194,8 +195,8 @@ pub enum FarmCommand {
         #[arg(long)]
         farm: u64,
         /// How long it admits nodes, e.g. 2h or 7d (30d at most).
-        #[arg(long, default_value = "7d")]
-        expires: String,
+        #[arg(long, default_value = "7d", allow_hyphen_values = true)]
+        expires: Lifetime,
         /// Admit only this node (its id, printed in the agent's log and by `zgrid nodes`).
         #[arg(long)]
         node: Option<String>,
@@ -254,7 +255,7 @@ pub enum DeployCommand {
         #[command(flatten)]
         image: ImageArgs,
         /// Program and arguments (default: the image's).
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         entrypoint: String,
         /// Run no entrypoint: give the container a console on port 7681 of its address in
         /// its private network (needs --network); use it with `zgrid console ID`.
@@ -322,7 +323,7 @@ pub enum DeployCommand {
         #[arg(long = "ssh-key")]
         ssh_keys: Vec<PathBuf>,
         /// An etcd URL a master keeps the cluster in, instead of etcd in its VM.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         datastore_endpoint: String,
         /// A registry on the private network pulled from over plain HTTP, HOST:PORT
         /// (repeatable).
@@ -363,7 +364,7 @@ pub enum DeployCommand {
         disk_type: String,
         /// Extra words for the guest kernel's command line, e.g. "quiet mitigations=off"
         /// (root=, init=, console= and zgrid.* are the node's).
-        #[arg(long = "kernel-args", default_value = "", allow_hyphen_values = true)]
+        #[arg(long = "kernel-args", default_value = "", hide_default_value = true, allow_hyphen_values = true)]
         kernel_args: String,
         /// Wait until the node reports the VM running (or failing), showing progress.
         #[arg(long)]
@@ -418,20 +419,44 @@ pub struct FlistArgs {
     pub flist: String,
     /// The flist's hash: the node refuses any other content. Default: the hash the hub
     /// serves for the URL now (a hub answers with it).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub flist_hash: String,
     /// Hub serving the flist's chunks, when not the flist URL's own server.
-    #[arg(long = "hub-url", default_value = "")]
+    #[arg(long = "hub-url", default_value = "", hide_default_value = true)]
     pub hub_url: String,
+}
+
+/// A length of time from now given on the command line (`30m`, `2h`, `7d`): longer than zero,
+/// with a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime(pub std::time::Duration);
+
+impl std::str::FromStr for Lifetime {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        const HINT: &str = "write it like 30m, 2h or 7d";
+        if text.starts_with('-') {
+            return Err(format!("a length of time cannot be negative: {HINT}"));
+        }
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{text} what? Give a unit: {text}m, {text}h or {text}d"));
+        }
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(format!("it must be longer than zero: {HINT}")),
+            Ok(d) => Ok(Self(d)),
+            Err(e) => Err(format!("{HINT} ({e})")),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct DeployCommon {
     /// How long to reserve it, e.g. 2h, 30m, 7d.
-    #[arg(long, default_value = "1d")]
-    pub duration: String,
+    #[arg(long, default_value = "1d", allow_hyphen_values = true)]
+    pub duration: Lifetime,
     /// Description.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub description: String,
 }
 
@@ -463,8 +488,8 @@ pub enum NetworkCommand {
         #[arg(long)]
         subnet: Option<Ipv4Net>,
         /// How long to reserve it, e.g. 7d (default: until the last member expires).
-        #[arg(long)]
-        duration: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        duration: Option<Lifetime>,
     },
     /// Take a node out of a network (refused while my containers there use it).
     RemoveNode {
@@ -572,8 +597,8 @@ pub struct K8sUpArgs {
     #[arg(long)]
     pub egress: bool,
     /// How long to reserve it, e.g. 2h, 30m, 7d.
-    #[arg(long, default_value = "1d")]
-    pub duration: String,
+    #[arg(long, default_value = "1d", allow_hyphen_values = true)]
+    pub duration: Lifetime,
     /// Who may log in to the VMs as root: an OpenSSH public key file, or github:USER for the
     /// keys GitHub lists for USER (repeatable).
     #[arg(long = "ssh-key")]
@@ -703,10 +728,10 @@ pub struct NodeArgs {
     #[arg(long)]
     pub hostname: Option<String>,
     /// Country to register.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub country: String,
     /// City to register.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub city: String,
     /// Public address WireGuard peers can reach, if any.
     #[arg(long)]
@@ -1020,6 +1045,56 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// What `zgrid deploy volume --node N --size 1 --duration TEXT` says of TEXT: the parsed
+    /// length of time, or clap's whole error.
+    fn duration(text: &str) -> Result<u64, String> {
+        let cli = Cli::try_parse_from(["zgrid", "deploy", "volume", "--node", "N", "--size", "1", "--duration", text]);
+        match cli {
+            Ok(Cli { command: Command::Deploy(DeployCommand::Volume { common, .. }), .. }) => {
+                Ok(common.duration.0.as_secs())
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_say_so_once_with_the_fix() {
+        assert_eq!(duration("2h"), Ok(7200));
+        assert_eq!(duration("1d 12h"), Ok(129_600));
+        let bare = duration("2").unwrap_err();
+        assert!(bare.contains("'2' for '--duration"), "{bare}");
+        assert!(bare.contains("2m, 2h or 2d"), "{bare}");
+        assert!(!bare.contains("2sec"), "humantime's contradicting hint is not repeated: {bare}");
+        let negative = duration("-5m").unwrap_err();
+        assert!(negative.contains("cannot be negative"), "{negative}");
+        assert!(!negative.contains("unexpected argument"), "{negative}");
+        assert!(duration("0s").unwrap_err().contains("longer than zero"));
+        let unit = duration("5x").unwrap_err();
+        assert!(unit.contains("30m, 2h or 7d") && unit.contains("unknown time unit"), "{unit}");
+    }
+
+    /// Every command's help, with its path (`zgrid deploy volume`), but clap's own `help`.
+    fn helps(command: &mut clap::Command, path: String, out: &mut Vec<(String, String)>) {
+        out.push((path.clone(), command.render_help().to_string()));
+        for sub in command.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+            let name = format!("{path} {}", sub.get_name());
+            helps(sub, name, out);
+        }
+    }
+
+    #[test]
+    fn help_lists_a_commands_own_options_before_the_global_ones_and_no_empty_defaults() {
+        let mut all = Vec::new();
+        helps(&mut Cli::command(), "zgrid".into(), &mut all);
+        assert!(all.len() > 40, "{}", all.len());
+        for (path, help) in all {
+            assert!(!help.contains("[default: ]"), "{path}:\n{help}");
+            let (own, global) = help.split_once("Global options:").unwrap_or_else(|| panic!("{path}:\n{help}"));
+            assert!(!own.contains("--explorer") && global.contains("--explorer"), "{path}:\n{help}");
+        }
+    }
+
     #[test]
     fn network_verbs_parse_their_flags() {
         let cli = Cli::try_parse_from([
@@ -1086,7 +1161,7 @@ mod tests {
             "10.1.2.9:5000",
         ]);
         let Ok(Cli { command: Command::K8s(K8sCommand::Up(a)), .. }) = cli else { panic!("{cli:?}") };
-        assert_eq!((a.nodes, a.node.len(), a.size, a.duration.as_str()), (None, 2, 1, "1d"));
+        assert_eq!((a.nodes, a.node.len(), a.size, a.duration.0.as_secs()), (None, 2, 1, 86_400));
         assert_eq!(
             (a.ssh_keys, a.registries),
             (vec!["github:me".to_string(), "k.pub".into()], vec!["10.1.2.9:5000".to_string()])

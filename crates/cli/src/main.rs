@@ -16,6 +16,13 @@ const DEFAULT_LOG: &str = "info,rustls_platform_verifier=off";
 
 fn main() -> std::process::ExitCode {
     let args = args::Cli::parse();
+    if only_prints(&args.command) {
+        // Rust ignores SIGPIPE, so printing to a closed pipe panics. A command that only
+        // prints ends quietly instead, as Unix tools do, when its reader stops
+        // (`zgrid --json live | head`). Servers keep ignoring it: a closed peer is theirs to
+        // handle, not a reason to die.
+        sigpipe::reset();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ZGRID_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()),
@@ -37,4 +44,26 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `command` is a client that talks to servers and prints, rather than a server, a
+/// grid it runs in-process, or an interactive session.
+fn only_prints(command: &args::Command) -> bool {
+    use args::Command as C;
+    matches!(
+        command,
+        C::Id(_)
+            | C::Farm(_)
+            | C::Nodes(_)
+            | C::Deploy(_)
+            | C::Network(_)
+            | C::Live(_)
+            | C::Delete(_)
+            | C::Logs(_)
+            | C::Stats(_)
+            | C::Config(_)
+            | C::Flist(_)
+            | C::Status(_)
+            | C::K8s(_)
+    )
 }

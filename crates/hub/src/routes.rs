@@ -9,6 +9,9 @@
 //! - `POST /api/v1/chunks/missing`: which of some chunks the hub lacks;
 //! - `GET /api/v1/stats`, `GET /health`.
 //!
+//! `HEAD` of a chunk or flist answers its length without reading it, and is not counted as
+//! served.
+//!
 //! Signed (`Authorization: Zgrid ...` over the body's declared length and hash, checked before
 //! the body is read; see `auth`); `{owner}` must be the signer:
 //! - `PUT /api/v1/chunks/{id}`: store a chunk (its bytes must hash to `id`; any signer);
@@ -23,7 +26,7 @@ use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -86,33 +89,73 @@ async fn blocking<T: Send + 'static>(hub: &Hub, work: impl FnOnce(&Inner) -> Ans
         .map_err(|e| Refusal::internal("a storage task failed", e))?
 }
 
-fn bytes_response(bytes: Vec<u8>, cache: &'static str, extra: HeaderMap) -> Response {
-    let mut resp = (StatusCode::OK, extra, bytes).into_response();
+/// What a read-only request gets of a stored file: its bytes (`GET`), or only its length
+/// (`HEAD`: nothing is read, and nothing counts as served).
+enum Content {
+    Bytes(Vec<u8>),
+    Length(u64),
+}
+
+impl Content {
+    async fn of(path: PathBuf, method: &Method) -> std::io::Result<Self> {
+        if method == Method::HEAD {
+            Ok(Self::Length(tokio::fs::metadata(&path).await?.len()))
+        } else {
+            tokio::fs::read(&path).await.map(Self::Bytes)
+        }
+    }
+
+    /// The bytes sent, when it counts as served.
+    fn served(&self) -> Option<u64> {
+        match self {
+            Self::Bytes(bytes) => Some(bytes.len() as u64),
+            Self::Length(_) => None,
+        }
+    }
+}
+
+fn bytes_response(content: Content, cache: &'static str, extra: HeaderMap) -> Response {
+    let mut resp = match content {
+        Content::Bytes(bytes) => (StatusCode::OK, extra, bytes).into_response(),
+        Content::Length(length) => {
+            let mut resp = (StatusCode::OK, extra).into_response();
+            resp.headers_mut().insert(header::CONTENT_LENGTH, length.into());
+            resp
+        }
+    };
     let headers = resp.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     resp
 }
 
-async fn chunk(State(hub): State<Hub>, Path(id): Path<String>) -> Answer<Response> {
+async fn chunk(State(hub): State<Hub>, method: Method, Path(id): Path<String>) -> Answer<Response> {
     let hash = hash_param(&id)?;
-    let bytes = match tokio::fs::read(hub.inner.repos.chunks().path(&hash)).await {
-        Ok(bytes) => bytes,
+    let content = match Content::of(hub.inner.repos.chunks().path(&hash), &method).await {
+        Ok(content) => content,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Refusal::not_found(format!("no chunk {id} on this hub")));
         }
         Err(e) => return Err(Refusal::internal("cannot read a chunk", e)),
     };
-    let stats = &hub.inner.stats;
-    stats.chunks_served.fetch_add(1, Ordering::Relaxed);
-    stats.chunk_bytes_served.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    if let Some(bytes) = content.served() {
+        let stats = &hub.inner.stats;
+        stats.chunks_served.fetch_add(1, Ordering::Relaxed);
+        stats.chunk_bytes_served.fetch_add(bytes, Ordering::Relaxed);
+    }
     let mut extra = HeaderMap::new();
     extra.insert(header::ETAG, HeaderValue::from_str(&format!("\"{id}\"")).expect("hex is a header value"));
-    Ok(bytes_response(bytes, IMMUTABLE, extra))
+    Ok(bytes_response(content, IMMUTABLE, extra))
 }
 
 /// Flist `hash`; a request that already has it (`If-None-Match` with its ETag) gets `304`.
-async fn serve_flist(hub: &Hub, hash: &str, cache: &'static str, request: &HeaderMap) -> Answer<Response> {
+async fn serve_flist(
+    hub: &Hub,
+    hash: &str,
+    cache: &'static str,
+    method: &Method,
+    request: &HeaderMap,
+) -> Answer<Response> {
     let etag = format!("\"{hash}\"");
     let has_it = request.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).any(|v| {
         v.split(',').any(|tag| {
@@ -126,33 +169,41 @@ async fn serve_flist(hub: &Hub, hash: &str, cache: &'static str, request: &Heade
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         return Ok(resp);
     }
-    let bytes = tokio::fs::read(hub.inner.repos.object(hash))
+    let content = Content::of(hub.inner.repos.object(hash), method)
         .await
         .map_err(|e| Refusal::internal("cannot read a stored flist", e))?;
-    hub.inner.stats.flists_served.fetch_add(1, Ordering::Relaxed);
+    if content.served().is_some() {
+        hub.inner.stats.flists_served.fetch_add(1, Ordering::Relaxed);
+    }
     let mut extra = HeaderMap::new();
     let value = HeaderValue::from_str(hash).expect("hex is a header value");
     extra.insert("x-zgrid-flist-hash", value);
     extra.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a header value"));
-    Ok(bytes_response(bytes, cache, extra))
+    Ok(bytes_response(content, cache, extra))
 }
 
-async fn object(State(hub): State<Hub>, Path(file): Path<String>, headers: HeaderMap) -> Answer<Response> {
+async fn object(
+    State(hub): State<Hub>,
+    method: Method,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
     let hash = file.strip_suffix(".flist").unwrap_or(&file);
     hash_param(hash)?;
     if !hub.inner.repos.object(hash).exists() {
         return Err(Refusal::not_found(format!("no flist {hash} on this hub")));
     }
-    serve_flist(&hub, hash, IMMUTABLE, &headers).await
+    serve_flist(&hub, hash, IMMUTABLE, &method, &headers).await
 }
 
 async fn named_flist(
     State(hub): State<Hub>,
+    method: Method,
     Path((owner, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer<Response> {
     let info = lookup(&hub, owner, name).await?;
-    serve_flist(&hub, &info.hash, "no-cache", &headers).await
+    serve_flist(&hub, &info.hash, "no-cache", &method, &headers).await
 }
 
 async fn lookup(hub: &Hub, owner: String, name: String) -> Answer<FlistInfo> {

@@ -198,8 +198,16 @@ async fn push_then_list_and_download_immutable_objects() {
         assert_eq!(body.as_ref(), scratch.local.get(&hash_of(id)).unwrap().as_slice());
         served += body.len() as u64;
     }
+    // HEAD says how long a chunk or flist is without sending it, and serves nothing.
+    let client = reqwest::Client::new();
+    let head = client.head(format!("{}/chunks/{}", hub.url, ids[0])).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let length = scratch.local.get(&hash_of(&ids[0])).unwrap().len();
+    assert_eq!(header(&head, "content-length"), length.to_string());
+    let head = client.head(format!("{}/objects/{address}.flist", hub.url)).send().await.unwrap();
+    assert_eq!(header(&head, "content-length"), std::fs::metadata(&flist).unwrap().len().to_string());
     let after = anyone.stats().await.unwrap();
-    assert_eq!((after.chunks_served, after.chunk_bytes_served), (3, served));
+    assert_eq!((after.chunks_served, after.chunk_bytes_served), (3, served), "HEAD counted as served");
     assert_eq!(after.flists_served, 3, "by name twice (the 304 sends nothing), by address once");
 }
 

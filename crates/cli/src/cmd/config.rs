@@ -39,8 +39,10 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
                 }
             }
             let mut config = ctx.config()?;
-            config.insert(key, value);
-            ctx.save_config(&config)
+            config.insert(key.clone(), value.clone());
+            ctx.save_config(&config)?;
+            let set = serde_json::json!({ "key": key, "value": value });
+            output::report(ctx.json, &set, || println!("{key} = {value}"))
         }
         ConfigCommand::Show => {
             let config = ctx.config()?;

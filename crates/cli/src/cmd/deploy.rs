@@ -271,7 +271,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             (node, WorkloadData::Vm(vm), common, wait, Some(connection))
         }
     };
-    let expires_at = submit::expiry(&common.duration)?;
+    let expires_at = submit::expiry(common.duration);
     let record = submit::create(&client, &identity, node, expires_at, &common.description, data).await?;
     let id = record.workload.payload.id.clone();
     if let Some(c) = joined.as_ref().filter(|_| !ctx.json) {

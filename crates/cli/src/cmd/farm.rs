@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use zgrid_types::directory::{FarmIp, FarmRegistration};
 use zgrid_types::invitation::{self, MAX_INVITATION_SECS};
 
-use crate::args::FarmCommand;
+use crate::args::{FarmCommand, Lifetime};
 use crate::config::Ctx;
 use crate::output;
 
@@ -40,17 +40,17 @@ pub async fn run(ctx: &Ctx, cmd: FarmCommand) -> Result<()> {
             println!("page {}, {} farms", farms.page, farms.total);
             Ok(())
         }
-        FarmCommand::Invite { farm, expires, node } => invite(ctx, farm, &expires, node.as_deref()).await,
+        FarmCommand::Invite { farm, expires, node } => invite(ctx, farm, expires, node.as_deref()).await,
     }
 }
 
 /// Sign an invitation into `farm`, which must be mine, and print it as a token.
-async fn invite(ctx: &Ctx, farm: u64, expires: &str, node: Option<&str>) -> Result<()> {
+async fn invite(ctx: &Ctx, farm: u64, expires: Lifetime, node: Option<&str>) -> Result<()> {
     let (client, identity) = ctx.signed_client()?;
     let me = Ctx::user_id(&identity)?;
-    let expires_at = crate::cmd::submit::from_now("--expires", expires)?;
+    let expires_at = crate::cmd::submit::expiry(expires);
     if expires_at - zgrid_types::unix_now() > MAX_INVITATION_SECS {
-        bail!("--expires {expires}: an invitation lasts at most {} days", MAX_INVITATION_SECS / 86_400);
+        bail!("--expires: an invitation lasts at most {} days", MAX_INVITATION_SECS / 86_400);
     }
     let node_id = node.map(crate::cmd::submit::node_id).transpose()?;
     let found = client

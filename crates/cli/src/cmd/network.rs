@@ -26,9 +26,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCommand) -> Result<()> {
         NetworkCommand::Create { network, cidr, nodes, egress, common } => {
             members::create(&s, &network.name, cidr, &nodes, egress, &common).await
         }
-        NetworkCommand::AddNode { target, subnet, duration } => {
-            members::add_node(&s, &target, subnet, duration.as_deref()).await
-        }
+        NetworkCommand::AddNode { target, subnet, duration } => members::add_node(&s, &target, subnet, duration).await,
         NetworkCommand::RemoveNode { target } => members::remove_node(&s, &target).await,
         NetworkCommand::Delete { network } => members::delete(&s, &network.name).await,
         NetworkCommand::AddAccess { target, subnet, output, force } => {

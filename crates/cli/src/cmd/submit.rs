@@ -8,6 +8,7 @@ use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::{WorkloadRecord, WorkloadState};
 use zgrid_types::{NodeId, ResultState, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
 
+use crate::args::Lifetime;
 use crate::config::Ctx;
 
 /// How long to wait for a node's verdict.
@@ -18,15 +19,9 @@ pub fn node_id(text: &str) -> Result<NodeId> {
     text.parse().with_context(|| format!("--node {text:?} is not a node id; find one with `zgrid nodes`"))
 }
 
-/// The Unix time a `--duration` from now ends.
-pub fn expiry(duration: &str) -> Result<i64> {
-    from_now("--duration", duration)
-}
-
-/// The Unix time the duration `text` of flag `flag` from now ends.
-pub fn from_now(flag: &str, text: &str) -> Result<i64> {
-    let d = humantime::parse_duration(text).with_context(|| format!("{flag} {text:?}: write it like 30m, 2h or 7d"))?;
-    Ok(zgrid_types::unix_now() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
+/// The Unix time `lifetime` from now ends.
+pub fn expiry(lifetime: Lifetime) -> i64 {
+    zgrid_types::unix_now().saturating_add(i64::try_from(lifetime.0.as_secs()).unwrap_or(i64::MAX / 2))
 }
 
 async fn send(client: &ExplorerClient, identity: &Identity, spec: WorkloadSpec, new: bool) -> Result<WorkloadRecord> {

@@ -225,20 +225,12 @@ async fn mistakes_get_an_error_that_says_what_to_do() {
     zgrid_json(h, url, &["id", "new", "bob"]);
     fail(&["farm", "create", "f"], url, "zgrid id register");
     fail(&["deploy", "volume", "--node", "nope", "--size", "1"], url, "zgrid nodes");
-    fail(
-        &[
-            "deploy",
-            "volume",
-            "--node",
-            &Keypair::from_seed(&[1; 32]).public().to_string(),
-            "--size",
-            "1",
-            "--duration",
-            "soon",
-        ],
-        url,
-        "--duration",
-    );
+    // A length of time without a unit is bad usage (2), said once with the fix.
+    let node = Keypair::from_seed(&[1; 32]).public().to_string();
+    let bare = zgrid(h, url, &["deploy", "volume", "--node", &node, "--size", "1", "--duration", "2"]);
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(2), "{err}");
+    assert!(err.contains("'--duration") && err.contains("2m, 2h or 2d") && !err.contains("2sec"), "{err}");
     fail(&["id", "import", "x", "--mnemonic", "not words"], url, "mnemonic");
     // An explorer that is down: the cause once, the URL once, and what to check.
     let down = zgrid(h, "http://127.0.0.1:9", &["nodes"]);
@@ -249,6 +241,25 @@ async fn mistakes_get_an_error_that_says_what_to_do() {
     assert_eq!(err.matches("127.0.0.1:9").count(), 1, "the URL is said once: {err}");
     let usage = zgrid(h, url, &["deploy", "volume"]);
     assert_eq!(usage.status.code(), Some(2));
+
+    // Output into a pipe nobody reads any more (`zgrid --json id show | head -c0`) ends the
+    // command quietly, as Unix tools end, instead of a panic and its backtrace.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(crate::common::ZGRID)
+        .args(["--json", "id", "show"])
+        .env("ZGRID_HOME", h)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && err.is_empty(), "{err}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(13),
+        "killed by SIGPIPE: {:?}",
+        out.status
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +281,12 @@ async fn settings_come_from_flags_then_environment_then_the_config_file() {
     let ok = |out: std::process::Output| assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = run(&["nodes"], None);
     assert!(String::from_utf8_lossy(&err.stderr).contains("zgrid config set explorer"));
-    ok(run(&["config", "set", "explorer", &explorer.url], None));
+    let set = run(&["config", "set", "explorer", &explorer.url], None);
+    assert_eq!(
+        String::from_utf8_lossy(&set.stdout).trim(),
+        format!("explorer = {}", explorer.url),
+        "it says what it set"
+    );
     ok(run(&["nodes"], None)); // config file
     assert!(!run(&["nodes"], Some(dead)).status.success()); // environment beats config
     ok(run(&["--explorer", &explorer.url, "nodes"], Some(dead))); // flag beats environment

@@ -105,7 +105,7 @@ async fn plan(ctx: &Ctx, s: &Session, a: K8sUpArgs) -> Result<Plan> {
     }
     let flist = ctx.k8s_flist(a.flist)?;
     let ssh_keys = ssh_keys(ctx, &a.ssh_keys).await?;
-    let expires_at = submit::expiry(&a.duration)?;
+    let expires_at = submit::expiry(a.duration);
     let kubeconfig = match a.kubeconfig {
         Some(path) => path,
         None => kubeconfig::default_path(name)?,

@@ -7,7 +7,7 @@ use zgrid_types::NodeId;
 use zgrid_types::api::WorkloadRecord;
 
 use super::{Session, view};
-use crate::args::{DeployCommon, NetworkNode};
+use crate::args::{DeployCommon, Lifetime, NetworkNode};
 use crate::cmd::submit::{self, Notes};
 use crate::output;
 
@@ -29,7 +29,7 @@ pub async fn create(
             existing.members().len()
         );
     }
-    let expires_at = submit::expiry(&common.duration)?;
+    let expires_at = submit::expiry(common.duration);
     let nodes = nodes.iter().map(|n| submit::node_id(n)).collect::<Result<Vec<_>>>()?;
     let network = Network::new(name, cidr).context("--cidr")?.with_egress(egress);
     build(s, network, &nodes, expires_at, &Notes::described(&common.description)).await?;
@@ -77,13 +77,13 @@ pub async fn add_node(
     s: &Session,
     target: &NetworkNode,
     subnet: Option<Ipv4Net>,
-    duration: Option<&str>,
+    duration: Option<Lifetime>,
 ) -> Result<()> {
     let name = &target.network.name;
     let network = s.existing(name).await?;
     let node = submit::node_id(&target.node)?;
     let expires_at = match duration {
-        Some(d) => submit::expiry(d)?,
+        Some(d) => submit::expiry(d),
         None => network.latest_expiry().context("the network's members have no expiry: pass --duration")?,
     };
     let notes = network.members().iter().find_map(|m| m.record.as_ref()).map(Notes::of).unwrap_or_default();
