@@ -80,11 +80,24 @@ impl Ctx {
 
     /// The identity in use: flag or environment, then the config file, then the store's default.
     pub fn identity(&self) -> Result<Identity> {
-        let configured = match &self.identity {
-            Some(name) => Some(name.clone()),
-            None => self.config()?.get("identity").cloned(),
-        };
-        Ok(self.store().resolve(configured.as_deref())?)
+        Ok(self.store().resolve(self.chosen_identity()?.as_deref())?)
+    }
+
+    /// The name of the identity in use, if one is chosen or a default is set (see
+    /// [`Ctx::identity`]).
+    pub fn identity_name(&self) -> Result<Option<String>> {
+        match self.chosen_identity()? {
+            Some(name) => Ok(Some(name)),
+            None => Ok(self.store().default_name()?),
+        }
+    }
+
+    /// The identity named by the flag or environment, else by the config file.
+    fn chosen_identity(&self) -> Result<Option<String>> {
+        match &self.identity {
+            Some(name) => Ok(Some(name.clone())),
+            None => Ok(self.config()?.get("identity").cloned()),
+        }
     }
 
     /// The explorer URL: flag or environment, then the config file, then the identity's.

@@ -74,7 +74,8 @@ pub async fn run(ctx: &Ctx, cmd: IdCommand) -> Result<()> {
             }
         }
         IdCommand::List => {
-            let default = store.default_name()?;
+            // The one commands act as: `id use`, the config file, the flag or the environment.
+            let default = ctx.identity_name()?;
             let names = store.list()?;
             if ctx.json {
                 return output::json(&json!({"default": default, "identities": names}));
@@ -92,6 +93,12 @@ pub async fn run(ctx: &Ctx, cmd: IdCommand) -> Result<()> {
         }
         IdCommand::Use { name } => {
             store.set_default(&name)?;
+            // The config file's choice (`zgrid up` makes one) would otherwise win over this one.
+            let mut config = ctx.config()?;
+            if config.contains_key("identity") {
+                config.insert("identity".into(), name.clone());
+                ctx.save_config(&config)?;
+            }
             output::report(ctx.json, &json!({"default": name}), || println!("default identity is now {name}"))
         }
     }

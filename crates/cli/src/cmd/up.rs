@@ -63,11 +63,9 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     let (json, mut say) = (ctx.json, progress(ctx.json));
     let status = tokio::task::spawn_blocking(move || local::up(&opts, &mut progress(json))).await??;
     let identity = deployer(ctx, &status.explorer.address).await?;
-    say("pointing this CLI at the grid (explorer, hub, identity devnet)");
     let mut config = ctx.config()?;
-    config.insert("explorer".into(), status.explorer.address.clone());
-    config.insert("hub".into(), status.hub.address.clone());
-    config.insert("identity".into(), IDENTITY.into());
+    let acting = point_at(&mut config, &status.explorer.address, &status.hub.address);
+    say(&format!("pointing this CLI at the grid (explorer, hub, identity {acting})"));
     ctx.save_config(&config)?;
     let image = seed_hub(&a.grid, &status, &identity, &mut say).await?;
     let vm_image = seed_cached(&status, &identity, &VM_IMAGE, &mut say).await?;
@@ -104,6 +102,20 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         println!("  zgrid live");
         println!("  zgrid status; zgrid down");
     })
+}
+
+/// Point the CLI's settings at the grid whose explorer and hub are at `explorer` and `hub`,
+/// acting as the `devnet` identity, unless they already point there: then the identity chosen
+/// since (`zgrid id use`) stays, so a repair changes nothing the user set. The identity that
+/// acts.
+fn point_at(config: &mut crate::config::ConfigFile, explorer: &str, hub: &str) -> String {
+    let here = config.get("explorer").is_some_and(|e| e == explorer);
+    let chosen = config.get("identity").filter(|_| here).cloned();
+    config.insert("explorer".into(), explorer.into());
+    config.insert("hub".into(), hub.into());
+    let acting = chosen.unwrap_or_else(|| IDENTITY.into());
+    config.insert("identity".into(), acting.clone());
+    acting
 }
 
 /// The `devnet` identity, made and registered with the grid's explorer if need be.
@@ -236,4 +248,20 @@ pub fn down(ctx: &Ctx, a: GridDir) -> Result<()> {
         println!("the grid is down; nothing of it is left");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::point_at;
+
+    #[test]
+    fn a_new_grid_acts_as_devnet_and_a_repair_keeps_the_identity_chosen_since() {
+        let mut config = [("identity".to_owned(), "alice".to_owned())].into();
+        assert_eq!(point_at(&mut config, "http://10.1.0.1:8080", "http://10.1.0.1:8081"), "devnet");
+        assert_eq!(config["explorer"], "http://10.1.0.1:8080");
+        config.insert("identity".into(), "alice".into()); // zgrid id use alice
+        assert_eq!(point_at(&mut config, "http://10.1.0.1:8080", "http://10.1.0.1:8081"), "alice");
+        assert_eq!(config["identity"], "alice");
+        assert_eq!(point_at(&mut config, "http://10.2.0.1:8080", "http://10.2.0.1:8081"), "devnet", "another grid");
+    }
 }

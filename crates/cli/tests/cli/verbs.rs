@@ -301,4 +301,13 @@ async fn settings_come_from_flags_then_environment_then_the_config_file() {
     assert_eq!(name(run(&["--json", "id", "show"], None)), "second"); // config file
     assert_eq!(name(run(&["--json", "--identity", "first", "id", "show"], None)), "first"); // flag
     assert!(!run(&["config", "set", "identity", "nobody"], None).status.success());
+
+    // `id use` wins over the config file's choice, and `id list` stars the one that acts.
+    ok(run(&["id", "use", "first"], None));
+    assert_eq!(name(run(&["--json", "id", "show"], None)), "first");
+    let listed: serde_json::Value = serde_json::from_slice(&run(&["--json", "id", "list"], None).stdout).unwrap();
+    assert_eq!(listed["default"], "first", "{listed}");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(&["--json", "--identity", "second", "id", "list"], None).stdout).unwrap();
+    assert_eq!(listed["default"], "second", "the flag acts: {listed}");
 }
