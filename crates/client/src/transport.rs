@@ -152,10 +152,11 @@ impl HttpClient {
             return Ok(answer);
         }
         let status = answer.status().as_u16();
-        let text = String::from_utf8_lossy(&answer.bytes().await.unwrap_or_default()).into_owned();
+        let body = answer.bytes_at_most(MAX_REFUSAL).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
         Err(match serde_json::from_str::<ApiError>(&text) {
             Ok(e) => ClientError::Api { peer, status, message: e.error, field: e.field },
-            Err(_) => ClientError::Api { peer, status, message: text, field: None },
+            Err(_) => ClientError::Api { peer, status, message: not_ours(peer, url, text.trim()), field: None },
         })
     }
 
@@ -176,6 +177,23 @@ impl HttpClient {
 }
 
 /// The TLS failure `error` comes down to, if any.
+/// The most of a refusal's body read: a zgrid server's reasons are short.
+const MAX_REFUSAL: usize = 64 * 1024;
+
+/// The reason to show for a refusal without a zgrid server's JSON reason (`text` is its body):
+/// what it said, shortened, or, when it said nothing, the likely mistake: a URL of some other
+/// server.
+fn not_ours(peer: &str, url: &str, text: &str) -> String {
+    if text.is_empty() {
+        let origin = reqwest::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.origin().ascii_serialization());
+        return format!("no reason given, as no zgrid {peer} answers; is {origin} the {peer}'s address?");
+    }
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     causes(error).find_map(|e| e.downcast_ref::<rustls::Error>())
 }
@@ -401,6 +419,27 @@ mod tests {
         let error = http.send("hub", http.request(Method::POST, &url), &url, Some(body), http.timeout()).await.err();
         let Some(e @ ClientError::TimedOut { peer: "hub", what: "answer", .. }) = error else { panic!("{:?}", error) };
         assert_eq!(e.to_string(), format!("the hub at {url} did not answer within 1 s"));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_from_another_kind_of_server_asks_whether_the_url_is_right() {
+        let url = serve(axum::Router::new()).await;
+        let error =
+            client(Duration::from_secs(5)).fetch("explorer", Method::GET, &format!("{url}api/v1/nodes?page=1")).await;
+        let message = error.err().expect("404").to_string();
+        let origin = url.trim_end_matches('/');
+        assert_eq!(
+            message,
+            format!(
+                "explorer refused the request (404): no reason given, as no zgrid explorer answers; is {origin} the explorer's address?"
+            )
+        );
+        let chatty =
+            serve(axum::Router::new().fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "x".repeat(10_000)) }))
+                .await;
+        let message =
+            client(Duration::from_secs(5)).fetch("hub", Method::GET, &chatty).await.err().unwrap().to_string();
+        assert!(message.ends_with("xxx…") && message.len() < 300, "{message}");
     }
 
     #[tokio::test]
