@@ -17,10 +17,15 @@ pub async fn run(ctx: &Ctx, a: StatsArgs) -> Result<()> {
     };
     let (server, channel) = redis_channel(&endpoint.endpoint)
         .with_context(|| format!("{:?} is not a redis://host:port/channel URL", endpoint.endpoint))?;
-    // The server URL may hold a password: name only its host.
-    let host = url::Url::parse(&server).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    // The server URL may hold a password: name only its host and port.
+    let address = url::Url::parse(&server)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(6379))))
+        .unwrap_or_default();
     let redis = redis::Client::open(server.as_str()).context("the stats endpoint")?;
-    let mut pubsub = redis.get_async_pubsub().await.with_context(|| format!("cannot reach Redis at {host}"))?;
+    let mut pubsub = redis.get_async_pubsub().await.with_context(|| {
+        format!("cannot reach Redis at {address}, where container {id} publishes its statistics; is it running, and reachable from here?")
+    })?;
     pubsub.subscribe(&channel).await?;
     if !ctx.json {
         eprintln!("waiting for statistics on {channel} (every 2 s)");

@@ -120,6 +120,10 @@ fn statistics_arrive_every_two_seconds_follow_memory_and_survive_a_redis_outage(
     });
     assert!(noticed.is_some(), "the agent did not notice Redis was gone:\n{}", node.log());
     assert!(running_pid(&node, &id).is_some(), "the container stopped while Redis was away");
+    let out = grid.cli_raw(&["stats", &id, "--count", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let address = endpoint.trim_start_matches("redis://").split('/').next().unwrap();
+    assert!(!out.status.success() && err.contains(&format!("cannot reach Redis at {address},")), "{err}");
     redis.restart();
     let again = stats(&grid, &id, 2);
     assert!(again[1]["timestamp"].as_i64() > at.last().copied(), "{again:?}");
