@@ -37,6 +37,53 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Progress of `total` steps of `what` (such as "chunks uploaded") on stderr: a bar with the
+/// elapsed time on a terminal, otherwise a line at each tenth; nothing when `quiet`.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+    what: &'static str,
+    quiet: bool,
+}
+
+impl Progress {
+    /// Start showing progress (for `total` steps).
+    pub fn new(total: u64, what: &'static str, quiet: bool) -> Self {
+        let bar = (!quiet && total > 0 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let style = indicatif::ProgressStyle::with_template("  {msg} [{elapsed}] {wide_bar} {pos}/{len}")
+                .expect("a valid template");
+            indicatif::ProgressBar::new(total).with_style(style).with_message(what)
+        });
+        Self { bar, total, done: 0.into(), what, quiet }
+    }
+
+    /// One more step done.
+    pub fn step(&self) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        match &self.bar {
+            Some(bar) => bar.inc(1),
+            None if !self.quiet && tenth_reached(done, self.total) => {
+                eprintln!("  {} {done}/{}", self.what, self.total);
+            }
+            None => {}
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+/// Whether step `done` of `total` is the first to reach another tenth of them.
+fn tenth_reached(done: u64, total: u64) -> bool {
+    done <= total && done * 10 / total.max(1) != (done - 1) * 10 / total.max(1)
+}
+
 /// The node's latest result on a workload, for people: `pending`, `ok` or `error: why`.
 pub fn result(record: &WorkloadRecord) -> String {
     match record.result.as_ref().map(|r| &r.payload) {
@@ -54,6 +101,15 @@ pub fn time(unix: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn progress_without_a_terminal_is_a_line_at_each_tenth() {
+        let lines = |total: u64| (1..=total).filter(|&n| super::tenth_reached(n, total)).collect::<Vec<_>>();
+        assert_eq!(lines(1000), (1..=10).map(|t| t * 100).collect::<Vec<_>>());
+        assert_eq!(lines(3), vec![1, 2, 3]);
+        assert_eq!(lines(1), vec![1]);
+        assert_eq!(lines(25), vec![3, 5, 8, 10, 13, 15, 18, 20, 23, 25]);
+    }
+
     #[test]
     fn times_are_utc_dates() {
         assert_eq!(super::time(0), "1970-01-01 00:00");

@@ -145,27 +145,25 @@ pub async fn upload(client: &HubClient, path: &Path, store: &DirStore, name: &st
     if verbose {
         eprintln!("{} chunks referenced, {total} not on {} yet", ids.len(), client.url());
     }
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = crate::output::Progress::new(total as u64, "chunks uploaded", !verbose);
     let sent = std::sync::atomic::AtomicU64::new(0);
     futures::stream::iter(missing)
         .map(|id| {
-            let (done, sent) = (&done, &sent);
+            let (progress, sent) = (&progress, &sent);
             async move {
                 let hash: zgrid_flist::chunk::Hash =
                     hex::decode(&id).ok().and_then(|b| b.try_into().ok()).context("the hub named a bad chunk id")?;
                 let bytes = store.get(&hash).with_context(|| format!("chunk {id} is not in the store"))?;
                 sent.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 client.put_chunk(&id, bytes).await.with_context(|| format!("cannot upload chunk {id}"))?;
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if verbose && (n % 50 == 0 || n == total) {
-                    eprintln!("  uploaded {n}/{total} chunks");
-                }
+                progress.step();
                 anyhow::Ok(())
             }
         })
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect::<()>()
         .await?;
+    drop(progress);
     let stored = client.put_flist(name, path).await.context("cannot store the flist")?;
     Ok(Stored { new_chunks: total as u64, new_bytes: sent.into_inner(), ..stored })
 }
