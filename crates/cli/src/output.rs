@@ -19,22 +19,48 @@ pub fn report<T: Serialize>(as_json: bool, value: &T, human: impl FnOnce()) -> a
     }
 }
 
-/// Print rows as a table with a header, columns padded to their widest cell.
+/// Print rows as a table with a header, columns padded to their widest cell; on a terminal,
+/// the last column is cut to fit its width.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let width = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        .then(|| rustix::termios::tcgetwinsize(std::io::stdout()).ok())
+        .flatten()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&w| w > 0);
+    for line in render(header, rows, width) {
+        println!("{line}");
+    }
+}
+
+/// The lines of a table: columns padded to their widest cell; with a `width`, the last
+/// column's cells cut (ending in `…`, keeping at least 12 characters) so lines fit it.
+fn render(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> Vec<String> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
+    let before_last: usize = widths.iter().rev().skip(1).map(|w| w + 2).sum();
+    let room = width.map(|w| w.saturating_sub(before_last).max(12));
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        let last = cells.len().saturating_sub(1);
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| match room {
+                Some(room) if i == last && cell.chars().count() > room => {
+                    format!("{}…", cell.chars().take(room - 1).collect::<String>())
+                }
+                _ => format!("{cell:<w$}"),
+            })
+            .collect();
+        padded.join("  ").trim_end().to_owned()
     };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
+    std::iter::once(line(header.to_vec()))
+        .chain(rows.iter().map(|row| line(row.iter().map(String::as_str).collect())))
+        .collect()
 }
 
 /// Progress of `total` steps of `what` (such as "chunks uploaded") on stderr: a bar with the
@@ -108,6 +134,21 @@ mod tests {
         assert_eq!(lines(3), vec![1, 2, 3]);
         assert_eq!(lines(1), vec![1]);
         assert_eq!(lines(25), vec![3, 5, 8, 10, 13, 15, 18, 20, 23, 25]);
+    }
+
+    #[test]
+    fn tables_pad_columns_and_cut_the_last_to_the_terminal() {
+        let rows = vec![vec!["a".to_owned(), "error: ".to_owned() + &"x".repeat(100)], vec!["bb".into(), "ok".into()]];
+        let full = super::render(&["ID", "RESULT"], &rows, None);
+        assert_eq!(full[0], "ID  RESULT");
+        assert_eq!(full[2], "bb  ok");
+        assert_eq!(full[1].chars().count(), 4 + 107);
+        let cut = super::render(&["ID", "RESULT"], &rows, Some(40));
+        assert!(cut.iter().all(|l| l.chars().count() <= 40), "{cut:?}");
+        assert!(cut[1].starts_with("a   error: xxx") && cut[1].ends_with('…'), "{cut:?}");
+        assert_eq!(cut[2], "bb  ok");
+        let narrow = super::render(&["ID", "RESULT"], &rows, Some(5));
+        assert_eq!(narrow[1].chars().count(), 4 + 12, "the last column keeps 12 characters: {narrow:?}");
     }
 
     #[test]

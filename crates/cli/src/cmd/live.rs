@@ -1,6 +1,7 @@
 //! `zgrid live`: my workloads, their state and the nodes' latest results.
 
 use anyhow::Result;
+use zgrid_types::WorkloadData;
 use zgrid_types::api::WorkloadFilter;
 
 use crate::args::LiveArgs;
@@ -24,18 +25,24 @@ pub async fn run(ctx: &Ctx, a: LiveArgs) -> Result<()> {
         .iter()
         .map(|r| {
             let w = &r.workload.payload;
+            let network = match (&w.data, w.data.network_attachment()) {
+                (_, Some((name, ip))) => format!("{name} {ip}"),
+                (WorkloadData::NetworkResource(n), None) => format!("{} {}", n.name, n.iprange),
+                _ => "-".into(),
+            };
             vec![
                 w.id.to_string(),
                 w.data.kind().to_string(),
                 w.version.to_string(),
                 w.node_id.to_string(),
+                network,
                 r.state.as_str().into(),
-                output::result(r),
                 output::time(w.expires_at),
+                output::result(r),
             ]
         })
         .collect();
-    output::table(&["ID", "TYPE", "VER", "NODE", "STATE", "RESULT", "EXPIRES"], &rows);
+    output::table(&["ID", "TYPE", "VER", "NODE", "NETWORK", "STATE", "EXPIRES", "RESULT"], &rows);
     println!("page {}, {} workloads", page.page, page.total);
     Ok(())
 }

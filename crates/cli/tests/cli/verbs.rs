@@ -206,7 +206,7 @@ async fn a_vm_is_deployed_on_a_network_with_the_deployers_ssh_keys() {
     assert!(String::from_utf8_lossy(&taken.stderr).contains("10.20.1.2"), "{}", String::from_utf8_lossy(&taken.stderr));
     assert!(!taken.status.success());
     let human = String::from_utf8_lossy(&zgrid(h, url, &["live"]).stdout).to_string();
-    assert!(human.contains(" vm "), "{human}");
+    assert!(human.contains(" vm ") && human.contains(" office 10.20.1.3 "), "each VM's network and address: {human}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
