@@ -776,9 +776,10 @@ pub struct NodeArgs {
 /// Where the local grid lives.
 #[derive(Debug, Args)]
 pub struct GridDir {
-    /// The grid's directory.
-    #[arg(long, default_value = zgrid_devnet::local::DEFAULT_DIR, env = "ZGRID_GRID_DIR")]
-    pub dir: std::path::PathBuf,
+    /// The grid's directory (default: the one `zgrid up` last pointed this CLI at, else
+    /// /var/lib/zgrid/devnet).
+    #[arg(long, env = "ZGRID_GRID_DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

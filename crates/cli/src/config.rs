@@ -16,7 +16,11 @@ use crate::args::Global;
 pub type ConfigFile = BTreeMap<String, String>;
 
 /// Keys `config.toml` may hold.
-pub const KEYS: [&str; 6] = ["explorer", "hub", "identity", "ca-cert", "timeout", "k8s-flist"];
+pub const KEYS: [&str; 7] = ["explorer", "hub", "identity", "ca-cert", "timeout", "k8s-flist", GRID];
+
+/// The key of the directory of the grid `zgrid up` made on this machine (`zgrid status` and
+/// `zgrid down` look there without `--dir`).
+pub const GRID: &str = "grid";
 
 /// The key of the Kubernetes image's flist (`zgrid k8s up` boots it; `zgrid up` sets it).
 pub const K8S_FLIST: &str = "k8s-flist";

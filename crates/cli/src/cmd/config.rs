@@ -20,6 +20,10 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
                 "hub" => {
                     zgrid_client::HubClient::new(&value)?;
                 }
+                crate::config::GRID => {
+                    let path = std::path::absolute(&value).with_context(|| format!("{value:?} is not a path"))?;
+                    value = path.to_string_lossy().into_owned();
+                }
                 "ca-cert" => {
                     // Kept absolute, so commands run from anywhere find it.
                     let path = std::path::absolute(&value).with_context(|| format!("{value:?} is not a path"))?;

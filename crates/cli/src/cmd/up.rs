@@ -1,13 +1,15 @@
 //! `zgrid up`, `zgrid status`, `zgrid down`: a whole grid on this machine that stays up
 //! between commands (see `zgrid_devnet::local`), with this CLI pointed at it.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result, bail};
 use zgrid_client::{HubClient, Identity};
 use zgrid_devnet::local::{self, Status, UpOptions};
 use zgrid_flist::DirStore;
 
 use crate::args::{GridDir, UpArgs};
-use crate::config::{Ctx, K8S_FLIST};
+use crate::config::{Ctx, GRID, K8S_FLIST};
 use crate::output;
 
 /// The identity `zgrid up` makes for deploying on the grid.
@@ -59,15 +61,16 @@ fn need_root() -> Result<()> {
 pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     need_root()?;
     let zgrid = std::env::current_exe().context("cannot find this program")?;
-    let opts = UpOptions { zgrid, dir: a.grid.dir.clone(), nodes: a.nodes, log_level: "info".into() };
+    let dir = grid_dir(ctx, &a.grid)?;
+    let opts = UpOptions { zgrid, dir: dir.clone(), nodes: a.nodes, log_level: "info".into() };
     let (json, mut say) = (ctx.json, progress(ctx.json));
     let status = tokio::task::spawn_blocking(move || local::up(&opts, &mut progress(json))).await??;
     let identity = deployer(ctx, &status.explorer.address).await?;
     let mut config = ctx.config()?;
-    let acting = point_at(&mut config, &status.explorer.address, &status.hub.address);
+    let acting = point_at(&mut config, &status);
     say(&format!("pointing this CLI at the grid (explorer, hub, identity {acting})"));
     ctx.save_config(&config)?;
-    let image = seed_hub(&a.grid, &status, &identity, &mut say).await?;
+    let image = seed_hub(&dir, &status, &identity, &mut say).await?;
     let vm_image = seed_cached(&status, &identity, &VM_IMAGE, &mut say).await?;
     let k8s_image = seed_cached(&status, &identity, &K8S_IMAGE, &mut say).await?;
     if let Some(url) = &k8s_image {
@@ -104,15 +107,25 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     })
 }
 
-/// Point the CLI's settings at the grid whose explorer and hub are at `explorer` and `hub`,
-/// acting as the `devnet` identity, unless they already point there: then the identity chosen
-/// since (`zgrid id use`) stays, so a repair changes nothing the user set. The identity that
-/// acts.
-fn point_at(config: &mut crate::config::ConfigFile, explorer: &str, hub: &str) -> String {
+/// The directory of the grid `a` names: `--dir`, else the grid `zgrid up` last pointed this
+/// CLI at, else the default.
+fn grid_dir(ctx: &Ctx, a: &GridDir) -> Result<PathBuf> {
+    match &a.dir {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(ctx.config()?.get(GRID).map_or_else(|| PathBuf::from(local::DEFAULT_DIR), PathBuf::from)),
+    }
+}
+
+/// Point the CLI's settings at the grid `status` describes, acting as the `devnet` identity,
+/// unless they already point there: then the identity chosen since (`zgrid id use`) stays, so
+/// a repair changes nothing the user set. The identity that acts.
+fn point_at(config: &mut crate::config::ConfigFile, status: &Status) -> String {
+    let explorer = status.explorer.address.as_str();
     let here = config.get("explorer").is_some_and(|e| e == explorer);
     let chosen = config.get("identity").filter(|_| here).cloned();
     config.insert("explorer".into(), explorer.into());
-    config.insert("hub".into(), hub.into());
+    config.insert("hub".into(), status.hub.address.clone());
+    config.insert(GRID.into(), status.dir.to_string_lossy().into_owned());
     let acting = chosen.unwrap_or_else(|| IDENTITY.into());
     config.insert("identity".into(), acting.clone());
     acting
@@ -178,13 +191,13 @@ async fn seed_cached(
 
 /// Push a busybox image as `busybox.flist` in the deployer's namespace unless it is there;
 /// its URL.
-async fn seed_hub(grid: &GridDir, status: &Status, identity: &Identity, say: &mut impl FnMut(&str)) -> Result<String> {
+async fn seed_hub(grid: &Path, status: &Status, identity: &Identity, say: &mut impl FnMut(&str)) -> Result<String> {
     let (client, url) = hub_with(status, identity, IMAGE).await?;
     if let Some(url) = url {
         return Ok(url);
     }
     say("seeding the hub with a busybox image");
-    let images = grid.dir.join("images");
+    let images = grid.join("images");
     let rootfs = zgrid_devnet::busybox_rootfs(&images)?;
     let (flist, store) = (images.join(IMAGE), DirStore::new(images.join("store")));
     let pack_store = store.clone();
@@ -217,8 +230,9 @@ fn print_status(s: &Status) {
 }
 
 pub fn status(ctx: &Ctx, a: GridDir) -> Result<()> {
-    let Some(status) = local::status(&a.dir)? else {
-        bail!("no grid in {}; start one with `zgrid up`", a.dir.display());
+    let dir = grid_dir(ctx, &a)?;
+    let Some(status) = local::status(&dir)? else {
+        bail!("no grid in {}; start one with `zgrid up`, or name another grid's directory with --dir", dir.display());
     };
     output::report(ctx.json, &status, || print_status(&status))?;
     if !status.healthy() {
@@ -229,8 +243,9 @@ pub fn status(ctx: &Ctx, a: GridDir) -> Result<()> {
 
 pub fn down(ctx: &Ctx, a: GridDir) -> Result<()> {
     need_root()?;
-    let urls = local::status(&a.dir)?.map(|s| (s.explorer.address, s.hub.address));
-    local::down(&a.dir, &mut progress(ctx.json))?;
+    let dir = grid_dir(ctx, &a)?;
+    let urls = local::status(&dir)?.map(|s| (s.explorer.address, s.hub.address));
+    local::down(&dir, &mut progress(ctx.json))?;
     // Forget the grid's URLs if this CLI still points at them.
     if let Some((explorer, hub)) = urls {
         let mut config = ctx.config()?;
@@ -238,6 +253,7 @@ pub fn down(ctx: &Ctx, a: GridDir) -> Result<()> {
         config.retain(|k, v| {
             !((k == "explorer" && *v == explorer)
                 || (k == "hub" && *v == hub)
+                || (k == GRID && std::path::Path::new(v) == dir)
                 || (k == K8S_FLIST && v.starts_with(&hub)))
         });
         if config.len() != before {
@@ -252,16 +268,25 @@ pub fn down(ctx: &Ctx, a: GridDir) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use zgrid_devnet::local::{Process, Status};
+
     use super::point_at;
+
+    /// A grid in `dir` whose explorer and hub are on `net`.
+    fn grid(dir: &str, net: &str) -> Status {
+        let part = |port| Process { address: format!("http://{net}:{port}"), pid: Some(1) };
+        Status { dir: dir.into(), explorer: part(8080), hub: part(8081), farm: Some(1), nodes: vec![] }
+    }
 
     #[test]
     fn a_new_grid_acts_as_devnet_and_a_repair_keeps_the_identity_chosen_since() {
         let mut config = [("identity".to_owned(), "alice".to_owned())].into();
-        assert_eq!(point_at(&mut config, "http://10.1.0.1:8080", "http://10.1.0.1:8081"), "devnet");
-        assert_eq!(config["explorer"], "http://10.1.0.1:8080");
+        assert_eq!(point_at(&mut config, &grid("/srv/a", "10.1.0.1")), "devnet");
+        assert_eq!((config["explorer"].as_str(), config["grid"].as_str()), ("http://10.1.0.1:8080", "/srv/a"));
         config.insert("identity".into(), "alice".into()); // zgrid id use alice
-        assert_eq!(point_at(&mut config, "http://10.1.0.1:8080", "http://10.1.0.1:8081"), "alice");
+        assert_eq!(point_at(&mut config, &grid("/srv/a", "10.1.0.1")), "alice");
         assert_eq!(config["identity"], "alice");
-        assert_eq!(point_at(&mut config, "http://10.2.0.1:8080", "http://10.2.0.1:8081"), "devnet", "another grid");
+        assert_eq!(point_at(&mut config, &grid("/srv/b", "10.2.0.1")), "devnet", "another grid");
+        assert_eq!(config["grid"], "/srv/b", "status and down look there");
     }
 }

@@ -302,6 +302,13 @@ async fn settings_come_from_flags_then_environment_then_the_config_file() {
     assert_eq!(name(run(&["--json", "--identity", "first", "id", "show"], None)), "first"); // flag
     assert!(!run(&["config", "set", "identity", "nobody"], None).status.success());
 
+    // `zgrid status` looks for the grid `zgrid up` recorded (here, one that is gone).
+    let gone = h.join("gone-grid");
+    ok(run(&["config", "set", "grid", gone.to_str().unwrap()], None));
+    let status = run(&["status"], None);
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(err.contains(&format!("no grid in {}", gone.display())) && err.contains("--dir"), "{err}");
+
     // `id use` wins over the config file's choice, and `id list` stars the one that acts.
     ok(run(&["id", "use", "first"], None));
     assert_eq!(name(run(&["--json", "id", "show"], None)), "first");
