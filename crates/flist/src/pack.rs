@@ -110,7 +110,9 @@ impl Packer<'_> {
             mode: meta.mode(),
             uid: meta.uid(),
             gid: meta.gid(),
-            size: meta.size(),
+            // A directory's size is its host filesystem's business: recorded as 0, as an
+            // archive's directories are, so a tree and its tar give the same flist.
+            size: if meta.is_file() || meta.is_symlink() { meta.size() } else { 0 },
             mtime: meta.mtime(),
             mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
             rdev: meta.rdev(),
