@@ -21,12 +21,10 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
                     zgrid_client::HubClient::new(&value)?;
                 }
                 crate::config::GRID => {
-                    let path = std::path::absolute(&value).with_context(|| format!("{value:?} is not a path"))?;
-                    value = path.to_string_lossy().into_owned();
+                    value = absolute(&value)?.to_string_lossy().into_owned();
                 }
                 "ca-cert" => {
-                    // Kept absolute, so commands run from anywhere find it.
-                    let path = std::path::absolute(&value).with_context(|| format!("{value:?} is not a path"))?;
+                    let path = absolute(&value)?;
                     HttpOptions { ca_cert: Some(path.clone()), ..HttpOptions::default() }.client()?;
                     value = path.to_string_lossy().into_owned();
                 }
@@ -58,4 +56,9 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
             }
         }
     }
+}
+
+/// A path setting made absolute, so commands run from anywhere find it.
+fn absolute(value: &str) -> Result<std::path::PathBuf> {
+    std::path::absolute(value).with_context(|| format!("{value:?} is not a path"))
 }
