@@ -89,6 +89,9 @@ pub enum Command {
     /// kubectl, grow it, remove it.
     #[command(subcommand)]
     K8s(K8sCommand),
+    /// Be a Kubernetes node backed by the grid (a virtual kubelet): Pods scheduled to it run as
+    /// my grid containers.
+    Kubelet(KubeletArgs),
     /// List my workloads with their state and the nodes' results.
     Live(LiveArgs),
     /// Delete workloads (signed by their owner).
@@ -291,6 +294,8 @@ pub enum DeployCommand {
         /// Address in the network (default: the lowest free one of the node's subnet).
         #[arg(long, requires = "network")]
         ip: Option<Ipv4Addr>,
+        #[command(flatten)]
+        probes: ProbeArgs,
         /// Wait until the node reports the container running (or failing), showing progress.
         #[arg(long)]
         wait: bool,
@@ -424,6 +429,60 @@ pub struct FlistArgs {
     /// Hub serving the flist's chunks, when not the flist URL's own server.
     #[arg(long = "hub-url", default_value = "", hide_default_value = true)]
     pub hub_url: String,
+}
+
+/// `zgrid kubelet`.
+#[derive(Debug, Args)]
+pub struct KubeletArgs {
+    /// The kubeconfig of the cluster to join (its user needs rights on nodes, leases, pods,
+    /// pods/status, secrets and configmaps).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// The Node's name in the cluster.
+    #[arg(long, default_value = "zgrid")]
+    pub node_name: String,
+    /// My private network the Pods join (their IP is their address on it); without it Pods
+    /// have no private address.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Grid nodes Pods may run on (repeatable; default: any node that is up, of the network's
+    /// members when --network is given).
+    #[arg(long)]
+    pub node: Vec<String>,
+    /// Only nodes of this farm.
+    #[arg(long)]
+    pub farm: Option<u64>,
+    /// Only nodes in this country.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Where the API server reaches this kubelet (`kubectl logs`, `kubectl exec`).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
+    /// The kubelet API's port.
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+    /// How long each signed container reservation lasts; it is renewed when half has passed,
+    /// so Pods run until deleted.
+    #[arg(long, default_value = "1d")]
+    pub lifetime: Lifetime,
+}
+
+/// A container's probes, which its node runs (`zgrid deploy container`). PROBE is `tcp:PORT`
+/// (a connection opens), `http:PORT/PATH` (GET answers 200 to 399) or `exec:COMMAND` (exits
+/// with 0; split into words like --entrypoint), on 127.0.0.1 in the container's network or in
+/// the container.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Readiness probe: the node's result says `"ready": true` once it passes, and false when
+    /// it fails 3 times in a row.
+    #[arg(long, value_name = "PROBE", value_parser = zgrid_types::workload::ProbeAction::parse)]
+    pub readiness: Option<zgrid_types::workload::ProbeAction>,
+    /// Liveness probe: the node restarts the container when it fails 3 times in a row.
+    #[arg(long, value_name = "PROBE", value_parser = zgrid_types::workload::ProbeAction::parse)]
+    pub liveness: Option<zgrid_types::workload::ProbeAction>,
+    /// Seconds between two attempts of each probe (1 to 3600); an attempt may take 1 s.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub probe_period: u32,
 }
 
 /// A length of time from now given on the command line (`30m`, `2h`, `7d`): longer than zero,

@@ -15,9 +15,13 @@
 //! ```
 //!
 //! Needs root, `ip` (iproute2) and `nsenter` (util-linux).
+//!
+//! [`kubernetes::ControlPlane`] is a real Kubernetes control plane on loopback (etcd, API
+//! server, controller-manager, scheduler) for tests and benchmarks of a virtual kubelet.
 
 mod devnet;
 mod image;
+pub mod kubernetes;
 pub mod local;
 mod node;
 mod process;

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::node::{Launch, NodeOptions, agent_command, clean_node, wait_registered};
-use crate::process::{cli_json, wait_for};
+use crate::process::{cli_json, log_tail, wait_for};
 use crate::underlay::{attach_netns, free_net, ip, make_bridge, remove_netns};
 
 /// Where `zgrid up` keeps the grid unless told otherwise.
@@ -286,9 +286,7 @@ pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<Status> {
                 return Ok(());
             }
             let log = l.state_dir.join("agent.log");
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail = text.lines().skip(text.lines().count().saturating_sub(20)).collect::<Vec<_>>().join("\n");
-            bail!("node agent n{n} (pid {pid}) exited; the end of {}:\n{tail}", log.display())
+            bail!("node agent n{n} (pid {pid}) exited; the end of {}:\n{}", log.display(), log_tail(&log, 20))
         })?;
     }
     status(&opts.dir)?.context("the grid's record vanished")

@@ -1,10 +1,10 @@
-//! Running `zgrid` itself: the explorer and the hub as child processes, and CLI calls with
-//! `--json`.
+//! Child processes: `zgrid` itself (the explorer and the hub, CLI calls with `--json`) and
+//! other programs logging to a file ([`Process`]).
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,67 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A child process with its stdout and stderr appended to a log file; killed (SIGKILL) and
+/// reaped when dropped.
+#[derive(Debug)]
+pub(crate) struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Start `command` as `name` (for messages), appending its output to `log`.
+    pub(crate) fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({})", command.get_program().to_string_lossy()))?;
+        Ok(Self { name: name.to_owned(), child, log: log.to_owned() })
+    }
+
+    /// Fail, with the end of its log, if the process has exited.
+    pub(crate) fn check(&mut self) -> Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => {
+                bail!("{} exited ({status}); the end of {}:\n{}", self.name, self.log.display(), self.tail())
+            }
+        }
+    }
+
+    /// The last lines of the process's log.
+    pub(crate) fn tail(&self) -> String {
+        log_tail(&self.log, 20)
+    }
+
+    /// SIGKILL the process and reap it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of the file at `path` (empty when it cannot be read).
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The CLI `zgrid` acting as the default identity in `home` against `explorer`; add arguments

@@ -26,6 +26,10 @@ pub enum Health {
     /// It runs, but something went wrong inside it that the owner should hear about (for a
     /// container: the OOM killer struck one of its processes).
     Degraded(String),
+    /// It runs but is not ready (for a container: its readiness probe does not pass); the text
+    /// says why. The engine reports `"ready": false` in its result until it is [`Health::Running`]
+    /// again.
+    NotReady(String),
     /// It stopped; the text says how (for a container: its exit or the OOM killer).
     Stopped(String),
     /// Nothing of it exists (for example after a reboot).

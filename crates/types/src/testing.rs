@@ -43,6 +43,32 @@ fn mounts() -> impl Strategy<Value = Vec<VolumeMount>> {
     })
 }
 
+/// A probe doing `action` with any valid timing (a success threshold of 1 when `liveness`).
+fn probe(action: impl Strategy<Value = ProbeAction>, liveness: bool) -> impl Strategy<Value = Probe> {
+    (action, 0u32..=3600, 1u32..=3600, 1u32..=100, 1u32..=100).prop_flat_map(
+        move |(action, initial_delay_seconds, period_seconds, failure_threshold, success)| {
+            (1..=period_seconds).prop_map(move |timeout_seconds| Probe {
+                action: action.clone(),
+                initial_delay_seconds,
+                period_seconds,
+                timeout_seconds,
+                failure_threshold,
+                success_threshold: if liveness { 1 } else { success },
+            })
+        },
+    )
+}
+
+/// A readiness probe of any kind and an exec liveness probe.
+fn probes() -> impl Strategy<Value = Probes> {
+    let readiness = prop_oneof![
+        (1u16..).prop_map(|port| ProbeAction::TcpSocket { port }),
+        (1u16.., "/[a-z0-9?=]{0,20}").prop_map(|(port, path)| ProbeAction::HttpGet { port, path }),
+    ];
+    let liveness = vec("[a-z/]{1,10}", 1..4).prop_map(|command| ProbeAction::Exec { command });
+    (probe(readiness, false), probe(liveness, true)).prop_map(|(r, l)| Probes { readiness: Some(r), liveness: Some(l) })
+}
+
 fn container(node: crate::NodeId) -> impl Strategy<Value = Container> {
     (
         (
@@ -54,8 +80,9 @@ fn container(node: crate::NodeId) -> impl Strategy<Value = Container> {
         ),
         (mounts(), (1u32..64, 32u64..65536, 64u64..1 << 20, disk_type())),
         (name(), 2u8..255, any::<bool>(), any::<bool>(), name()),
+        probes(),
     )
-        .prop_map(move |((flist, environment, secret, entrypoint, interactive), (volumes, cap), net)| {
+        .prop_map(move |((flist, environment, secret, entrypoint, interactive), (volumes, cap), net, probes)| {
             let secret_environment: BTreeMap<_, _> =
                 environment.keys().map(|k| (format!("SECRET_{k}"), secret.clone())).collect();
             let (network_id, host, public_ipv6, yggdrasil_ip, channel) = net;
@@ -84,6 +111,7 @@ fn container(node: crate::NodeId) -> impl Strategy<Value = Container> {
                 stats: vec![StatsEndpoint::Redis(RedisStats {
                     endpoint: format!("redis://10.20.1.9:6379/{channel}-stats"),
                 })],
+                probes,
             }
         })
 }

@@ -12,13 +12,13 @@ use zgrid_client::{ExplorerClient, Identity};
 use zgrid_types::api::WorkloadRecord;
 use zgrid_types::result::IMAGE_READY;
 use zgrid_types::workload::{
-    Container, ContainerCapacity, DiskType, Kubernetes, LogEndpoint, NetworkConnection, RedisLogs, RedisStats,
-    StatsEndpoint, Vm, Volume, VolumeMount, is_ssh_public_key,
+    Container, ContainerCapacity, DiskType, Kubernetes, LogEndpoint, NetworkConnection, Probe, Probes, RedisLogs,
+    RedisStats, StatsEndpoint, Vm, Volume, VolumeMount, is_ssh_public_key,
 };
 use zgrid_types::{NodeId, ResultState, WorkloadData};
 
 use super::submit;
-use crate::args::{DeployCommand, FlistArgs, ImageArgs};
+use crate::args::{DeployCommand, FlistArgs, ImageArgs, ProbeArgs};
 use crate::config::Ctx;
 use crate::output;
 
@@ -163,6 +163,12 @@ pub(super) fn key_lines(text: &str) -> Option<Vec<String>> {
         .then(|| lines.into_iter().map(str::to_owned).collect())
 }
 
+/// The probes the flags ask for, each with Kubernetes' defaults but for its period.
+fn probes_of(args: ProbeArgs) -> Probes {
+    let every = |action| Probe { period_seconds: args.probe_period, ..Probe::new(action) };
+    Probes { readiness: args.readiness.map(every), liveness: args.liveness.map(every) }
+}
+
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let (client, identity) = ctx.signed_client()?;
     let (node, data, common, wait, joined) = match cmd {
@@ -183,6 +189,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             disk_type: t,
             network,
             ip,
+            probes,
             wait,
             common,
         } => {
@@ -204,6 +211,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 network_connection: connection.iter().cloned().collect(),
                 logs: logs.iter().map(|url| log_endpoint(url, seal_logs, &node)).collect::<Result<_>>()?,
                 stats: stats.into_iter().map(|endpoint| StatsEndpoint::Redis(RedisStats { endpoint })).collect(),
+                probes: probes_of(probes),
             };
             (node, WorkloadData::Container(container), common, wait, connection)
         }
@@ -386,6 +394,10 @@ pub(super) async fn served_hash(ctx: &Ctx, flist: &str) -> Result<String> {
         return Ok(String::new());
     }
     let resp = match ctx.http()?.fetch("flist server", reqwest::Method::HEAD, flist).await {
+        // A HEAD answer has no body to give a reason in.
+        Err(e) if e.status() == Some(404) => {
+            bail!("there is no flist at {flist} (404); check the name and namespace (`zgrid hub ls me`)")
+        }
         Err(e @ zgrid_client::ClientError::Api { .. }) => bail!("{e}; check the URL (`zgrid hub ls me`)"),
         answer => answer?,
     };

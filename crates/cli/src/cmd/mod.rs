@@ -11,6 +11,7 @@ mod flist;
 mod hub;
 mod id;
 mod k8s;
+mod kubelet;
 mod live;
 mod logs;
 mod network;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Deploy(c) => deploy::run(&ctx, c).await,
         Command::Network(c) => network::run(&ctx, c).await,
         Command::K8s(c) => k8s::run(&ctx, c).await,
+        Command::Kubelet(a) => kubelet::run(&ctx, a).await,
         Command::Live(a) => live::run(&ctx, a).await,
         Command::Delete(a) => delete::run(&ctx, a).await,
         Command::Logs(a) => logs::run(&ctx, a).await,

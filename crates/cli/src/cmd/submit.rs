@@ -93,6 +93,11 @@ pub async fn submit_new(client: &ExplorerClient, identity: &Identity, spec: Work
     send(client, identity, spec, true).await
 }
 
+/// Check, sign and submit `spec`, a later version of a workload.
+pub async fn submit_update(client: &ExplorerClient, identity: &Identity, spec: WorkloadSpec) -> Result<WorkloadRecord> {
+    send(client, identity, spec, false).await
+}
+
 /// Check, sign and submit the next version of `record` with new `data`; the rest is kept.
 pub async fn update(
     client: &ExplorerClient,

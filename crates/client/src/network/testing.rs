@@ -118,6 +118,7 @@ pub fn container_record(node_id: NodeId, network: &str, ip: &str) -> WorkloadRec
         }],
         logs: vec![],
         stats: vec![],
+        probes: Default::default(),
     };
     record(node_id, WorkloadData::Container(container), None)
 }

@@ -241,6 +241,7 @@ pub fn container(network: &str, ip: &str) -> WorkloadData {
         }],
         logs: vec![],
         stats: vec![],
+        probes: Probes::default(),
     })
 }
 

@@ -70,6 +70,11 @@ impl<P: Provisioner> Ctx<P> {
             let entry = Entry { workload: workload.clone(), phase, restarts, data: serde_json::Value::Null };
             return self.fail(entry, reason, false).await;
         }
+        if let Some(old) =
+            previous.as_ref().filter(|p| p.phase == Phase::Running && only_renews(&p.workload.payload, spec))
+        {
+            return self.renew(workload, old).await;
+        }
         let in_place = self.provisioner.updates_in_place(spec);
         let had_previous = previous.is_some();
         if let Some(old) = previous.filter(|p| !in_place && p.workload.payload.version != spec.version)
@@ -94,7 +99,11 @@ impl<P: Provisioner> Ctx<P> {
         let limit = self.provisioner.time_limit(spec).map_or(self.step_timeout, |l| l.max(self.step_timeout));
         let attempt = timed(limit, self.provisioner.provision(&workload, &progress)).await;
         match attempt.map_err(ProvisionError::Transient).and_then(|r| r) {
-            Ok(data) => {
+            Ok(mut data) => {
+                // How often it was restarted after stopping, for owners that show it (Pods).
+                if let Some(facts) = data.as_object_mut() {
+                    facts.insert("restarts".into(), restarts.into());
+                }
                 entry.phase = Phase::Running;
                 entry.data = data.clone();
                 if let Err(e) = self.store.put(&entry) {
@@ -121,6 +130,20 @@ impl<P: Provisioner> Ctx<P> {
                 self.fail(entry, e.to_string(), transient).await
             }
         }
+    }
+
+    /// Take `workload`, a later version of the running `old` that only moves its expiry: the
+    /// workload keeps running untouched (a long-lived deployment renews without restarts).
+    async fn renew(&self, workload: Signed<WorkloadSpec>, old: &Entry) -> Outcome {
+        let entry = Entry { workload, ..old.clone() };
+        if let Err(e) = self.store.put(&entry) {
+            let reason = format!("cannot record the workload locally: {e:#}");
+            return Outcome::Failed { entry: old.clone(), reason, transient: true };
+        }
+        let spec = &entry.workload.payload;
+        tracing::info!(workload = %spec.id, version = spec.version, expires_at = spec.expires_at, "renewed in place");
+        self.reporter.report(spec, ResultState::Ok, "", entry.data.clone());
+        Outcome::Provisioned(entry)
     }
 
     /// Record and report a failure. Transient ones are reported by the engine once it gives up.
@@ -178,4 +201,10 @@ impl<P: Provisioner> Ctx<P> {
 /// `step`, unless it takes longer than `limit`.
 async fn timed<T>(limit: Duration, step: impl Future<Output = T>) -> Result<T, String> {
     tokio::time::timeout(limit, step).await.map_err(|_| format!("gave up after {limit:?} (the step time limit)"))
+}
+
+/// Whether `new` differs from `old` only in its version and expiry: a renewal.
+fn only_renews(old: &WorkloadSpec, new: &WorkloadSpec) -> bool {
+    let same = WorkloadSpec { version: old.version, expires_at: old.expires_at, ..new.clone() };
+    same == *old && new.version > old.version
 }

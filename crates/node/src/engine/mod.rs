@@ -389,11 +389,12 @@ impl<P: Provisioner> Engine<P> {
         self.publish_used();
     }
 
-    /// Restart a workload that stopped, up to the crash limit.
+    /// Restart a workload that stopped, up to the crash limit; report changes of readiness.
     fn supervise(&mut self, id: &WorkloadId, health: Health) {
         let Some(entry) = self.entries.get_mut(id) else { return };
         let reason = match health {
-            Health::Running => return,
+            Health::Running => return self.readiness(id, Ok(())),
+            Health::NotReady(why) => return self.readiness(id, Err(why)),
             Health::Degraded(message) => {
                 let spec = entry.workload.payload.clone();
                 return self.ctx.reporter.report(&spec, ResultState::Error, message, serde_json::Value::Null);
@@ -414,9 +415,26 @@ impl<P: Provisioner> Engine<P> {
         let restarts = entry.restarts;
         entry.phase = Phase::Provisioning;
         let message = format!("{reason}; restarting ({restarts}/{})", self.config.crash_limit);
-        self.ctx.reporter.report(&spec, ResultState::Error, message, serde_json::Value::Null);
+        let data = serde_json::json!({ "restarts": restarts, "restarting": true });
+        self.ctx.reporter.report(&spec, ResultState::Error, message, data);
         let delay = self.retry_delay(restarts);
         self.retry.insert(id.clone(), (0, Instant::now() + delay));
+    }
+
+    /// Report a running workload's ok result again, with `"ready"` in its data, when its
+    /// readiness changed (the message says why it is not ready). One that never was not ready
+    /// needs no field.
+    fn readiness(&mut self, id: &WorkloadId, ready: Result<(), String>) {
+        let Some(entry) = self.entries.get_mut(id) else { return };
+        let Some(facts) = entry.data.as_object_mut() else { return };
+        let was = facts.get("ready").and_then(serde_json::Value::as_bool);
+        if was.unwrap_or(true) == ready.is_ok() && (was.is_some() || ready.is_ok()) {
+            return;
+        }
+        facts.insert("ready".into(), ready.is_ok().into());
+        let spec = &entry.workload.payload;
+        tracing::info!(workload = %spec.id, version = spec.version, ready = ready.is_ok(), "readiness changed");
+        self.ctx.reporter.report(spec, ResultState::Ok, ready.err().unwrap_or_default(), entry.data.clone());
     }
 
     /// The wait before retry number `attempt` (from 1): the base, doubled per attempt, at most

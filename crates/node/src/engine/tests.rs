@@ -219,10 +219,12 @@ impl Harness {
         record
     }
 
-    /// Record `record` again as version `version`, re-signed by the owner.
+    /// Record `record` again as version `version` with a changed description (a version that
+    /// only moves the expiry is a renewal), re-signed by the owner.
     fn new_version(&self, record: &WorkloadRecord, version: u32) -> WorkloadRecord {
         let mut spec = record.workload.payload.clone();
         spec.version = version;
+        spec.description = format!("version {version}");
         WorkloadRecord { workload: Signed::sign(spec, &self.owner), ..record.clone() }
     }
 
@@ -255,6 +257,7 @@ impl Harness {
                 network_connection: vec![],
                 logs: vec![],
                 stats: vec![],
+                probes: Default::default(),
             }),
         };
         let now = zgrid_types::unix_now();
@@ -681,4 +684,46 @@ async fn a_network_update_is_applied_in_place_and_a_failed_one_leaves_it_running
     h.result(&id, ResultState::Error).await;
     assert_eq!(h.recorder.provisions(&id), 3);
     assert_eq!(h.recorder.removals(&id), 0, "an update removed the running network: {:?}", h.recorder.calls());
+}
+
+#[tokio::test]
+async fn a_renewal_that_only_moves_the_expiry_keeps_the_container_running() {
+    let mut h = Harness::start(plenty());
+    let v1 = h.container(64, 3600);
+    let id = h.submit(v1.clone()).await;
+    h.result(&id, ResultState::Ok).await;
+    let mut renewed = v1.clone();
+    renewed.workload.payload.version = 2;
+    renewed.workload.payload.expires_at += 3600;
+    renewed.workload = Signed::sign(renewed.workload.payload, &h.owner);
+    h.submit(renewed.clone()).await;
+    let ok = h.result(&id, ResultState::Ok).await;
+    assert_eq!(ok.version, 2);
+    assert_eq!(h.recorder.provisions(&id), 1, "a renewal restarted the container: {:?}", h.recorder.calls());
+    assert_eq!(h.recorder.removals(&id), 0);
+    // Any other change is a new version to run: the old one is replaced.
+    h.submit(h.new_version(&renewed, 3)).await;
+    h.result(&id, ResultState::Ok).await;
+    assert_eq!(h.recorder.provisions(&id), 2);
+}
+
+#[tokio::test]
+async fn a_change_of_readiness_is_reported_again_as_the_same_ok_result() {
+    let mut h = Harness::start(plenty());
+    let id = h.submit(h.container(64, 3600)).await;
+    let first = h.result(&id, ResultState::Ok).await;
+    assert_eq!(first.data.get("ready"), None, "a workload that never was unready needs no field");
+    h.recorder.set_health(&id, Health::NotReady("readiness probe failed: refused".into()));
+    let unready = h.result(&id, ResultState::Ok).await;
+    assert_eq!((unready.version, unready.message.as_str()), (first.version, "readiness probe failed: refused"));
+    assert_eq!((&unready.data["ready"], &unready.data["attempt"]), (&serde_json::json!(false), &first.data["attempt"]));
+    h.recorder.set_health(&id, Health::Running);
+    let ready = h.result(&id, ResultState::Ok).await;
+    assert_eq!((&ready.data["ready"], ready.message.as_str()), (&serde_json::json!(true), ""));
+    // Only changes are reported, and readiness never restarts anything.
+    h.recorder.two_more_ticks(&id).await;
+    while let Ok(result) = h.results.try_recv() {
+        assert_ne!(result.payload.workload_id, id, "reported again without a change: {:?}", result.payload);
+    }
+    assert_eq!(h.recorder.provisions(&id), 1);
 }

@@ -30,7 +30,7 @@ use zgrid_types::{Keypair, PublicKey, WorkloadId};
 use crate::provision::ProvisionError;
 use crate::runtime::RuntimeError;
 use netns::Netns;
-pub(crate) use netns::in_netns;
+pub(crate) use netns::{in_netns, in_netns_of};
 use wireguard::{PeerConfig, Tunnel};
 
 /// UDP ports network resources listen on unless the owner asks for one.

@@ -119,7 +119,15 @@ pub(crate) fn in_netns<T: Send + 'static>(
     netns: &Path,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
-    let file = std::fs::File::open(netns)?;
+    in_netns_of(std::fs::File::open(netns)?, f)
+}
+
+/// [`in_netns`] with the namespace given as an open file of it (a pin under `/run/netns`, or a
+/// process's `/proc/<pid>/ns/net`, which keeps the namespace of that process while it is open).
+pub(crate) fn in_netns_of<T: Send + 'static>(
+    file: std::fs::File,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
     std::thread::spawn(move || {
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
         f()

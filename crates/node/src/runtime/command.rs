@@ -43,6 +43,11 @@ impl<'a> Cmd<'a> {
         self
     }
 
+    /// The command as it is set up (stdin `/dev/null`, killed when dropped), to spawn by hand.
+    pub(crate) fn into_command(self) -> Command {
+        self.command
+    }
+
     /// The command line, for messages.
     pub(crate) fn line(&self) -> String {
         let std = self.command.as_std();

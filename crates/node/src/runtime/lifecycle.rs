@@ -128,8 +128,9 @@ impl Runtime {
         rootfs::detach_overlay(id, &paths)
     }
 
-    /// SIGTERM, wait up to the stop grace, then SIGKILL and wait a little more.
-    async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
+    /// Stop the container: SIGTERM, wait up to the stop grace, then SIGKILL and wait a little
+    /// more. What it has on disk stays, for [`Runtime::start`] to start it again.
+    pub async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
         if !self.runc.state(id).await?.is_some_and(|s| is_running(&s)) {
             return Ok(());
         }

@@ -52,6 +52,7 @@ pub use cgroup::Usage;
 use command::Tools;
 pub(crate) use config::check_id;
 use layout::ContainerPaths;
+pub use runc::Exited;
 use runc::Runc;
 
 /// How long a container gets between SIGTERM and SIGKILL, unless set with
@@ -200,6 +201,15 @@ impl Runtime {
         let (socket, pid_file) =
             (paths.dir.join(format!("tty-{n:08x}.sock")), paths.dir.join(format!("tty-{n:08x}.pid")));
         self.runc.exec_tty(id, args, &socket, &pid_file).await
+    }
+
+    /// Run `args` in running container `id` without a terminal (`runc exec`), with the
+    /// container's environment, limits and namespaces, and wait for it to end; after `limit` it
+    /// is killed and the error is [`RuntimeError::Timeout`].
+    pub async fn exec(&self, id: &str, args: &[String], limit: Duration) -> Result<Exited, RuntimeError> {
+        let paths = self.paths(id)?;
+        let n: u32 = rand::random();
+        self.runc.exec(id, args, &paths.dir.join(format!("exec-{n:08x}.pid")), limit).await
     }
 
     /// Host pids of the processes in container `id`.

@@ -1,5 +1,5 @@
-//! The runc command line: `run --detach`, `state`, `kill` and `delete`, each with a time limit,
-//! all against the runtime's own runc state directory.
+//! The runc command line: `run --detach`, `state`, `exec`, `kill` and `delete`, each with a
+//! time limit, all against the runtime's own runc state directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +17,24 @@ const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limit for `runc delete --force`.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most bytes of a process's stdout (and as many of its stderr) that [`Runc::exec`] keeps.
+const EXEC_OUTPUT: usize = 1024;
+
+/// How long [`Runc::exec`] reads a process's output after it exited.
+const OUTPUT_WAIT: Duration = Duration::from_millis(200);
+
+/// How a process started with [`Runc::exec`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// Its exit status as text (`exit status: 1`, `signal: 9 (SIGKILL)`).
+    pub status: String,
+    /// The start of what it (or runc, when it could not start it) wrote on stderr, else on
+    /// stdout, as trimmed text.
+    pub output: String,
+}
 
 /// What `runc state` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -143,6 +161,64 @@ impl Runc {
         Ok((pid, master))
     }
 
+    /// Run `args` inside running container `id` without a terminal (with the container's
+    /// environment, limits and namespaces) and wait for it to end, at most `limit`: then the
+    /// process (its pid is in `pid_file`, written by runc) is killed, and runc with it.
+    pub(crate) async fn exec(
+        &self,
+        id: &str,
+        args: &[String],
+        pid_file: &Path,
+        limit: Duration,
+    ) -> Result<Exited, RuntimeError> {
+        let pid = pid_file.to_string_lossy();
+        let mut argv = vec!["exec", "--pid-file", &pid, id];
+        argv.extend(args.iter().map(String::as_str));
+        let cmd = self.cmd(id, &argv, limit);
+        let line = cmd.line();
+        let mut command = cmd.into_command();
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().map_err(|source| RuntimeError::Spawn {
+            id: id.to_owned(),
+            command: line.clone(),
+            source,
+        })?;
+        let readers = [
+            child.stdout.take().map(|p| tokio::spawn(read_start(p))),
+            child.stderr.take().map(|p| tokio::spawn(read_start(p))),
+        ];
+        let result = match tokio::time::timeout(limit, child.wait()).await {
+            Ok(Ok(status)) => {
+                // What it left running in the background may hold the pipes open: read what is there.
+                let [out, err] = readers.map(|r| async move {
+                    let r = r?;
+                    let abort = r.abort_handle();
+                    let read = tokio::time::timeout(OUTPUT_WAIT, r).await.ok().and_then(Result::ok);
+                    abort.abort();
+                    read
+                });
+                let (out, err) = tokio::join!(out, err);
+                let (out, err) = (out.unwrap_or_default(), err.unwrap_or_default());
+                let said = if err.iter().any(|b| !b.is_ascii_whitespace()) { err } else { out };
+                let output = if said.is_empty() { String::new() } else { excerpt(&said) };
+                Ok(Exited { success: status.success(), status: status.to_string(), output })
+            }
+            Ok(Err(source)) => Err(RuntimeError::Spawn { id: id.to_owned(), command: line, source }),
+            Err(_) => {
+                // runc has not reaped the process yet, so its pid is still its own.
+                let started = std::fs::read_to_string(pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
+                if let Some(pid) = started.filter(|p| *p > 0) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+                let _ = child.kill().await;
+                readers.into_iter().flatten().for_each(|r| r.abort());
+                Err(RuntimeError::Timeout { id: id.to_owned(), command: line, timeout: limit })
+            }
+        };
+        let _ = std::fs::remove_file(pid_file);
+        result
+    }
+
     /// Send `signal` (e.g. `TERM`) to the container's init process; a container that is not
     /// running (any more) is not an error.
     pub(crate) async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
@@ -161,6 +237,18 @@ impl Runc {
     pub(crate) async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         self.cmd(id, &["delete", "--force", id], DELETE_TIMEOUT).run().await.map(drop)
     }
+}
+
+/// The first [`EXEC_OUTPUT`] bytes `pipe` carries; the rest is read and dropped, so the writer
+/// never blocks on a full pipe.
+async fn read_start(mut pipe: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let (mut kept, mut buf) = (Vec::new(), [0u8; 4096]);
+    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+        let room = EXEC_OUTPUT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
 }
 
 /// Accept runc's connection on `listener` and take the file descriptor it sends.

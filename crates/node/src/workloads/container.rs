@@ -1,6 +1,6 @@
 //! Containers: a signed container workload becomes a runc container through [`Runtime`], with
 //! its image, limits, environment, entrypoint, volumes and network; its health is its
-//! process's state.
+//! process's state and what its probes found ([`super::probes`]).
 
 use zgrid_types::workload::{Container, FlistSource, LogEndpoint, StatsEndpoint, VolumeMount};
 use zgrid_types::{WorkloadId, WorkloadSpec};
@@ -8,7 +8,7 @@ use zgrid_types::{WorkloadId, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Workloads, logs, redis, stats};
+use super::{Workloads, logs, probes, redis, stats};
 use crate::flist::ImageProblem;
 use crate::provision::{Health, Progress, ProvisionError};
 use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT};
@@ -36,6 +36,15 @@ impl Workloads {
         if c.interactive && c.network_connection.is_empty() {
             return Err(ProvisionError::Permanent(
                 "an interactive container needs a private network: its console listens on the container's address there (deploy it with --network)".into(),
+            ));
+        }
+        if probes::execs(&c.probes) && !c.network_connection.is_empty() && self.runtime.user_namespaces() {
+            // Confinement is not traded for a probe: runc 1.1 cannot enter a container's own
+            // user namespace and the network namespace it joined together.
+            return Err(ProvisionError::Permanent(
+                "exec probes cannot run in a container on a private network on this node (its runc cannot enter \
+                 the container's user and network namespaces together): probe it with tcp: or http: instead"
+                    .into(),
             ));
         }
         let (image, image_config) = self.image(spec, c).await?;
@@ -189,6 +198,7 @@ impl Workloads {
         // Its agent-side tasks start afresh after the start (after an agent restart, none are
         // left); none reads the pipes meanwhile, so what runc says when it fails is quoted.
         self.tasks.stop(id.as_str());
+        self.prober.forget(id.as_str());
         // A running container is left alone; a stopped one starts again on its writable layer.
         let started = std::time::Instant::now();
         self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
@@ -203,9 +213,14 @@ impl Workloads {
         }
         let task = logs::forward(self.runtime.clone(), id.to_string(), log_channels, self.problems.clone());
         self.tasks.start(id.as_str(), task);
+        if let Some(task) = self.prober.start(self.runtime.clone(), id.as_str(), &c.probes, config.netns.clone()) {
+            self.tasks.start(id.as_str(), task);
+        }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());
-        Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": (start_ms * 10.0).round() / 10.0 }))
+        // Ready once its readiness probe passes; the engine reports the changes.
+        let ready = c.probes.readiness.is_none();
+        Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": (start_ms * 10.0).round() / 10.0, "ready": ready }))
     }
 
     /// The container's process state; new OOM kills, processes refused by its pids limit and
@@ -216,6 +231,14 @@ impl Workloads {
             Ok(ContainerState::Running { .. }) => {
                 if let Some(problem) = self.image_problem(id, || self.runtime.stop_for_new_image(id.as_str())).await {
                     return problem;
+                }
+                let verdict = self.prober.verdict(id.as_str());
+                if let Some(dead) = verdict.as_ref().and_then(|v| v.dead.as_ref()) {
+                    // Stopped here, it is started again like a container that exited.
+                    if let Err(e) = self.runtime.stop(id.as_str()).await {
+                        tracing::warn!(workload = %id, error = %e, "cannot stop a container that failed its liveness probe");
+                    }
+                    return Health::Stopped(format!("liveness probe failed: {dead}"));
                 }
                 if let Err(e) = self.runtime.trim_logs(id.as_str()) {
                     tracing::warn!(workload = %id, error = %e, "cannot trim the container's log");
@@ -235,6 +258,8 @@ impl Workloads {
                     ))
                 } else if let Some(problem) = self.problems.take_new(id.as_str()) {
                     Health::Degraded(problem)
+                } else if let Some(Err(why)) = verdict.map(|v| v.ready) {
+                    Health::NotReady(why)
                 } else {
                     Health::Running
                 }

@@ -1,11 +1,12 @@
 //! The node's provisioner: makes each kind of workload real on this machine. Containers run
-//! with runc ([`container`]); volumes are size-limited filesystems ([`volume`]); network
+//! with runc ([`container`]), probed by the agent ([`probes`]); volumes are size-limited filesystems ([`volume`]); network
 //! resources are namespaces joined by WireGuard ([`crate::network`]); VMs run with qemu
 //! ([`vm`]), Kubernetes VMs among them ([`kubernetes`]).
 
 mod container;
 mod kubernetes;
 mod logs;
+mod probes;
 mod redis;
 mod stats;
 mod tasks;
@@ -29,8 +30,10 @@ pub struct Workloads {
     networks: Networks,
     /// Opens secrets sealed to this node.
     key: Keypair,
-    /// Agent-side tasks of running containers: statistics, output forwarding, consoles.
+    /// Agent-side tasks of running containers: statistics, output forwarding, consoles, probes.
     tasks: tasks::Tasks,
+    /// What the containers' readiness and liveness probes found.
+    prober: probes::Prober,
     /// Redis outages of the publishers, reported to the owners.
     problems: redis::Problems,
     /// Where the consoles' browser terminal is, if installed.
@@ -55,6 +58,7 @@ impl Workloads {
             networks,
             key,
             tasks: tasks::Tasks::default(),
+            prober: probes::Prober::default(),
             problems: redis::Problems::default(),
             console_assets: None,
             images: images.into(),
@@ -150,6 +154,7 @@ impl Provisioner for Workloads {
             vms.remove(id.as_str()).await.map_err(|e| e.to_string())?;
         }
         self.tasks.stop(id.as_str());
+        self.prober.forget(id.as_str());
         self.runtime.remove(id.as_str()).await.map_err(|e| e.to_string())?;
         if let Some(flists) = &self.flists {
             flists.unmount(id.as_str()).await?;

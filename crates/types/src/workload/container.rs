@@ -1,5 +1,6 @@
 //! The container workload (seed `004`): an flist root filesystem, environment, entrypoint,
-//! volumes, capacity, network connection, and where its logs and stats go.
+//! volumes, capacity, network connection, where its logs and stats go, and its probes
+//! ([`Probes`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -7,6 +8,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::probe::Probes;
 use crate::ids::WorkloadId;
 use crate::validate::{Valid, check_http_url, check_name, ensure};
 
@@ -57,6 +59,11 @@ pub struct Container {
     /// Where statistics are published every 2 seconds.
     #[serde(default)]
     pub stats: Vec<StatsEndpoint>,
+    /// Checks the node runs against the container: readiness (reported in its result) and
+    /// liveness (a container that fails it is restarted). Left out of the JSON when empty, so
+    /// specs signed before probes existed still verify.
+    #[serde(default, skip_serializing_if = "Probes::is_empty")]
+    pub probes: Probes,
 }
 
 /// A volume mounted into a container or a VM.
@@ -343,7 +350,7 @@ impl Container {
             let StatsEndpoint::Redis(r) = s;
             check_redis_url(&r.endpoint, &format!("stats[{i}].data.endpoint"))?;
         }
-        Ok(())
+        self.probes.validate().map_err(|e| e.within("probes"))
     }
 }
 
@@ -382,6 +389,7 @@ mod tests {
             network_connection: vec![],
             logs: vec![],
             stats: vec![],
+            probes: Probes::default(),
         }
     }
 
@@ -443,6 +451,41 @@ mod tests {
             Some("secret_environment.S"),
             "a secret counts by what it holds"
         );
+    }
+
+    #[test]
+    fn a_container_without_probes_serialises_as_before_probes_existed() {
+        // What a client without the field sent, in its field order; signatures cover its
+        // canonical form, which the node and the explorer rebuild from the parsed value.
+        let old = r#"{"flist":"https://hub.example/busybox.flist","hub_url":"","flist_hash":"","environment":{},"secret_environment":{},"entrypoint":"sh","interactive":false,"volumes":[],"capacity":{"cpu":1,"memory":64,"disk_size":64,"disk_type":"SSD"},"network_connection":[],"logs":[],"stats":[]}"#;
+        let parsed: Container = serde_json::from_str(old).unwrap();
+        assert_eq!(parsed.probes, Probes::default());
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), old);
+
+        let owner = Keypair::from_seed(&[1; 32]);
+        let spec = crate::WorkloadSpec {
+            id: WorkloadId::from_u64(7),
+            version: 1,
+            owner: 7,
+            owner_key: owner.public(),
+            node_id: Keypair::from_seed(&[2; 32]).public(),
+            expires_at: 1_900_000_000,
+            description: String::new(),
+            metadata: String::new(),
+            data: crate::WorkloadData::Container(parsed),
+        };
+        let signed = serde_json::to_string(&crate::Signed::sign(spec, &owner)).unwrap();
+        assert!(!signed.contains("probes"), "{signed}");
+        let back: crate::Signed<crate::WorkloadSpec> = serde_json::from_str(&signed).unwrap();
+        assert!(back.verify_owner().is_ok());
+        assert_eq!(serde_json::to_string(&back).unwrap(), signed);
+    }
+
+    #[test]
+    fn probes_are_checked_under_their_path() {
+        let probe = super::super::Probe::new(super::super::ProbeAction::TcpSocket { port: 0 });
+        let refusal = refused(|c| c.probes.liveness = Some(probe));
+        assert_eq!(refusal.as_deref(), Some("probes.liveness.action.port"));
     }
 
     #[test]

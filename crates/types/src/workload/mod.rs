@@ -8,6 +8,7 @@
 mod container;
 mod kubernetes;
 mod network;
+mod probe;
 mod vm;
 mod volume;
 
@@ -18,6 +19,10 @@ pub use container::{
 };
 pub use kubernetes::{Kubernetes, KubernetesSize};
 pub use network::{NetworkResource, Peer, check_host_ip};
+pub use probe::{
+    MAX_PROBE_COMMAND, MAX_PROBE_PATH, MAX_PROBE_SECONDS, MAX_PROBE_THRESHOLD, MAX_PROBE_WORDS, Probe, ProbeAction,
+    Probes,
+};
 pub use vm::{MAX_KERNEL_ARGS, MIN_VM_MEMORY_MIB, Vm, check_kernel_args, is_ssh_public_key};
 pub use volume::Volume;
 

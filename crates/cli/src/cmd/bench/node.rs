@@ -66,6 +66,7 @@ pub async fn run(ctx: &Ctx, containers: usize) -> Result<()> {
                 network_connection: vec![],
                 logs: vec![],
                 stats: vec![],
+                probes: Default::default(),
             }),
         };
         Signed::sign(spec, &deployer.keypair)

@@ -14,10 +14,10 @@ mod down;
 mod kubeconfig;
 mod ls;
 mod network;
-mod placement;
+pub(super) mod placement;
 mod reach;
 #[cfg(test)]
-mod testing;
+pub(super) mod testing;
 mod up;
 mod vms;
 mod worker;
