@@ -102,6 +102,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Use an interactive container's console (from a machine on its private network).
     Console(ConsoleArgs),
+    /// Run a command in a container, through its node (signed by the owner); exits with the
+    /// command's exit code.
+    Exec(ExecArgs),
     /// Read or change the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -461,6 +464,11 @@ pub struct KubeletArgs {
     /// The kubelet API's port.
     #[arg(long, default_value_t = 10250)]
     pub port: u16,
+    /// The CA that signs the API server's client certificate for kubelets (its
+    /// `--kubelet-client-certificate`): only such clients may read logs and exec. Without it
+    /// the kubelet API is not served and `kubectl logs` and `exec` do not work.
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
     /// How long each signed container reservation lasts; it is renewed when half has passed,
     /// so Pods run until deleted.
     #[arg(long, default_value = "1d")]
@@ -732,6 +740,21 @@ pub struct LogsArgs {
     /// Keep printing new output until the container is removed (or Ctrl-C).
     #[arg(short, long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The workload id (a container).
+    pub id: String,
+    /// Send this terminal's stdin to the command.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Run the command on a terminal (with -i, this terminal is put in raw mode meanwhile).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -1079,6 +1102,18 @@ pub enum BenchCommand {
         /// Root filesystem of the Kubernetes image. Default: `scripts/k8s-image --tree`.
         #[arg(long)]
         image: Option<std::path::PathBuf>,
+    },
+    /// Pod startup latency through `zgrid kubelet`: a Deployment of busybox web servers with a
+    /// readiness probe, from each Pod's creation to Running and to Ready, with where the time
+    /// goes; on a devnet with a private network and a Kubernetes control plane on loopback.
+    /// Root; needs etcd-server, kubectl and the server binaries of scripts/k8s-build.
+    Kubelet {
+        /// Replicas of the Deployment.
+        #[arg(long, default_value_t = 20)]
+        pods: usize,
+        /// Grid nodes (node agents) the Pods are spread over.
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
     },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {

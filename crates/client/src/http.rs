@@ -187,6 +187,20 @@ impl Http {
         self.client.send(self.peer, req, &url, body, patience).await
     }
 
+    /// Open a WebSocket with a signed `GET path_and_query` (a fresh nonce), offering `protocols`;
+    /// returns it and the protocol the server chose.
+    pub(crate) async fn websocket(
+        &self,
+        path_and_query: &str,
+        protocols: &[&str],
+    ) -> ClientResult<(crate::websocket::Socket, Option<String>)> {
+        let key = self.key.as_ref().ok_or(ClientError::NoKey)?;
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let auth = RequestAuth::sign(key, "GET", path_and_query, zgrid_types::unix_now(), nonce, b"");
+        let headers = vec![("authorization", auth.to_string())];
+        crate::websocket::connect(&self.client, self.peer, &self.url(path_and_query), headers, protocols).await
+    }
+
     /// Send a JSON request and parse the JSON answer.
     pub(crate) async fn call<B: Serialize, R: DeserializeOwned>(
         &self,

@@ -19,10 +19,11 @@ mod identity;
 pub mod network;
 mod node;
 mod transport;
+mod websocket;
 
 pub use explorer::{ExplorerClient, new_workload_id};
 pub use http::{ClientError, ClientResult};
 pub use hub::HubClient;
 pub use identity::{Identity, IdentityError, IdentityStore, SEED_FORMAT, write_private};
-pub use node::NodeClient;
+pub use node::{ExecStream, NodeClient};
 pub use transport::{Answer, DEFAULT_TIMEOUT, HttpClient, HttpOptions};

@@ -82,7 +82,7 @@ impl HttpOptions {
             tracing::warn!("cannot use the system's CA certificates ({why}; is ca-certificates installed?); trusting only --ca-cert");
             builder().tls_certs_only(extra).build().map_err(ClientError::Setup)
         })?;
-        Ok(HttpClient { client, timeout: self.timeout })
+        Ok(HttpClient { client, timeout: self.timeout, ca_cert: self.ca_cert.clone() })
     }
 
     /// A blocking client with these options, for code on plain threads (such as a FUSE file
@@ -105,6 +105,8 @@ impl HttpOptions {
 pub struct HttpClient {
     client: reqwest::Client,
     timeout: Duration,
+    /// The extra CA certificates' file, for connections made without reqwest (WebSockets).
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 impl HttpClient {
@@ -158,6 +160,11 @@ impl HttpClient {
             Ok(e) => ClientError::Api { peer, status, message: e.error, field: e.field },
             Err(_) => ClientError::Api { peer, status, message: not_ours(peer, url, text.trim()), field: None },
         })
+    }
+
+    /// The limit on opening a connection.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        connect_limit(self.timeout)
     }
 
     fn failure(&self, peer: &'static str, url: &str, source: reqwest::Error) -> ClientError {

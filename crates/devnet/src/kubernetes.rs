@@ -71,6 +71,7 @@ impl ControlPlane {
     fn launch(dir: &Path, bin: &Path, etcd: &Path, kubectl: &Path) -> Result<Self> {
         let [client, peer, secure] = free_ports()?;
         let token = files::write_credentials(dir)?;
+        files::write_kubelet_client(dir)?;
         let mut plane = Self {
             dir: dir.to_owned(),
             server: format!("https://127.0.0.1:{secure}"),
@@ -114,6 +115,12 @@ impl ControlPlane {
     /// The API server's URL (`https://127.0.0.1:<port>`).
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The CA whose certificate the API server presents to kubelets (`kubectl logs`, `exec`):
+    /// what a kubelet's `--client-ca` names.
+    pub fn kubelet_client_ca(&self) -> PathBuf {
+        self.dir.join("kubelet-ca.crt")
     }
 
     /// A kubeconfig for an admin (group `system:masters`, a static token) trusting the API
@@ -252,6 +259,8 @@ fn apiserver_command(bin: &Path, dir: &Path, etcd_client: u16, secure: u16) -> C
     command.arg(flag("cert-dir", &dir.join("certs"))).arg(flag("token-auth-file", &dir.join("tokens.csv")));
     command.arg(flag("service-account-key-file", &dir.join("sa.pub")));
     command.arg(flag("service-account-signing-key-file", &dir.join("sa.key")));
+    command.arg(flag("kubelet-client-certificate", &dir.join("apiserver-kubelet-client.crt")));
+    command.arg(flag("kubelet-client-key", &dir.join("apiserver-kubelet-client.key")));
     command
 }
 

@@ -113,6 +113,7 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
         store: store.clone(),
         runtime: workloads.runtime().clone(),
         vms: workloads.vms().cloned(),
+        nonces: api::UsedNonces::default(),
     };
     let server = tokio::spawn(api::serve(listener, state));
     let probe = workloads.hypervisor();

@@ -35,6 +35,11 @@ impl Listener {
         Ok(Self::Tls(tls::TlsListener::new(tcp, files.server_config()?)))
     }
 
+    /// Serve TLS on `tcp` as `config` says (for a server that checks client certificates).
+    pub fn with_config(tcp: tokio::net::TcpListener, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        Self::Tls(tls::TlsListener::new(tcp, config))
+    }
+
     /// Plain HTTP on `tcp`, or TLS when `files` is given.
     pub fn new(tcp: tokio::net::TcpListener, files: Option<&TlsFiles>) -> Result<Self, TlsError> {
         match files {

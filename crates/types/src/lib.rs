@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod delete;
 pub mod directory;
+pub mod exec;
 pub mod hub;
 pub mod ids;
 pub mod invitation;

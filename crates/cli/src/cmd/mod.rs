@@ -5,6 +5,7 @@ mod config;
 mod console;
 mod delete;
 mod deploy;
+mod exec;
 mod explorer;
 mod farm;
 mod flist;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => logs::run(&ctx, a).await,
         Command::Stats(a) => stats::run(&ctx, a).await,
         Command::Console(a) => console::run(&ctx, a).await,
+        Command::Exec(a) => exec::run(&ctx, a).await,
         Command::Config(c) => config::run(&ctx, c),
         Command::Explorer(a) => explorer::run(a).await,
         Command::Node(a) => node::run(&ctx, a).await,
@@ -64,4 +66,19 @@ async fn container(ctx: &Ctx, text: &str) -> Result<(zgrid_types::WorkloadId, zg
         zgrid_types::WorkloadData::Container(container) => Ok((id, container)),
         _ => anyhow::bail!("workload {id} is not a container"),
     }
+}
+
+/// A client of the node that runs workload `text`, signing as the current identity; and the id.
+async fn node_client(ctx: &Ctx, text: &str) -> Result<(zgrid_client::NodeClient, zgrid_types::WorkloadId)> {
+    use anyhow::Context;
+    let (client, identity) = ctx.signed_client()?;
+    let id: zgrid_types::WorkloadId =
+        text.parse().with_context(|| format!("{text:?} is not a workload id; list yours with `zgrid live`"))?;
+    let record = client.workload(&id).await?;
+    let node_id = &record.workload.payload.node_id;
+    let node = client.node(node_id).await?;
+    let Some(api) = node.api_url else {
+        anyhow::bail!("node {node_id} does not publish an API address, so it cannot be reached for workload {id}");
+    };
+    Ok((zgrid_client::NodeClient::with_http(&api, identity.keypair.clone(), &ctx.http()?)?, id))
 }

@@ -32,9 +32,12 @@ fn deployment(image: &Path, replicas: u32) -> String {
                     "containers": [{
                         "name": "web",
                         "image": image,
-                        "command": ["/bin/sh", "-c", "echo \"foo is $foo\"; exec httpd -f -p 8080"],
+                        "command": ["/bin/sh", "-c", "echo \"foo is $foo, token is $TOKEN\"; exec httpd -f -p 8080"],
                         "ports": [{ "containerPort": 8080, "name": "http" }],
-                        "env": [{ "name": "foo", "value": "bar" }],
+                        "env": [
+                            { "name": "foo", "value": "bar" },
+                            { "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": "web", "key": "token" } } }
+                        ],
                         "resources": { "requests": { "memory": "64Mi", "cpu": "100m" } },
                         "readinessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1 },
                         "livenessProbe": { "tcpSocket": { "port": "http" }, "initialDelaySeconds": 2, "periodSeconds": 2 }
@@ -74,11 +77,12 @@ struct Kubelet {
 }
 
 impl Kubelet {
-    fn start(grid: &Grid, kubeconfig: &Path, name: &str, port: u16, log: &Path) -> Self {
+    fn start(grid: &Grid, cp: &ControlPlane, name: &str, port: u16, log: &Path) -> Self {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let child = grid
             .cli_command()
-            .args(["kubelet", "--kubeconfig", kubeconfig.to_str().unwrap(), "--node-name", name])
+            .args(["kubelet", "--kubeconfig", cp.kubeconfig().to_str().unwrap(), "--node-name", name])
+            .args(["--client-ca", cp.kubelet_client_ca().to_str().unwrap()])
             .args(["--network", "pods", "--port", &port.to_string(), "--lifetime", "3m"])
             .env("ZGRID_LOG", "info")
             .stdout(Stdio::null())
@@ -186,7 +190,7 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     let name = format!("vk-{:08x}", rand::random::<u32>());
     let port = free_port();
     let log = dir.path().join("kubelet.log");
-    let mut kubelet = Kubelet::start(&grid, cp.kubeconfig(), &name, port, &log);
+    let mut kubelet = Kubelet::start(&grid, &cp, &name, port, &log);
 
     // The virtual node registers Ready, labelled and tainted for Pods that ask for it.
     let ready = r#"{.status.conditions[?(@.type=="Ready")].status}"#;
@@ -198,6 +202,7 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     assert_eq!(node["spec"]["taints"][0]["key"], "virtual-kubelet.io/provider");
 
     // One replica: a grid container with the Pod's environment, at its private address.
+    kubectl(&cp, &["create", "secret", "generic", "web", "--from-literal=token=s3cr3t-value"]);
     apply(&cp, &deployment(&grid.image, 1));
     let first = wait_for_ready(&cp, &kubelet, 1).remove(0);
     let ip = first["status"]["podIP"].as_str().expect("a Pod IP");
@@ -206,6 +211,33 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     assert_eq!(workloads.len(), 1, "{workloads:?}");
     let container = &workloads[0]["workload"]["payload"]["data"];
     assert_eq!(container["environment"]["foo"], "bar");
+    // The Secret's value is sealed to the node: the explorer never sees it.
+    assert!(container["secret_environment"]["TOKEN"].as_str().is_some_and(|v| v.starts_with("v1:")), "{container}");
+    assert!(!workloads[0].to_string().contains("s3cr3t-value"));
+
+    // kubectl logs, through the virtual node's kubelet API and the grid node's log API; -f
+    // streams and stays open.
+    let first_name = first["metadata"]["name"].as_str().unwrap();
+    let said = "foo is bar, token is s3cr3t-value";
+    wait_until(LIMIT, || try_kubectl(&cp, &["logs", first_name])?.contains(said).then_some(())).unwrap_or_else(|| {
+        let out = cp.kubectl(["logs", first_name]).output().unwrap();
+        let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!("kubectl logs never showed {said:?}, but {shown}\n{}", kubelet.log())
+    });
+    let mut follow = cp.kubectl(["logs", "-f", first_name]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(follow.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.contains(said), "{line:?}");
+    assert!(follow.try_wait().unwrap().is_none(), "kubectl logs -f ended instead of following");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // Only the API server (its client certificate) may use the kubelet API.
+    let url = format!("https://127.0.0.1:{port}/containerLogs/default/{first_name}/web");
+    let stranger = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        client.get(&url).send().await
+    });
+    assert!(stranger.is_err(), "a client without a certificate read the logs: {stranger:?}");
     assert_eq!(container["probes"]["readiness"]["action"]["type"], "tcp_socket");
     assert_eq!(workloads[0]["workload"]["payload"]["id"], workload_of(&first));
 
@@ -225,7 +257,7 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     let gone_name = gone["metadata"]["name"].as_str().unwrap();
     kubectl(&cp, &["delete", "pod", gone_name, "--wait=false"]);
     let kept_ids: HashSet<String> = kept.iter().map(workload_of).collect();
-    let mut kubelet = Kubelet::start(&grid, cp.kubeconfig(), &name, port, &log);
+    let mut kubelet = Kubelet::start(&grid, &cp, &name, port, &log);
     let after = wait_for_ready(&cp, &kubelet, 3);
     assert!(after.iter().all(|p| p["metadata"]["name"] != gone_name));
     let gone_id = workload_of(gone);

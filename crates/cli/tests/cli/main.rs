@@ -5,6 +5,7 @@ mod grid;
 
 mod clusters;
 mod crash;
+mod exec;
 mod flist;
 mod hub;
 mod k8s;

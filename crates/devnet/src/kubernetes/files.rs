@@ -22,6 +22,28 @@ pub(super) fn write_credentials(dir: &Path) -> Result<String> {
     Ok(token)
 }
 
+/// Write the CA kubelets trust for the API server's connections to them (`kubelet-ca.crt`)
+/// and the client certificate it signs for the API server (`apiserver-kubelet-client.crt` and
+/// `.key`, user `kube-apiserver-kubelet-client` in `system:masters`) into `dir`.
+pub(super) fn write_kubelet_client(dir: &Path) -> Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).context("kubelet client CA parameters")?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "zgrid devnet kubelet client CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().context("cannot generate a CA key")?)
+        .context("cannot make the kubelet client CA")?;
+    let key = KeyPair::generate().context("cannot generate the API server's kubelet client key")?;
+    let mut client = CertificateParams::new(Vec::<String>::new()).context("client parameters")?;
+    client.distinguished_name.push(DnType::CommonName, "kube-apiserver-kubelet-client");
+    client.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = client.signed_by(&key, &issuer).context("cannot sign the API server's kubelet client certificate")?;
+    write(&dir.join("kubelet-ca.crt"), &issuer.pem())?;
+    write(&dir.join("apiserver-kubelet-client.crt"), &cert.pem())?;
+    write(&dir.join("apiserver-kubelet-client.key"), &key.serialize_pem())
+}
+
 /// Write a kubeconfig to `path` for the admin `token` at `server`, trusting the certificates
 /// in `ca_pem` (the API server's self-signed certificate and its CA).
 pub(super) fn write_kubeconfig(path: &Path, server: &str, ca_pem: &[u8], token: &str) -> Result<()> {

@@ -23,6 +23,7 @@ pub(crate) mod command;
 mod config;
 pub(crate) mod disk;
 mod error;
+mod exec;
 mod idmap;
 mod image;
 pub(crate) mod layout;
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 pub use config::{Bind, ContainerConfig, ContainerState, HOST_INIT, MIN_DISK_MIB};
 pub use error::RuntimeError;
+pub use exec::{ExecOutput, ExecSession, Resizer};
 pub use idmap::{IDS_PER_CONTAINER, IdRange};
 pub use image::IMAGE_CONFIG;
 pub use logs::{LOG_KEEP_BYTES, LOG_TRIM_BYTES, LogFollower, READ_BYTES};

@@ -171,18 +171,9 @@ impl Runc {
         pid_file: &Path,
         limit: Duration,
     ) -> Result<Exited, RuntimeError> {
-        let pid = pid_file.to_string_lossy();
-        let mut argv = vec!["exec", "--pid-file", &pid, id];
-        argv.extend(args.iter().map(String::as_str));
-        let cmd = self.cmd(id, &argv, limit);
-        let line = cmd.line();
-        let mut command = cmd.into_command();
-        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        let mut child = command.spawn().map_err(|source| RuntimeError::Spawn {
-            id: id.to_owned(),
-            command: line.clone(),
-            source,
-        })?;
+        use std::process::Stdio;
+        let (mut child, line) =
+            self.spawn_exec(id, args, pid_file, false, [Stdio::null(), Stdio::piped(), Stdio::piped()])?;
         let readers = [
             child.stdout.take().map(|p| tokio::spawn(read_start(p))),
             child.stderr.take().map(|p| tokio::spawn(read_start(p))),
@@ -217,6 +208,40 @@ impl Runc {
         };
         let _ = std::fs::remove_file(pid_file);
         result
+    }
+
+    /// Start `runc exec` of `args` in running container `id` in the foreground, with `stdio` as
+    /// its stdin, stdout and stderr (runc hands them to the process; with `tty`, stdin must be
+    /// a terminal, which runc relays to a new one inside the container and resizes on
+    /// SIGWINCH). runc writes the process's host pid to `pid_file` and exits with its status.
+    /// Returns runc and its command line.
+    pub(crate) fn spawn_exec(
+        &self,
+        id: &str,
+        args: &[String],
+        pid_file: &Path,
+        tty: bool,
+        stdio: [std::process::Stdio; 3],
+    ) -> Result<(tokio::process::Child, String), RuntimeError> {
+        let pid = pid_file.to_string_lossy();
+        let mut argv = vec!["exec", "--pid-file", &pid];
+        if tty {
+            argv.push("--tty");
+        }
+        argv.push(id);
+        argv.extend(args.iter().map(String::as_str));
+        // The caller enforces its own limit.
+        let cmd = self.cmd(id, &argv, Duration::MAX);
+        let line = cmd.line();
+        let mut command = cmd.into_command();
+        let [stdin, stdout, stderr] = stdio;
+        command.stdin(stdin).stdout(stdout).stderr(stderr);
+        let child = command.spawn().map_err(|source| RuntimeError::Spawn {
+            id: id.to_owned(),
+            command: line.clone(),
+            source,
+        })?;
+        Ok((child, line))
     }
 
     /// Send `signal` (e.g. `TERM`) to the container's init process; a container that is not

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use zgrid_devnet::{Devnet, DevnetConfig, Node, NodeOptions, busybox_rootfs, cli, cli_json, nsenter};
 
-use super::run_tool;
+use super::{remove_unless_mounted, run_tool};
 use crate::config::Ctx;
 use crate::output;
 
@@ -66,13 +66,7 @@ fn measure(mut o: Options) -> Result<Value> {
     // Beside the cached image, so the working copy can hard-link its files.
     let work = tempfile::Builder::new().prefix("run-").tempdir_in(CACHE)?;
     let report = measure_in(o, &image, work.path());
-    // Never delete through a mount a failed cleanup left.
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let prefix = work.path().to_string_lossy().into_owned();
-    if mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&prefix)) {
-        eprintln!("mounts remain under {prefix}; kept for inspection");
-        let _ = work.keep();
-    }
+    remove_unless_mounted(work)?;
     report
 }
 
@@ -82,9 +76,7 @@ fn measure_in(o: Options, image: &Path, work: &Path) -> Result<Value> {
     let mut config = DevnetConfig::new(&zgrid, work.join("devnet"));
     config.log_level = "warn".into();
     let devnet = Devnet::start(config)?;
-    let me = Deployer { zgrid, home: work.join("deployer"), explorer: devnet.explorer_url().to_owned() };
-    me.json(&["id", "new", "bench", "--register"])?;
-    run_tool(me.cli().args(["config", "set", "hub", devnet.hub_url()]), "zgrid config set", "zgrid")?;
+    let me = Deployer::register(zgrid, work.join("deployer"), &devnet)?;
     // Versions first, so that the hub's chunk directory holds only them when it is measured.
     let dedup = dedup(&me, &devnet, &versions(o.versions), &work.join("versions"))?;
     let cold = cold_starts(&me, &devnet, image, o.extra_mib, o.runs, work)?;
@@ -96,9 +88,30 @@ pub(super) struct Deployer {
     pub zgrid: PathBuf,
     pub home: PathBuf,
     pub explorer: String,
+    /// The deployer's user id on the explorer.
+    pub user_id: u64,
 }
 
 impl Deployer {
+    /// A new identity in `home` for `zgrid`, registered with `devnet`'s explorer, with the
+    /// devnet's hub as its hub.
+    pub(super) fn register(zgrid: PathBuf, home: PathBuf, devnet: &Devnet) -> Result<Self> {
+        let mut me = Self { zgrid, home, explorer: devnet.explorer_url().to_owned(), user_id: 0 };
+        let made = me.json(&["id", "new", "bench", "--register"])?;
+        me.user_id = made["user_id"].as_u64().context("`zgrid id new --register` printed no user id")?;
+        run_tool(me.cli().args(["config", "set", "hub", devnet.hub_url()]), "zgrid config set", "zgrid")?;
+        Ok(me)
+    }
+
+    /// `zgrid network create` of network `name` over `cidr` with a member on each of `nodes`.
+    pub(super) fn create_network(&self, name: &str, cidr: &str, nodes: &[&Node]) -> Result<()> {
+        let mut args = vec!["network", "create", "--name", name, "--cidr", cidr];
+        for node in nodes {
+            args.extend(["--node", node.id()]);
+        }
+        run_tool(self.cli().args(args), "zgrid network create", "zgrid").map(drop)
+    }
+
     pub(super) fn cli(&self) -> Command {
         cli(&self.zgrid, &self.home, &self.explorer)
     }

@@ -3,6 +3,7 @@
 mod explorer;
 mod flist;
 mod k8s;
+mod kubelet;
 mod network;
 mod node;
 mod vm;
@@ -11,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 
 use crate::args::BenchCommand;
 use crate::config::Ctx;
@@ -25,6 +27,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Vm { runs, image } => vm::run(ctx, runs, image).await,
         BenchCommand::K8s { vms, size, image } => k8s::run(ctx, vms, size, image).await,
+        BenchCommand::Kubelet { pods, nodes } => kubelet::run(ctx, pods, nodes).await,
     }
 }
 
@@ -38,6 +41,34 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 /// Milliseconds, as a float.
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// `x` to one decimal.
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `count`, `p50_ms`, `p99_ms` and `max_ms` of `samples` (sorted in place); null when empty.
+fn summary(samples: &mut [Duration]) -> Value {
+    if samples.is_empty() {
+        return Value::Null;
+    }
+    let p50 = ms(percentile(samples, 50.0));
+    let p99 = ms(percentile(samples, 99.0));
+    let max = ms(*samples.last().expect("non-empty"));
+    json!({ "count": samples.len(), "p50_ms": round(p50), "p99_ms": round(p99), "max_ms": round(max) })
+}
+
+/// Remove a benchmark's working directory, unless a failed cleanup left a mount under it:
+/// never delete through a mount; keep the directory for inspection instead.
+fn remove_unless_mounted(work: tempfile::TempDir) -> Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+    let prefix = work.path().to_string_lossy().into_owned();
+    if mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&prefix)) {
+        eprintln!("mounts remain under {prefix}; kept for inspection");
+        let _ = work.keep();
+    }
+    Ok(())
 }
 
 /// Output of `command`, which must succeed; `what` names it in errors, and `package` is the

@@ -13,7 +13,7 @@ use zgrid_devnet::{Devnet, DevnetConfig, Node, NodeOptions, busybox_rootfs};
 use zgrid_types::workload::{Container, ContainerCapacity, DiskType};
 use zgrid_types::{ResultState, Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
-use super::{ms, percentile};
+use super::{round, summary};
 use crate::config::Ctx;
 use crate::output;
 
@@ -101,19 +101,11 @@ pub async fn run(ctx: &Ctx, containers: usize) -> Result<()> {
     let busy_rss = rss_kib(pid)?;
     tokio::task::spawn_blocking(move || drop((node, devnet))).await?;
 
-    let stats = |samples: &mut Vec<Duration>| {
-        if samples.is_empty() {
-            return serde_json::Value::Null;
-        }
-        let p50 = ms(percentile(samples, 50.0));
-        let p99 = ms(percentile(samples, 99.0));
-        json!({ "count": samples.len(), "p50_ms": round(p50), "p99_ms": round(p99), "max_ms": round(ms(*samples.last().expect("non-empty"))) })
-    };
     let report = json!({
         "containers": containers + 1,
-        "submit_to_running_one_at_a_time": stats(&mut one_by_one),
-        "submit_to_running_all_at_once": stats(&mut burst),
-        "container_start_on_node": stats(&mut starts),
+        "submit_to_running_one_at_a_time": summary(&mut one_by_one),
+        "submit_to_running_all_at_once": summary(&mut burst),
+        "container_start_on_node": summary(&mut starts),
         "agent_rss_mib": { "idle": round(idle_rss as f64 / 1024.0), "with_containers": round(busy_rss as f64 / 1024.0) },
     });
     if ctx.json {
@@ -200,8 +192,4 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no VmRSS for process {pid}"))
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }

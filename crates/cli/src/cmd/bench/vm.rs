@@ -45,11 +45,7 @@ fn measure(runs: usize, image: Option<PathBuf>) -> Result<Value> {
         let options = NodeOptions { step_timeout: LIMIT, ..NodeOptions::default() };
         let node = devnet.add_node(options)?;
         let name = format!("{NETWORK}{run}");
-        run_tool(
-            me.cli().args(["network", "create", "--name", &name, "--cidr", "10.80.0.0/16", "--node", node.id()]),
-            "zgrid network create",
-            "zgrid",
-        )?;
+        me.create_network(&name, "10.80.0.0/16", &[&node])?;
         let cold = boot(&me, &node, &url, &name, 10, &key)?;
         let warm = boot(&me, &node, &url, &name, 11, &key)?;
         samples.push(json!({ "cold": cold, "warm": warm }));
@@ -135,9 +131,7 @@ impl ImageGrid {
         let mut config = DevnetConfig::new(&zgrid, work.path().join("devnet"));
         config.log_level = "warn".into();
         let devnet = Devnet::start(config)?;
-        let me = Deployer { zgrid, home: work.path().join("deployer"), explorer: devnet.explorer_url().to_owned() };
-        me.json(&["id", "new", "bench", "--register"])?;
-        run_tool(me.cli().args(["config", "set", "hub", devnet.hub_url()]), "zgrid config set", "zgrid")?;
+        let me = Deployer::register(zgrid, work.path().join("deployer"), &devnet)?;
         let pushed = me.push(&image, &work.path().join("image"), &format!("bench-{what}.flist"))?;
         let url = pushed["url"].as_str().context("`zgrid flist push` printed no url")?.to_owned();
         Ok(Self { devnet, me, url, image, pushed, work })

@@ -8,6 +8,7 @@
 //! renews reservations before they lapse and writes each Pod's status from its node's signed
 //! result. Nothing is kept only in memory, so after a restart the provider adopts what it made.
 
+mod api;
 mod node;
 mod place;
 mod pod;
@@ -80,6 +81,28 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
         async {}
     }));
     reader.wait_until_ready().await.context("cannot list the Pods bound to the Node")?;
+    let server = match &a.client_ca {
+        Some(ca) => {
+            let tls = api::tls(&me.address, ca)?;
+            let at = std::net::SocketAddr::new(a.address, a.port);
+            let tcp = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} for the kubelet API (--address, --port)"))?;
+            let state = api::ApiState {
+                pods: reader.clone(),
+                explorer: session.client.clone(),
+                key: session.identity.keypair.clone(),
+                http: ctx.http()?,
+            };
+            let listener = zgrid_serve::Listener::with_config(tcp, tls);
+            tracing::info!(%at, "kubelet API listening (kubectl logs and exec)");
+            Some(tokio::spawn(zgrid_serve::serve(listener, api::router(state), std::future::pending())))
+        }
+        None => {
+            tracing::warn!("no --client-ca: the kubelet API is off, so kubectl logs and exec will not work");
+            None
+        }
+    };
 
     let mut provider = Provider {
         ctx,
@@ -109,6 +132,9 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
     };
     heartbeat.abort();
     watch.abort();
+    if let Some(server) = server {
+        server.abort();
+    }
     tracing::info!("stopped; the Pods' containers keep running and are adopted on the next start");
     ended
 }

@@ -116,10 +116,9 @@ fn node_status(me: &Identity, free: &Capacity) -> Value {
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "each grid container has its own limits"),
             condition("NetworkUnavailable", "False", "RouteCreated", "Pods are on the deployer's private network"),
         ],
-        "addresses": [
-            { "type": "InternalIP", "address": me.address },
-            { "type": "Hostname", "address": me.name },
-        ],
+        // No Hostname address: the API server would try it first, and the Node's name is not
+        // a name that resolves.
+        "addresses": [{ "type": "InternalIP", "address": me.address }],
         "daemonEndpoints": { "kubeletEndpoint": { "Port": me.port } },
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",

@@ -1,10 +1,23 @@
-//! The node agent's own HTTP API, for what only the node has: a workload's output.
+//! The node agent's own HTTP API, for what only the node has: a workload's output, and
+//! commands run in its containers.
 //!
 //! `GET /v1/workloads/{id}/logs?follow=true|false` answers the container's recent stdout and
 //! stderr (a VM's serial console) as `text/plain`, then, with `follow`, streams what it writes
 //! until it is removed. The request must be signed (`Authorization: Zgrid ...`, as for the
 //! explorer) by the key the workload's owner signed the workload with, within five minutes of
-//! the node's clock. Nothing here changes state, so nonces are not tracked. `GET /v1/node` says which node this is.
+//! the node's clock. Reading changes nothing, so its nonces are not tracked.
+//!
+//! `GET /v1/workloads/{id}/exec?command=WORD&command=WORD...&stdin=true|false&tty=true|false`
+//! upgrades to a WebSocket (subprotocol `v4.channel.k8s.io` or `v5.channel.k8s.io`) carrying
+//! a process started in the container with `runc exec`, in Kubernetes' channel framing
+//! (`zgrid_types::exec`: 0 stdin, 1 stdout, 2 stderr, 3 the final `metav1.Status`, 4 resize,
+//! `[255, 0]` closes stdin), so a virtual kubelet relays `kubectl exec` frame for frame. Signed
+//! and checked like logs (401, 403, 404 before the upgrade; 404 for anything but a
+//! container), and, as it runs something, each signed request is good once: the (signer, nonce)
+//! pairs of the window are kept in memory, at most [`MAX_NONCES`] (503 when full). 1 to 64
+//! command words, at most 4096 bytes (400). A container on a private network that runs in a
+//! user namespace of its own cannot be entered (409; see `exec.rs`). `GET /v1/node` says which
+//! node this is.
 
 use std::time::Duration;
 
@@ -20,8 +33,13 @@ use zgrid_types::auth::RequestAuth;
 use zgrid_types::{NodeId, WorkloadId};
 
 use crate::runtime::Runtime;
+
+mod exec;
+mod replay;
+
 use crate::store::Store;
 use crate::vm::Vms;
+pub use replay::{MAX_NONCES, UsedNonces};
 
 /// How far a request's timestamp may be from the node's clock, seconds.
 const REQUEST_WINDOW_SECS: i64 = 300;
@@ -40,6 +58,8 @@ pub struct ApiState {
     pub runtime: Runtime,
     /// Where VM consoles are, when the node runs VMs.
     pub vms: Option<Vms>,
+    /// The nonces of exec requests seen within the time window.
+    pub nonces: UsedNonces,
 }
 
 /// The API's routes.
@@ -47,6 +67,7 @@ pub fn router(state: ApiState) -> axum::Router {
     axum::Router::new()
         .route("/v1/node", axum::routing::get(node))
         .route("/v1/workloads/{id}/logs", axum::routing::get(logs))
+        .route("/v1/workloads/{id}/exec", axum::routing::get(exec::exec))
         .with_state(state)
 }
 
@@ -165,31 +186,42 @@ mod tests {
         }
     }
 
-    /// A node API on loopback whose store holds one workload of `owner`; its URL and the id.
+    /// A node API on loopback whose store holds one volume of `owner`; its URL and the id.
     async fn serve_one(owner: &Keypair, dir: &std::path::Path) -> (String, WorkloadId) {
+        let (url, ids) =
+            serve(owner, dir, vec![WorkloadData::Volume(Volume { size: 10, disk_type: DiskType::Ssd })]).await;
+        (url, ids[0].clone())
+    }
+
+    /// A node API on loopback whose store holds workloads of `owner` with `data`; its URL and
+    /// their ids.
+    async fn serve(owner: &Keypair, dir: &std::path::Path, data: Vec<WorkloadData>) -> (String, Vec<WorkloadId>) {
         let node = Keypair::from_seed(&rand::random());
-        let spec = WorkloadSpec {
-            id: zgrid_client::new_workload_id(),
-            version: 1,
-            owner: 1,
-            owner_key: owner.public(),
-            node_id: node.public(),
-            expires_at: zgrid_types::unix_now() + 3600,
-            description: String::new(),
-            metadata: String::new(),
-            data: WorkloadData::Volume(Volume { size: 10, disk_type: DiskType::Ssd }),
-        };
         let store = Store::open(dir.join("store")).unwrap();
-        let id = spec.id.clone();
-        let entry =
-            Entry { workload: Signed::sign(spec, owner), phase: Phase::Running, restarts: 0, data: Default::default() };
-        store.put(&entry).unwrap();
+        let mut ids = Vec::new();
+        for data in data {
+            let spec = WorkloadSpec {
+                id: zgrid_client::new_workload_id(),
+                version: 1,
+                owner: 1,
+                owner_key: owner.public(),
+                node_id: node.public(),
+                expires_at: zgrid_types::unix_now() + 3600,
+                description: String::new(),
+                metadata: String::new(),
+                data,
+            };
+            ids.push(spec.id.clone());
+            let workload = Signed::sign(spec, owner);
+            let entry = Entry { workload, phase: Phase::Running, restarts: 0, data: Default::default() };
+            store.put(&entry).unwrap();
+        }
         let runtime = Runtime::new(dir.join("runtime"), PARENT).expect("the node API tests need root and runc");
-        let state = ApiState { node_id: node.public(), store, runtime, vms: None };
+        let state = ApiState { node_id: node.public(), store, runtime, vms: None, nonces: UsedNonces::default() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(listener.into(), state));
-        (url, id)
+        tokio::spawn(super::serve(listener.into(), state));
+        (url, ids)
     }
 
     /// `GET path` with an `Authorization` header signed by `key` at `ts` over `signed_path`.
@@ -226,5 +258,55 @@ mod tests {
         // The owner passes every check; this workload simply has no container logs.
         let (status, body) = get(&url, &path, Some((&owner, now, &path))).await;
         assert_eq!((status, body.contains("has no logs")), (404, true), "{body}");
+    }
+
+    /// `GET url+path` with `authorization`; the status and body.
+    async fn get_with(url: &str, path: &str, authorization: &str) -> (u16, String) {
+        let resp = reqwest::Client::new().get(format!("{url}{path}")).header("authorization", authorization).send();
+        let resp = resp.await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn exec_is_for_the_owner_once_per_signed_request_and_only_in_containers() {
+        let _clean = NoCgroupLeft;
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Keypair::from_seed(&rand::random());
+        let container: zgrid_types::workload::Container = serde_json::from_value(serde_json::json!({
+            "flist": "/nowhere", "capacity": { "cpu": 1, "memory": 64, "disk_size": 256, "disk_type": "ssd" }
+        }))
+        .unwrap();
+        let volume = WorkloadData::Volume(Volume { size: 10, disk_type: DiskType::Ssd });
+        let (url, ids) = serve(&owner, dir.path(), vec![WorkloadData::Container(container), volume]).await;
+        let (container, volume) = (&ids[0], &ids[1]);
+        let path = format!("/v1/workloads/{container}/exec?command=sh&command=-c&command=true&stdin=false&tty=false");
+        let now = zgrid_types::unix_now();
+
+        let (status, body) = get(&url, &path, None).await;
+        assert_eq!(status, 401, "{body}");
+        let stranger = Keypair::from_seed(&rand::random());
+        let (status, body) = get(&url, &path, Some((&stranger, now, &path))).await;
+        assert_eq!((status, body.contains("only the owner")), (403, true), "{body}");
+        let not_a_container = format!("/v1/workloads/{volume}/exec?command=true");
+        let (status, body) = get(&url, &not_a_container, Some((&owner, now, &not_a_container))).await;
+        assert_eq!((status, body.contains("not a container")), (404, true), "{body}");
+        let unknown = format!("/v1/workloads/{}/exec?command=true", zgrid_client::new_workload_id());
+        let (status, body) = get(&url, &unknown, Some((&owner, now, &unknown))).await;
+        assert_eq!((status, body.contains("not on this node")), (404, true), "{body}");
+        let long = format!("/v1/workloads/{container}/exec?{}", vec!["command=x"; 65].join("&"));
+        let (status, body) = get(&url, &long, Some((&owner, now, &long))).await;
+        assert_eq!((status, body.contains("at most 64")), (400, true), "{body}");
+        let empty = format!("/v1/workloads/{container}/exec?stdin=true");
+        let (status, body) = get(&url, &empty, Some((&owner, now, &empty))).await;
+        assert_eq!((status, body.contains("name the command")), (400, true), "{body}");
+
+        // The owner's request passes every check (this container is not running here); the
+        // same request again is a replay.
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let header = RequestAuth::sign(&owner, "GET", &path, now, nonce, b"").to_string();
+        let (status, body) = get_with(&url, &path, &header).await;
+        assert_eq!((status, body.contains("not running")), (404, true), "{body}");
+        let (status, body) = get_with(&url, &path, &header).await;
+        assert_eq!((status, body.contains("used before")), (401, true), "{body}");
     }
 }
