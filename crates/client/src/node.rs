@@ -64,13 +64,16 @@ impl NodeClient {
     /// refuses (before anything runs) with [`crate::ClientError::Api`]: 401, 403 (not the
     /// owner), 404 (not a container on this node), 409 (one it cannot enter).
     pub async fn exec(&self, id: &WorkloadId, command: &[String], stdin: bool, tty: bool) -> ClientResult<ExecStream> {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for word in command {
-            query.append_pair("command", word);
-        }
-        query.append_pair("stdin", if stdin { "true" } else { "false" });
-        query.append_pair("tty", if tty { "true" } else { "false" });
-        let path = format!("/v1/workloads/{id}/exec?{}", query.finish());
+        // The serializer is not Send: it ends before the first await.
+        let path = {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            for word in command {
+                query.append_pair("command", word);
+            }
+            query.append_pair("stdin", if stdin { "true" } else { "false" });
+            query.append_pair("tty", if tty { "true" } else { "false" });
+            format!("/v1/workloads/{id}/exec?{}", query.finish())
+        };
         let offered = [zgrid_types::exec::PROTOCOL_V5, zgrid_types::exec::PROTOCOL_V4];
         let (socket, protocol) = self.http.websocket(&path, &offered).await?;
         let protocol = protocol.unwrap_or_else(|| zgrid_types::exec::PROTOCOL_V4.to_owned());

@@ -216,6 +216,13 @@ fn a_node_serving_its_api_over_tls_registers_an_https_url_and_streams_logs_to_th
     let _ = follow.wait();
     assert_eq!(ticks, 20, "`zgrid logs --follow` stopped streaming over TLS");
 
+    // `zgrid exec` opens its WebSocket over TLS with the same trust.
+    let out = logs(true).args(["exec", &id, "--", "sh", "-c", "echo over-tls; exit 4"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!((said.as_str(), out.status.code()), ("over-tls\n", Some(4)), "{}", failure(&out));
+    let refused = failure(&logs(false).args(["exec", &id, "--", "true"]).output().unwrap());
+    assert!(refused.contains("not trusted"), "{refused}");
+
     // Without the CA, the CLI refuses the node's certificate and says so.
     let refused = failure(&logs(false).args(["logs", &id]).output().unwrap());
     assert!(refused.contains(&format!("the node at {api}/v1/workloads/{id}/logs")), "{refused}");

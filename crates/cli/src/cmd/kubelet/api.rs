@@ -1,17 +1,19 @@
 //! The kubelet API the API server calls for `kubectl logs` and `kubectl exec`: HTTPS with a
 //! certificate made at start, answering only clients whose certificate the cluster's kubelet
 //! client CA (`--client-ca`) signed, as a kubelet with x509 authentication does. Each call is
-//! carried to the grid node of the Pod's container, signed with the deployer's key.
+//! carried to the grid node of the Pod's container, signed with the deployer's key; an exec's
+//! WebSocket frames (Kubernetes' channel framing) are relayed as they are.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path as UrlPath, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde::Deserialize;
@@ -71,6 +73,7 @@ pub fn tls(address: &str, client_ca: &Path) -> Result<Arc<rustls::ServerConfig>>
 pub fn router(state: ApiState) -> axum::Router {
     axum::Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", axum::routing::get(logs))
+        .route("/exec/{namespace}/{pod}/{container}", axum::routing::get(exec).post(exec))
         .with_state(state)
 }
 
@@ -147,6 +150,92 @@ async fn logs(
             }
             Ok((plain, tail(&all, lines).to_vec()).into_response())
         }
+    }
+}
+
+/// `kubectl exec [-i] [-t]`: the command runs in the container on its node; frames are
+/// relayed both ways until either side ends.
+async fn exec(
+    State(state): State<ApiState>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, Failure> {
+    let upgrade = upgrade.map_err(|e| {
+        let why =
+            format!("exec on zgrid's virtual node needs a WebSocket (kubectl 1.30 or newer; SPDY is not spoken): {e}");
+        Failure(StatusCode::BAD_REQUEST, why)
+    })?;
+    let (command, stdin, tty) = exec_query(&query.unwrap_or_default());
+    if command.is_empty() {
+        return Err(Failure(StatusCode::BAD_REQUEST, "no command to run".into()));
+    }
+    let (id, node) = state.container(&namespace, &pod, &container).await?;
+    let offered = [zgrid_types::exec::PROTOCOL_V5, zgrid_types::exec::PROTOCOL_V4];
+    let upgrade = upgrade.protocols(offered);
+    // The node refuses before anything runs. Its reason goes back as the exec's failed
+    // status, which kubectl prints (an HTTP error would only make it try SPDY).
+    Ok(match node.exec(&id, &command, stdin, tty).await {
+        Ok(upstream) => upgrade.on_upgrade(move |socket| relay(socket, upstream)),
+        Err(e) => upgrade.on_upgrade(move |socket| refuse(socket, e.to_string())),
+    })
+}
+
+/// Send `why` as the exec's failed status and close.
+async fn refuse(mut socket: WebSocket, why: String) {
+    let status = serde_json::to_vec(&zgrid_types::exec::ExecStatus::failed(why)).unwrap_or_default();
+    let frame = [&[zgrid_types::exec::ERROR][..], &status].concat();
+    let _ = socket.send(Message::Binary(frame.into())).await;
+    let _ = socket.send(Message::Close(Some(normal_closure()))).await;
+}
+
+/// A normal closure: kubectl takes a close without a code for a failure.
+fn normal_closure() -> axum::extract::ws::CloseFrame {
+    axum::extract::ws::CloseFrame { code: 1000, reason: "".into() }
+}
+
+/// The command words and whether stdin and a terminal are asked for, from an exec's query
+/// (`command=ls&command=-l&input=1&tty=1`; newer API servers say `stdin`).
+fn exec_query(query: &str) -> (Vec<String>, bool, bool) {
+    let (mut command, mut stdin, mut tty) = (Vec::new(), false, false);
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let on = matches!(value.as_ref(), "1" | "true");
+        match key.as_ref() {
+            "command" => command.push(value.into_owned()),
+            "input" | "stdin" => stdin = on,
+            "tty" => tty = on,
+            _ => {}
+        }
+    }
+    (command, stdin, tty)
+}
+
+/// Carry frames between the API server's WebSocket and the node's until either ends.
+async fn relay(socket: WebSocket, upstream: zgrid_client::ExecStream) {
+    let (mut to_kube, mut from_kube) = socket.split();
+    let (mut to_node, mut from_node) = upstream.split();
+    let up = async {
+        while let Some(Ok(message)) = from_kube.next().await {
+            match message {
+                Message::Binary(frame) if to_node.send(frame.to_vec()).await.is_err() => break,
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = to_node.close().await;
+    };
+    let down = async {
+        while let Some(Ok(frame)) = from_node.next().await {
+            if to_kube.send(Message::Binary(frame.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_kube.send(Message::Close(Some(normal_closure()))).await;
+    };
+    // The command's end (the node closing) ends the exec even while stdin stays open.
+    tokio::select! {
+        () = down => {}
+        () = async { up.await; std::future::pending::<()>().await } => {}
     }
 }
 
