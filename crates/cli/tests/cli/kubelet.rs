@@ -32,7 +32,8 @@ fn deployment(image: &Path, replicas: u32) -> String {
                     "containers": [{
                         "name": "web",
                         "image": image,
-                        "command": ["/bin/sh", "-c", "echo \"foo is $foo, token is $TOKEN\"; exec httpd -f -p 8080"],
+                        "command": ["/bin/sh", "-c", "echo ok > /scratch/x; echo \"foo is $foo, token is $TOKEN, scratch $(cat /scratch/x)\"; exec httpd -f -p 8080"],
+                        "volumeMounts": [{ "name": "scratch", "mountPath": "/scratch" }],
                         "ports": [{ "containerPort": 8080, "name": "http" }],
                         "env": [
                             { "name": "foo", "value": "bar" },
@@ -42,6 +43,7 @@ fn deployment(image: &Path, replicas: u32) -> String {
                         "readinessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1 },
                         "livenessProbe": { "tcpSocket": { "port": "http" }, "initialDelaySeconds": 2, "periodSeconds": 2 }
                     }],
+                    "volumes": [{ "name": "scratch", "emptyDir": { "sizeLimit": "64Mi" } }],
                     "nodeSelector": {
                         "kubernetes.io/role": "agent",
                         "beta.kubernetes.io/os": "linux",
@@ -162,12 +164,16 @@ fn wait_for_ready(cp: &ControlPlane, kubelet: &Kubelet, n: usize) -> Vec<Value> 
 
 /// The deployer's active container workloads the kubelet made.
 fn pod_workloads(grid: &Grid) -> Vec<Value> {
+    kubelet_workloads(grid).into_iter().filter(|r| r["workload"]["payload"]["data"]["type"] == "container").collect()
+}
+
+/// The deployer's active workloads (containers and volumes) the kubelet made.
+fn kubelet_workloads(grid: &Grid) -> Vec<Value> {
     let live = grid.cli(&["live", "--size", "100"]);
     live["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["workload"]["payload"]["data"]["type"] == "container")
         .filter(|r| r["workload"]["payload"]["metadata"].as_str().is_some_and(|m| m.contains("\"kubelet\"")))
         .cloned()
         .collect()
@@ -221,7 +227,7 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     // kubectl logs, through the virtual node's kubelet API and the grid node's log API; -f
     // streams and stays open.
     let first_name = first["metadata"]["name"].as_str().unwrap();
-    let said = "foo is bar, token is s3cr3t-value";
+    let said = "foo is bar, token is s3cr3t-value, scratch ok";
     wait_until(LIMIT, || try_kubectl(&cp, &["logs", first_name])?.contains(said).then_some(())).unwrap_or_else(|| {
         let out = cp.kubectl(["logs", first_name]).output().unwrap();
         let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -243,6 +249,12 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     assert!(stranger.is_err(), "a client without a certificate read the logs: {stranger:?}");
     assert_eq!(container["probes"]["readiness"]["action"]["type"], "tcp_socket");
     assert_eq!(workloads[0]["workload"]["payload"]["id"], workload_of(&first));
+    // Its emptyDir is a grid volume on the same node, mounted where the Pod says.
+    let mount = &container["volumes"][0];
+    assert_eq!(mount["mountpoint"], "/scratch", "{container}");
+    let volume = grid.record(mount["volume_id"].as_str().unwrap()).unwrap();
+    assert_eq!(volume["workload"]["payload"]["data"]["size"], 64);
+    assert_eq!(volume["workload"]["payload"]["node_id"], workloads[0]["workload"]["payload"]["node_id"]);
 
     // Three replicas across both grid nodes.
     kubectl(&cp, &["scale", "deployment", "web", "--replicas=3"]);
@@ -386,7 +398,7 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     wait_until(LIMIT, || pods(&cp, "app=web").is_empty().then_some(()))
         .unwrap_or_else(|| panic!("web Pods remain after scaling to 0:\n{}", kubelet.log()));
     kubectl(&cp, &["delete", "deployment", "web"]);
-    wait_until(LIMIT, || pod_workloads(&grid).is_empty().then_some(()))
-        .unwrap_or_else(|| panic!("workloads remain active: {:?}\n{}", pod_workloads(&grid), kubelet.log()));
+    wait_until(LIMIT, || kubelet_workloads(&grid).is_empty().then_some(()))
+        .unwrap_or_else(|| panic!("workloads remain active: {:?}\n{}", kubelet_workloads(&grid), kubelet.log()));
     kubelet.kill();
 }

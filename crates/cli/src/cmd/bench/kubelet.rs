@@ -204,7 +204,7 @@ impl Drop for Task {
 }
 
 async fn measure(rig: &mut Rig, pods: usize) -> Result<Value> {
-    let kube = client(rig.plane.kubeconfig()).await?;
+    let (kube, _) = crate::cmd::kubelet::client(rig.plane.kubeconfig()).await?;
     eprintln!("waiting for virtual node {} to be Ready", rig.kubelet.name);
     node_ready(&kube, &mut rig.kubelet).await?;
 
@@ -250,14 +250,6 @@ async fn measure(rig: &mut Rig, pods: usize) -> Result<Value> {
     let all_ready = created.elapsed();
     let grid = grid.lock().expect("the grid's times are not poisoned").clone();
     Ok(report(pods, rig.nodes.len(), &times, &grid, all_ready))
-}
-
-/// A client of the cluster of `kubeconfig`.
-async fn client(kubeconfig: &Path) -> Result<kube::Client> {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
-    kube::Client::try_from(config).context("cannot build a Kubernetes client")
 }
 
 /// Wait until the kubelet's Node is Ready.

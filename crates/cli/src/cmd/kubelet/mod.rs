@@ -26,7 +26,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use zgrid_types::api::WorkloadRecord;
-use zgrid_types::workload::{Container, ContainerCapacity, DiskType, NetworkConnection};
+use zgrid_types::workload::{Container, ContainerCapacity, DiskType, NetworkConnection, Volume, VolumeMount};
 use zgrid_types::{NodeId, WorkloadData};
 
 use self::status::Observed;
@@ -36,7 +36,7 @@ use crate::cmd::submit::{self, Notes};
 use crate::config::Ctx;
 
 /// How often the provider looks again without a Pod event (to follow the nodes' results).
-const PASS: Duration = Duration::from_secs(2);
+const PASS: Duration = Duration::from_secs(1);
 /// How long a Pod that could not be made waits before the next attempt.
 const RETRY: Duration = Duration::from_secs(10);
 
@@ -51,14 +51,15 @@ struct PodRef {
     pod: String,
     /// The Pod's uid.
     uid: String,
+    /// For a volume: the Pod's `emptyDir` it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    volume: Option<String>,
 }
 
 /// `zgrid kubelet`: register the Node and run Pods until stopped.
 pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
     let session = Session::new(ctx)?;
-    let config = kubeconfig(&a.kubeconfig).await?;
-    let cluster = config.cluster_url.to_string();
-    let kube = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+    let (kube, cluster) = client(&a.kubeconfig).await?;
     let filter = place::Filter::from_args(&a)?;
     let hub = ctx.hub_url(None).ok();
     let me = node::Identity { name: a.node_name.clone(), address: a.address.to_string(), port: a.port };
@@ -139,12 +140,15 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
     ended
 }
 
-async fn kubeconfig(path: &std::path::Path) -> Result<kube::Config> {
+/// A client of the cluster the kubeconfig at `path` names, and its API server's URL.
+pub(super) async fn client(path: &std::path::Path) -> Result<(kube::Client, String)> {
     let file = kube::config::Kubeconfig::read_from(path)
         .with_context(|| format!("--kubeconfig {}: cannot read it as a kubeconfig", path.display()))?;
-    kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
         .await
-        .with_context(|| format!("--kubeconfig {}: no usable cluster, user and context in it", path.display()))
+        .with_context(|| format!("--kubeconfig {}: no usable cluster, user and context in it", path.display()))?;
+    let cluster = config.cluster_url.to_string();
+    Ok((kube::Client::try_from(config).context("cannot build a Kubernetes client")?, cluster))
 }
 
 /// Renew the Node's status and Lease with the grid's free capacity until aborted.
@@ -234,13 +238,23 @@ impl Provider<'_> {
             return Ok(());
         }
         records.sort_by_key(|r| r.created_at);
-        if let [keep, extra @ ..] = records.as_slice() {
-            for r in extra {
-                tracing::warn!(workload = %r.workload.payload.id, pod = %key(pod), "a second workload for one Pod; deleting it");
+        let (containers, volumes): (Vec<_>, Vec<_>) =
+            records.iter().partition(|r| matches!(r.workload.payload.data, WorkloadData::Container(_)));
+        if let [keep, extra @ ..] = containers.as_slice() {
+            let mounted = mounts(keep);
+            for r in extra.iter().chain(volumes.iter().filter(|v| !mounted.contains(&v.workload.payload.id))) {
+                tracing::warn!(workload = %r.workload.payload.id, pod = %key(pod), "not part of the Pod's container; deleting it");
                 self.delete(r).await;
             }
-            let record = self.renew(keep).await.unwrap_or_else(|| keep.clone());
+            for v in volumes.iter().filter(|v| mounted.contains(&v.workload.payload.id)) {
+                self.renew(v).await;
+            }
+            let record = self.renew(keep).await.unwrap_or_else(|| (*keep).clone());
             return self.write(pod, Observed::Workload(&record)).await;
+        }
+        // Volumes without their container: left by a crash between the two; made again.
+        for v in &volumes {
+            self.delete(v).await;
         }
         if let Some(id) = status::workload_of(pod) {
             // Made before, and no longer active: deleted or expired outside Kubernetes.
@@ -284,6 +298,26 @@ impl Provider<'_> {
         let node = place::choose(grid, plan, &self.placed_capacity(grid).await)
             .map_err(|e| Waiting::new("Unschedulable", e))?;
         let connection = self.connection(&node).await.map_err(|e| Waiting::new("NetworkUnavailable", e))?;
+        let mut volumes = Vec::with_capacity(plan.volumes.len());
+        for v in &plan.volumes {
+            match self
+                .submit(
+                    pod,
+                    node,
+                    Some(&v.name),
+                    WorkloadData::Volume(Volume { size: v.size, disk_type: DiskType::Ssd }),
+                )
+                .await
+            {
+                Ok(record) => volumes.push((record, v.mount_path.clone())),
+                Err(e) => {
+                    for (made, _) in &volumes {
+                        self.delete(made).await;
+                    }
+                    return Err(Waiting::new("CreateContainerError", e));
+                }
+            }
+        }
         let mut secret_environment = BTreeMap::new();
         let mut environment = plan.environment.clone();
         for (reference, value) in plan.references.iter().zip(values) {
@@ -306,7 +340,10 @@ impl Provider<'_> {
             secret_environment,
             entrypoint: plan.entrypoint.clone(),
             interactive: false,
-            volumes: vec![],
+            volumes: volumes
+                .iter()
+                .map(|(r, at)| VolumeMount { volume_id: r.workload.payload.id.clone(), mountpoint: at.clone() })
+                .collect(),
             capacity: ContainerCapacity {
                 cpu: plan.cpu,
                 memory: plan.memory,
@@ -318,21 +355,42 @@ impl Provider<'_> {
             stats: vec![],
             probes: plan.probes.clone(),
         };
+        match self.submit(pod, node, None, WorkloadData::Container(container)).await {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                for (made, _) in &volumes {
+                    self.delete(made).await;
+                }
+                Err(Waiting::new("CreateContainerError", e))
+            }
+        }
+    }
+
+    /// Sign and submit `data` for `pod` (its `emptyDir` `volume`, or its container) on `node`,
+    /// with the metadata that ties it to the Pod.
+    async fn submit(
+        &self,
+        pod: &Pod,
+        node: NodeId,
+        volume: Option<&str>,
+        data: WorkloadData,
+    ) -> Result<WorkloadRecord> {
         let reference = PodRef {
             kubelet: self.me.name.clone(),
             cluster: self.cluster.clone(),
             pod: key(pod),
             uid: pod.uid().unwrap_or_default(),
+            volume: volume.map(str::to_owned),
         };
+        let what = volume.map_or_else(|| format!("Pod {}", key(pod)), |v| format!("volume {v} of Pod {}", key(pod)));
         let notes = Notes {
-            description: format!("Pod {} on Kubernetes node {}", key(pod), self.me.name),
-            metadata: serde_json::to_string(&reference).unwrap_or_default(),
+            description: format!("{what} on Kubernetes node {}", self.me.name),
+            metadata: serde_json::to_string(&reference)?,
         };
         let expires_at = submit::expiry(crate::args::Lifetime(self.lifetime));
         let s = &self.session;
-        let spec = submit::new_spec(&s.identity, node, expires_at, &notes, WorkloadData::Container(container))
-            .map_err(|e| Waiting::new("CreateContainerError", e))?;
-        submit::submit_new(&s.client, &s.identity, spec).await.map_err(|e| Waiting::new("CreateContainerError", e))
+        let spec = submit::new_spec(&s.identity, node, expires_at, &notes, data)?;
+        submit::submit_new(&s.client, &s.identity, spec).await
     }
 
     /// The flist and its pinned hash for a Pod's `image`: an flist URL, a path on the node, or
@@ -399,7 +457,9 @@ impl Provider<'_> {
     async fn placed_capacity(&self, grid: &[zgrid_types::directory::Node]) -> HashMap<NodeId, place::Held> {
         let s = &self.session;
         let records = s.client.all_workloads(s.owner, Some("active")).await.unwrap_or_default();
-        place::held(grid, &records, |r| self.made_here(r).is_some())
+        place::held(grid, &records, |r| {
+            self.made_here(r).is_some() && matches!(r.workload.payload.data, WorkloadData::Container(_))
+        })
     }
 
     /// The Pod's place on the network, if the provider has one.
@@ -490,6 +550,14 @@ impl Provider<'_> {
         }
         self.written.insert(uid, status);
         Ok(())
+    }
+}
+
+/// The volumes a container workload mounts.
+fn mounts(record: &WorkloadRecord) -> Vec<zgrid_types::WorkloadId> {
+    match &record.workload.payload.data {
+        WorkloadData::Container(c) => c.volumes.iter().map(|v| v.volume_id.clone()).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -105,7 +105,8 @@ pub fn choose(grid: &[Node], plan: &Plan, held: &HashMap<NodeId, Held>) -> Resul
         let free = n.free();
         (free.mru.saturating_sub(unreported.mru), free.sru.saturating_sub(unreported.sru))
     };
-    let fitting: Vec<&&Node> = allowed.iter().filter(|n| free(n).0 >= plan.memory && free(n).1 >= plan.disk).collect();
+    let disk = plan.disk_needed();
+    let fitting: Vec<&&Node> = allowed.iter().filter(|n| free(n).0 >= plan.memory && free(n).1 >= disk).collect();
     let best = fitting.iter().min_by_key(|n| {
         let pods = held.get(&n.node_id).map_or(0, |h| h.pods);
         (pods, std::cmp::Reverse(free(n).0), n.node_id.to_string())
@@ -121,7 +122,7 @@ pub fn choose(grid: &[Node], plan: &Plan, held: &HashMap<NodeId, Held>) -> Resul
         "no grid node has {} MiB memory and {} MiB disk free for this Pod: {} node(s) are up and allowed{scope}, \
          the most free memory on one is {most} MiB; lower the Pod's resources or add nodes",
         plan.memory,
-        plan.disk,
+        disk,
         allowed.len(),
     )
 }
@@ -161,6 +162,7 @@ mod tests {
             disk: 256,
             placement: Placement::default(),
             probes: Default::default(),
+            volumes: vec![],
         }
     }
 

@@ -19,6 +19,8 @@ pub const COUNTRY_ANNOTATION: &str = "zgrid.io/country";
 const DEFAULT_MEMORY_MIB: u64 = 256;
 /// Writable root filesystem a container gets when its Pod asks for no ephemeral storage, MiB.
 const DEFAULT_DISK_MIB: u64 = 256;
+/// Size of an `emptyDir` volume without a `sizeLimit`, MiB.
+const DEFAULT_EMPTY_DIR_MIB: u64 = 256;
 /// Where Kubernetes mounts a Pod's service account token; the grid container has no way to
 /// reach the API server, so the volume is left out rather than refused.
 const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -47,6 +49,26 @@ pub struct Plan {
     pub placement: Placement,
     /// Readiness and liveness probes, run by the grid node.
     pub probes: Probes,
+    /// `emptyDir` volumes, each a grid volume on the container's node.
+    pub volumes: Vec<ScratchVolume>,
+}
+
+impl Plan {
+    /// Disk the container and its volumes take on the node, MiB.
+    pub fn disk_needed(&self) -> u64 {
+        self.disk + self.volumes.iter().map(|v| v.size).sum::<u64>()
+    }
+}
+
+/// An `emptyDir` volume of the Pod and where the container mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchVolume {
+    /// Its name in the Pod.
+    pub name: String,
+    /// Size, MiB (its `sizeLimit`, else the default).
+    pub size: u64,
+    /// Where the container mounts it.
+    pub mount_path: String,
 }
 
 /// An environment variable whose value lives in a Secret or a ConfigMap of the Pod's namespace.
@@ -113,13 +135,7 @@ pub fn plan(pod: &Pod) -> Result<Plan, Refusal> {
     if spec.host_network == Some(true) || spec.host_pid == Some(true) || spec.host_ipc == Some(true) {
         return refuse("hostNetwork, hostPID and hostIPC are not available on the grid");
     }
-    for v in spec.volumes.iter().flatten() {
-        let mounted_for_token =
-            container.volume_mounts.iter().flatten().any(|m| m.name == v.name && m.mount_path == SERVICE_ACCOUNT_MOUNT);
-        if !(mounted_for_token || is_service_account_token(v)) {
-            return refuse(format!("volume {:?}: volumes are not supported on the grid yet", v.name));
-        }
-    }
+    let volumes = scratch_volumes(spec, container)?;
     check_container(container)?;
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     let farm = match annotations.get(FARM_ANNOTATION) {
@@ -165,6 +181,7 @@ pub fn plan(pod: &Pod) -> Result<Plan, Refusal> {
         memory,
         disk,
         placement,
+        volumes,
         probes: Probes {
             readiness: container.readiness_probe.as_ref().map(|p| probe(container, "readinessProbe", p)).transpose()?,
             liveness: container.liveness_probe.as_ref().map(|p| probe(container, "livenessProbe", p)).transpose()?,
@@ -217,6 +234,41 @@ fn probe(c: &PodContainer, field: &str, p: &PodProbe) -> Result<Probe, Refusal> 
     })
 }
 
+/// The Pod's `emptyDir` volumes with where the container mounts them; the service account
+/// token is left out; other volumes and mount options are refused.
+fn scratch_volumes(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    c: &PodContainer,
+) -> Result<Vec<ScratchVolume>, Refusal> {
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(v) = spec.volumes.iter().flatten().find(|v| v.name == m.name) else {
+            return refuse(format!("volume mount {:?} names no volume of the Pod", m.name));
+        };
+        if m.mount_path == SERVICE_ACCOUNT_MOUNT || is_service_account_token(v) {
+            continue;
+        }
+        let Some(empty) = &v.empty_dir else {
+            return refuse(format!("volume {:?}: only emptyDir volumes are supported on the grid", v.name));
+        };
+        if empty.medium.as_deref().is_some_and(|m| !m.is_empty()) {
+            return refuse(format!(
+                "volume {:?}: emptyDir medium {:?} is not supported (only disk)",
+                v.name, empty.medium
+            ));
+        }
+        if m.sub_path.as_ref().is_some_and(|p| !p.is_empty()) || m.read_only == Some(true) {
+            return refuse(format!("volume mount {:?}: subPath and readOnly are not supported on the grid", m.name));
+        }
+        let size = match &empty.size_limit {
+            Some(q) => (quantity("sizeLimit", &q.0)? / f64::from(1u32 << 20)).ceil().max(1.0) as u64,
+            None => DEFAULT_EMPTY_DIR_MIB,
+        };
+        out.push(ScratchVolume { name: v.name.clone(), size, mount_path: m.mount_path.clone() });
+    }
+    Ok(out)
+}
+
 /// The volume the ServiceAccount admission plugin adds (a Secret named `<account>-token-…`
 /// in 1.20, a projected volume later).
 fn is_service_account_token(v: &k8s_openapi::api::core::v1::Volume) -> bool {
@@ -232,9 +284,6 @@ fn check_container(c: &PodContainer) -> Result<(), Refusal> {
     }
     if c.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
         return refuse(named("envFrom is not supported yet; list the variables under env with valueFrom"));
-    }
-    if c.volume_mounts.iter().flatten().any(|m| m.mount_path != SERVICE_ACCOUNT_MOUNT) {
-        return refuse(named("volume mounts are not supported on the grid yet"));
     }
     if c.security_context.as_ref().is_some_and(|s| s.privileged == Some(true)) {
         return refuse(named("privileged containers are not available on the grid"));
@@ -424,5 +473,33 @@ mod tests {
         }));
         let plan = plan(&p).unwrap();
         assert_eq!(plan.placement, Placement { node: None, farm: Some(3), country: Some("BE".into()) });
+        assert!(plan.volumes.is_empty());
+    }
+
+    #[test]
+    fn empty_dirs_become_grid_volumes_and_other_volumes_are_refused() {
+        let with = |volume: serde_json::Value, mount: serde_json::Value| {
+            pod(serde_json::json!({ "metadata": { "name": "p" }, "spec": {
+                "containers": [{ "name": "a", "image": "x", "volumeMounts": [mount] }],
+                "volumes": [volume]
+            } }))
+        };
+        let scratch = with(
+            serde_json::json!({ "name": "s", "emptyDir": { "sizeLimit": "64Mi" } }),
+            serde_json::json!({ "name": "s", "mountPath": "/scratch" }),
+        );
+        let plan = plan(&scratch).unwrap();
+        assert_eq!(plan.volumes, [ScratchVolume { name: "s".into(), size: 64, mount_path: "/scratch".into() }]);
+        assert_eq!(plan.disk_needed(), DEFAULT_DISK_MIB + 64);
+        let host = with(
+            serde_json::json!({ "name": "h", "hostPath": { "path": "/etc" } }),
+            serde_json::json!({ "name": "h", "mountPath": "/host" }),
+        );
+        assert!(super::plan(&host).unwrap_err().0.contains("only emptyDir"));
+        let memory = with(
+            serde_json::json!({ "name": "m", "emptyDir": { "medium": "Memory" } }),
+            serde_json::json!({ "name": "m", "mountPath": "/m" }),
+        );
+        assert!(super::plan(&memory).unwrap_err().0.contains("medium"));
     }
 }
