@@ -40,7 +40,7 @@ pub struct ApiState {
 
 /// A TLS configuration with a new self-signed certificate for `address`, that requires client
 /// certificates signed by the CA in `client_ca`.
-pub fn tls(address: &str, client_ca: &Path) -> Result<Arc<rustls::ServerConfig>> {
+fn tls(address: &str, client_ca: &Path) -> Result<Arc<rustls::ServerConfig>> {
     let pem =
         std::fs::read(client_ca).with_context(|| format!("--client-ca {}: cannot read it", client_ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
@@ -69,8 +69,24 @@ pub fn tls(address: &str, client_ca: &Path) -> Result<Arc<rustls::ServerConfig>>
     Ok(Arc::new(config))
 }
 
+/// Serve the kubelet API on `at` for clients certified by the CA in `client_ca`, until the
+/// task is aborted.
+pub async fn start(
+    at: std::net::SocketAddr,
+    client_ca: &Path,
+    state: ApiState,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let tls = tls(&at.ip().to_string(), client_ca)?;
+    let tcp = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot listen on {at} for the kubelet API (--address, --port)"))?;
+    let listener = zgrid_serve::Listener::with_config(tcp, tls);
+    tracing::info!(%at, "kubelet API listening (kubectl logs and exec)");
+    Ok(tokio::spawn(zgrid_serve::serve(listener, router(state), std::future::pending())))
+}
+
 /// The routes the API server uses.
-pub fn router(state: ApiState) -> axum::Router {
+fn router(state: ApiState) -> axum::Router {
     axum::Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", axum::routing::get(logs))
         .route("/exec/{namespace}/{pod}/{container}", axum::routing::get(exec).post(exec))

@@ -63,11 +63,13 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
     let filter = place::Filter::from_args(&a)?;
     let hub = ctx.hub_url(None).ok();
     let me = node::Identity { name: a.node_name.clone(), address: a.address.to_string(), port: a.port };
-    let nodes = place::candidates(&session, &filter, None).await?;
+    // Checks the network too: a typo fails here, not on the first Pod.
+    let nodes = place::candidates(&session, &filter, a.network.as_deref()).await?;
     node::register(&kube, &me, &place::total_free(&nodes)).await?;
     tracing::info!(node = %me.name, grid_nodes = nodes.len(), "registered the virtual node");
 
-    let heartbeat = tokio::spawn(heartbeats(kube.clone(), me.clone(), Session::new(ctx)?, filter.clone()));
+    let offered = Offered { session: Session::new(ctx)?, filter: filter.clone(), network: a.network.clone() };
+    let heartbeat = tokio::spawn(heartbeats(kube.clone(), me.clone(), offered));
     let pods: Api<Pod> = Api::all(kube.clone());
     let (reader, writer) = reflector::store();
     let selected = watcher::Config::default().fields(&format!("spec.nodeName={}", me.name));
@@ -84,20 +86,13 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
     reader.wait_until_ready().await.context("cannot list the Pods bound to the Node")?;
     let server = match &a.client_ca {
         Some(ca) => {
-            let tls = api::tls(&me.address, ca)?;
-            let at = std::net::SocketAddr::new(a.address, a.port);
-            let tcp = tokio::net::TcpListener::bind(at)
-                .await
-                .with_context(|| format!("cannot listen on {at} for the kubelet API (--address, --port)"))?;
             let state = api::ApiState {
                 pods: reader.clone(),
                 explorer: session.client.clone(),
                 key: session.identity.keypair.clone(),
                 http: ctx.http()?,
             };
-            let listener = zgrid_serve::Listener::with_config(tcp, tls);
-            tracing::info!(%at, "kubelet API listening (kubectl logs and exec)");
-            Some(tokio::spawn(zgrid_serve::serve(listener, api::router(state), std::future::pending())))
+            Some(api::start(std::net::SocketAddr::new(a.address, a.port), ca, state).await?)
         }
         None => {
             tracing::warn!("no --client-ca: the kubelet API is off, so kubectl logs and exec will not work");
@@ -151,12 +146,19 @@ pub(super) async fn client(path: &std::path::Path) -> Result<(kube::Client, Stri
     Ok((kube::Client::try_from(config).context("cannot build a Kubernetes client")?, cluster))
 }
 
+/// The grid nodes the provider may use, for the capacity the Node offers.
+struct Offered {
+    session: Session,
+    filter: place::Filter,
+    network: Option<String>,
+}
+
 /// Renew the Node's status and Lease with the grid's free capacity until aborted.
-async fn heartbeats(kube: kube::Client, me: node::Identity, session: Session, filter: place::Filter) {
+async fn heartbeats(kube: kube::Client, me: node::Identity, offered: Offered) {
     let mut free = zgrid_types::directory::Capacity::default();
     loop {
         tokio::time::sleep(node::HEARTBEAT).await;
-        match place::candidates(&session, &filter, None).await {
+        match place::candidates(&offered.session, &offered.filter, offered.network.as_deref()).await {
             Ok(nodes) => free = place::total_free(&nodes),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot read the grid's free capacity"),
         }
