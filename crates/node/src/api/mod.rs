@@ -226,13 +226,11 @@ mod tests {
 
     /// `GET path` with an `Authorization` header signed by `key` at `ts` over `signed_path`.
     async fn get(url: &str, path: &str, auth: Option<(&Keypair, i64, &str)>) -> (u16, String) {
-        let mut req = reqwest::Client::new().get(format!("{url}{path}"));
-        if let Some((key, ts, signed_path)) = auth {
+        let authorization = auth.map(|(key, ts, signed_path)| {
             let nonce = hex::encode(rand::random::<[u8; 16]>());
-            req = req.header("authorization", RequestAuth::sign(key, "GET", signed_path, ts, nonce, b"").to_string());
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
+            RequestAuth::sign(key, "GET", signed_path, ts, nonce, b"").to_string()
+        });
+        get_with(url, path, authorization.as_deref()).await
     }
 
     #[tokio::test]
@@ -260,10 +258,13 @@ mod tests {
         assert_eq!((status, body.contains("has no logs")), (404, true), "{body}");
     }
 
-    /// `GET url+path` with `authorization`; the status and body.
-    async fn get_with(url: &str, path: &str, authorization: &str) -> (u16, String) {
-        let resp = reqwest::Client::new().get(format!("{url}{path}")).header("authorization", authorization).send();
-        let resp = resp.await.unwrap();
+    /// `GET url+path` with `authorization`, if any; the status and body.
+    async fn get_with(url: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+        let mut req = reqwest::Client::new().get(format!("{url}{path}"));
+        if let Some(authorization) = authorization {
+            req = req.header("authorization", authorization);
+        }
+        let resp = req.send().await.unwrap();
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
@@ -304,9 +305,9 @@ mod tests {
         // same request again is a replay.
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let header = RequestAuth::sign(&owner, "GET", &path, now, nonce, b"").to_string();
-        let (status, body) = get_with(&url, &path, &header).await;
+        let (status, body) = get_with(&url, &path, Some(&header)).await;
         assert_eq!((status, body.contains("not running")), (404, true), "{body}");
-        let (status, body) = get_with(&url, &path, &header).await;
+        let (status, body) = get_with(&url, &path, Some(&header)).await;
         assert_eq!((status, body.contains("used before")), (401, true), "{body}");
     }
 }

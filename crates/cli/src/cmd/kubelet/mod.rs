@@ -189,10 +189,11 @@ impl Provider<'_> {
     /// One reconciliation pass over `pods`, the Pods bound to the Node.
     async fn pass(&mut self, pods: Vec<Arc<Pod>>) -> Result<()> {
         let s = &self.session;
+        let active = s.client.all_workloads(s.owner, Some("active")).await?;
         let mut mine: HashMap<String, Vec<WorkloadRecord>> = HashMap::new();
-        for record in s.client.all_workloads(s.owner, Some("active")).await? {
-            if let Some(r) = self.made_here(&record) {
-                mine.entry(r.uid).or_default().push(record);
+        for record in &active {
+            if let Some(r) = self.made_here(record) {
+                mine.entry(r.uid).or_default().push(record.clone());
             }
         }
         let uids: HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
@@ -206,10 +207,10 @@ impl Provider<'_> {
         }
         self.retry_at.retain(|uid, _| uids.contains(uid));
         self.written.retain(|uid, _| uids.contains(uid));
-        let mut grid = None;
+        let mut placing = Placing { nodes: None, active };
         for pod in pods {
             let records = pod.uid().and_then(|uid| mine.remove(&uid)).unwrap_or_default();
-            if let Err(e) = self.pod(&pod, records, &mut grid).await {
+            if let Err(e) = self.pod(&pod, records, &mut placing).await {
                 tracing::warn!(pod = %key(&pod), error = format!("{e:#}"), "cannot reconcile the Pod");
             }
         }
@@ -222,13 +223,8 @@ impl Provider<'_> {
         (r.kubelet == self.me.name && r.cluster == self.cluster).then_some(r)
     }
 
-    /// Bring one Pod's container in line with the Pod; `grid` caches the nodes for the pass.
-    async fn pod(
-        &mut self,
-        pod: &Pod,
-        mut records: Vec<WorkloadRecord>,
-        grid: &mut Option<Vec<zgrid_types::directory::Node>>,
-    ) -> Result<()> {
+    /// Bring one Pod's container in line with the Pod.
+    async fn pod(&mut self, pod: &Pod, mut records: Vec<WorkloadRecord>, placing: &mut Placing) -> Result<()> {
         let uid = pod.uid().unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() {
             return self.terminate(pod, &records).await;
@@ -271,14 +267,13 @@ impl Provider<'_> {
             Ok(plan) => plan,
             Err(refusal) => return self.write(pod, Observed::Refused(&refusal.0)).await,
         };
-        if grid.is_none() {
-            *grid = Some(place::candidates(&self.session, &self.filter, self.network.as_deref()).await?);
+        if placing.nodes.is_none() {
+            placing.nodes = Some(place::candidates(&self.session, &self.filter, self.network.as_deref()).await?);
         }
-        match self.create(pod, &plan, grid.as_deref().unwrap_or_default()).await {
+        match self.create(pod, &plan, placing).await {
             Ok(record) => {
                 tracing::info!(pod = %key(pod), workload = %record.workload.payload.id, node = %record.workload.payload.node_id, "made the Pod's container");
                 self.retry_at.remove(&uid);
-                *grid = None;
                 self.write(pod, Observed::Workload(&record)).await
             }
             Err(Waiting { reason, message }) => {
@@ -288,17 +283,16 @@ impl Provider<'_> {
         }
     }
 
-    /// Make the Pod's container: resolve its image and environment, place it, sign it.
-    async fn create(
-        &self,
-        pod: &Pod,
-        plan: &pod::Plan,
-        grid: &[zgrid_types::directory::Node],
-    ) -> Result<WorkloadRecord, Waiting> {
+    /// Make the Pod's container: resolve its image and environment, place it, sign it; what
+    /// it made joins `placing`'s active workloads.
+    async fn create(&self, pod: &Pod, plan: &pod::Plan, placing: &mut Placing) -> Result<WorkloadRecord, Waiting> {
         let (flist, flist_hash) = self.image(&plan.image).await.map_err(|e| Waiting::new("ErrImagePull", e))?;
         let values = self.references(pod, plan).await.map_err(|e| Waiting::new("CreateContainerConfigError", e))?;
-        let node = place::choose(grid, plan, &self.placed_capacity(grid).await)
-            .map_err(|e| Waiting::new("Unschedulable", e))?;
+        let grid = placing.nodes.as_deref().unwrap_or_default();
+        let held = place::held(grid, &placing.active, |r| {
+            self.made_here(r).is_some() && matches!(r.workload.payload.data, WorkloadData::Container(_))
+        });
+        let node = place::choose(grid, plan, &held).map_err(|e| Waiting::new("Unschedulable", e))?;
         let connection = self.connection(&node).await.map_err(|e| Waiting::new("NetworkUnavailable", e))?;
         let mut volumes = Vec::with_capacity(plan.volumes.len());
         for v in &plan.volumes {
@@ -358,7 +352,12 @@ impl Provider<'_> {
             probes: plan.probes.clone(),
         };
         match self.submit(pod, node, None, WorkloadData::Container(container)).await {
-            Ok(record) => Ok(record),
+            Ok(record) => {
+                // Counted by the next placement in this pass, before the node reports it.
+                placing.active.extend(volumes.into_iter().map(|(v, _)| v));
+                placing.active.push(record.clone());
+                Ok(record)
+            }
             Err(e) => {
                 for (made, _) in &volumes {
                     self.delete(made).await;
@@ -452,16 +451,6 @@ impl Provider<'_> {
             }
         }
         Ok(values)
-    }
-
-    /// Capacity this provider's workloads hold on each node beyond what the node reported
-    /// (made after its last heartbeat).
-    async fn placed_capacity(&self, grid: &[zgrid_types::directory::Node]) -> HashMap<NodeId, place::Held> {
-        let s = &self.session;
-        let records = s.client.all_workloads(s.owner, Some("active")).await.unwrap_or_default();
-        place::held(grid, &records, |r| {
-            self.made_here(r).is_some() && matches!(r.workload.payload.data, WorkloadData::Container(_))
-        })
     }
 
     /// The Pod's place on the network, if the provider has one.
@@ -561,6 +550,13 @@ fn mounts(record: &WorkloadRecord) -> Vec<zgrid_types::WorkloadId> {
         WorkloadData::Container(c) => c.volumes.iter().map(|v| v.volume_id.clone()).collect(),
         _ => Vec::new(),
     }
+}
+
+/// What one pass places Pods with: the grid nodes they may use (read when the first Pod needs
+/// them) and the deployer's active workloads, with those the pass made.
+struct Placing {
+    nodes: Option<Vec<zgrid_types::directory::Node>>,
+    active: Vec<WorkloadRecord>,
 }
 
 /// Why a Pod has no container yet: a Kubernetes waiting reason and the cause.
