@@ -137,8 +137,10 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
 
 /// A client of the cluster the kubeconfig at `path` names, and its API server's URL.
 pub(super) async fn client(path: &std::path::Path) -> Result<(kube::Client, String)> {
+    // Checked first: kube's own error repeats the path and the cause.
+    std::fs::File::open(path).with_context(|| format!("--kubeconfig {}: cannot open it", path.display()))?;
     let file = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("--kubeconfig {}: cannot read it as a kubeconfig", path.display()))?;
+        .with_context(|| format!("--kubeconfig {}: not a kubeconfig", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
         .await
         .with_context(|| format!("--kubeconfig {}: no usable cluster, user and context in it", path.display()))?;
