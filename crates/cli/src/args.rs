@@ -382,7 +382,7 @@ pub enum DeployCommand {
     },
     /// A persistent volume.
     Volume {
-        /// Node to put it on.
+        /// Node to put it on: its id, or the start of it (at least 4 characters).
         #[arg(long)]
         node: String,
         /// Size in MiB.
@@ -391,6 +391,9 @@ pub enum DeployCommand {
         /// Disk class: ssd or hdd.
         #[arg(long = "type", default_value = "ssd")]
         disk_type: String,
+        /// Wait until the node reports the volume made (or failing).
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         common: DeployCommon,
     },
@@ -418,7 +421,7 @@ pub struct ImageArgs {
 /// The node and the image a workload runs.
 #[derive(Debug, Args)]
 pub struct FlistArgs {
-    /// Node to run it on.
+    /// Node to run it on: its id, or the start of it (at least 4 characters) as `zgrid live` shows it.
     #[arg(long)]
     pub node: String,
     /// Image: an flist URL (`zgrid flist push` prints it), or a directory or tar archive on
@@ -762,10 +765,19 @@ pub struct ConsoleArgs {
     /// The workload id (a container deployed with `--interactive`).
     pub id: String,
     /// Start a shell in the container, type these lines into it, then `exit`, and print what
-    /// the terminal shows (default: list the container's processes and the console's URL).
-    #[arg(long)]
+    /// the terminal shows, as plain text (default: on a terminal, attach it to a new shell in
+    /// the container until the shell exits or Ctrl-] detaches; elsewhere, list the container's
+    /// processes and the console's URL).
+    #[arg(long, conflicts_with = "attach")]
     pub send: Option<String>,
-    /// The program `--send` starts.
+    /// Attach this terminal to process N the console started (`--list` shows them) instead of
+    /// starting a new one.
+    #[arg(long, value_name = "N", conflicts_with = "list")]
+    pub attach: Option<u64>,
+    /// List the container's processes and the console's URL, also on a terminal.
+    #[arg(long, conflicts_with = "send")]
+    pub list: bool,
+    /// The program `--send` and the interactive mode start.
     #[arg(long, default_value = "/bin/sh")]
     pub program: String,
 }
@@ -836,7 +848,7 @@ pub struct NodeArgs {
     pub step_timeout: u64,
     /// Where the consoles' browser terminal (xterm.js and xterm.css) is; install it with
     /// scripts/console-assets. Without it consoles show a plain text view.
-    #[arg(long, default_value = "/usr/share/zgrid/console", env = "ZGRID_CONSOLE_ASSETS")]
+    #[arg(long, default_value = zgrid_node::console::ASSETS_DIR, env = "ZGRID_CONSOLE_ASSETS")]
     pub console_assets: std::path::PathBuf,
     /// UDP ports the node picks WireGuard listen ports from, as FIRST-LAST.
     #[arg(long, default_value = "51820-52819", value_parser = port_range)]
@@ -869,6 +881,10 @@ pub struct UpArgs {
     /// Node agents to run (a running grid with fewer gets more; none are removed).
     #[arg(long, default_value_t = 2)]
     pub nodes: u32,
+    /// Where the nodes find the consoles' browser terminal (xterm.js and xterm.css), which
+    /// scripts/console-assets installs there; without it consoles show a plain text view.
+    #[arg(long, value_name = "DIR", default_value = zgrid_node::console::ASSETS_DIR, env = "ZGRID_CONSOLE_ASSETS")]
+    pub console_assets: std::path::PathBuf,
     #[command(flatten)]
     pub grid: GridDir,
 }

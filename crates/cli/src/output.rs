@@ -63,34 +63,42 @@ fn render(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> Vec<St
         .collect()
 }
 
-/// Progress of `total` steps of `what` (such as "chunks uploaded") on stderr: a bar with the
-/// elapsed time on a terminal, otherwise a line at each tenth; nothing when `quiet`.
+/// Progress of `total` steps of `what` (such as "chunks uploaded"), `total_bytes` bytes in all,
+/// on stderr: on a terminal one bar of the bytes with the steps done, the rate and the elapsed
+/// time; otherwise a line at each tenth of the steps; nothing when `quiet`.
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     total: u64,
+    total_bytes: u64,
     done: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
     what: &'static str,
     quiet: bool,
 }
 
 impl Progress {
-    /// Start showing progress (for `total` steps).
-    pub fn new(total: u64, what: &'static str, quiet: bool) -> Self {
+    /// Start showing progress (for `total` steps of `total_bytes` bytes in all).
+    pub fn new(total: u64, total_bytes: u64, what: &'static str, quiet: bool) -> Self {
         let bar = (!quiet && total > 0 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-            let style = indicatif::ProgressStyle::with_template("  {msg} [{elapsed}] {wide_bar} {pos}/{len}")
-                .expect("a valid template");
-            indicatif::ProgressBar::new(total).with_style(style).with_message(what)
+            indicatif::ProgressBar::new(total_bytes).with_style(bar_style()).with_message(format!("0/{total} {what}"))
         });
-        Self { bar, total, done: 0.into(), what, quiet }
+        Self { bar, total, total_bytes, done: 0.into(), bytes: 0.into(), what, quiet }
     }
 
-    /// One more step done.
-    pub fn step(&self) {
-        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    /// One more step done, of `bytes` bytes.
+    pub fn step(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = self.done.fetch_add(1, Relaxed) + 1;
+        let sent = self.bytes.fetch_add(bytes, Relaxed) + bytes;
+        let (total, what) = (self.total, self.what);
         match &self.bar {
-            Some(bar) => bar.inc(1),
-            None if !self.quiet && tenth_reached(done, self.total) => {
-                eprintln!("  {} {done}/{}", self.what, self.total);
+            Some(bar) => {
+                bar.set_message(format!("{done}/{total} {what}"));
+                bar.inc(bytes);
+            }
+            None if !self.quiet && tenth_reached(done, total) => {
+                let (sent, all) = (indicatif::BinaryBytes(sent), indicatif::BinaryBytes(self.total_bytes));
+                eprintln!("  {what} {done}/{total} ({sent} of {all})");
             }
             None => {}
         }
@@ -103,6 +111,14 @@ impl Drop for Progress {
             bar.finish();
         }
     }
+}
+
+/// The progress bar: steps, elapsed time, bar, bytes done and in all, rate.
+fn bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "  {msg} [{elapsed}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+    )
+    .expect("a valid template")
 }
 
 /// Whether step `done` of `total` is the first to reach another tenth of them.
@@ -127,6 +143,12 @@ pub fn time(unix: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_progress_bar_template_parses() {
+        // Only a terminal shows the bar, so a bad template would fail there alone.
+        super::bar_style();
+    }
+
     #[test]
     fn progress_without_a_terminal_is_a_line_at_each_tenth() {
         let lines = |total: u64| (1..=total).filter(|&n| super::tenth_reached(n, total)).collect::<Vec<_>>();

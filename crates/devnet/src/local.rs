@@ -52,6 +52,8 @@ pub struct UpOptions {
     pub nodes: u32,
     /// `ZGRID_LOG` for the processes.
     pub log_level: String,
+    /// Where the node agents find the consoles' xterm.js (`zgrid node --console-assets`).
+    pub console_assets: PathBuf,
 }
 
 /// One process of the grid.
@@ -278,7 +280,8 @@ pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<Status> {
             continue;
         }
         progress(&format!("starting node agent n{n} in namespace {name} ({address})"));
-        let command = agent_command(&l, &Path::new("/run/netns").join(&name), address)?;
+        let mut command = agent_command(&l, &Path::new("/run/netns").join(&name), address)?;
+        command.arg("--console-assets").arg(&opts.console_assets);
         let pid = spawn_detached(command, &l.state_dir.join("agent.log"), &pid_file)?;
         // By pid: until it execs, the new process still has this one's command line.
         wait_registered(&l, || {

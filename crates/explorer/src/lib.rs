@@ -85,7 +85,7 @@ impl AppState {
 /// The HTTP application.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let (router, api) = openapi::router().split_for_parts();
+    let (router, api) = openapi::routes();
     let api = Arc::new(api);
     router
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }))

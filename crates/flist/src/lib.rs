@@ -10,6 +10,7 @@ pub mod meta;
 pub mod mount;
 pub mod pack;
 pub mod store;
+mod tar_dir;
 pub mod unpack;
 
 pub use import::{ImportError, import, merge};
@@ -17,6 +18,7 @@ pub use meta::{Flist, ImageConfig};
 pub use mount::{ChunkSource, Mount, mount};
 pub use pack::{PackSummary, pack};
 pub use store::DirStore;
+pub use tar_dir::tar_dir;
 pub use unpack::{copy_file, resolve, unpack};
 
 /// The address of an flist: the BLAKE3 hash of its file, hex.

@@ -71,14 +71,39 @@ pub struct Inode {
     pub gid: u32,
     /// Size in bytes (a symlink: its target's length).
     pub size: u64,
-    /// Modification time, seconds.
+    /// Modification time, whole seconds.
     pub mtime: i64,
-    /// Modification time, nanoseconds part.
+    /// Modification time, nanoseconds part: always 0 in the flists this version writes (see
+    /// [`Inode::canonical`]); flists written before may have it, and readers show it.
     pub mtime_nsec: u32,
     /// Device number of a device node.
     pub rdev: u64,
     /// A symlink's target.
     pub target: Option<Vec<u8>>,
+}
+
+impl Inode {
+    /// This inode as every flist records it, whatever it was packed from (a directory, a tar
+    /// in any format, a tar.gz, an image, a merge), so the same tree always gives the same
+    /// flist: times in whole seconds (floored; a tar in the GNU format has no more, and a
+    /// directory's nanoseconds would make it differ from its own tar), the size of a directory,
+    /// device node or fifo 0 and a symlink's its target's length (a host filesystem's directory
+    /// sizes say nothing about the image), a device number only on block and character devices,
+    /// and a symlink's permission bits 0777 (Linux ignores them).
+    pub fn canonical(self) -> Self {
+        let kind = self.mode & SFlag::S_IFMT.bits();
+        let is = |flag: SFlag| kind == flag.bits();
+        let mode = if is(SFlag::S_IFLNK) { kind | 0o777 } else { self.mode };
+        let size = if is(SFlag::S_IFREG) {
+            self.size
+        } else if is(SFlag::S_IFLNK) {
+            self.target.as_ref().map_or(0, |t| t.len() as u64)
+        } else {
+            0
+        };
+        let rdev = if is(SFlag::S_IFCHR) || is(SFlag::S_IFBLK) { self.rdev } else { 0 };
+        Self { mode, size, mtime_nsec: 0, rdev, ..self }
+    }
 }
 
 /// An extended attribute: name and value.
@@ -132,8 +157,9 @@ impl Flist {
         Ok(())
     }
 
-    /// Record an inode.
-    pub fn put_inode(&self, i: &Inode) -> Result<(), MetaError> {
+    /// Record an inode, made [`Inode::canonical`] first.
+    pub fn put_inode(&self, inode: &Inode) -> Result<(), MetaError> {
+        let i = inode.clone().canonical();
         self.db.execute(
             "INSERT INTO inode (ino, mode, uid, gid, size, mtime, mtime_nsec, rdev, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![i.ino as i64, i.mode, i.uid, i.gid, i.size as i64, i.mtime, i.mtime_nsec, i.rdev as i64, i.target],

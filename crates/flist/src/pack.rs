@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use crate::chunk;
@@ -110,15 +110,18 @@ impl Packer<'_> {
             mode: meta.mode(),
             uid: meta.uid(),
             gid: meta.gid(),
-            // A directory's size is its host filesystem's business: recorded as 0, as an
-            // archive's directories are, so a tree and its tar give the same flist.
-            size: if meta.is_file() || meta.is_symlink() { meta.size() } else { 0 },
+            // Made canonical when recorded (`Inode::canonical`): whole seconds, no directory
+            // size, so a tree and its tar give the same flist.
+            size: meta.size(),
             mtime: meta.mtime(),
-            mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+            mtime_nsec: 0,
             rdev: meta.rdev(),
             target,
         })?;
-        for name in xattr::list(path).map_err(read_err(path))? {
+        // In name order, as an archive's are, not in the host filesystem's.
+        let mut names: Vec<_> = xattr::list(path).map_err(read_err(path))?.collect();
+        names.sort();
+        for name in names {
             if let Some(value) = xattr::get(path, &name).map_err(read_err(path))? {
                 self.flist.put_xattr(ino, name.as_bytes(), &value)?;
             }
@@ -139,6 +142,10 @@ impl Packer<'_> {
         for item in items {
             let path = item.path();
             let meta = std::fs::symlink_metadata(&path).map_err(read_err(&path))?;
+            // A socket belongs to a running program, not to an image (and no tar holds one).
+            if meta.file_type().is_socket() {
+                continue;
+            }
             let key = (meta.dev(), meta.ino());
             let ino = match self.seen.get(&key) {
                 Some(ino) if !meta.is_dir() => *ino,

@@ -30,10 +30,26 @@ pub enum Health {
     /// says why. The engine reports `"ready": false` in its result until it is [`Health::Running`]
     /// again.
     NotReady(String),
-    /// It stopped; the text says how (for a container: its exit or the OOM killer).
+    /// It stopped; the text says how (a VM's guest state and console, a container's failed
+    /// liveness probe or lost image mount).
     Stopped(String),
+    /// Its process ended, and the node knows how (for a container: its exit code or signal,
+    /// whether the OOM killer struck, its last output).
+    Exited(Exit),
     /// Nothing of it exists (for example after a reboot).
     Missing,
+}
+
+/// How a workload's process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// What happened, cause first (`the container exited with code 1`).
+    pub how: String,
+    /// The same as facts for results' data: `exit_code`, `signal`, `oom_killed`, `output` (its
+    /// last lines), those known.
+    pub facts: serde_json::Map<String, serde_json::Value>,
+    /// Whether starting it again cannot help (its image is corrupt): it is not restarted.
+    pub permanent: bool,
 }
 
 /// Tells the owner how far provisioning got: each call reports a `provisioning` result with

@@ -46,6 +46,10 @@ pub struct Entry {
     /// The facts reported with the `ok` result, kept so it can be sent again.
     #[serde(default)]
     pub data: serde_json::Value,
+    /// How it last stopped before a restart (`reason` and what else is known of the exit), kept
+    /// in its results while it runs again.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub last_stop: serde_json::Value,
 }
 
 impl Entry {

@@ -203,6 +203,50 @@ async fn env_args_and_logs() {
 }
 
 #[tokio::test]
+async fn how_a_container_ended_is_recorded_with_its_code_or_signal() {
+    use zgrid_node::runtime::Exit;
+    let Some(mut f) = Fixture::new() else { return };
+    let cfg = f.config("exit3", "echo bye; exit 3");
+    f.start(&cfg).await;
+    f.wait(&cfg.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
+    assert_eq!(f.runtime.exit(&cfg.id).unwrap(), Some(Exit { code: Some(3), signal: None }));
+    // Started again, it has no end yet; stopped, it ended by the signal that stopped it.
+    let cfg = f.config("stopped", "trap '' TERM; while :; do sleep 1; done");
+    f.start(&cfg).await;
+    assert_eq!(f.runtime.exit(&cfg.id).unwrap(), None, "still running");
+    f.runtime.stop(&cfg.id).await.unwrap();
+    assert_eq!(f.runtime.exit(&cfg.id).unwrap(), Some(Exit { code: None, signal: Some(9) }));
+}
+
+#[tokio::test]
+async fn a_program_missing_from_the_image_is_refused_before_runc_runs_without_host_paths() {
+    use zgrid_node::runtime::RuntimeError;
+    let Some(mut f) = Fixture::new() else { return };
+    std::fs::write(f.image.join("bin/notes"), "not a program").unwrap();
+    for (program, problem) in [
+        ("/bin/nosuchprog", "is not in the image"),
+        ("nosuchprog", "is not in the image (looked in PATH /usr/local/sbin:"),
+        ("/bin/notes", "cannot run: in the image it is not executable"),
+        ("/tmp", "cannot run: in the image it is a directory"),
+    ] {
+        let mut cfg = f.config(&format!("missing{}", f.ids.len()), "");
+        cfg.args = vec![program.to_owned(), "--flag".to_owned()];
+        let error = f.runtime.start(&cfg).await.unwrap_err();
+        assert!(matches!(error, RuntimeError::EntrypointMissing { .. }), "{error}");
+        let told = error.for_owner(f.runtime.root());
+        assert!(told.starts_with(&format!("the entrypoint {program:?} {problem}")), "{told}");
+        assert!(told.contains("--entrypoint"), "says what to change: {told}");
+        assert!(!told.contains(&*f.dir.path().to_string_lossy()) && !told.contains("runc"), "{told}");
+        assert_eq!(f.runtime.state(&cfg.id).await.unwrap(), ContainerState::Stopped { oom_killed: false });
+    }
+    // Names are looked up in the container's PATH, and links resolved inside the image.
+    let mut cfg = f.config("found", "");
+    cfg.args = vec!["echo".to_owned(), "found".to_owned()];
+    f.start(&cfg).await;
+    f.wait_logs(&cfg.id, |l| l.contains("found")).await;
+}
+
+#[tokio::test]
 async fn image_config_gives_the_default_process() {
     let Some(mut f) = Fixture::new() else { return };
     std::fs::create_dir(f.image.join(".zgrid")).unwrap();
@@ -309,11 +353,11 @@ async fn half_created_containers_are_finished_or_removed() {
     f.runtime.remove(&other.id).await.unwrap();
     f.assert_gone(&other.id);
 
-    // A start that fails in runc leaves a container that removes cleanly.
+    // A start refused after its root filesystem was made leaves a container that removes cleanly.
     let mut broken = f.config("broken", "");
     broken.args = vec!["/no/such/program".into()];
     let err = f.runtime.start(&broken).await.unwrap_err().to_string();
-    assert!(err.contains(&broken.id) && err.contains("/no/such/program"), "{err}");
+    assert!(err.contains("/no/such/program"), "{err}");
     f.runtime.remove(&broken.id).await.unwrap();
     f.assert_gone(&broken.id);
 }

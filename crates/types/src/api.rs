@@ -118,6 +118,9 @@ pub struct ApiError {
 /// Largest page size.
 pub const MAX_PAGE_SIZE: u32 = 500;
 
+/// Largest page number (the largest 32-bit signed integer, so every client can hold it).
+pub const MAX_PAGE: u32 = i32::MAX as u32;
+
 /// How often the explorer sends a keep-alive comment on an idle node feed, in seconds; a
 /// reader may take a feed silent for several times this long as dead.
 pub const FEED_KEEPALIVE_SECS: u64 = 15;
@@ -125,16 +128,20 @@ pub const FEED_KEEPALIVE_SECS: u64 = 15;
 /// Pagination parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
-    /// 1-based page number (default 1).
+    /// 1-based page number (default 1, at most 2147483647).
+    #[param(minimum = 1, maximum = 2147483647)]
     pub page: Option<u32>,
     /// Items per page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub size: Option<u32>,
 }
 
 /// Filters for finding nodes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NodeFilter {
     /// Only nodes of this farm.
     pub farm: Option<FarmId>,
@@ -152,29 +159,36 @@ pub struct NodeFilter {
     pub free_hru: Option<u64>,
     /// Only nodes that are (true) or are not (false) alive.
     pub alive: Option<bool>,
-    /// 1-based page number.
+    /// 1-based page number (default 1, at most 2147483647).
+    #[param(minimum = 1, maximum = 2147483647)]
     pub page: Option<u32>,
-    /// Items per page.
+    /// Items per page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub size: Option<u32>,
 }
 
 /// Filters for listing workloads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WorkloadFilter {
     /// Only workloads of this owner.
     pub owner: Option<UserId>,
     /// Only workloads in this state.
+    #[param(value_type = Option<WorkloadState>)]
     pub state: Option<String>,
-    /// 1-based page number.
+    /// 1-based page number (default 1, at most 2147483647).
+    #[param(minimum = 1, maximum = 2147483647)]
     pub page: Option<u32>,
-    /// Items per page.
+    /// Items per page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub size: Option<u32>,
 }
 
 /// Query of the node feed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Send only events after this cursor (default 0: everything still relevant).
     pub cursor: Option<i64>,

@@ -17,6 +17,7 @@ use crate::validate::{Valid, check_name, check_text, ensure};
 #[serde(deny_unknown_fields)]
 pub struct UserRegistration {
     /// Unique name: lowercase letters, digits, `-`, `_`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub name: String,
     /// Contact address.
     #[serde(default)]
@@ -59,10 +60,10 @@ pub struct User {
 #[serde(deny_unknown_fields)]
 pub struct FarmIp {
     /// Address with prefix, e.g. `185.69.166.10/24`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = "ipv4-network")]
     pub address: Ipv4Net,
     /// Gateway for that address.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Ipv4)]
     pub gateway: Ipv4Addr,
 }
 
@@ -70,7 +71,8 @@ pub struct FarmIp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FarmRegistration {
-    /// Unique name.
+    /// Unique name: lowercase letters, digits, `-`, `_`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub name: String,
     /// Public IPv4 addresses the farm can hand to workloads.
     #[serde(default)]
@@ -108,9 +110,11 @@ pub struct Farm {
     pub created_at: i64,
 }
 
-/// Resource units: CPU cores, memory, SSD and HDD storage (MiB).
+/// Resource units: CPU cores, memory, SSD and HDD storage (MiB). Named `NodeCapacity` in the
+/// OpenAPI document, apart from a container's [`crate::workload::ContainerCapacity`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NodeCapacity)]
 pub struct Capacity {
     /// CPU cores.
     pub cru: u64,
@@ -123,6 +127,17 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// Check that every amount fits the explorer's 64-bit signed columns (and the schema's
+    /// `int64`); `field` names the capacity in errors.
+    pub fn validate(&self, field: &str) -> Valid {
+        for (name, value) in [("cru", self.cru), ("mru", self.mru), ("sru", self.sru), ("hru", self.hru)] {
+            ensure(i64::try_from(value).is_ok(), &format!("{field}.{name}"), || {
+                format!("{value} is larger than {}", i64::MAX)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Component-wise `self - other`, floored at zero.
     pub fn saturating_sub(self, other: Self) -> Self {
         Self {
@@ -167,7 +182,7 @@ pub struct NodeRegistration {
     pub location: Location,
     /// Public address WireGuard peers can reach, if any.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = "ip-address")]
     pub public_endpoint: Option<IpAddr>,
     /// Where the node agent's API (workload logs) answers, e.g. `http://10.0.0.2:7780`.
     #[serde(default)]
@@ -185,6 +200,7 @@ impl NodeRegistration {
     /// Check the fields.
     pub fn validate(&self) -> Valid {
         ensure(!self.hostname.is_empty(), "hostname", || "is empty".into())?;
+        self.total.validate("total")?;
         check_text(&self.hostname, 253, "hostname")?;
         check_text(&self.location.country, 64, "location.country")?;
         check_text(&self.location.city, 64, "location.city")?;
@@ -228,6 +244,7 @@ pub struct NodeHeartbeat {
 impl NodeHeartbeat {
     /// Check the fields.
     pub fn validate(&self) -> Valid {
+        self.used.validate("used")?;
         match &self.hypervisor {
             Some(h) => check_text(h, MAX_HYPERVISOR, "hypervisor"),
             None => Ok(()),
@@ -251,7 +268,7 @@ pub struct Node {
     /// Location.
     pub location: Location,
     /// Public address, if any.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = "ip-address")]
     pub public_endpoint: Option<IpAddr>,
     /// Where the node agent's API answers, if it has one.
     #[serde(default)]

@@ -22,7 +22,7 @@ pub type NodeId = PublicKey;
 /// The id is part of what the owner signs, so the explorer cannot run one signed workload twice
 /// under two ids; updates keep the id and raise the version.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
-#[schema(value_type = String, example = "3f9c2a71d04be815")]
+#[schema(value_type = String, pattern = "^[0-9a-f]{16}$", example = "3f9c2a71d04be815")]
 pub struct WorkloadId(String);
 
 impl WorkloadId {

@@ -29,7 +29,12 @@ pub enum KeyError {
 
 /// An ed25519 public key, written as base58.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ToSchema)]
-#[schema(value_type = String, example = "7HZd49ugHzJxQUnHKyQRbmcwWWvKKtoJUndfiiXGTkow")]
+#[schema(
+    value_type = String,
+    format = "zgrid-public-key",
+    pattern = "^[1-9A-HJ-NP-Za-km-z]{32,44}$",
+    example = "7HZd49ugHzJxQUnHKyQRbmcwWWvKKtoJUndfiiXGTkow"
+)]
 pub struct PublicKey(pub(crate) ed25519_dalek::VerifyingKey);
 
 impl PublicKey {
@@ -85,9 +90,9 @@ impl<'de> Deserialize<'de> for PublicKey {
     }
 }
 
-/// An ed25519 signature, written as lowercase hex.
+/// An ed25519 signature, written as lowercase hex (uppercase is read too).
 #[derive(Clone, Copy, PartialEq, Eq, ToSchema)]
-#[schema(value_type = String)]
+#[schema(value_type = String, pattern = "^[0-9a-fA-F]{128}$")]
 pub struct Signature(ed25519_dalek::Signature);
 
 impl Signature {

@@ -121,7 +121,7 @@ impl Image {
 /// The node, and the flist, hub and flist hash the flags name; the flist's hash is what its
 /// hub serves now unless `--flist-hash` pins one.
 async fn flist_of(ctx: &Ctx, a: FlistArgs) -> Result<(NodeId, String, String, String)> {
-    let node = submit::node_id(&a.node)?;
+    let node = submit::resolve_node(&ctx.anonymous_client()?, &a.node).await?;
     let hash = if a.flist_hash.is_empty() { served_hash(ctx, &a.flist).await? } else { a.flist_hash };
     Ok((node, a.flist, a.hub_url, hash))
 }
@@ -172,9 +172,9 @@ fn probes_of(args: ProbeArgs) -> Probes {
 pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let (client, identity) = ctx.signed_client()?;
     let (node, data, common, wait, joined) = match cmd {
-        DeployCommand::Volume { node, size, disk_type: t, common } => {
-            let node = submit::node_id(&node)?;
-            (node, WorkloadData::Volume(Volume { size, disk_type: disk_type(&t)? }), common, false, None)
+        DeployCommand::Volume { node, size, disk_type: t, wait, common } => {
+            let node = submit::resolve_node(&client, &node).await?;
+            (node, WorkloadData::Volume(Volume { size, disk_type: disk_type(&t)? }), common, wait, None)
         }
         DeployCommand::Container {
             image,
@@ -289,7 +289,10 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
         let spec = &record.workload.payload;
         return output::report(ctx.json, &record, || {
             let when = output::time(spec.expires_at);
-            println!("workload {} ({}) accepted for node {}; expires {when}", spec.id, spec.data.kind(), spec.node_id)
+            println!("workload {} ({}) accepted for node {}; expires {when}", spec.id, spec.data.kind(), spec.node_id);
+            if let Some(console) = console_of(&spec.data, id.as_str()) {
+                println!("{console} once it runs");
+            }
         });
     }
     if !ctx.json {
@@ -299,7 +302,13 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
     let result = record.result.as_ref().map(|r| &r.payload);
     match result.map(|r| r.state) {
         Some(ResultState::Ok) => output::report(ctx.json, &record, || {
-            println!("workload {id} is running");
+            match &record.workload.payload.data {
+                WorkloadData::Volume(_) => println!("volume {id} is made; mount it with --volume {id}:/PATH"),
+                _ => println!("workload {id} is running"),
+            }
+            if let Some(console) = console_of(&record.workload.payload.data, id.as_str()) {
+                println!("{console}");
+            }
             // What the node wants the owner to know, such as the accelerator a VM runs with.
             if let Some(note) = result.and_then(|r| r.data["note"].as_str()) {
                 println!("note: {note}");
@@ -310,9 +319,19 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 output::json(&record)?;
             }
             let why = result.map_or("no result".into(), |r| r.message.clone());
-            bail!("workload {id} failed on its node: {why}")
+            let output = result.map(|r| last_output(&r.data)).unwrap_or_default();
+            bail!("workload {id} failed on its node: {why}{output}")
         }
     }
+}
+
+/// Where an interactive container's console answers, as a line for the owner: its web page
+/// (reached from the container's network) and the command for this terminal.
+fn console_of(data: &WorkloadData, id: &str) -> Option<String> {
+    let WorkloadData::Container(c) = data else { return None };
+    let n = c.network_connection.first().filter(|_| c.interactive)?;
+    let url = format!("http://{}:{}/", n.ipaddress, zgrid_node::console::PORT);
+    Some(format!("console: {url} (from network {}), or `zgrid console {id}`", n.network_id))
 }
 
 /// The membership of network `name` on `node`: at `ip` after checking it, else at the lowest
@@ -340,14 +359,33 @@ async fn join(
     Ok(NetworkConnection { network_id: name, ipaddress, public_ipv6: false, yggdrasil_ip: false })
 }
 
-/// The stages `--wait` shows, in order.
+/// What a result's data says the container last printed before it stopped, as lines to add to
+/// an error (empty when it says nothing).
+fn last_output(data: &serde_json::Value) -> String {
+    let lines: Vec<&str> =
+        data["last_stop"]["output"].as_array().into_iter().flatten().filter_map(|l| l.as_str()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("\nits last output:\n{}", lines.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"))
+}
+
+/// The stages `--wait` shows for a workload with an image, in order.
 const STAGES: [&str; 4] = ["accepted by the explorer", "picked up by the node", IMAGE_READY, "running"];
 
-/// How far a result shows the workload got (an index into [`STAGES`]).
-fn stage(result: Option<&zgrid_types::WorkloadResult>) -> usize {
+/// The stages `--wait` shows for a volume, which has no image.
+const VOLUME_STAGES: [&str; 3] = ["accepted by the explorer", "picked up by the node", "made"];
+
+/// The stages `--wait` shows for `data`, in order.
+fn stages(data: &WorkloadData) -> &'static [&'static str] {
+    if matches!(data, WorkloadData::Volume(_)) { &VOLUME_STAGES } else { &STAGES }
+}
+
+/// How far a result shows the workload got (an index into `stages`).
+fn stage(stages: &[&str], result: Option<&zgrid_types::WorkloadResult>) -> usize {
     match result {
         None => 0,
-        Some(r) if r.state == ResultState::Ok => 3,
+        Some(r) if r.state == ResultState::Ok => stages.len() - 1,
         Some(r) if r.message == IMAGE_READY => 2,
         Some(_) => 1,
     }
@@ -365,17 +403,18 @@ pub(super) async fn wait_for_node(
 ) -> Result<WorkloadRecord> {
     let spec = &record.workload.payload;
     let (mut shown, mut said) = (None, String::new());
+    let stages = stages(&spec.data);
     submit::verdict_within(client, &spec.id, spec.version, limit, |record, result| {
-        let reached = stage(result);
-        for (n, name) in STAGES.iter().enumerate().take(reached + 1).skip(shown.map_or(0, |s| s + 1)) {
+        let reached = stage(stages, result);
+        for (n, name) in stages.iter().enumerate().take(reached + 1).skip(shown.map_or(0, |s| s + 1)) {
             if !quiet {
                 let detail = if n == 1 { format!(" {}", record.workload.payload.node_id) } else { String::new() };
-                eprintln!("{label}[{}/{}] {name}{detail}", n + 1, STAGES.len());
+                eprintln!("{label}[{}/{}] {name}{detail}", n + 1, stages.len());
             }
             shown = Some(n);
         }
         if let Some(r) =
-            result.filter(|r| r.state == ResultState::Provisioning && !STAGES.contains(&r.message.as_str()))
+            result.filter(|r| r.state == ResultState::Provisioning && !stages.contains(&r.message.as_str()))
             && r.message != said
         {
             if !quiet && !r.message.is_empty() {
@@ -408,4 +447,15 @@ pub(super) async fn served_hash(ctx: &Ctx, flist: &str) -> Result<String> {
         );
     }
     Ok(hash.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_last_output_of_a_stopped_container_follows_the_reason() {
+        let data = serde_json::json!({ "last_stop": { "exit_code": 3, "output": ["starting", "boom"] } });
+        assert_eq!(super::last_output(&data), "\nits last output:\n  starting\n  boom");
+        assert_eq!(super::last_output(&serde_json::json!({ "restarts": 1 })), "");
+        assert_eq!(super::last_output(&serde_json::Value::Null), "");
+    }
 }

@@ -105,10 +105,10 @@ fn send_stdin(frames: mpsc::Sender<Vec<u8>>, closes_stdin: bool) {
 }
 
 /// This terminal in raw mode, put back as it was when dropped.
-struct RawTerminal(rustix::termios::Termios);
+pub(super) struct RawTerminal(rustix::termios::Termios);
 
 impl RawTerminal {
-    fn new() -> Result<Self> {
+    pub(super) fn new() -> Result<Self> {
         let stdin = std::io::stdin();
         let before = rustix::termios::tcgetattr(&stdin).context("cannot read the terminal's settings")?;
         let mut raw = before.clone();

@@ -22,7 +22,7 @@ pub async fn run(ctx: &Ctx, cmd: HubCommand) -> Result<()> {
         HubCommand::Ls { owner, hub } => ls(ctx, owner, hub).await,
         HubCommand::Import { source, name, hub } => {
             let client = signed(ctx, hub)?;
-            // A directory (an OCI image layout) travels as a tar.
+            // A directory (a root filesystem or an OCI image layout) travels as a tar.
             let spooled = if source.is_dir() { Some(tar_dir(&source)?) } else { None };
             let file = spooled.as_ref().map_or(source.as_path(), |f| f.path());
             eprintln!("uploading {} to {} for import...", source.display(), client.url());
@@ -111,13 +111,13 @@ fn print_stored(ctx: &Ctx, client: &HubClient, stored: &Stored) -> Result<()> {
     })
 }
 
-/// Tar `dir` into a temporary file (symlinks kept as links).
+/// Tar `dir` into a temporary file, as `zgrid_flist::tar_dir` writes it: a root filesystem so
+/// imports into the same flist as `zgrid flist create` gives (hardlinks, xattrs and all).
 fn tar_dir(dir: &Path) -> Result<tempfile::NamedTempFile> {
     let file = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
-    let mut builder = tar::Builder::new(file.reopen()?);
-    builder.follow_symlinks(false);
-    builder.append_dir_all(".", dir).with_context(|| format!("cannot archive {}", dir.display()))?;
-    builder.into_inner()?.sync_all()?;
+    zgrid_flist::tar_dir(dir, file.reopen()?)
+        .with_context(|| format!("cannot archive {}", dir.display()))?
+        .sync_all()?;
     Ok(file)
 }
 
@@ -142,21 +142,36 @@ pub async fn upload(client: &HubClient, path: &Path, store: &DirStore, name: &st
     let ids: Vec<String> = ids.iter().map(hex::encode).collect();
     let missing = client.missing(&ids).await?;
     let total = missing.len();
-    if verbose {
-        eprintln!("{} chunks referenced, {total} not on {} yet", ids.len(), client.url());
-    }
-    let progress = crate::output::Progress::new(total as u64, "chunks uploaded", !verbose);
-    let sent = std::sync::atomic::AtomicU64::new(0);
-    futures::stream::iter(missing)
+    // Each chunk with its stored size, so progress counts bytes.
+    let missing = missing
+        .into_iter()
         .map(|id| {
-            let (progress, sent) = (&progress, &sent);
+            let hash: zgrid_flist::chunk::Hash =
+                hex::decode(&id).ok().and_then(|b| b.try_into().ok()).context("the hub named a bad chunk id")?;
+            let file = store.path(&hash);
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("chunk {id} is not in the store ({})", file.display()))?
+                .len();
+            anyhow::Ok((id, hash, size))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let total_bytes = missing.iter().map(|(_, _, size)| size).sum();
+    if verbose {
+        eprintln!(
+            "{} chunks referenced, {total} not on {} yet ({})",
+            ids.len(),
+            client.url(),
+            indicatif::BinaryBytes(total_bytes)
+        );
+    }
+    let progress = crate::output::Progress::new(total as u64, total_bytes, "chunks uploaded", !verbose);
+    futures::stream::iter(missing)
+        .map(|(id, hash, size)| {
+            let progress = &progress;
             async move {
-                let hash: zgrid_flist::chunk::Hash =
-                    hex::decode(&id).ok().and_then(|b| b.try_into().ok()).context("the hub named a bad chunk id")?;
                 let bytes = store.get(&hash).with_context(|| format!("chunk {id} is not in the store"))?;
-                sent.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 client.put_chunk(&id, bytes).await.with_context(|| format!("cannot upload chunk {id}"))?;
-                progress.step();
+                progress.step(size);
                 anyhow::Ok(())
             }
         })
@@ -165,5 +180,5 @@ pub async fn upload(client: &HubClient, path: &Path, store: &DirStore, name: &st
         .await?;
     drop(progress);
     let stored = client.put_flist(name, path).await.context("cannot store the flist")?;
-    Ok(Stored { new_chunks: total as u64, new_bytes: sent.into_inner(), ..stored })
+    Ok(Stored { new_chunks: total as u64, new_bytes: total_bytes, ..stored })
 }

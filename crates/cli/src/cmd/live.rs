@@ -1,8 +1,9 @@
-//! `zgrid live`: my workloads, their state and the nodes' latest results.
+//! `zgrid live`: my workloads, their state and the nodes' latest results (node ids shortened
+//! like git's; `--json` has them whole).
 
 use anyhow::Result;
-use zgrid_types::WorkloadData;
 use zgrid_types::api::WorkloadFilter;
+use zgrid_types::{ResultState, WorkloadData};
 
 use crate::args::LiveArgs;
 use crate::config::Ctx;
@@ -34,15 +35,89 @@ pub async fn run(ctx: &Ctx, a: LiveArgs) -> Result<()> {
                 w.id.to_string(),
                 w.data.kind().to_string(),
                 w.version.to_string(),
-                w.node_id.to_string(),
+                short_id(&w.node_id.to_string()),
                 network,
                 r.state.as_str().into(),
                 output::time(w.expires_at),
-                output::result(r),
+                result(r),
             ]
         })
         .collect();
     output::table(&["ID", "TYPE", "VER", "NODE", "NETWORK", "STATE", "EXPIRES", "RESULT"], &rows);
     println!("page {}, {} workloads", page.page, page.total);
     Ok(())
+}
+
+/// Characters of a node id `zgrid live` shows.
+const SHORT_ID: usize = 8;
+
+/// The first [`SHORT_ID`] characters of `id`.
+fn short_id(id: &str) -> String {
+    id.chars().take(SHORT_ID).collect()
+}
+
+/// The node's latest result, with the restart history of a workload running again after it
+/// stopped (`ok (restarted 2 times, last: the container exited with code 1)`).
+fn result(record: &zgrid_types::api::WorkloadRecord) -> String {
+    let shown = output::result(record);
+    let Some(r) = record.result.as_ref().map(|r| &r.payload).filter(|r| r.state == ResultState::Ok) else {
+        return shown;
+    };
+    match (r.data["restarts"].as_u64(), r.data["last_stop"]["reason"].as_str()) {
+        (Some(n @ 1..), Some(why)) => {
+            let times = if n == 1 { "once".to_owned() } else { format!("{n} times") };
+            format!("{shown} (restarted {times}, last: {why})")
+        }
+        _ => shown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zgrid_types::api::{WorkloadRecord, WorkloadState};
+    use zgrid_types::{Keypair, ResultState, Signed, WorkloadResult};
+
+    fn with_result(state: ResultState, message: &str, data: serde_json::Value) -> WorkloadRecord {
+        let key = Keypair::from_seed(&[2; 32]);
+        let spec: zgrid_types::WorkloadSpec = serde_json::from_value(serde_json::json!({
+            "id": "0123456789abcdef", "version": 1, "owner": 1, "owner_key": key.public(),
+            "node_id": key.public(), "expires_at": 1, "description": "", "metadata": "",
+            "data": { "type": "volume", "size": 100, "disk_type": "ssd" }
+        }))
+        .unwrap();
+        let result = WorkloadResult {
+            workload_id: spec.id.clone(),
+            version: 1,
+            node_id: key.public(),
+            state,
+            message: message.into(),
+            data,
+            timestamp: 0,
+        };
+        WorkloadRecord {
+            workload: Signed::sign(spec, &key),
+            state: WorkloadState::Active,
+            created_at: 0,
+            updated_at: 0,
+            deletion: None,
+            result: Some(Signed::sign(result, &key)),
+        }
+    }
+
+    #[test]
+    fn a_workload_running_again_shows_how_often_and_why_it_stopped() {
+        let last = serde_json::json!({ "reason": "the container exited with code 1", "exit_code": 1 });
+        let again = with_result(ResultState::Ok, "", serde_json::json!({ "restarts": 3, "last_stop": last }));
+        assert_eq!(super::result(&again), "ok (restarted 3 times, last: the container exited with code 1)");
+        let fresh = with_result(ResultState::Ok, "", serde_json::json!({ "restarts": 0 }));
+        assert_eq!(super::result(&fresh), "ok");
+        let failed = with_result(ResultState::Error, "the container exited with code 1; restarting (1/5)", last);
+        assert_eq!(super::result(&failed), "error: the container exited with code 1; restarting (1/5)");
+    }
+
+    #[test]
+    fn node_ids_are_shortened_like_git() {
+        assert_eq!(super::short_id("9vNoDeIdIsLong"), "9vNoDeId");
+        assert_eq!(super::short_id("abc"), "abc");
+    }
 }

@@ -19,6 +19,42 @@ pub fn node_id(text: &str) -> Result<NodeId> {
     text.parse().with_context(|| format!("--node {text:?} is not a node id; find one with `zgrid nodes`"))
 }
 
+/// A `--node` value as a node id: a whole id, or the start of exactly one node's id in the
+/// directory (as `zgrid live` shows them, like git's short hashes).
+pub async fn resolve_node(client: &ExplorerClient, text: &str) -> Result<NodeId> {
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    if text.len() < MIN_PREFIX || !text.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return node_id(text);
+    }
+    let mut matches = Vec::new();
+    for page in 1.. {
+        let filter = zgrid_types::api::NodeFilter { page: Some(page), size: Some(500), ..Default::default() };
+        let listed = client.nodes(&filter).await?;
+        matches.extend(listed.items.iter().map(|n| n.node_id).filter(|id| id.to_string().starts_with(text)));
+        if u64::from(page) * u64::from(listed.size) >= listed.total || listed.items.is_empty() {
+            break;
+        }
+    }
+    pick_node(text, matches)
+}
+
+/// Fewest characters of a node id taken as its start.
+const MIN_PREFIX: usize = 4;
+
+/// The one node id starting with `text` among `matches`.
+fn pick_node(text: &str, matches: Vec<NodeId>) -> Result<NodeId> {
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("--node {text:?}: no node's id starts with it; find one with `zgrid nodes`"),
+        many => {
+            let ids: Vec<String> = many.iter().map(ToString::to_string).collect();
+            bail!("--node {text:?} is the start of {} node ids ({}); give more of it", many.len(), ids.join(", "))
+        }
+    }
+}
+
 /// The Unix time `lifetime` from now ends.
 pub fn expiry(lifetime: Lifetime) -> i64 {
     zgrid_types::unix_now().saturating_add(i64::try_from(lifetime.0.as_secs()).unwrap_or(i64::MAX / 2))
@@ -111,7 +147,9 @@ pub async fn update(
 }
 
 /// Poll the explorer until the node reports `ok`, `error` or `deleted` on `version` (or a later
-/// one) of workload `id`, and return the record then. `progress` sees every polled record with
+/// one) of workload `id`, and return the record then. An `ok` whose data says `"stable": false`
+/// (a container that has just started) is not a verdict yet: the node says when it has kept
+/// running through its settle window, or reports how it stopped. `progress` sees every polled record with
 /// the node's result on that version so far.
 pub async fn verdict(
     client: &ExplorerClient,
@@ -120,6 +158,15 @@ pub async fn verdict(
     progress: impl FnMut(&WorkloadRecord, Option<&WorkloadResult>),
 ) -> Result<WorkloadRecord> {
     verdict_within(client, id, version, WAIT_LIMIT, progress).await
+}
+
+/// Whether `result` is the node's verdict (see [`verdict`]).
+fn is_verdict(result: &WorkloadResult) -> bool {
+    match result.state {
+        ResultState::Provisioning => false,
+        ResultState::Ok => result.data.get("stable") != Some(&false.into()),
+        ResultState::Error | ResultState::Deleted => true,
+    }
 }
 
 /// [`verdict`], waiting at most `limit`.
@@ -135,7 +182,7 @@ pub async fn verdict_within(
         let record = client.workload(id).await?;
         let result = record.result.as_ref().map(|r| &r.payload).filter(|r| r.version >= version);
         progress(&record, result);
-        if result.is_some_and(|r| r.state != ResultState::Provisioning) {
+        if result.is_some_and(is_verdict) {
             return Ok(record);
         }
         if record.state != WorkloadState::Active {
@@ -145,5 +192,36 @@ pub async fn verdict_within(
             bail!("no verdict from the node within {} s; check `zgrid live` later", limit.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zgrid_types::{ResultState, WorkloadResult};
+
+    fn result(state: ResultState, data: serde_json::Value) -> WorkloadResult {
+        let node_id = zgrid_types::Keypair::from_seed(&[1; 32]).public();
+        let workload_id = "0123456789abcdef".parse().unwrap();
+        WorkloadResult { workload_id, version: 1, node_id, state, message: String::new(), data, timestamp: 0 }
+    }
+
+    #[test]
+    fn a_short_node_id_names_one_node_or_says_what_is_wrong() {
+        let [a, b] = [[1; 32], [2; 32]].map(|seed| zgrid_types::Keypair::from_seed(&seed).public());
+        assert_eq!(super::pick_node("ab", vec![a]).unwrap(), a);
+        let none = super::pick_node("abcd", vec![]).unwrap_err().to_string();
+        assert!(none.contains("no node's id starts with it") && none.contains("zgrid nodes"), "{none}");
+        let both = super::pick_node("abcd", vec![a, b]).unwrap_err().to_string();
+        assert!(both.contains("the start of 2 node ids") && both.contains(&a.to_string()), "{both}");
+    }
+
+    #[test]
+    fn a_container_that_has_just_started_is_not_a_verdict_until_the_node_calls_it_stable() {
+        let verdict = |state, data| super::is_verdict(&result(state, data));
+        assert!(!verdict(ResultState::Provisioning, serde_json::json!({})));
+        assert!(!verdict(ResultState::Ok, serde_json::json!({ "stable": false })));
+        assert!(verdict(ResultState::Ok, serde_json::json!({ "stable": true })));
+        assert!(verdict(ResultState::Ok, serde_json::Value::Null), "other kinds say nothing of it");
+        assert!(verdict(ResultState::Error, serde_json::json!({ "restarting": true })));
     }
 }

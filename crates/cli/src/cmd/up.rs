@@ -62,8 +62,22 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     need_root()?;
     let zgrid = std::env::current_exe().context("cannot find this program")?;
     let dir = grid_dir(ctx, &a.grid)?;
-    let opts = UpOptions { zgrid, dir: dir.clone(), nodes: a.nodes, log_level: "info".into() };
     let (json, mut say) = (ctx.json, progress(ctx.json));
+    let assets = &a.console_assets;
+    if !assets.join("xterm.js").is_file() || !assets.join("xterm.css").is_file() {
+        say(&format!(
+            "no xterm.js in {}: consoles will show a plain text terminal; install it with `scripts/console-assets {}` (from a checkout of zgrid; needs npm) before starting the nodes",
+            assets.display(),
+            assets.display()
+        ));
+    }
+    let opts = UpOptions {
+        zgrid,
+        dir: dir.clone(),
+        nodes: a.nodes,
+        log_level: "info".into(),
+        console_assets: a.console_assets.clone(),
+    };
     let status = tokio::task::spawn_blocking(move || local::up(&opts, &mut progress(json))).await??;
     let identity = deployer(ctx, &status.explorer.address).await?;
     let mut config = ctx.config()?;
@@ -244,6 +258,12 @@ pub fn status(ctx: &Ctx, a: GridDir) -> Result<()> {
 pub fn down(ctx: &Ctx, a: GridDir) -> Result<()> {
     need_root()?;
     let dir = grid_dir(ctx, &a)?;
+    if !dir.exists() {
+        if !ctx.json {
+            println!("there is no grid in {}; nothing to stop", dir.display());
+        }
+        return Ok(());
+    }
     let urls = local::status(&dir)?.map(|s| (s.explorer.address, s.hub.address));
     local::down(&dir, &mut progress(ctx.json))?;
     // Forget the grid's URLs if this CLI still points at them.

@@ -1,11 +1,14 @@
 //! End-to-end tests of the `zgrid` binary: the explorer as a real process, and the CLI verbs.
 
+mod browser;
 mod common;
 mod grid;
 
 mod clusters;
+mod console;
 mod crash;
 mod exec;
+mod exits;
 mod flist;
 mod hub;
 mod k8s;

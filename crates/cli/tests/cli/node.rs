@@ -384,7 +384,12 @@ fn after_a_reboot_every_container_is_provisioned_again_with_its_writable_layer()
 fn a_volume_keeps_its_data_across_container_deletion_agent_restart_and_reboot() {
     let grid = Grid::new();
     let mut node = grid.node(60);
-    let volume = id_of(&grid.cli(&["deploy", "volume", "--node", node.id(), "--size", "32", "--type", "ssd"]));
+    // `--wait` follows a volume's own stages (no image) to the node's verdict.
+    let made = grid.cli_raw(&["deploy", "volume", "--node", node.id(), "--size", "32", "--type", "ssd", "--wait"]);
+    let (said, stages) = (String::from_utf8_lossy(&made.stdout), String::from_utf8_lossy(&made.stderr));
+    assert!(made.status.success() && stages.contains("[3/3] made") && !stages.contains("image"), "{stages}");
+    let volume = said.strip_prefix("volume ").and_then(|s| s.split(' ').next()).unwrap_or_default().to_owned();
+    assert!(said.contains(&format!("is made; mount it with --volume {volume}:/PATH")), "{said}");
     let mount = format!("{volume}:/data");
     let script = "/bin/sh -c 'echo run >> /data/runs; wc -l < /data/runs; sleep 1000'";
     let first = id_of(&grid.deploy(&node, script, &["--volume", &mount, "--wait"]));

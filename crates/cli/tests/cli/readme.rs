@@ -193,6 +193,23 @@ fn readme_the_main_job_runs_reaches_its_containers_over_wireguard_and_leaves_not
         assert!(laptop.hello(ip).is_some(), "no answer from {ip} over WireGuard");
     }
 
+    // The grid's consoles have their browser terminal: the script installs xterm.js where
+    // `zgrid up` gives it to the nodes.
+    let hub = status["hub"]["address"].as_str().unwrap();
+    let flists = cli(&["hub", "ls", "me"]);
+    let busybox = flists.as_array().unwrap().iter().find(|f| f["name"] == "busybox.flist").unwrap();
+    let image = format!("{hub}{}", busybox["path"].as_str().unwrap());
+    let node = status["nodes"][0]["id"].as_str().unwrap();
+    let mut deploy = vec!["deploy", "container", "--node", node, "--flist", &image, "--network", "demo"];
+    deploy.extend(["--interactive", "--memory", "32", "--disk", "64", "--wait"]);
+    let deployed = cli(&deploy);
+    let console = deployed["workload"]["payload"]["data"]["network_connection"][0]["ipaddress"].as_str().unwrap();
+    let xterm = format!("http://{console}:7681/assets/xterm.js");
+    let served = wait_until(LIMIT, || {
+        laptop.run("busybox", &["wget", "-q", "-O", "/dev/null", &xterm]).status.success().then_some(())
+    });
+    assert!(served.is_some(), "{xterm} is not served (404?) on a `zgrid up` grid");
+
     // `zgrid up` again changes nothing; after the hub and an agent are killed it starts them
     // again and the grid works.
     let again = Command::new(&zgrid).args(["up", "--nodes", "2"]).envs(env).output().unwrap();

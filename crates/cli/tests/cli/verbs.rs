@@ -241,6 +241,17 @@ async fn mistakes_get_an_error_that_says_what_to_do() {
     assert_eq!(err.matches("127.0.0.1:9").count(), 1, "the URL is said once: {err}");
     let usage = zgrid(h, url, &["deploy", "volume"]);
     assert_eq!(usage.status.code(), Some(2));
+    // No grid where `status` and `down` look: status says how to start or find one; down has
+    // nothing to stop, says so, and makes nothing.
+    let nowhere = h.join("no-grid");
+    let status = zgrid(h, url, &["status", "--dir", nowhere.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(1), "{err}");
+    assert!(err.contains("no grid in") && err.contains("zgrid up") && err.contains("--dir"), "{err}");
+    let down = zgrid(h, url, &["down", "--dir", nowhere.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&down.stdout);
+    assert!(down.status.success() && said.contains("nothing to stop") && !said.contains("removing"), "{said}");
+    assert!(!nowhere.exists());
 
     // Output into a pipe nobody reads any more (`zgrid --json id show | head -c0`) ends the
     // command quietly, as Unix tools end, instead of a panic and its backtrace.

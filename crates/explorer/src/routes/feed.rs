@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use zgrid_types::NodeId;
 use zgrid_types::api::{ApiError, FEED_KEEPALIVE_SECS, FeedEvent, FeedQuery, WorkloadRecord};
+use zgrid_types::{NodeId, PublicKey};
 
 use super::nodes::node_id;
 use crate::AppState;
@@ -72,10 +72,15 @@ impl Cursor {
 }
 
 /// Stream a node's desired-set changes.
-#[utoipa::path(get, path = "/v1/nodes/{id}/feed", tag = "feed",
-    params(("id" = String, Path, description = "node id"), FeedQuery),
-    responses((status = 200, description = "text/event-stream of FeedEvent", body = FeedEvent),
-              (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/nodes/{id}/feed", operation_id = "node_feed", tag = "feed",
+    params(("id" = PublicKey, Path, description = "node id (base58 ed25519 key)"), FeedQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this cursor (wins over `cursor`)")),
+    security(("zgrid_signature" = [])),
+    responses((status = 200, description = "Server-Sent Events named `workload`, each with `id:` its cursor and a `FeedEvent` as JSON data; a keep-alive comment every 15 s", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError)))]
 pub async fn stream(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

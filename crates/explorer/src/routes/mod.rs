@@ -7,19 +7,33 @@ pub mod nodes;
 pub mod users;
 pub mod workloads;
 
-use zgrid_types::api::{MAX_PAGE_SIZE, Paging};
+use zgrid_types::api::{MAX_PAGE, MAX_PAGE_SIZE, Paging};
 
 use crate::error::{ApiErr, ApiResult};
 
 /// Default page size.
 const DEFAULT_PAGE_SIZE: u32 = 50;
 
+/// Refuse a number of a query that does not fit the database's 64-bit signed integers.
+pub(crate) fn fits_i64(field: &str, value: Option<u64>) -> ApiResult<()> {
+    match value {
+        Some(v) if i64::try_from(v).is_err() => {
+            Err(ApiErr::field(axum::http::StatusCode::BAD_REQUEST, field, format!("{v} is larger than {}", i64::MAX)))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Resolve `page` and `size` with defaults, refusing out-of-range values.
 pub(crate) fn paging(p: Paging) -> ApiResult<(u32, u32)> {
     let page = p.page.unwrap_or(1);
     let size = p.size.unwrap_or(DEFAULT_PAGE_SIZE);
-    if page == 0 {
-        return Err(ApiErr::field(axum::http::StatusCode::BAD_REQUEST, "page", "pages are numbered from 1"));
+    if page == 0 || page > MAX_PAGE {
+        return Err(ApiErr::field(
+            axum::http::StatusCode::BAD_REQUEST,
+            "page",
+            format!("pages are numbered from 1 to {MAX_PAGE}"),
+        ));
     }
     if size == 0 || size > MAX_PAGE_SIZE {
         return Err(ApiErr::field(

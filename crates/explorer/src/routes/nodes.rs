@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use zgrid_types::api::{ApiError, DesiredSet, NodeFilter, Page, Paging};
 use zgrid_types::directory::{Farm, Node, NodeHeartbeat, NodeRegistration};
 use zgrid_types::invitation::FarmInvitation;
-use zgrid_types::{NodeId, Signed};
+use zgrid_types::{NodeId, PublicKey, Signed};
 
-use super::paging;
+use super::{fits_i64, paging};
 use crate::AppState;
 use crate::auth::Authed;
 use crate::db::{farms, nodes, users, workloads};
@@ -24,9 +24,15 @@ pub(crate) fn node_id(text: &str) -> ApiResult<NodeId> {
 
 /// Register a node, or refresh its registration. Signed by the node's key. Entering a farm
 /// (a new node, or one moving from another farm) takes the farm owner's signed invitation.
-#[utoipa::path(post, path = "/v1/nodes", tag = "nodes", request_body = NodeRegistration,
-    responses((status = 200, body = Node), (status = 401, body = ApiError), (status = 403, body = ApiError),
-              (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/nodes", operation_id = "register_node", tag = "nodes",
+    request_body = NodeRegistration,
+    security(("zgrid_signature" = [])),
+    responses((status = 200, description = "The node as the directory now lists it", body = Node),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
+        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
 pub async fn register(State(state): State<AppState>, req: Authed<NodeRegistration>) -> ApiResult<Json<Node>> {
     let reg = req.body;
     reg.validate()?;
@@ -70,10 +76,17 @@ async fn farm_consent<'a>(
 }
 
 /// Report capacity in use and the hypervisor VMs use; keeps the node alive in searches.
-#[utoipa::path(post, path = "/v1/nodes/{id}/heartbeat", tag = "nodes", request_body = NodeHeartbeat,
-    params(("id" = String, Path, description = "node id")),
-    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError),
-              (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/nodes/{id}/heartbeat", operation_id = "node_heartbeat", tag = "nodes",
+    request_body = NodeHeartbeat,
+    params(("id" = PublicKey, Path, description = "node id (base58 ed25519 key)")),
+    security(("zgrid_signature" = [])),
+    responses((status = 204, description = "Recorded"),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 404, description = "No such registered node", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
+        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -92,8 +105,11 @@ pub async fn heartbeat(
 }
 
 /// One node.
-#[utoipa::path(get, path = "/v1/nodes/{id}", tag = "nodes", params(("id" = String, Path, description = "node id")),
-    responses((status = 200, body = Node), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "get_node", tag = "nodes",
+    params(("id" = PublicKey, Path, description = "node id (base58 ed25519 key)")),
+    responses((status = 200, description = "The node", body = Node),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 404, description = "No such node", body = ApiError)))]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Node>> {
     let id = node_id(&id)?;
     nodes::by_id(&state.db, &id, state.alive_since())
@@ -103,19 +119,32 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) ->
 }
 
 /// Find nodes by farm, location, free capacity and liveness.
-#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(NodeFilter),
-    responses((status = 200, body = Page<Node>), (status = 400, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/nodes", operation_id = "search_nodes", tag = "nodes",
+    params(NodeFilter),
+    responses((status = 200, description = "A page of matching nodes", body = Page<Node>),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError)))]
 pub async fn search(
     State(state): State<AppState>,
     ApiQuery(filter): ApiQuery<NodeFilter>,
 ) -> ApiResult<Json<Page<Node>>> {
     let (page, size) = paging(Paging { page: filter.page, size: filter.size })?;
+    for (field, value) in [
+        ("farm", filter.farm),
+        ("free_cru", filter.free_cru),
+        ("free_mru", filter.free_mru),
+        ("free_sru", filter.free_sru),
+        ("free_hru", filter.free_hru),
+    ] {
+        fits_i64(field, value)?;
+    }
     Ok(Json(nodes::search(&state.db, &filter, page, size, state.alive_since()).await?))
 }
 
 /// A node's whole desired set and the feed cursor to stream later changes from.
-#[utoipa::path(get, path = "/v1/nodes/{id}/workloads", tag = "feed", params(("id" = String, Path, description = "node id")),
-    responses((status = 200, body = DesiredSet), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/nodes/{id}/workloads", operation_id = "node_desired_set", tag = "feed",
+    params(("id" = PublicKey, Path, description = "node id (base58 ed25519 key)")),
+    responses((status = 200, description = "Every active workload of the node and the cursor to stream from", body = DesiredSet),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError)))]
 pub async fn desired(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<DesiredSet>> {
     let id = node_id(&id)?;
     Ok(Json(workloads::desired(&state.db, &id).await?))

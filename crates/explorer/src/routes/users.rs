@@ -16,9 +16,16 @@ use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 
 /// Register a user. The request must be signed by the key it registers.
-#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = UserRegistration,
-    responses((status = 201, body = User), (status = 401, body = ApiError), (status = 409, body = ApiError),
-              (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/users", operation_id = "register_user", tag = "users",
+    request_body = UserRegistration,
+    security(("zgrid_signature" = [])),
+    responses((status = 201, description = "The new user", body = User),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 409, description = "Conflicts with what exists", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
+        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
 pub async fn register(
     State(state): State<AppState>,
     req: Authed<UserRegistration>,
@@ -49,35 +56,49 @@ pub async fn register(
 }
 
 /// One user.
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", params(("id" = u64, Path, description = "user id")),
-    responses((status = 200, body = User), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/users/{id}", operation_id = "get_user", tag = "users",
+    params(("id" = u64, Path, description = "user id")),
+    responses((status = 200, description = "The user", body = User),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError)))]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<UserId>) -> ApiResult<Json<User>> {
     users::by_id(&state.db, id).await?.map(Json).ok_or_else(|| ApiErr::not_found(format!("no user {id}")))
 }
 
-/// Look a user up by name or key.
+/// Look a user up by name, key or both (then the user must have both).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UserLookup {
     /// The user's name.
     pub name: Option<String>,
-    /// The user's public key.
+    /// The user's public key (base58).
+    #[param(value_type = Option<PublicKey>)]
     pub public_key: Option<String>,
 }
 
-/// Find a user by name or public key.
-#[utoipa::path(get, path = "/v1/users", tag = "users", params(UserLookup),
-    responses((status = 200, body = User), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+/// Find a user by name, public key or both.
+#[utoipa::path(get, path = "/v1/users", operation_id = "find_user", tag = "users",
+    params(UserLookup),
+    responses((status = 200, description = "The user", body = User),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "Neither `name` nor `public_key` was given", body = ApiError)))]
 pub async fn find(State(state): State<AppState>, ApiQuery(q): ApiQuery<UserLookup>) -> ApiResult<Json<User>> {
-    let user = match (q.name, q.public_key) {
-        (Some(name), None) => users::by_name(&state.db, &name).await?,
-        (None, Some(key)) => {
-            let key: PublicKey = key.parse().map_err(|e: zgrid_types::keys::KeyError| {
-                ApiErr::field(StatusCode::BAD_REQUEST, "public_key", e.to_string())
-            })?;
-            users::by_key(&state.db, &key).await?
+    let key = q
+        .public_key
+        .map(|key| {
+            key.parse::<PublicKey>().map_err(|e| ApiErr::field(StatusCode::BAD_REQUEST, "public_key", e.to_string()))
+        })
+        .transpose()?;
+    let user = match (q.name, key) {
+        (Some(name), key) => users::by_name(&state.db, &name).await?.filter(|u| key.is_none_or(|k| u.public_key == k)),
+        (None, Some(key)) => users::by_key(&state.db, &key).await?,
+        // Both parameters are optional in the schema, which cannot say "at least one": a
+        // well-formed query refused by a rule, like the other 422s.
+        (None, None) => {
+            return Err(ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, "give ?name=, ?public_key= or both"));
         }
-        _ => return Err(ApiErr::bad_request("give exactly one of ?name= or ?public_key=")),
     };
     user.map(Json).ok_or_else(|| ApiErr::not_found("no such user"))
 }

@@ -9,7 +9,7 @@ use zgrid_types::api::{ApiError, Page, WorkloadFilter, WorkloadRecord, WorkloadS
 use zgrid_types::workload::check_host_ip;
 use zgrid_types::{DeleteRequest, PublicKey, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
 
-use super::paging;
+use super::{fits_i64, paging};
 use crate::AppState;
 use crate::auth::Authed;
 use crate::db::{Tx, nodes, users, workloads};
@@ -141,9 +141,16 @@ async fn check_volume(tx: &mut Tx, spec: &WorkloadSpec, id: &WorkloadId, field: 
 }
 
 /// Submit a new signed workload.
-#[utoipa::path(post, path = "/v1/workloads", tag = "workloads", request_body = Signed<WorkloadSpec>,
-    responses((status = 201, body = WorkloadRecord), (status = 400, body = ApiError), (status = 401, body = ApiError),
-              (status = 403, body = ApiError), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/workloads", operation_id = "create_workload", tag = "workloads",
+    request_body = Signed<WorkloadSpec>,
+    security(("zgrid_signature" = [])),
+    responses((status = 201, description = "The stored workload", body = WorkloadRecord),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 409, description = "Conflicts with what exists", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
+        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
 pub async fn create(
     State(state): State<AppState>,
     req: Authed<Signed<WorkloadSpec>>,
@@ -172,11 +179,18 @@ pub async fn create(
 }
 
 /// Replace a workload with a newer version signed by its owner.
-#[utoipa::path(put, path = "/v1/workloads/{id}", tag = "workloads", request_body = Signed<WorkloadSpec>,
-    params(("id" = String, Path, description = "workload id")),
-    responses((status = 200, body = WorkloadRecord), (status = 400, body = ApiError), (status = 401, body = ApiError),
-              (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError),
-              (status = 422, body = ApiError)))]
+#[utoipa::path(put, path = "/v1/workloads/{id}", operation_id = "update_workload", tag = "workloads",
+    request_body = Signed<WorkloadSpec>,
+    params(("id" = WorkloadId, Path, description = "workload id")),
+    security(("zgrid_signature" = [])),
+    responses((status = 200, description = "The stored workload", body = WorkloadRecord),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 404, description = "No such workload", body = ApiError),
+        (status = 409, description = "Conflicts with what exists", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
+        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
 pub async fn update(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -229,10 +243,18 @@ pub async fn update(
 }
 
 /// Delete a workload at its owner's signed request.
-#[utoipa::path(post, path = "/v1/workloads/{id}/delete", tag = "workloads", request_body = Signed<DeleteRequest>,
-    params(("id" = String, Path, description = "workload id")),
-    responses((status = 200, body = WorkloadRecord), (status = 401, body = ApiError), (status = 403, body = ApiError),
-              (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/workloads/{id}/delete", operation_id = "delete_workload", tag = "workloads",
+    request_body = Signed<DeleteRequest>,
+    params(("id" = WorkloadId, Path, description = "workload id")),
+    security(("zgrid_signature" = [])),
+    responses((status = 200, description = "The workload, now deleted", body = WorkloadRecord),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 404, description = "No such workload", body = ApiError),
+        (status = 409, description = "Conflicts with what exists", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
+        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -273,10 +295,17 @@ pub async fn delete(
 }
 
 /// Report a result, signed by the workload's node.
-#[utoipa::path(post, path = "/v1/workloads/{id}/results", tag = "workloads", request_body = Signed<WorkloadResult>,
-    params(("id" = String, Path, description = "workload id")),
-    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError),
-              (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/workloads/{id}/results", operation_id = "report_result", tag = "workloads",
+    request_body = Signed<WorkloadResult>,
+    params(("id" = WorkloadId, Path, description = "workload id")),
+    security(("zgrid_signature" = [])),
+    responses((status = 204, description = "Recorded"),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
+        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
+        (status = 404, description = "No such workload", body = ApiError),
+        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
+        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
 pub async fn result(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -308,21 +337,27 @@ pub async fn result(
 }
 
 /// One workload with its state and latest result.
-#[utoipa::path(get, path = "/v1/workloads/{id}", tag = "workloads", params(("id" = String, Path, description = "workload id")),
-    responses((status = 200, body = WorkloadRecord), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/workloads/{id}", operation_id = "get_workload", tag = "workloads",
+    params(("id" = WorkloadId, Path, description = "workload id")),
+    responses((status = 200, description = "The workload with its state and latest result", body = WorkloadRecord),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        (status = 404, description = "No such workload", body = ApiError)))]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<WorkloadRecord>> {
     let id = workload_id(&id)?;
     workloads::get(&state.db, &id).await?.map(Json).ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))
 }
 
 /// Workloads, newest first, by owner and state.
-#[utoipa::path(get, path = "/v1/workloads", tag = "workloads", params(WorkloadFilter),
-    responses((status = 200, body = Page<WorkloadRecord>), (status = 400, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/workloads", operation_id = "list_workloads", tag = "workloads",
+    params(WorkloadFilter),
+    responses((status = 200, description = "A page of workloads", body = Page<WorkloadRecord>),
+        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(filter): ApiQuery<WorkloadFilter>,
 ) -> ApiResult<Json<Page<WorkloadRecord>>> {
     let (page, size) = paging(zgrid_types::api::Paging { page: filter.page, size: filter.size })?;
+    fits_i64("owner", filter.owner)?;
     if let Some(s) = &filter.state {
         s.parse::<WorkloadState>().map_err(|m| ApiErr::field(StatusCode::BAD_REQUEST, "state", m))?;
     }

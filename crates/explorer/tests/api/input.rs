@@ -198,7 +198,38 @@ fn tiny_memory() -> WorkloadData {
     data
 }
 
+/// What schemathesis found (issue: "the OpenAPI document is invalid"): numbers past what the
+/// database holds, page numbers past the document's `int32`, and a user look-up without a key.
+async fn numbers_past_the_database_and_lookups_without_a_key_get_a_4xx(backend: Backend) {
+    let w = World::new(backend).await;
+    let big = u64::MAX;
+    for (query, field) in [
+        (format!("/v1/nodes?free_sru={big}"), "free_sru"),
+        (format!("/v1/nodes?farm={big}"), "farm"),
+        (format!("/v1/workloads?owner={big}"), "owner"),
+        ("/v1/farms?page=2147483648".to_string(), "page"),
+    ] {
+        let (status, err) = w.ex.raw(&w.alice.key, "GET", &query, vec![]).await;
+        assert_eq!((status, err["field"].as_str()), (400, Some(field)), "{query}: {err}");
+    }
+    let beat = serde_json::json!({"used": {"cru": big, "mru": 0, "sru": 0, "hru": 0}});
+    let path = format!("/v1/nodes/{}/heartbeat", w.node.public());
+    let (status, err) = w.ex.raw(&w.node, "POST", &path, serde_json::to_vec(&beat).unwrap()).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("used.cru")), "{err}");
+
+    let (status, err) = w.ex.raw(&w.alice.key, "GET", "/v1/users", vec![]).await;
+    assert_eq!(status, 422, "{err}");
+    let both = format!("/v1/users?name=alice&public_key={}", w.alice.key.public());
+    let (status, user) = w.ex.raw(&w.alice.key, "GET", &both, vec![]).await;
+    assert_eq!((status, user["id"].as_u64()), (200, Some(w.alice.id)), "{user}");
+    let mismatched = format!("/v1/users?name=alice&public_key={}", w.bob.key.public());
+    let (status, err) = w.ex.raw(&w.alice.key, "GET", &mismatched, vec![]).await;
+    assert_eq!(status, 404, "{err}");
+    w.ex.stop().await;
+}
+
 crate::on_both_backends!(
     bad_input_is_refused_with_the_field_named_and_changes_nothing,
     workloads_every_node_would_refuse_are_refused_naming_the_field,
+    numbers_past_the_database_and_lookups_without_a_key_get_a_4xx,
 );

@@ -5,5 +5,6 @@ mod common;
 mod directory;
 mod feed;
 mod input;
+mod openapi;
 mod security;
 mod workloads;

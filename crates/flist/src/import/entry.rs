@@ -38,6 +38,14 @@ pub(super) fn read(
         }
         tar::EntryType::Directory => Action::Add(node(entry, SFlag::S_IFDIR, Body::Dir(BTreeMap::new()))?),
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            if pax_sparse(entry).map_err(read_err(what))? {
+                // The tar reader expands GNU sparse entries but not PAX ones: refused rather than
+                // imported as their raw map and data, under a made-up name.
+                let reason = "a sparse file in the POSIX format (GNU tar -S --format=posix) cannot be read; \
+                              make the tar without -S, or with -S in the default GNU format"
+                    .into();
+                return Err(entry_err(what, &entry.path_bytes(), reason));
+            }
             let mut file = node(entry, SFlag::S_IFREG, Body::File(Vec::new()))?;
             let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             file.body = Body::File(store_chunks(entry, &format_args!("{what}: {shown}"), store, summary)?);
@@ -66,8 +74,9 @@ pub(super) fn escape(what: &str, path: &[u8]) -> ImportError {
     ImportError::Escape { archive: what.into(), path: String::from_utf8_lossy(path).into() }
 }
 
-/// The attributes of tar `entry`, a `kind`: its header, with PAX records for the time in
-/// nanoseconds and `SCHILY.xattr.*` extended attributes (owners from PAX the tar crate applies).
+/// The attributes of tar `entry`, a `kind`: its header, with PAX records for the time (whole
+/// seconds, as every flist has them) and `SCHILY.xattr.*` extended attributes (owners from PAX
+/// the tar crate applies).
 fn attrs(entry: &mut tar::Entry<impl Read>, kind: SFlag) -> std::io::Result<Attrs> {
     let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("invalid {what}"));
     let header = entry.header();
@@ -82,8 +91,9 @@ fn attrs(entry: &mut tar::Entry<impl Read>, kind: SFlag) -> std::io::Result<Attr
         mode: kind.bits() | (header.mode()? & 0o7777),
         uid: u32::try_from(header.uid()?).map_err(|_| invalid("uid"))?,
         gid: u32::try_from(header.gid()?).map_err(|_| invalid("gid"))?,
-        mtime: i64::try_from(header.mtime()?).map_err(|_| invalid("mtime"))?,
-        mtime_nsec: 0,
+        // GNU tar writes a time before 1970 in base 256, two's complement, which the tar reader
+        // returns as the same 64 bits unsigned.
+        mtime: header.mtime()?.cast_signed(),
         rdev,
         xattrs: BTreeMap::new(),
     };
@@ -92,14 +102,24 @@ fn attrs(entry: &mut tar::Entry<impl Read>, kind: SFlag) -> std::io::Result<Attr
         if let Some(name) = record.key_bytes().strip_prefix(b"SCHILY.xattr.") {
             attrs.xattrs.insert(name.to_vec(), record.value_bytes().to_vec());
         } else if record.key_bytes() == b"mtime" {
-            (attrs.mtime, attrs.mtime_nsec) = pax_time(record.value_bytes()).ok_or_else(|| invalid("PAX mtime"))?;
+            attrs.mtime = pax_time(record.value_bytes()).ok_or_else(|| invalid("PAX mtime"))?;
         }
     }
     Ok(attrs)
 }
 
-/// A PAX time (`[-]SECONDS[.FRACTION]`) as seconds and nanoseconds (floored, like `st_mtim`).
-fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
+/// Whether tar `entry` is a sparse file in the PAX format (`GNU.sparse.*` records).
+fn pax_sparse(entry: &mut tar::Entry<impl Read>) -> std::io::Result<bool> {
+    for record in entry.pax_extensions()?.into_iter().flatten() {
+        if record?.key_bytes().starts_with(b"GNU.sparse.") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A PAX time (`[-]SECONDS[.FRACTION]`) in whole seconds, floored (as `st_mtime` is).
+fn pax_time(value: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(value).ok()?;
     let (negative, text) = text.strip_prefix('-').map_or((false, text), |t| (true, t));
     let (secs, fraction) = text.split_once('.').unwrap_or((text, ""));
@@ -107,12 +127,11 @@ fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
     if !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let digits: String = fraction.chars().chain(std::iter::repeat('0')).take(9).collect();
-    let nsec: u32 = digits.parse().ok()?;
-    Some(match (negative, nsec) {
-        (false, _) => (secs, nsec),
-        (true, 0) => (-secs, 0),
-        (true, _) => (-secs - 1, 1_000_000_000 - nsec),
+    let fractional = fraction.bytes().any(|b| b != b'0');
+    Some(match (negative, fractional) {
+        (false, _) => secs,
+        (true, false) => -secs,
+        (true, true) => -secs - 1,
     })
 }
 
@@ -121,13 +140,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pax_times_keep_nanoseconds_and_floor_before_1970() {
-        assert_eq!(pax_time(b"1600000000.123456789"), Some((1_600_000_000, 123_456_789)));
-        assert_eq!(pax_time(b"1600000000.5"), Some((1_600_000_000, 500_000_000)));
-        assert_eq!(pax_time(b"1600000000.1234567891"), Some((1_600_000_000, 123_456_789)));
-        assert_eq!(pax_time(b"42"), Some((42, 0)));
-        assert_eq!(pax_time(b"-1.25"), Some((-2, 750_000_000)));
-        assert_eq!(pax_time(b"-3"), Some((-3, 0)));
+    fn pax_times_are_floored_to_whole_seconds() {
+        assert_eq!(pax_time(b"1600000000.123456789"), Some(1_600_000_000));
+        assert_eq!(pax_time(b"1600000000.999999999"), Some(1_600_000_000));
+        assert_eq!(pax_time(b"42"), Some(42));
+        assert_eq!(pax_time(b"42.000"), Some(42));
+        assert_eq!(pax_time(b"-1.25"), Some(-2));
+        assert_eq!(pax_time(b"-3"), Some(-3));
+        assert_eq!(pax_time(b"-3.0"), Some(-3));
         assert_eq!(pax_time(b"1.x"), None);
     }
 }

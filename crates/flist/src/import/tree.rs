@@ -30,10 +30,8 @@ pub(super) struct Attrs {
     pub uid: u32,
     /// Group.
     pub gid: u32,
-    /// Modification time, seconds.
+    /// Modification time, whole seconds (see `Inode::canonical`).
     pub mtime: i64,
-    /// Modification time, nanoseconds part.
-    pub mtime_nsec: u32,
     /// Device number of a device node.
     pub rdev: u64,
     /// Extended attributes.
@@ -43,15 +41,7 @@ pub(super) struct Attrs {
 impl Attrs {
     /// A directory the archive does not describe (its parents, the root): 0755, root's.
     fn implicit_dir() -> Self {
-        Attrs {
-            mode: SFlag::S_IFDIR.bits() | 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            rdev: 0,
-            xattrs: BTreeMap::new(),
-        }
+        Attrs { mode: SFlag::S_IFDIR.bits() | 0o755, uid: 0, gid: 0, mtime: 0, rdev: 0, xattrs: BTreeMap::new() }
     }
 }
 
@@ -118,6 +108,9 @@ impl Tree {
     /// Lay the whole tree of `flist` over this one as layer `layer`: its entries replace
     /// what is at their paths, directories merge. Its chunks are referenced, not copied.
     pub(super) fn graft(&mut self, flist: &Flist, layer: usize) -> Result<(), MetaError> {
+        // The root is a directory over a directory: it takes the new attributes.
+        let root = flist.inode(ROOT)?.ok_or_else(|| MetaError::Corrupt("no root inode".into()))?;
+        self.nodes[ROOT_NODE].attrs = Self::attrs_of(flist, &root)?;
         // Source inode -> node here, so hardlinks stay hardlinks.
         let mut nodes: HashMap<u64, usize> = HashMap::new();
         let mut stack: Vec<(u64, Vec<Vec<u8>>)> = vec![(ROOT, Vec::new())];
@@ -126,6 +119,9 @@ impl Tree {
                 let inode =
                     flist.inode(ino)?.ok_or_else(|| MetaError::Corrupt(format!("entry names missing inode {ino}")))?;
                 let kind = SFlag::from_bits_truncate(inode.mode & SFlag::S_IFMT.bits());
+                if kind == SFlag::S_IFSOCK {
+                    continue; // older packers recorded sockets; an image has none (see `pack`)
+                }
                 let placed = match nodes.get(&ino) {
                     Some(&node) if kind != SFlag::S_IFDIR => self.put(&path, &name, node, layer),
                     _ => {
@@ -135,15 +131,7 @@ impl Tree {
                             SFlag::S_IFLNK => Body::Symlink(inode.target.clone().unwrap_or_default()),
                             _ => Body::Special,
                         };
-                        let attrs = Attrs {
-                            mode: inode.mode,
-                            uid: inode.uid,
-                            gid: inode.gid,
-                            mtime: inode.mtime,
-                            mtime_nsec: inode.mtime_nsec,
-                            rdev: inode.rdev,
-                            xattrs: flist.xattrs(ino)?.into_iter().collect(),
-                        };
+                        let attrs = Self::attrs_of(flist, &inode)?;
                         let placed = self.put_node(&path, &name, Node { attrs, body }, layer);
                         if placed.is_ok() && kind != SFlag::S_IFDIR {
                             let mut full = path.clone();
@@ -162,6 +150,18 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// The attributes of `inode` of `flist`.
+    fn attrs_of(flist: &Flist, inode: &Inode) -> Result<Attrs, MetaError> {
+        Ok(Attrs {
+            mode: inode.mode,
+            uid: inode.uid,
+            gid: inode.gid,
+            mtime: inode.mtime,
+            rdev: inode.rdev,
+            xattrs: flist.xattrs(inode.ino)?.into_iter().collect(),
+        })
     }
 
     /// Apply one entry of the tar `apply` reads.
@@ -346,7 +346,7 @@ impl Tree {
             gid: attrs.gid,
             size,
             mtime: attrs.mtime,
-            mtime_nsec: attrs.mtime_nsec,
+            mtime_nsec: 0,
             rdev: attrs.rdev,
             target,
         })?;

@@ -1,6 +1,6 @@
 //! A sample tree with one of everything an flist keeps, and a description of a tree that two
-//! trees share exactly when they hold the same contents, modes, owners, times, symlinks,
-//! hardlinks, device nodes, fifos and extended attributes.
+//! trees share exactly when they hold the same contents, modes, owners, times (in whole seconds,
+//! as flists keep them), symlinks, hardlinks, device nodes, fifos and extended attributes.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -20,8 +20,7 @@ pub fn describe(root: &Path) -> BTreeMap<String, String> {
         for path in paths {
             let rel = path.strip_prefix(root).unwrap().display().to_string();
             let m = std::fs::symlink_metadata(&path).unwrap();
-            let mut d =
-                format!("mode={:o} uid={} gid={} mtime={}.{}", m.mode(), m.uid(), m.gid(), m.mtime(), m.mtime_nsec());
+            let mut d = format!("mode={:o} uid={} gid={} mtime={}", m.mode(), m.uid(), m.gid(), m.mtime());
             if m.is_file() {
                 d += &format!(" size={} hash={}", m.len(), blake3::hash(&std::fs::read(&path).unwrap()).to_hex());
                 if m.nlink() > 1 {

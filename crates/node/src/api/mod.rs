@@ -213,7 +213,13 @@ mod tests {
             };
             ids.push(spec.id.clone());
             let workload = Signed::sign(spec, owner);
-            let entry = Entry { workload, phase: Phase::Running, restarts: 0, data: Default::default() };
+            let entry = Entry {
+                workload,
+                phase: Phase::Running,
+                restarts: 0,
+                data: Default::default(),
+                last_stop: Default::default(),
+            };
             store.put(&entry).unwrap();
         }
         let runtime = Runtime::new(dir.join("runtime"), PARENT).expect("the node API tests need root and runc");

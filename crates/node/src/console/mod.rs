@@ -1,16 +1,22 @@
 //! The interactive console of a container (seed `004`'s CoreX), for `interactive` containers:
 //! on port 7681 of the container's address in its private network, a web page listing the
-//! container's processes and a JSON API to start a process on a terminal inside the container
-//! (`/api/process/start?arg[]=/bin/sh`) and attach to it over a WebSocket.
+//! container's processes (pids as the container sees them, its init left out) and a JSON API to
+//! start a process on a terminal inside the container (`/api/process/start?arg[]=/bin/sh`),
+//! attach to it over a WebSocket, and end it or any other process of the container (SIGTERM,
+//! then SIGKILL).
 //!
 //! The server is a task of the agent whose listening socket lives in the container's network
-//! namespace, so it is reachable only from the owner's private network and needs nothing in the
-//! image. The page uses xterm.js when the node has it (`--console-assets`), a plain text view
-//! otherwise. Processes are started with `runc exec --tty`: inside the container, with its
-//! environment, limits and namespaces.
+//! namespace, so it is reachable only from the owner's private network (that is its only
+//! access control, for every action alike) and needs nothing in the image. So that a browser
+//! on the network cannot be used by other sites' pages, requests must name the console by its
+//! address (or loopback, for a port forward) and come from its own page or no page at all. The page uses
+//! xterm.js when the node has it (`--console-assets`), a plain text view otherwise. Processes
+//! are started with `runc exec --tty`: inside the container, with its environment, limits and
+//! namespaces.
 
 mod page;
 mod process;
+mod procs;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -30,6 +36,10 @@ use process::Process;
 
 /// The console's TCP port.
 pub const PORT: u16 = 7681;
+
+/// Where a node looks for xterm.js and xterm.css unless told (`--console-assets`), and where
+/// `scripts/console-assets` installs them unless told.
+pub const ASSETS_DIR: &str = "/usr/share/zgrid/console";
 
 /// What the handlers share.
 struct Console {
@@ -52,12 +62,14 @@ pub async fn serve(runtime: Runtime, container: String, netns: PathBuf, ip: Ipv4
     };
     let console = Arc::new(Console { runtime, assets, container: container.clone(), started: Mutex::default() });
     let app = axum::Router::new()
-        .route("/", get(|| async { Html(page::PAGE) }))
+        .route("/", get(|State(c): State<Arc<Console>>| async move { Html(page::render(&c.container)) }))
         .route("/assets/{file}", get(asset))
         .route("/api/processes", get(processes))
-        .route("/api/process/start", get(start).post(start))
+        .route("/api/process/start", post(start))
         .route("/api/process/{id}/attach", get(attach))
         .route("/api/process/{id}/kill", post(kill))
+        .route("/api/pid/{pid}/kill", post(kill_pid))
+        .layer(axum::middleware::from_fn_with_state(ip, same_site))
         .with_state(console);
     tracing::info!(container = %container, %ip, port = PORT, "console listening");
     if let Err(e) = axum::serve(listener, app).await {
@@ -78,6 +90,40 @@ async fn bind_in(netns: &std::path::Path, addr: SocketAddr) -> std::io::Result<t
     .await
     .map_err(std::io::Error::other)??;
     tokio::net::TcpListener::from_std(listener)
+}
+
+/// Whether `host` (a `Host` header) names the console the way its own page does: the
+/// container's address and [`PORT`], or loopback (a port forward the user made). A name that
+/// resolves to the address (DNS rebinding) is not one of them.
+fn own_host(ip: Ipv4Addr, host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    host == format!("{ip}:{PORT}") || ["localhost", "127.0.0.1", "[::1]"].contains(&name)
+}
+
+/// Why a request with `headers` is refused by [`same_site`], if it is.
+fn cross_site(ip: Ipv4Addr, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(host) = header(axum::http::header::HOST).filter(|h| own_host(ip, h)) else {
+        return Some(error(StatusCode::MISDIRECTED_REQUEST, format!("open the console at http://{ip}:{PORT}/")));
+    };
+    header(axum::http::header::ORIGIN)
+        .is_some_and(|origin| origin != format!("http://{host}"))
+        .then(|| error(StatusCode::FORBIDDEN, "requests from another site's pages are refused"))
+}
+
+/// Refuse what a web page of another site could make a browser on the private network send:
+/// a request naming another host (DNS rebinding) or coming from another origin (a form, a
+/// fetch or a WebSocket of another site's page). The network is the console's only access
+/// control, so a browser on it must not lend its reach to other sites.
+async fn same_site(
+    State(ip): State<Ipv4Addr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(refusal) = cross_site(ip, request.headers()) {
+        return refusal;
+    }
+    next.run(request).await
 }
 
 /// xterm.js or xterm.css from the installed assets.
@@ -101,10 +147,12 @@ async fn asset(State(c): State<Arc<Console>>, Path(file): Path<String>) -> Respo
 struct Listed {
     /// The console's id for it, when the console started it.
     id: Option<u32>,
-    /// Host pid.
+    /// Its pid inside the container.
     pid: u32,
     /// Its command line.
     cmdline: Vec<String>,
+    /// Its state, as `ps` shows it (`R` running, `S` sleeping, `T` stopped…).
+    state: String,
 }
 
 /// An API error: a status and a JSON `{"error": ...}`.
@@ -113,22 +161,18 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn processes(State(c): State<Arc<Console>>) -> Response {
-    let pids = match c.runtime.processes(&c.container) {
+    let host_pids = match c.runtime.processes(&c.container) {
         Ok(pids) => pids,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let started = c.started.lock().expect("lock");
-    let listed: Vec<Listed> = pids
+    let listed: Vec<Listed> = procs::list(&host_pids)
         .into_iter()
-        .map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = cmdline
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            let id = started.values().find(|p| p.pid == pid).map(|p| p.id);
-            Listed { id, pid, cmdline }
+        .map(|p| Listed {
+            id: started.values().find(|s| s.pid == p.host_pid).map(|s| s.id),
+            pid: p.pid,
+            cmdline: p.cmdline,
+            state: p.state,
         })
         .collect();
     Json(listed).into_response()
@@ -146,7 +190,8 @@ async fn start(State(c): State<Arc<Console>>, RawQuery(query): RawQuery) -> Resp
     let id = c.started.lock().expect("lock").keys().next_back().map_or(1, |n| n + 1);
     match Process::start(&c.runtime, &c.container, id, args).await {
         Ok(process) => {
-            let pid = process.pid;
+            // Its pid inside the container, as the process list shows it.
+            let pid = procs::read(process.pid).map(|p| p.pid);
             c.started.lock().expect("lock").insert(id, Arc::new(process));
             Json(serde_json::json!({ "id": id, "pid": pid })).into_response()
         }
@@ -169,13 +214,40 @@ async fn attach(State(c): State<Arc<Console>>, Path(id): Path<u32>, ws: WebSocke
     }
 }
 
+/// End a process the console started: SIGTERM, then SIGKILL; answers once it is gone.
 async fn kill(State(c): State<Arc<Console>>, Path(id): Path<u32>) -> Response {
-    match started(&c, id) {
-        Some(process) => {
-            process.kill();
-            StatusCode::NO_CONTENT.into_response()
+    let Some(process) = started(&c, id) else { return not_started(id) };
+    // Only while it is the container's: once it ended, its host pid may be anyone's.
+    match c.runtime.processes(&c.container) {
+        Ok(host_pids) if host_pids.contains(&process.pid) => {
+            ended(procs::terminate(process.pid).await, &format!("process {id}"))
         }
-        None => not_started(id),
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("process {id} has ended")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// End the container's process with pid `pid` (as the container sees it), whoever started it:
+/// SIGTERM, then SIGKILL; answers once it is gone. Not its init.
+async fn kill_pid(State(c): State<Arc<Console>>, Path(pid): Path<u32>) -> Response {
+    if pid == 1 {
+        return error(StatusCode::BAD_REQUEST, "pid 1 is the container's init; delete the container to stop it");
+    }
+    let host_pids = match c.runtime.processes(&c.container) {
+        Ok(pids) => pids,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match procs::list(&host_pids).into_iter().find(|p| p.pid == pid) {
+        Some(p) => ended(procs::terminate(p.host_pid).await, &format!("pid {pid}")),
+        None => error(StatusCode::NOT_FOUND, format!("the container has no process with pid {pid}")),
+    }
+}
+
+/// The answer to a kill of `what`.
+fn ended(result: Result<(), String>, what: &str) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(why) => error(StatusCode::CONFLICT, format!("cannot end {what}: {why}")),
     }
 }
 

@@ -68,13 +68,6 @@ impl Process {
         }
         let _ = rustix::termios::tcsetwinsize(&self.terminal, size);
     }
-
-    /// SIGKILL the process.
-    pub fn kill(&self) {
-        if let Ok(pid) = i32::try_from(self.pid) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-    }
 }
 
 /// Read the terminal until the process (and everything else on the terminal) ends.

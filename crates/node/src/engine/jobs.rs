@@ -64,10 +64,11 @@ impl<P: Provisioner> Ctx<P> {
     ) -> Outcome {
         let spec = &workload.payload;
         let restarts = previous.as_ref().map_or(0, |p| p.restarts);
+        let last_stop = previous.as_ref().map_or(serde_json::Value::Null, |p| p.last_stop.clone());
         let want = capacity::of(&spec.data);
         if let Some(reason) = capacity::shortfall(&want, &self.total.saturating_sub(used_by_others)) {
             let phase = Phase::Failed { reason: reason.clone() };
-            let entry = Entry { workload: workload.clone(), phase, restarts, data: serde_json::Value::Null };
+            let entry = Entry { workload: workload.clone(), phase, restarts, data: serde_json::Value::Null, last_stop };
             return self.fail(entry, reason, false).await;
         }
         if let Some(old) =
@@ -83,8 +84,13 @@ impl<P: Provisioner> Ctx<P> {
             let reason = format!("cannot replace the old version: {reason}");
             return Outcome::Failed { entry: old, reason, transient: true };
         }
-        let mut entry =
-            Entry { workload: workload.clone(), phase: Phase::Provisioning, restarts, data: serde_json::Value::Null };
+        let mut entry = Entry {
+            workload: workload.clone(),
+            phase: Phase::Provisioning,
+            restarts,
+            data: serde_json::Value::Null,
+            last_stop: last_stop.clone(),
+        };
         if let Err(e) = self.store.put(&entry) {
             return Outcome::Failed {
                 entry,
@@ -100,9 +106,13 @@ impl<P: Provisioner> Ctx<P> {
         let attempt = timed(limit, self.provisioner.provision(&workload, &progress)).await;
         match attempt.map_err(ProvisionError::Transient).and_then(|r| r) {
             Ok(mut data) => {
-                // How often it was restarted after stopping, for owners that show it (Pods).
+                // How often it was restarted after stopping, for owners that show it (Pods), and
+                // how it last stopped, kept in view while it runs again.
                 if let Some(facts) = data.as_object_mut() {
                     facts.insert("restarts".into(), restarts.into());
+                    if !last_stop.is_null() {
+                        facts.insert("last_stop".into(), last_stop);
+                    }
                 }
                 entry.phase = Phase::Running;
                 entry.data = data.clone();
@@ -152,7 +162,12 @@ impl<P: Provisioner> Ctx<P> {
             if let Err(e) = self.store.put(&entry) {
                 tracing::error!(workload = %entry.id(), error = %e, "cannot record a failure locally");
             }
-            self.reporter.report(&entry.workload.payload, ResultState::Error, reason.clone(), serde_json::Value::Null);
+            // A workload that stopped before says how, as its restarts did.
+            let data = match &entry.last_stop {
+                serde_json::Value::Null => serde_json::Value::Null,
+                last => serde_json::json!({ "restarts": entry.restarts, "last_stop": last }),
+            };
+            self.reporter.report(&entry.workload.payload, ResultState::Error, reason.clone(), data);
         }
         Outcome::Failed { entry, reason, transient }
     }

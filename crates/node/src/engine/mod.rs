@@ -40,6 +40,9 @@ pub struct EngineConfig {
     pub tick: Duration,
     /// Restarts of a crashing workload before it is reported failed and left stopped.
     pub crash_limit: u32,
+    /// How long a started workload whose result says `"stable": false` must keep running before
+    /// the node reports it stable (what `zgrid deploy --wait` waits for, to catch an exit at once).
+    pub settle: Duration,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +53,7 @@ impl Default for EngineConfig {
             retry_base: Duration::from_secs(1),
             tick: Duration::from_secs(2),
             crash_limit: 5,
+            settle: Duration::from_secs(2),
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Engine<P> {
     busy: HashSet<WorkloadId>,
     retry: HashMap<WorkloadId, (u32, Instant)>,
     noted: HashSet<(WorkloadId, u32, String)>,
+    /// When each workload was last provisioned (or first checked, after an agent restart).
+    started: HashMap<WorkloadId, Instant>,
 }
 
 impl<P: Provisioner> Engine<P> {
@@ -114,6 +120,7 @@ impl<P: Provisioner> Engine<P> {
             busy: HashSet::new(),
             retry: HashMap::new(),
             noted: HashSet::new(),
+            started: HashMap::new(),
         };
         engine.publish_used();
         Ok(engine)
@@ -348,13 +355,15 @@ impl<P: Provisioner> Engine<P> {
         match outcome {
             Outcome::Provisioned(entry) => {
                 self.retry.remove(id);
+                self.started.insert(id.clone(), Instant::now());
                 self.entries.insert(id.clone(), entry);
             }
             Outcome::Failed { entry, reason, transient } => {
                 if transient {
                     let attempts = self.retry.get(id).map_or(0, |(n, _)| *n) + 1;
                     if attempts >= self.config.max_attempts {
-                        let message = format!("gave up after {attempts} attempts: {reason}");
+                        // The cause once, first: every attempt said much the same.
+                        let message = format!("{reason} (gave up after {attempts} attempts)");
                         let failed = Entry { phase: Phase::Failed { reason: message.clone() }, ..entry };
                         self.retry.remove(id);
                         self.entries.insert(id.clone(), failed.clone());
@@ -373,6 +382,7 @@ impl<P: Provisioner> Engine<P> {
             }
             Outcome::Removed => {
                 self.entries.remove(id);
+                self.started.remove(id);
                 self.retry.remove(id);
             }
             Outcome::RemoveFailed(reason) => {
@@ -392,33 +402,66 @@ impl<P: Provisioner> Engine<P> {
     /// Restart a workload that stopped, up to the crash limit; report changes of readiness.
     fn supervise(&mut self, id: &WorkloadId, health: Health) {
         let Some(entry) = self.entries.get_mut(id) else { return };
-        let reason = match health {
-            Health::Running => return self.readiness(id, Ok(())),
-            Health::NotReady(why) => return self.readiness(id, Err(why)),
+        let (reason, mut facts, permanent) = match health {
+            Health::Running => {
+                self.readiness(id, Ok(()));
+                return self.settle(id, String::new());
+            }
+            // Not ready is still running: stable too once it ran through the window.
+            Health::NotReady(why) => {
+                self.readiness(id, Err(why.clone()));
+                return self.settle(id, why);
+            }
             Health::Degraded(message) => {
                 let spec = entry.workload.payload.clone();
                 return self.ctx.reporter.report(&spec, ResultState::Error, message, serde_json::Value::Null);
             }
-            Health::Missing => "it was gone (machine restarted?)".to_string(),
-            Health::Stopped(how) => how,
+            Health::Missing => ("it was gone (machine restarted?)".to_string(), serde_json::Map::new(), false),
+            Health::Stopped(how) => (how, serde_json::Map::new(), false),
+            Health::Exited(exit) => (exit.how, exit.facts, exit.permanent),
         };
+        self.started.remove(id);
         entry.restarts += 1;
+        facts.insert("reason".into(), reason.clone().into());
+        entry.last_stop = facts.into();
         let spec = entry.workload.payload.clone();
-        if entry.restarts > self.config.crash_limit {
-            let message = format!("stopped {} times, last: {reason}; not restarted", entry.restarts);
+        let restarts = entry.restarts;
+        if permanent || restarts > self.config.crash_limit {
+            let message = if permanent {
+                format!("{reason}; not restarted")
+            } else {
+                format!("{reason}; stopped {restarts} times, not restarted")
+            };
             entry.phase = Phase::Failed { reason: message.clone() };
             let failed = entry.clone();
             let ctx = self.ctx.clone();
             tokio::spawn(async move { ctx.fail(failed, message, false).await });
             return;
         }
-        let restarts = entry.restarts;
         entry.phase = Phase::Provisioning;
         let message = format!("{reason}; restarting ({restarts}/{})", self.config.crash_limit);
-        let data = serde_json::json!({ "restarts": restarts, "restarting": true });
+        let data = serde_json::json!({ "restarts": restarts, "restarting": true, "last_stop": entry.last_stop });
         self.ctx.reporter.report(&spec, ResultState::Error, message, data);
         let delay = self.retry_delay(restarts);
         self.retry.insert(id.clone(), (0, Instant::now() + delay));
+    }
+
+    /// Report a running workload stable once it has run for the settle window since it
+    /// started: its ok result says `"stable": false` until then. `message` is the result's
+    /// (why it is not ready, if it is not).
+    fn settle(&mut self, id: &WorkloadId, message: String) {
+        let Some(entry) = self.entries.get_mut(id) else { return };
+        let Some(facts) = entry.data.as_object_mut().filter(|f| f.get("stable") == Some(&false.into())) else {
+            return;
+        };
+        let since = *self.started.entry(id.clone()).or_insert_with(Instant::now);
+        if since.elapsed() < self.config.settle {
+            return;
+        }
+        facts.insert("stable".into(), true.into());
+        let spec = &entry.workload.payload;
+        tracing::debug!(workload = %spec.id, version = spec.version, "stable");
+        self.ctx.reporter.report(spec, ResultState::Ok, message, entry.data.clone());
     }
 
     /// Report a running workload's ok result again, with `"ready"` in its data, when its

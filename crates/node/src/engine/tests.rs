@@ -17,7 +17,7 @@ use zgrid_types::{
 };
 
 use super::{Engine, EngineConfig, Input};
-use crate::provision::{Health, Progress, ProvisionError, Provisioner};
+use crate::provision::{Exit, Health, Progress, ProvisionError, Provisioner};
 use crate::report::Reporter;
 use crate::store::Store;
 
@@ -30,6 +30,18 @@ enum Behaviour {
     /// Fails transiently this many times, then succeeds.
     FailTransiently(u32),
     FailPermanently,
+    /// Succeeds with `"stable": false` in its data, then is as `After` says.
+    Unsettled(After),
+}
+
+/// How an [`Behaviour::Unsettled`] workload is after it started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum After {
+    Runs,
+    /// Runs, but its readiness probe fails.
+    NotReady,
+    /// Stopped at once.
+    Exits,
 }
 
 #[derive(Default)]
@@ -109,6 +121,15 @@ impl Provisioner for Recorder {
             }
             Behaviour::FailTransiently(_) => {}
             Behaviour::FailPermanently => return Err(ProvisionError::Permanent("bad image".into())),
+            Behaviour::Unsettled(after) => {
+                let health = match after {
+                    After::Runs => Health::Running,
+                    After::NotReady => Health::NotReady("not listening yet".into()),
+                    After::Exits => Health::Stopped("the container exited".into()),
+                };
+                self.0.lock().unwrap().health.insert(id, health);
+                return Ok(serde_json::json!({ "attempt": attempt, "stable": false }));
+            }
         }
         self.0.lock().unwrap().health.insert(id, Health::Running);
         Ok(serde_json::json!({ "attempt": attempt }))
@@ -166,6 +187,7 @@ fn config() -> EngineConfig {
         retry_base: Duration::from_millis(20),
         tick: Duration::from_millis(50),
         crash_limit: 2,
+        settle: Duration::from_millis(100),
     }
 }
 
@@ -338,7 +360,10 @@ async fn a_hanging_workload_does_not_delay_the_others_and_is_given_up_on() {
     let ok = h.result(&fine_id, ResultState::Ok).await;
     assert_eq!(ok.data["attempt"], 1);
     let error = h.result(&stuck_id, ResultState::Error).await;
-    assert!(error.message.starts_with("gave up after 3 attempts: gave up after"), "{}", error.message);
+    // The cause once, first, then how often it was tried.
+    assert!(error.message.starts_with("gave up after"), "{}", error.message);
+    assert!(error.message.ends_with("(gave up after 3 attempts)"), "{}", error.message);
+    assert_eq!(error.message.matches("the step time limit").count(), 1, "{}", error.message);
     assert_eq!(h.recorder.provisions(&stuck_id), 3);
     assert!(h.recorder.removals(&stuck_id) >= 1, "attempts cut short are rolled back");
 }
@@ -443,10 +468,75 @@ async fn a_crashing_workload_is_restarted_with_backoff_then_given_up_on() {
         [
             "the container exited; restarting (1/2)",
             "the container exited; restarting (2/2)",
-            "stopped 3 times, last: the container exited; not restarted",
+            "the container exited; stopped 3 times, not restarted",
         ]
     );
     assert_eq!(h.recorder.provisions(&id), 3);
+}
+
+#[tokio::test]
+async fn a_restarted_workload_keeps_how_it_last_stopped_in_its_results() {
+    let mut h = Harness::start(plenty());
+    let id = h.submit(h.container(64, 3600)).await;
+    h.result(&id, ResultState::Ok).await;
+    let mut facts = serde_json::Map::new();
+    facts.insert("exit_code".into(), 137.into());
+    facts.insert("oom_killed".into(), true.into());
+    let how = "killed by the kernel: out of memory".to_owned();
+    h.recorder.set_health(&id, Health::Exited(Exit { how: how.clone(), facts, permanent: false }));
+    let restarting = h.result(&id, ResultState::Error).await;
+    assert_eq!(restarting.message, format!("{how}; restarting (1/2)"));
+    assert_eq!(restarting.data["restarting"], true);
+    assert_eq!(restarting.data["last_stop"]["exit_code"], 137);
+    // Running again: not a plain ok, but one that says it was restarted and why.
+    let ok = h.result(&id, ResultState::Ok).await;
+    assert_eq!(ok.data["restarts"], 1);
+    assert_eq!(ok.data["last_stop"]["reason"], how.as_str());
+    assert_eq!(ok.data["last_stop"]["oom_killed"], true);
+}
+
+#[tokio::test]
+async fn a_workload_that_stopped_for_good_is_not_restarted() {
+    let mut h = Harness::start(plenty());
+    let (id, witness) = (h.submit(h.container(64, 3600)).await, h.submit(h.container(64, 3600)).await);
+    h.result(&id, ResultState::Ok).await;
+    let how = "the image is corrupt: chunk 00 is corrupt; the container exited with code 1".to_owned();
+    let exit = Exit { how: how.clone(), facts: serde_json::Map::new(), permanent: true };
+    h.recorder.set_health(&id, Health::Exited(exit));
+    let failed = h.result(&id, ResultState::Error).await;
+    assert_eq!(failed.message, format!("{how}; not restarted"));
+    assert_eq!(failed.data["last_stop"]["reason"], how.as_str());
+    h.recorder.two_more_ticks(&witness).await;
+    assert_eq!(h.recorder.provisions(&id), 1);
+}
+
+#[tokio::test]
+async fn a_workload_is_reported_stable_only_after_running_through_the_settle_window() {
+    let mut h = Harness::start(plenty());
+    let (steady, unready, crashing) = (h.container(64, 3600), h.container(64, 3600), h.container(64, 3600));
+    let steady_id = steady.workload.payload.id.clone();
+    let unready_id = unready.workload.payload.id.clone();
+    let crash_id = crashing.workload.payload.id.clone();
+    h.recorder.set(&steady_id, Behaviour::Unsettled(After::Runs));
+    h.recorder.set(&unready_id, Behaviour::Unsettled(After::NotReady));
+    h.recorder.set(&crash_id, Behaviour::Unsettled(After::Exits));
+    h.send(Input::Snapshot(vec![steady, unready, crashing])).await;
+    assert_eq!(h.result(&steady_id, ResultState::Ok).await.data["stable"], false);
+    assert_eq!(h.result(&steady_id, ResultState::Ok).await.data["stable"], true);
+    // Not ready is still running: stable, saying why it is not ready.
+    loop {
+        let r = h.result(&unready_id, ResultState::Ok).await;
+        if r.data["stable"] == true {
+            assert_eq!(r.message, "not listening yet");
+            break;
+        }
+    }
+    // One that stops within the window is reported stopped, never stable.
+    assert_eq!(h.result(&crash_id, ResultState::Ok).await.data["stable"], false);
+    let stopped = h.result(&crash_id, ResultState::Error).await;
+    assert!(stopped.message.starts_with("the container exited; restarting"), "{}", stopped.message);
+    let stable = |r: &WorkloadResult| r.workload_id == crash_id && r.data["stable"] == true;
+    assert!(!h.log.iter().any(stable), "{:?}", h.log);
 }
 
 #[tokio::test]

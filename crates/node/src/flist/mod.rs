@@ -47,6 +47,9 @@ pub enum ImageProblem {
     Damaged(String),
 }
 
+/// How [`ImageProblem::Damaged`] begins, before the causes.
+pub(crate) const DAMAGED: &str = "its image is damaged or unreachable";
+
 /// Which flist a container runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Pinned {
@@ -177,7 +180,15 @@ impl FlistImages {
                 Some(ImageProblem::Gone("its image's FUSE mount is gone (the mount service stopped)".into()))
             }
             Ok(a) if !a.problems.is_empty() => {
-                Some(ImageProblem::Damaged(format!("its image is damaged or unreachable: {}", a.problems.join("; "))))
+                // Each read of a bad chunk fails the same way: say each cause once.
+                let mut causes: Vec<&String> = Vec::new();
+                for p in &a.problems {
+                    if !causes.contains(&p) {
+                        causes.push(p);
+                    }
+                }
+                let causes: Vec<&str> = causes.into_iter().map(String::as_str).collect();
+                Some(ImageProblem::Damaged(format!("{DAMAGED}: {}", causes.join("; "))))
             }
             Ok(_) => None,
             Err(e) => Some(ImageProblem::Gone(format!("the flist mount service does not answer: {e}"))),

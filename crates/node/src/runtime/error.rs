@@ -2,7 +2,7 @@
 //! the ones a farmer can fix say how.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A container runtime failure.
@@ -72,6 +72,15 @@ pub enum RuntimeError {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The container's program is not an executable file in its image: the deployer's to fix,
+    /// so starting again cannot help.
+    #[error("the entrypoint {program:?} {problem}; deploy with an --entrypoint the image has, or an image that has it")]
+    EntrypointMissing {
+        /// argv\[0\] as deployed.
+        program: String,
+        /// What is wrong with it (`is not in the image`, ...).
+        problem: String,
     },
     /// There is nothing on this node for the container.
     #[error("workload {id} does not exist on this node")]
@@ -172,6 +181,28 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// The error as the container's owner is told it: the cause, without the node's paths
+    /// under `root` or the command lines that failed (those go to the node's log).
+    pub fn for_owner(&self, root: &Path) -> String {
+        let scrub = |text: &str| text.replace(&*root.to_string_lossy(), "…");
+        match self {
+            Self::Command { stderr, .. } => {
+                let said = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no reason given");
+                format!("the container could not be started: {}", scrub(said.trim()))
+            }
+            Self::Spawn { source, .. } => format!("the node cannot run its container runtime: {source}"),
+            Self::Timeout { timeout, .. } => format!("the node's container runtime did not answer within {timeout:?}"),
+            Self::Parse { .. } => "the node's container runtime gave an answer the node does not understand".into(),
+            Self::Io { action, source, .. } | Self::HostIo { action, source, .. } => {
+                format!("the node cannot {action} the container's files: {source}")
+            }
+            Self::ImageConfig { reason, .. } => {
+                format!("the image's /{} is invalid: {}", super::IMAGE_CONFIG, scrub(reason))
+            }
+            other => scrub(&other.to_string()),
+        }
+    }
+
     /// An [`RuntimeError::Io`] for container `id`.
     pub(crate) fn io(id: &str, action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io { id: id.to_owned(), action, path: path.into(), source }

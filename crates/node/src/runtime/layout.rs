@@ -15,6 +15,8 @@
 //!     stdout.pipe, stderr.pipe     named pipes the container writes its output to
 //!     log                          stdout and stderr as the agent keeps them, bounded
 //!     oom_killed                   present once the OOM killer is known to have struck
+//!     init.pid                     host pid of the container's init, written by runc
+//!     exit                         how the init ended (code or signal), once the agent reaped it
 //! <root>/volumes/<id>/             a volume
 //!     disk.img                     sparse file holding its file system (ext4)
 //!     data/                        disk.img loop-mounted; bind-mounted into containers
@@ -83,6 +85,21 @@ impl ContainerPaths {
     /// The named pipes carrying stdout and stderr when the agent forwards them.
     pub(crate) fn pipes(&self) -> [PathBuf; 2] {
         [self.dir.join("stdout.pipe"), self.dir.join("stderr.pipe")]
+    }
+
+    /// Where runc writes the host pid of the container's init.
+    pub(crate) fn init_pid(&self) -> PathBuf {
+        self.dir.join("init.pid")
+    }
+
+    /// The host pid of the container's last init, as runc wrote it.
+    pub(crate) fn recorded_init_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.init_pid()).ok()?.trim().parse().ok()
+    }
+
+    /// The record of how the container's init ended.
+    pub(crate) fn exit_record(&self) -> PathBuf {
+        self.dir.join("exit")
     }
 
     /// The marker recording an OOM kill.

@@ -10,7 +10,7 @@ use super::idmap::{self, Mapping};
 use super::layout::{self, ContainerPaths, LayeredRoot};
 use super::runc::RuncState;
 use super::spec::{self, Placement};
-use super::{ContainerConfig, ContainerState, Runtime, RuntimeError, image, logs, rootfs};
+use super::{ContainerConfig, ContainerState, Runtime, RuntimeError, entrypoint, image, logs, rootfs};
 
 /// How long a container gets to die after SIGKILL before runc is told to delete it anyway.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -54,6 +54,10 @@ impl Runtime {
         }
         let mapping = self.mapping(cfg, &paths).await?;
         rootfs::prepare(&self.tools, cfg, &paths, mapping.as_ref()).await?;
+        // A host init is mounted by runc; anything else must be in the image.
+        if cfg.host_init.is_none() {
+            check_entrypoint(&paths.rootfs(), &process)?;
+        }
         let binds = map_binds(&paths, &cfg.binds, mapping.as_ref())?;
         let sys = match (&mapping, &cfg.netns) {
             (Some(_), Some(netns)) => Some(mount_sys(&paths, netns)?),
@@ -71,13 +75,21 @@ impl Runtime {
         };
         write_config(id, &paths, &spec::build(cfg, &process, &at))?;
         remove_file(id, &paths.oom_marker())?;
+        // How the previous run ended is not to be written after this one started.
+        forget_init(&paths);
+        remove_file(id, &paths.exit_record())?;
+        remove_file(id, &paths.init_pid())?;
         // Cgroups left by a crashed attempt would carry its processes and counters.
         self.cgroups.remove(id).await?;
         // The parent may be new (its last container removed by someone); it gets the limit again.
         self.cgroups.limit_parent_pids(self.node_pids)?;
         let pipes = logs::open_pipes(id, &paths.pipes())?;
         let held = logs::open_pipes(id, &paths.pipes())?;
-        self.runc.run(id, &paths.dir, &paths.log(), &paths.pipes(), pipes).await?;
+        self.runc.run(id, &paths.dir, &paths.init_pid(), &paths.log(), &paths.pipes(), pipes).await?;
+        match paths.recorded_init_pid() {
+            Some(pid) => super::reaper::watch(pid, paths.exit_record()),
+            None => tracing::warn!(container = id, "runc wrote no init pid; how the container ends will not be known"),
+        }
         self.held_pipes.lock().expect("lock").insert(id.to_owned(), held);
         tracing::info!(container = id, args = ?process.args, "started");
         Ok(())
@@ -109,6 +121,8 @@ impl Runtime {
             tracing::warn!(container = id, error = %e, "runc delete failed; cleaning up by hand");
         }
         self.cgroups.remove(id).await?;
+        // Its init is dead by now; its record is not to be written into a directory going away.
+        forget_init(&paths);
         let runc_state = layout::runc_dir(&self.root).join(id);
         if runc_state.exists() {
             std::fs::remove_dir_all(&runc_state).map_err(|e| RuntimeError::io(id, "remove", runc_state, e))?;
@@ -186,6 +200,29 @@ impl Runtime {
         }
         Ok(kills > 0)
     }
+}
+
+/// Stop watching the container's last init (see [`super::reaper::forget`]).
+fn forget_init(paths: &ContainerPaths) {
+    if let Some(pid) = paths.recorded_init_pid() {
+        super::reaper::forget(pid);
+    }
+}
+
+/// Refuse to start `process` when its program is not an executable file in `rootfs`.
+fn check_entrypoint(rootfs: &Path, process: &image::Process) -> Result<(), RuntimeError> {
+    let program = process.args.first().map_or("", String::as_str);
+    entrypoint::check(rootfs, program, &process.env, &process.cwd).map_err(|missing| {
+        let problem = match missing {
+            entrypoint::Missing::NotFound if program.contains('/') => "is not in the image".to_owned(),
+            entrypoint::Missing::NotFound => {
+                let path = process.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or_default();
+                format!("is not in the image (looked in PATH {path})")
+            }
+            entrypoint::Missing::NotExecutable(what) => format!("cannot run: in the image it is {what}"),
+        };
+        RuntimeError::EntrypointMissing { program: program.to_owned(), problem }
+    })
 }
 
 /// Whether runc reports the init process alive (running, or paused by someone).

@@ -22,6 +22,7 @@ pub(crate) mod cgroup;
 pub(crate) mod command;
 mod config;
 pub(crate) mod disk;
+mod entrypoint;
 mod error;
 mod exec;
 mod idmap;
@@ -30,6 +31,7 @@ pub(crate) mod layout;
 mod lifecycle;
 pub(crate) mod logs;
 pub(crate) mod mounts;
+mod reaper;
 pub(crate) mod rootfs;
 mod runc;
 mod seccomp;
@@ -54,6 +56,7 @@ pub use cgroup::Usage;
 use command::Tools;
 pub(crate) use config::check_id;
 use layout::ContainerPaths;
+pub use reaper::Exit;
 pub use runc::Exited;
 use runc::Runc;
 
@@ -109,6 +112,8 @@ impl Runtime {
             return Err(RuntimeError::NotRoot { euid: euid.as_raw() });
         }
         let cgroups = Cgroups::detect(cgroup_parent)?;
+        // Containers' inits become the agent's children, so it learns how they end.
+        reaper::start().map_err(|e| RuntimeError::host_io("set the child subreaper flag on", "/proc/self", e))?;
         for dir in [layout::containers_dir(&root), layout::runc_dir(&root)] {
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::host_io("create directory", dir, e))?;
         }
@@ -251,6 +256,16 @@ impl Runtime {
     pub fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
         check_id(id)?;
         self.cgroups.usage(id)
+    }
+
+    /// How the container's process ended when it was started by this agent process and has
+    /// stopped; `None` while it runs, or when it was started by an earlier agent.
+    pub fn exit(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
+        let paths = self.paths(id)?;
+        if let Some(pid) = paths.recorded_init_pid() {
+            reaper::collect(pid);
+        }
+        Ok(reaper::read(&paths.exit_record()))
     }
 
     /// How many processes of the container the kernel's OOM killer has killed so far.

@@ -86,12 +86,14 @@ impl Runc {
     }
 
     /// Create and start the container from `bundle`, detached, with its stdout and stderr (and
-    /// runc's own) written to `pipes`, the named pipes at `pipe_paths`. When runc fails, what it
-    /// wrote there is moved to `log` (nobody reads the pipes yet) and quoted in the error.
+    /// runc's own) written to `pipes`, the named pipes at `pipe_paths`, and its init's host pid
+    /// to `pid_file`. When runc fails, what it wrote there is moved to `log` (nobody reads the
+    /// pipes yet) and quoted in the error.
     pub(crate) async fn run(
         &self,
         id: &str,
         bundle: &Path,
+        pid_file: &Path,
         log: &Path,
         pipe_paths: &[PathBuf; 2],
         pipes: [std::fs::File; 2],
@@ -102,8 +104,9 @@ impl Runc {
         for path in pipe_paths {
             readers.push(logs::pipe_reader(id, path)?);
         }
-        let bundle = bundle.to_string_lossy();
-        let cmd = self.cmd(id, &["run", "--detach", "--bundle", &bundle, id], RUN_TIMEOUT).stdio(out, err);
+        let (bundle, pid_file) = (bundle.to_string_lossy(), pid_file.to_string_lossy());
+        let args = ["run", "--detach", "--pid-file", &pid_file, "--bundle", &bundle, id];
+        let cmd = self.cmd(id, &args, RUN_TIMEOUT).stdio(out, err);
         let line = cmd.line();
         let output = cmd.output().await?;
         if output.status.success() {

@@ -10,11 +10,30 @@ use std::path::PathBuf;
 
 use super::{Workloads, logs, probes, redis, stats};
 use crate::flist::ImageProblem;
-use crate::provision::{Health, Progress, ProvisionError};
-use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT};
+use crate::provision::{Exit, Health, Progress, ProvisionError};
+use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT, RuntimeError};
 
 /// Most processes (and threads) one container may run.
 const PIDS_LIMIT: i64 = 4096;
+
+/// Most lines of a stopped container's output its results carry.
+const OUTPUT_LINES: usize = 10;
+
+/// Most characters of each of those lines.
+const OUTPUT_LINE_CHARS: usize = 200;
+
+/// The last [`OUTPUT_LINES`] non-empty lines of `log`, each cut to [`OUTPUT_LINE_CHARS`].
+fn last_lines(log: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(log);
+    let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    let from = lines.len().saturating_sub(OUTPUT_LINES);
+    lines[from..].iter().map(|l| l.chars().take(OUTPUT_LINE_CHARS).collect()).collect()
+}
+
+/// The causes an [`ImageProblem::Damaged`] message lists.
+fn causes(damaged: &str) -> &str {
+    damaged.strip_prefix(crate::flist::DAMAGED).and_then(|c| c.strip_prefix(": ")).unwrap_or(damaged)
+}
 
 /// A running container's counters as last reported.
 #[derive(Debug, Clone, Copy, Default)]
@@ -201,7 +220,9 @@ impl Workloads {
         self.prober.forget(id.as_str());
         // A running container is left alone; a stopped one starts again on its writable layer.
         let started = std::time::Instant::now();
-        self.runtime.start(&config).await.map_err(|e| ProvisionError::Transient(e.to_string()))?;
+        if let Err(e) = self.runtime.start(&config).await {
+            return Err(self.start_failed(id, e).await);
+        }
         if !stats_channels.is_empty() {
             let task = stats::publish(self.runtime.clone(), id.to_string(), stats_channels, self.problems.clone());
             self.tasks.start(id.as_str(), task);
@@ -218,9 +239,34 @@ impl Workloads {
         }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());
-        // Ready once its readiness probe passes; the engine reports the changes.
+        // Ready once its readiness probe passes, stable once it has run for the engine's settle
+        // window; the engine reports the changes.
         let ready = c.probes.readiness.is_none();
-        Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": (start_ms * 10.0).round() / 10.0, "ready": ready }))
+        let start_ms = (start_ms * 10.0).round() / 10.0;
+        Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": start_ms, "ready": ready, "stable": false }))
+    }
+
+    /// What the owner hears of a failed start: the cause, without the node's paths or command
+    /// lines (logged here with them). A program missing from the image or a damaged image is
+    /// permanent: trying again cannot help.
+    async fn start_failed(&self, id: &WorkloadId, e: RuntimeError) -> ProvisionError {
+        tracing::warn!(workload = %id, error = %e, "the container did not start");
+        if matches!(e, RuntimeError::EntrypointMissing { .. } | RuntimeError::InvalidConfig { .. }) {
+            return ProvisionError::Permanent(e.for_owner(self.runtime.root()));
+        }
+        let problem = match &self.flists {
+            Some(flists) => flists.problem(id.as_str()).await,
+            None => None,
+        };
+        match problem {
+            // A chunk whose bytes do not match its id is corrupt where the hub keeps it: every
+            // attempt would read the same bytes.
+            Some(ImageProblem::Damaged(why)) if why.contains("corrupt") => {
+                ProvisionError::Permanent(format!("the image is corrupt: {}", causes(&why)))
+            }
+            Some(problem) => ProvisionError::Transient(problem.to_string()),
+            None => ProvisionError::Transient(e.for_owner(self.runtime.root())),
+        }
     }
 
     /// The container's process state; new OOM kills, processes refused by its pids limit and
@@ -264,23 +310,51 @@ impl Workloads {
                     Health::Running
                 }
             }
-            Ok(ContainerState::Stopped { oom_killed: true }) => {
-                Health::Stopped("killed by the kernel: out of memory".into())
-            }
-            Ok(ContainerState::Stopped { oom_killed: false }) => {
-                let problem = match &self.flists {
-                    Some(flists) => flists.problem(id.as_str()).await.map(|p| format!("; {p}")),
-                    None => None,
-                };
-
-                Health::Stopped(format!("the container exited{}", problem.unwrap_or_default()))
-            }
+            Ok(ContainerState::Stopped { oom_killed }) => Health::Exited(self.exit_of(id, oom_killed).await),
             Ok(ContainerState::Missing) => Health::Missing,
             Err(e) => {
                 tracing::warn!(workload = %id, error = %e, "cannot read container state");
                 Health::Running
             }
         }
+    }
+
+    /// How a stopped container ended: its exit code or signal (when this agent started it),
+    /// the OOM killer, image trouble, and its last lines of output.
+    async fn exit_of(&self, id: &WorkloadId, oom_killed: bool) -> Exit {
+        let exit = self.runtime.exit(id.as_str()).unwrap_or_else(|e| {
+            tracing::warn!(workload = %id, error = %e, "cannot read how the container ended");
+            None
+        });
+        let mut how = match exit {
+            _ if oom_killed => "killed by the kernel: out of memory".to_owned(),
+            Some(exit) => format!("the container {}", exit.describe()),
+            None => "the container exited".to_owned(),
+        };
+        let mut permanent = false;
+        if let (false, Some(flists)) = (oom_killed, &self.flists)
+            && let Some(problem) = flists.problem(id.as_str()).await
+        {
+            how = match problem {
+                // As when it fails to start: every start would read the same bytes.
+                ImageProblem::Damaged(why) if why.contains("corrupt") => {
+                    permanent = true;
+                    format!("the image is corrupt: {}; {how}", causes(&why))
+                }
+                problem => format!("{how}; {problem}"),
+            };
+        }
+        let mut facts = serde_json::Map::new();
+        if let Some(code) = exit.and_then(|e| e.code) {
+            facts.insert("exit_code".into(), code.into());
+        }
+        if let Some(signal) = exit.and_then(|e| e.signal) {
+            facts.insert("signal".into(), signal.into());
+        }
+        facts.insert("oom_killed".into(), oom_killed.into());
+        let output = self.runtime.logs(id.as_str()).map(|log| last_lines(&log)).unwrap_or_default();
+        facts.insert("output".into(), output.into());
+        Exit { how, facts, permanent }
     }
 
     /// A running container's or VM's image trouble: a dead mount stops it (with `stop`) so
@@ -298,5 +372,21 @@ impl Workloads {
             }
             ImageProblem::Damaged(problem) => Some(Health::Degraded(problem)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_lines_of_output_are_kept_short() {
+        let log = format!("first\n\n{}\n{}boom\r\n", "x\n".repeat(20), "y".repeat(500));
+        let lines = last_lines(log.as_bytes());
+        assert_eq!(lines.len(), OUTPUT_LINES);
+        assert_eq!(lines.last().unwrap().chars().count(), OUTPUT_LINE_CHARS);
+        assert!(lines[..OUTPUT_LINES - 1].iter().all(|l| l == "x"));
+        assert_eq!(last_lines(b"boom\n"), ["boom"]);
+        assert!(last_lines(b"").is_empty());
     }
 }

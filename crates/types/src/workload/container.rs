@@ -76,9 +76,11 @@ pub struct VolumeMount {
     pub mountpoint: String,
 }
 
-/// Resources reserved for a container or a VM.
+/// Resources reserved for a container or a VM. Named `ContainerCapacity` in the OpenAPI
+/// document, apart from a node's [`crate::directory::Capacity`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ContainerCapacity)]
 pub struct Capacity {
     /// Virtual CPUs.
     pub cpu: u32,
@@ -106,9 +108,10 @@ pub enum DiskType {
 #[serde(deny_unknown_fields)]
 pub struct NetworkConnection {
     /// Name of the owner's network.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub network_id: String,
     /// Static address inside the node's /24 of that network.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Ipv4)]
     pub ipaddress: Ipv4Addr,
     /// Also give the container a public IPv6 address.
     #[serde(default)]

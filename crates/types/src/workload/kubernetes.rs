@@ -14,6 +14,7 @@ use crate::validate::{Valid, check_name, ensure};
 #[serde(deny_unknown_fields)]
 pub struct Kubernetes {
     /// VM size, 1 to 18 (see [`KubernetesSize`]).
+    #[schema(maximum = 255)]
     pub size: u8,
     /// URL of the Kubernetes image's flist on a hub (`scripts/k8s-image` builds it), or a
     /// directory or tar archive on the node, as a VM's [`super::Vm::flist`].
@@ -26,15 +27,16 @@ pub struct Kubernetes {
     #[serde(default)]
     pub flist_hash: String,
     /// Name of the owner's network.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub network_id: String,
     /// Static address inside the node's /24 of that network.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Ipv4)]
     pub ipaddress: Ipv4Addr,
     /// Cluster join secret, encrypted to the node's key.
     pub cluster_secret: String,
     /// Masters to join; empty makes this VM a master.
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, format = Ipv4)]
     pub master_ips: Vec<Ipv4Addr>,
     /// SSH public keys allowed to log in.
     #[serde(default)]

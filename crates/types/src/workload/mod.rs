@@ -9,6 +9,7 @@ mod container;
 mod kubernetes;
 mod network;
 mod probe;
+mod schema;
 mod vm;
 mod volume;
 
@@ -75,8 +76,8 @@ impl Signable for WorkloadSpec {
     const DOMAIN: &'static str = "zgrid/workload/v1";
 }
 
-/// The kinds of workload and their fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// The kinds of workload and their fields. Its OpenAPI schema is written by hand (`schema.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkloadData {
     /// One node's share of a private network.

@@ -15,12 +15,13 @@ use crate::validate::{Valid, ValidationError, check_name, ensure};
 #[serde(deny_unknown_fields)]
 pub struct NetworkResource {
     /// Network name, shared by all its resources.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub name: String,
     /// The whole network: a private /16.
-    #[schema(value_type = String, example = "10.20.0.0/16")]
+    #[schema(value_type = String, format = "ipv4-network", example = "10.20.0.0/16")]
     pub network_iprange: Ipv4Net,
     /// This node's /24 inside it.
-    #[schema(value_type = String, example = "10.20.1.0/24")]
+    #[schema(value_type = String, format = "ipv4-network", example = "10.20.1.0/24")]
     pub iprange: Ipv4Net,
     /// WireGuard private key, encrypted to the node's key (hex).
     pub wireguard_private_key_encrypted: String,
@@ -28,6 +29,7 @@ pub struct NetworkResource {
     pub wireguard_public_key: String,
     /// UDP port; 0 lets the node allocate a free one.
     #[serde(default)]
+    #[schema(maximum = 65535)]
     pub wireguard_listen_port: u16,
     /// The other members of the network.
     #[serde(default)]
@@ -48,11 +50,11 @@ pub struct Peer {
     #[serde(default)]
     pub endpoint: String,
     /// The peer's /24.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = "ipv4-network")]
     pub iprange: Ipv4Net,
     /// Prefixes routed through this peer.
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, format = "ip-network")]
     pub allowed_iprange: Vec<IpNet>,
 }
 

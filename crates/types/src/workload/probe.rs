@@ -78,12 +78,14 @@ pub enum ProbeAction {
     /// Succeeds when a TCP connection to `127.0.0.1:port` in the container's network opens.
     TcpSocket {
         /// The port.
+        #[schema(maximum = 65535)]
         port: u16,
     },
     /// Succeeds when `GET path` on `127.0.0.1:port` in the container's network answers with a
     /// status from 200 to 399.
     HttpGet {
         /// The port.
+        #[schema(maximum = 65535)]
         port: u16,
         /// The path and query, starting with `/`.
         path: String,

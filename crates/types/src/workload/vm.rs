@@ -41,9 +41,10 @@ pub struct Vm {
     /// Virtual CPUs, memory, and the size of the writable layer over the image (`disk_size`).
     pub capacity: Capacity,
     /// Name of the owner's network the VM joins; it is reachable only there.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub network_id: String,
     /// Static address inside the node's /24 of that network.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Ipv4)]
     pub ipaddress: Ipv4Addr,
     /// OpenSSH public keys allowed to log in, one key line each.
     #[serde(default)]
