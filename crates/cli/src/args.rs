@@ -96,7 +96,7 @@ pub enum Command {
     Live(LiveArgs),
     /// Delete workloads (signed by their owner).
     Delete(DeleteArgs),
-    /// Show a container's output (stdout and stderr), read from its node.
+    /// Show a container's output, read from its node: its stdout on stdout, its stderr on stderr.
     Logs(LogsArgs),
     /// Print a container's live statistics from the Redis channel its node publishes them to.
     Stats(StatsArgs),

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use reqwest::Method;
+use zgrid_types::logs::{LogDecoder, LogStream};
 use zgrid_types::{Keypair, WorkloadId};
 
 use crate::http::{ClientResult, Http};
@@ -45,6 +46,28 @@ impl NodeClient {
         let answer = self.http.request(Method::GET, &path, None, true).await?;
         let idle = (!follow).then(|| self.http.timeout());
         Ok(answer.stream(idle).map(|piece| piece.map(|b| b.to_vec())))
+    }
+
+    /// As [`NodeClient::logs`], each piece with the stream it was written on (a node that
+    /// does not keep them apart, or a VM's console, gives only stdout).
+    pub async fn log_streams(
+        &self,
+        id: &WorkloadId,
+        follow: bool,
+    ) -> ClientResult<impl Stream<Item = ClientResult<(LogStream, Vec<u8>)>> + use<>> {
+        let path = format!("/v1/workloads/{id}/logs?follow={follow}&streams=true");
+        let answer = self.http.request(Method::GET, &path, None, true).await?;
+        let idle = (!follow).then(|| self.http.timeout());
+        let mut decoder = LogDecoder::default();
+        let pieces = answer.stream(idle).map(move |records| {
+            let mut pieces = Vec::new();
+            match records {
+                Ok(records) => decoder.decode(&records, |stream, piece| pieces.push(Ok((stream, piece.to_vec())))),
+                Err(e) => pieces.push(Err(e)),
+            }
+            futures::stream::iter(pieces)
+        });
+        Ok(pieces.flatten())
     }
 }
 

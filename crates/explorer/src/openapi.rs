@@ -8,7 +8,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use zgrid_types::api::FeedEvent;
+use zgrid_types::api::{ApiError, FeedEvent};
 
 use crate::AppState;
 use crate::routes::{farms, feed, nodes, users, workloads};
@@ -22,7 +22,9 @@ const SIGNATURE_SCHEME: &str = "zgrid_signature";
     info(title = "zgrid explorer", description = "Directory of users, farms and nodes; ledger of signed workloads; node feeds. \
 State-changing calls and the node feed are signed: see the `zgrid_signature` security scheme."),
     tags((name = "users"), (name = "farms"), (name = "nodes"), (name = "workloads"), (name = "feed")),
-    components(schemas(FeedEvent)),
+    // `ApiError` is the body of the error sets of `routes/errors.rs`, whose schemas utoipa does
+    // not gather as it does those of `body = ...`.
+    components(schemas(ApiError, FeedEvent)),
     modifiers(&Signature)
 )]
 struct ApiDoc;

@@ -5,6 +5,9 @@
 //! many directories with every kind of entry and attribute an flist keeps. Run as root (owners,
 //! device nodes, `trusted.*` xattrs).
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -13,31 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::sys::stat::{Mode, SFlag};
+use scratch::Scratch;
 use zgrid_flist::meta::ROOT;
-use zgrid_flist::{DirStore, Flist, import};
-
-/// A temporary directory with a chunk store in it.
-struct Scratch {
-    dir: tempfile::TempDir,
-    store: DirStore,
-}
+use zgrid_flist::{Flist, import};
 
 impl Scratch {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DirStore::new(dir.path().join("store"));
-        Self { dir, store }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// Import `source` into `<name>.flist`: the flist's bytes.
-    fn import(&self, source: &Path, name: &str) -> Vec<u8> {
-        let out = self.path(&format!("{name}.flist"));
-        import(source, &self.store, &out).unwrap_or_else(|e| panic!("importing {name}: {e:?}"));
-        std::fs::read(out).unwrap()
+    fn flist(&self, source: &Path, name: &str) -> Vec<u8> {
+        std::fs::read(self.import(source, name)).unwrap()
     }
 
     /// Run GNU tar over `root` with `args` into `name` (in the scratch directory): its path.
@@ -189,13 +175,13 @@ fn a_root_filesystem_gives_the_same_flist_as_a_directory_its_tar_and_its_tar_gz(
     // And as `zgrid hub import DIR` sends a directory.
     zgrid_flist::tar_dir(&root, std::fs::File::create(s.path("own.tar")).unwrap()).unwrap();
     let tars = tars.into_iter().chain([("tar_dir", s.path("own.tar"))]);
-    let dir = s.import(&root, "dir");
+    let dir = s.flist(&root, "dir");
     for (what, tar) in tars {
-        assert!(s.import(&tar, what) == dir, "the flist of the {what} differs from the directory's");
+        assert!(s.flist(&tar, what) == dir, "the flist of the {what} differs from the directory's");
     }
     let address = zgrid_flist::address(&s.path("dir.flist")).unwrap();
     assert_eq!(zgrid_flist::address(&s.path("tar.gz.flist")).unwrap(), address);
-    assert!(s.import(&root, "again") == dir, "packing is repeatable");
+    assert!(s.flist(&root, "again") == dir, "packing is repeatable");
     zgrid_flist::merge(&[s.path("dir.flist")], &s.path("merged.flist")).unwrap();
     assert!(std::fs::read(s.path("merged.flist")).unwrap() == dir, "a merge of one flist is that flist");
 
@@ -230,13 +216,13 @@ fn a_root_filesystem_gives_the_same_flist_as_a_directory_its_tar_and_its_tar_gz(
 
     // Extended attributes: in a tar only with --xattrs (GNU tar keeps user.* and trusted.*).
     add_xattrs(&root);
-    let dir = s.import(&root, "xattrs");
+    let dir = s.flist(&root, "xattrs");
     for (what, args) in [("xattrs tar", &["--xattrs", "-c"][..]), ("xattrs tar.gz", &["--xattrs", "-cz"])] {
         let tar = s.tar(&root, what, args);
-        assert!(s.import(&tar, what) == dir, "the flist of the {what} differs from the directory's");
+        assert!(s.flist(&tar, what) == dir, "the flist of the {what} differs from the directory's");
     }
     zgrid_flist::tar_dir(&root, std::fs::File::create(s.path("own-xattrs.tar")).unwrap()).unwrap();
-    assert!(s.import(&s.path("own-xattrs.tar"), "own-xattrs") == dir, "tar_dir keeps xattrs");
+    assert!(s.flist(&s.path("own-xattrs.tar"), "own-xattrs") == dir, "tar_dir keeps xattrs");
     let flist = Flist::open(&s.path("xattrs.flist")).unwrap();
     let names: Vec<_> = flist.xattrs(get("/d05").0).unwrap().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, [b"trusted.note".to_vec(), b"user.aa".to_vec(), b"user.zz".to_vec()]);

@@ -6,43 +6,24 @@
 
 #[path = "common/oci.rs"]
 mod oci;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use oci::TarEntry;
+use scratch::Scratch;
 use serde_json::json;
-use zgrid_flist::{DirStore, Flist, ImageConfig, import, resolve, unpack};
-
-/// A temporary directory with a chunk store in it.
-struct Scratch {
-    dir: tempfile::TempDir,
-    store: DirStore,
-}
+use zgrid_flist::{Flist, ImageConfig, import, resolve, unpack};
 
 impl Scratch {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DirStore::new(dir.path().join("store"));
-        Self { dir, store }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
+    /// Write `data` to `name` in the directory; its path.
     fn write(&self, name: &str, data: &[u8]) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, data).unwrap();
         path
-    }
-
-    /// Import `source` into `<name>.flist`; the flist's path.
-    fn import(&self, source: &Path, name: &str) -> PathBuf {
-        let out = self.path(&format!("{name}.flist"));
-        import(source, &self.store, &out).unwrap_or_else(|e| panic!("importing {}: {e}", source.display()));
-        out
     }
 
     /// Why importing `source` fails.

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod ids;
 pub mod invitation;
 pub mod keys;
+pub mod logs;
 pub mod result;
 pub mod sealed;
 pub mod signing;

@@ -69,8 +69,8 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
     let grid = Grid::new();
     let node = grid.node(60);
     assert_in_own_netns(&node);
-    let script =
-        "/bin/sh -c 'echo hello $NAME; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done'";
+    let script = "/bin/sh -c 'echo hello $NAME; echo oops >&2; i=0; \
+                  while true; do i=$((i+1)); echo tick $i; echo tock $i >&2; sleep 0.2; done'";
     let out = grid.cli_raw(&[
         "deploy",
         "container",
@@ -99,19 +99,33 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
     let id = String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_string();
     assert_eq!(grid.record(&id).unwrap()["result"]["payload"]["state"], "ok");
 
-    // `zgrid logs` reads the output back from the node, signed by the owner.
-    let logs = wait_until(LIMIT, || {
+    // `zgrid logs` reads the output back from the node, signed by the owner: what the
+    // container wrote on stdout on stdout, on stderr on stderr, each in its order.
+    let (logs, errors) = wait_until(LIMIT, || {
         let out = grid.cli_raw(&["logs", &id]);
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        (out.status.success() && text.contains("tick 2")).then_some(text)
+        let (text, errors) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success() && text.contains("tick 2")).then(|| (text.to_string(), errors.to_string()))
     })
     .unwrap_or_else(|| panic!("no output from `zgrid logs`; agent log:\n{}", node.log()));
-    // Each stream keeps its order; the two are interleaved as the agent reads them.
-    assert!(logs.contains("hello zgrid\n") && logs.contains("oops\n"), "{logs}");
-    assert!(logs.find("hello zgrid").unwrap() < logs.find("tick 1").unwrap(), "{logs}");
+    assert!(
+        logs.starts_with("hello zgrid\ntick 1\ntick 2\n") && !logs.contains("oops") && !logs.contains("tock"),
+        "{logs}"
+    );
+    assert!(errors.starts_with("oops\ntock 1\n") && !errors.contains("tick"), "{errors}");
 
-    // `--follow` streams new lines as they are written, and ends when the container goes.
-    let mut follow = grid.cli_command().args(["logs", "--follow", &id]).stdout(Stdio::piped()).spawn().unwrap();
+    // `--follow` streams new lines as they are written, and ends when the container goes;
+    // stderr stays apart there too.
+    let mut follow = grid
+        .cli_command()
+        .args(["logs", "--follow", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed_errors = follow.stderr.take().unwrap();
+    // Read to the end: a reader that went away would end the command (SIGPIPE).
+    let followed_errors =
+        std::thread::spawn(move || BufReader::new(followed_errors).lines().map_while(Result::ok).collect::<Vec<_>>());
     let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
     let last_logged = logs.lines().filter_map(|l| l.strip_prefix("tick ")).filter_map(|n| n.parse::<u32>().ok()).max();
     let fresh = lines
@@ -137,6 +151,12 @@ fn a_container_runs_with_its_env_and_entrypoint_and_its_logs_are_read_back() {
     assert_gone(&node, &id);
     let ended = wait_until(Duration::from_secs(10), || follow.try_wait().unwrap());
     assert!(ended.is_some_and(|s| s.success()), "`zgrid logs --follow` did not end with the container");
+    let followed_errors = followed_errors.join().unwrap();
+    let tocks = |lines: &[&str]| lines.iter().filter_map(|l| l.strip_prefix("tock ")?.parse::<u32>().ok()).max();
+    let followed: Vec<&str> = followed_errors.iter().map(String::as_str).collect();
+    let before: Vec<&str> = errors.lines().collect();
+    assert!(tocks(&followed) > tocks(&before), "`zgrid logs --follow` showed no new stderr line: {followed:?}");
+    assert!(!followed.iter().any(|l| l.starts_with("tick")), "stdout on stderr: {followed:?}");
 }
 
 #[test]

@@ -185,8 +185,9 @@ fn output_lines_arrive_on_their_redis_channels_in_order_and_resume_after_a_redis
     let expected = |stream: &str| -> Vec<String> { (0..50).map(|i| format!("{stream} {i}")).collect() };
     assert_eq!(on(&channels[0]), expected("out"), "stdout, in order, on its channel");
     assert_eq!(on(&channels[1]), expected("err"), "stderr, in order, on its channel");
-    let logs = String::from_utf8_lossy(&grid.cli_raw(&["logs", &id]).stdout).to_string();
-    assert!(logs.contains("out 49\n") && logs.contains("err 49\n"), "`zgrid logs` still has the output:\n{logs}");
+    let logs = grid.cli_raw(&["logs", &id]);
+    let (out, err) = (String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    assert!(out.contains("out 49\n") && err.contains("err 49\n"), "`zgrid logs` still has the output:\n{out}\n{err}");
 
     // Redis goes away: the container runs on, the owner hears of it; lines flow again once
     // Redis is back.

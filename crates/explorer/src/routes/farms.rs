@@ -7,6 +7,7 @@ use zgrid_types::FarmId;
 use zgrid_types::api::{ApiError, Page, Paging};
 use zgrid_types::directory::{Farm, FarmRegistration};
 
+use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
 use super::paging;
 use crate::AppState;
 use crate::auth::Authed;
@@ -19,12 +20,7 @@ use crate::extract::{ApiPath, ApiQuery};
     request_body = FarmRegistration,
     security(("zgrid_signature" = [])),
     responses((status = 201, description = "The new farm", body = Farm),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 409, description = "Conflicts with what exists", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused, Conflict))]
 pub async fn create(
     State(state): State<AppState>,
     req: Authed<FarmRegistration>,
@@ -48,7 +44,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/farms/{id}", operation_id = "get_farm", tag = "farms",
     params(("id" = u64, Path, description = "farm id")),
     responses((status = 200, description = "The farm", body = Farm),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        ReadErrors,
         (status = 404, description = "No such farm", body = ApiError)))]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<FarmId>) -> ApiResult<Json<Farm>> {
     farms::by_id(&state.db, id).await?.map(Json).ok_or_else(|| ApiErr::not_found(format!("no farm {id}")))
@@ -58,7 +54,7 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<FarmId>) ->
 #[utoipa::path(get, path = "/v1/farms", operation_id = "list_farms", tag = "farms",
     params(Paging),
     responses((status = 200, description = "A page of farms", body = Page<Farm>),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError)))]
+        ReadErrors))]
 pub async fn list(State(state): State<AppState>, ApiQuery(p): ApiQuery<Paging>) -> ApiResult<Json<Page<Farm>>> {
     let (page, size) = paging(p)?;
     Ok(Json(farms::list(&state.db, page, size).await?))

@@ -13,9 +13,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use zgrid_types::api::{ApiError, FEED_KEEPALIVE_SECS, FeedEvent, FeedQuery, WorkloadRecord};
+use zgrid_types::api::{FEED_KEEPALIVE_SECS, FeedEvent, FeedQuery, WorkloadRecord};
 use zgrid_types::{NodeId, PublicKey};
 
+use super::errors::SignedErrors;
 use super::nodes::node_id;
 use crate::AppState;
 use crate::auth::Authed;
@@ -77,10 +78,7 @@ impl Cursor {
         ("Last-Event-ID" = Option<i64>, Header, description = "resume after this cursor (wins over `cursor`)")),
     security(("zgrid_signature" = [])),
     responses((status = 200, description = "Server-Sent Events named `workload`, each with `id:` its cursor and a `FeedEvent` as JSON data; a keep-alive comment every 15 s", content_type = "text/event-stream", body = String),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError)))]
+        SignedErrors))]
 pub async fn stream(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

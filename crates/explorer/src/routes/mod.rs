@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource. Handlers translate between HTTP and the storage
 //! layer; every rule about who may do what lives here, next to the route it guards.
 
+mod errors;
 pub mod farms;
 pub mod feed;
 pub mod nodes;

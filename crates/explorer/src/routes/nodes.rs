@@ -8,6 +8,7 @@ use zgrid_types::directory::{Farm, Node, NodeHeartbeat, NodeRegistration};
 use zgrid_types::invitation::FarmInvitation;
 use zgrid_types::{NodeId, PublicKey, Signed};
 
+use super::errors::{ReadErrors, Refused, SignedErrors};
 use super::{fits_i64, paging};
 use crate::AppState;
 use crate::auth::Authed;
@@ -28,11 +29,7 @@ pub(crate) fn node_id(text: &str) -> ApiResult<NodeId> {
     request_body = NodeRegistration,
     security(("zgrid_signature" = [])),
     responses((status = 200, description = "The node as the directory now lists it", body = Node),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused))]
 pub async fn register(State(state): State<AppState>, req: Authed<NodeRegistration>) -> ApiResult<Json<Node>> {
     let reg = req.body;
     reg.validate()?;
@@ -81,12 +78,8 @@ async fn farm_consent<'a>(
     params(("id" = PublicKey, Path, description = "node id (base58 ed25519 key)")),
     security(("zgrid_signature" = [])),
     responses((status = 204, description = "Recorded"),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 404, description = "No such registered node", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused,
+        (status = 404, description = "No such registered node", body = ApiError)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -108,7 +101,7 @@ pub async fn heartbeat(
 #[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "get_node", tag = "nodes",
     params(("id" = PublicKey, Path, description = "node id (base58 ed25519 key)")),
     responses((status = 200, description = "The node", body = Node),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        ReadErrors,
         (status = 404, description = "No such node", body = ApiError)))]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Node>> {
     let id = node_id(&id)?;
@@ -122,7 +115,7 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) ->
 #[utoipa::path(get, path = "/v1/nodes", operation_id = "search_nodes", tag = "nodes",
     params(NodeFilter),
     responses((status = 200, description = "A page of matching nodes", body = Page<Node>),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError)))]
+        ReadErrors))]
 pub async fn search(
     State(state): State<AppState>,
     ApiQuery(filter): ApiQuery<NodeFilter>,
@@ -144,7 +137,7 @@ pub async fn search(
 #[utoipa::path(get, path = "/v1/nodes/{id}/workloads", operation_id = "node_desired_set", tag = "feed",
     params(("id" = PublicKey, Path, description = "node id (base58 ed25519 key)")),
     responses((status = 200, description = "Every active workload of the node and the cursor to stream from", body = DesiredSet),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError)))]
+        ReadErrors))]
 pub async fn desired(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<DesiredSet>> {
     let id = node_id(&id)?;
     Ok(Json(workloads::desired(&state.db, &id).await?))

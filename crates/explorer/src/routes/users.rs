@@ -9,6 +9,7 @@ use zgrid_types::api::ApiError;
 use zgrid_types::directory::{User, UserRegistration};
 use zgrid_types::{PublicKey, UserId};
 
+use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
 use crate::AppState;
 use crate::auth::Authed;
 use crate::db::users;
@@ -20,12 +21,7 @@ use crate::extract::{ApiPath, ApiQuery};
     request_body = UserRegistration,
     security(("zgrid_signature" = [])),
     responses((status = 201, description = "The new user", body = User),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 409, description = "Conflicts with what exists", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused, Conflict))]
 pub async fn register(
     State(state): State<AppState>,
     req: Authed<UserRegistration>,
@@ -59,7 +55,7 @@ pub async fn register(
 #[utoipa::path(get, path = "/v1/users/{id}", operation_id = "get_user", tag = "users",
     params(("id" = u64, Path, description = "user id")),
     responses((status = 200, description = "The user", body = User),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        ReadErrors,
         (status = 404, description = "No such user", body = ApiError)))]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<UserId>) -> ApiResult<Json<User>> {
     users::by_id(&state.db, id).await?.map(Json).ok_or_else(|| ApiErr::not_found(format!("no user {id}")))
@@ -81,7 +77,7 @@ pub struct UserLookup {
 #[utoipa::path(get, path = "/v1/users", operation_id = "find_user", tag = "users",
     params(UserLookup),
     responses((status = 200, description = "The user", body = User),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        ReadErrors,
         (status = 404, description = "No such user", body = ApiError),
         (status = 422, description = "Neither `name` nor `public_key` was given", body = ApiError)))]
 pub async fn find(State(state): State<AppState>, ApiQuery(q): ApiQuery<UserLookup>) -> ApiResult<Json<User>> {

@@ -9,6 +9,7 @@ use zgrid_types::api::{ApiError, Page, WorkloadFilter, WorkloadRecord, WorkloadS
 use zgrid_types::workload::check_host_ip;
 use zgrid_types::{DeleteRequest, PublicKey, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
 
+use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
 use super::{fits_i64, paging};
 use crate::AppState;
 use crate::auth::Authed;
@@ -145,12 +146,7 @@ async fn check_volume(tx: &mut Tx, spec: &WorkloadSpec, id: &WorkloadId, field: 
     request_body = Signed<WorkloadSpec>,
     security(("zgrid_signature" = [])),
     responses((status = 201, description = "The stored workload", body = WorkloadRecord),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 409, description = "Conflicts with what exists", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused, Conflict))]
 pub async fn create(
     State(state): State<AppState>,
     req: Authed<Signed<WorkloadSpec>>,
@@ -184,13 +180,8 @@ pub async fn create(
     params(("id" = WorkloadId, Path, description = "workload id")),
     security(("zgrid_signature" = [])),
     responses((status = 200, description = "The stored workload", body = WorkloadRecord),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 404, description = "No such workload", body = ApiError),
-        (status = 409, description = "Conflicts with what exists", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused, Conflict,
+        (status = 404, description = "No such workload", body = ApiError)))]
 pub async fn update(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -248,13 +239,8 @@ pub async fn update(
     params(("id" = WorkloadId, Path, description = "workload id")),
     security(("zgrid_signature" = [])),
     responses((status = 200, description = "The workload, now deleted", body = WorkloadRecord),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 404, description = "No such workload", body = ApiError),
-        (status = 409, description = "Conflicts with what exists", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused, Conflict,
+        (status = 404, description = "No such workload", body = ApiError)))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -300,12 +286,8 @@ pub async fn delete(
     params(("id" = WorkloadId, Path, description = "workload id")),
     security(("zgrid_signature" = [])),
     responses((status = 204, description = "Recorded"),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
-        (status = 401, description = "The request is not validly signed, is outside the time window or was seen before", body = ApiError),
-        (status = 403, description = "Signed by a key that may not do this", body = ApiError),
-        (status = 404, description = "No such workload", body = ApiError),
-        (status = 413, description = "The body is larger than the explorer takes", body = ApiError),
-        (status = 422, description = "Well formed but refused by a rule; `field` names the part at fault", body = ApiError)))]
+        SignedErrors, Refused,
+        (status = 404, description = "No such workload", body = ApiError)))]
 pub async fn result(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -340,7 +322,7 @@ pub async fn result(
 #[utoipa::path(get, path = "/v1/workloads/{id}", operation_id = "get_workload", tag = "workloads",
     params(("id" = WorkloadId, Path, description = "workload id")),
     responses((status = 200, description = "The workload with its state and latest result", body = WorkloadRecord),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError),
+        ReadErrors,
         (status = 404, description = "No such workload", body = ApiError)))]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<WorkloadRecord>> {
     let id = workload_id(&id)?;
@@ -351,7 +333,7 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) ->
 #[utoipa::path(get, path = "/v1/workloads", operation_id = "list_workloads", tag = "workloads",
     params(WorkloadFilter),
     responses((status = 200, description = "A page of workloads", body = Page<WorkloadRecord>),
-        (status = 400, description = "A malformed path, query or body; `field` names the part at fault", body = ApiError)))]
+        ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(filter): ApiQuery<WorkloadFilter>,

@@ -1,9 +1,10 @@
 //! The node agent's own HTTP API, for what only the node has: a workload's output, and
 //! commands run in its containers.
 //!
-//! `GET /v1/workloads/{id}/logs?follow=true|false` answers the container's recent stdout and
-//! stderr (a VM's serial console) as `text/plain`, then, with `follow`, streams what it writes
-//! until it is removed. The request must be signed (`Authorization: Zgrid ...`, as for the
+//! `GET /v1/workloads/{id}/logs?follow=true|false&streams=true|false` answers the container's
+//! recent stdout and stderr (a VM's serial console) as `text/plain`, or with `streams` as the
+//! log's records, which keep the two apart (`zgrid_types::logs`), then, with `follow`, streams
+//! what it writes until it is removed. The request must be signed (`Authorization: Zgrid ...`, as for the
 //! explorer) by the key the workload's owner signed the workload with, within five minutes of
 //! the node's clock. Reading changes nothing, so its nonces are not tracked.
 //!
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use zgrid_types::api::ApiError;
 use zgrid_types::auth::RequestAuth;
+use zgrid_types::logs::LogDecoder;
 use zgrid_types::{NodeId, WorkloadId};
 
 use crate::runtime::Runtime;
@@ -94,6 +96,9 @@ async fn node(State(state): State<ApiState>) -> Json<serde_json::Value> {
 struct LogsQuery {
     #[serde(default)]
     follow: bool,
+    /// Records that keep stdout and stderr apart (`zgrid_types::logs`) instead of text.
+    #[serde(default)]
+    streams: bool,
 }
 
 async fn logs(
@@ -122,7 +127,13 @@ async fn logs(
             None => return Err(not_found()),
         },
     };
-    let first = follower.read_new().map_err(|e| internal(&e))?;
+    // The log's records as they are, or as text.
+    let mut decoder = (!query.streams).then(LogDecoder::default);
+    let mut shown = move |records: Vec<u8>| match &mut decoder {
+        Some(decoder) => decoder.merged(&records),
+        None => records,
+    };
+    let first = shown(follower.read_new().map_err(|e| internal(&e))?);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let _ = tx.try_send(Ok(Bytes::from(first)));
     if query.follow {
@@ -133,7 +144,7 @@ async fn logs(
                 tokio::time::sleep(FOLLOW_POLL).await;
                 let chunk = match follower.read_new() {
                     Ok(bytes) if bytes.is_empty() => continue,
-                    Ok(bytes) => Ok(Bytes::from(bytes)),
+                    Ok(bytes) => Ok(Bytes::from(shown(bytes))),
                     Err(e) => Err(std::io::Error::other(e.to_string())),
                 };
                 if tx.send(chunk).await.is_err() {

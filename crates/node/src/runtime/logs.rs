@@ -1,5 +1,6 @@
 //! The container's log. The container writes stdout and stderr into two named pipes in its
-//! directory; the agent reads them ([`pump`]) and appends what they carry to one file, which it
+//! directory; the agent reads them ([`pump`]) and appends what they carry to one file, as
+//! records that keep the two apart (`zgrid_types::logs`), which it
 //! cuts down to its last [`LOG_KEEP_BYTES`] whenever it passes [`LOG_TRIM_BYTES`]: a container's
 //! log never takes more than [`LOG_TRIM_BYTES`] plus one read ([`READ_BYTES`]) of disk, however
 //! much it writes. While the agent is away the pipes hold up to 1 MiB each and the container
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe::Receiver;
+
+use zgrid_types::logs::LogStream;
 
 use super::RuntimeError;
 
@@ -74,15 +77,24 @@ pub(crate) async fn pump(
     let [mut out, mut err] = pipes;
     let mut file = open_log(id, log)?;
     let (mut out_buf, mut err_buf) = (vec![0u8; READ_BYTES], vec![0u8; READ_BYTES]);
+    let mut records = Vec::with_capacity(2 * READ_BYTES);
     loop {
         let (stream, read) = tokio::select! {
             n = out.read(&mut out_buf) => (0, n.map(|n| &out_buf[..n])),
             n = err.read(&mut err_buf) => (1, n.map(|n| &err_buf[..n])),
         };
         let bytes = read.map_err(|e| RuntimeError::io(id, "read", &paths[stream], e))?;
-        append_bounded(id, &mut file, log, bytes)?;
+        records.clear();
+        encode(stream, bytes, &mut records);
+        append_bounded(id, &mut file, log, &records)?;
         observe(stream, bytes);
     }
+}
+
+/// Append what the container wrote on pipe `stream` (0 stdout, 1 stderr) to `records`.
+pub(crate) fn encode(stream: usize, bytes: &[u8], records: &mut Vec<u8>) {
+    let stream = if stream == 0 { LogStream::Stdout } else { LogStream::Stderr };
+    zgrid_types::logs::encode(stream, bytes, records);
 }
 
 /// Read `source` (at `path`, for messages) until it ends or fails, appending what it carries

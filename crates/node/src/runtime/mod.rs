@@ -167,13 +167,14 @@ impl Runtime {
         &self.root
     }
 
-    /// The container's recent stdout and stderr: at most the last [`LOG_KEEP_BYTES`].
+    /// The container's recent stdout and stderr, merged as they came: what the last
+    /// [`LOG_KEEP_BYTES`] of its log hold.
     pub fn logs(&self, id: &str) -> Result<Vec<u8>, RuntimeError> {
         let paths = self.paths(id)?;
         if !paths.dir.exists() {
             return Err(RuntimeError::NotFound { id: id.to_owned() });
         }
-        logs::tail(id, &paths.log())
+        Ok(zgrid_types::logs::LogDecoder::default().merged(&logs::tail(id, &paths.log())?))
     }
 
     /// A reader of the container's log from its recent tail onwards, or `None` when the

@@ -112,11 +112,13 @@ impl Runc {
         if output.status.success() {
             return Ok(());
         }
-        let mut said = Vec::new();
-        for (reader, path) in readers.iter_mut().zip(pipe_paths) {
-            said.extend(logs::drain(id, path, reader)?);
+        let (mut said, mut records) = (Vec::new(), Vec::new());
+        for (stream, (reader, path)) in readers.iter_mut().zip(pipe_paths).enumerate() {
+            let drained = logs::drain(id, path, reader)?;
+            logs::encode(stream, &drained, &mut records);
+            said.extend(drained);
         }
-        logs::append(id, log, &said)?;
+        logs::append(id, log, &records)?;
         Err(RuntimeError::Command {
             id: id.to_owned(),
             command: line,
