@@ -385,6 +385,8 @@ fn stages(data: &WorkloadData) -> &'static [&'static str] {
 fn stage(stages: &[&str], result: Option<&zgrid_types::WorkloadResult>) -> usize {
     match result {
         None => 0,
+        // Started, but not yet past the node's settle window: "running" is for after it.
+        Some(r) if r.state == ResultState::Ok && !submit::is_verdict(r) => stages.len() - 2,
         Some(r) if r.state == ResultState::Ok => stages.len() - 1,
         Some(r) if r.message == IMAGE_READY => 2,
         Some(_) => 1,
@@ -413,14 +415,16 @@ pub(super) async fn wait_for_node(
             }
             shown = Some(n);
         }
-        if let Some(r) =
-            result.filter(|r| r.state == ResultState::Provisioning && !stages.contains(&r.message.as_str()))
-            && r.message != said
-        {
-            if !quiet && !r.message.is_empty() {
-                eprintln!("{label}      {}", r.message);
+        let doing = result.and_then(|r| match r.state {
+            ResultState::Provisioning if !stages.contains(&r.message.as_str()) => Some(r.message.as_str()),
+            ResultState::Ok if !submit::is_verdict(r) => Some("started; checking that it keeps running"),
+            _ => None,
+        });
+        if let Some(doing) = doing.filter(|d| *d != said) {
+            if !quiet && !doing.is_empty() {
+                eprintln!("{label}      {doing}");
             }
-            said.clone_from(&r.message);
+            said = doing.to_owned();
         }
     })
     .await

@@ -25,8 +25,13 @@ pub async fn resolve_node(client: &ExplorerClient, text: &str) -> Result<NodeId>
     if let Ok(id) = text.parse() {
         return Ok(id);
     }
-    if text.len() < MIN_PREFIX || !text.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if !text.chars().all(|c| c.is_ascii_alphanumeric()) {
         return node_id(text);
+    }
+    if text.len() < MIN_PREFIX {
+        bail!(
+            "--node {text:?} is too short: give a node id or its first {MIN_PREFIX} characters or more (`zgrid nodes` lists them)"
+        );
     }
     let mut matches = Vec::new();
     for page in 1.. {
@@ -161,7 +166,7 @@ pub async fn verdict(
 }
 
 /// Whether `result` is the node's verdict (see [`verdict`]).
-fn is_verdict(result: &WorkloadResult) -> bool {
+pub(super) fn is_verdict(result: &WorkloadResult) -> bool {
     match result.state {
         ResultState::Provisioning => false,
         ResultState::Ok => result.data.get("stable") != Some(&false.into()),

@@ -54,11 +54,13 @@ fn wait_fails_with_the_exit_code_and_last_output_of_a_container_that_exits_at_on
     assert!(stderr.contains("exited with code 3"), "{stderr}\nagent log:\n{}", node.log());
     let output = stderr.split_once("its last output:").map(|(_, o)| o).unwrap_or_else(|| panic!("{stderr}"));
     assert!(output.lines().any(|l| l.trim() == "boom"), "{stderr}");
+    assert!(!stderr.contains("[4/4] running"), "said running of a container that did not stay up: {stderr}");
 
     // A healthy container still returns promptly, once the node calls it stable.
     let started = Instant::now();
     let out = deploy_and_wait(&grid, &node, "sleep 1000");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("[4/4] running"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }
 
@@ -95,6 +97,9 @@ fn live_shows_exit_codes_short_node_ids_and_the_restart_history_of_a_container_r
     let unknown = grid.cli_raw(&["deploy", "volume", "--node", "zzzz", "--size", "64"]);
     let said = String::from_utf8_lossy(&unknown.stderr);
     assert!(!unknown.status.success() && said.contains("no node's id starts with it"), "{said}");
+    let tiny = grid.cli_raw(&["deploy", "volume", "--node", &node.id()[..3], "--size", "64"]);
+    let said = String::from_utf8_lossy(&tiny.stderr);
+    assert!(!tiny.status.success() && said.contains("too short") && said.contains("first 4 characters"), "{said}");
 }
 
 #[test]
