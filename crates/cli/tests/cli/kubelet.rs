@@ -102,6 +102,13 @@ impl Kubelet {
         let _ = self.child.wait();
     }
 
+    /// Ask it to stop, as a service manager does (SIGTERM); how it ended, if it did in 20 s.
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        wait_until(Duration::from_secs(20), || self.child.try_wait().unwrap())
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -400,5 +407,7 @@ fn a_deployment_runs_scales_survives_a_provider_crash_and_goes_away_on_the_grid(
     kubectl(&cp, &["delete", "deployment", "web"]);
     wait_until(LIMIT, || kubelet_workloads(&grid).is_empty().then_some(()))
         .unwrap_or_else(|| panic!("workloads remain active: {:?}\n{}", kubelet_workloads(&grid), kubelet.log()));
-    kubelet.kill();
+    // SIGTERM stops it cleanly, even in the middle of a pass.
+    let ended = kubelet.terminate();
+    assert!(ended.is_some_and(|s| s.success()) && kubelet.log().contains("stopped;"), "{ended:?}\n{}", kubelet.log());
 }

@@ -113,6 +113,9 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
         retry_at: HashMap::new(),
         written: HashMap::new(),
     };
+    // One listener for the whole run, so a signal that comes during a pass is not lost.
+    let stop = super::explorer::shutdown_signal();
+    tokio::pin!(stop);
     let ended = loop {
         if let Err(e) = provider.pass(reader.state()).await {
             tracing::warn!(error = format!("{e:#}"), "reconciliation pass failed; trying again");
@@ -120,7 +123,7 @@ pub async fn run(ctx: &Ctx, a: KubeletArgs) -> Result<()> {
         tokio::select! {
             () = wake.notified() => {}
             () = tokio::time::sleep(PASS) => {}
-            stop = tokio::signal::ctrl_c() => break stop.context("cannot wait for Ctrl-C"),
+            () = &mut stop => break Ok(()),
         }
         if heartbeat.is_finished() {
             break Err(anyhow::anyhow!("the Node heartbeat stopped"));
