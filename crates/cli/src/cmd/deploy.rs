@@ -43,7 +43,8 @@ fn env_pairs(items: &[String]) -> Result<BTreeMap<String, String>> {
 
 fn volume_mount(text: &str) -> Result<VolumeMount> {
     let (id, path) = text.split_once(':').with_context(|| format!("--volume {text:?}: write VOLUME_ID:/path"))?;
-    let volume_id = id.parse().with_context(|| format!("--volume {text:?}: {id:?} is not a workload id"))?;
+    let volume_id =
+        id.parse().map_err(|e: zgrid_types::ids::BadWorkloadId| anyhow::anyhow!("--volume {text:?}: {e}"))?;
     Ok(VolumeMount { volume_id, mountpoint: path.to_string() })
 }
 

@@ -57,10 +57,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The workload id `text` is, or what is wrong with it (said once) and where ids are listed.
+fn workload_id(text: &str) -> Result<zgrid_types::WorkloadId> {
+    text.parse().map_err(|e: zgrid_types::ids::BadWorkloadId| anyhow::anyhow!("{e}; list yours with `zgrid live`"))
+}
+
 /// The container workload `text` names, as the explorer has it.
 async fn container(ctx: &Ctx, text: &str) -> Result<(zgrid_types::WorkloadId, zgrid_types::workload::Container)> {
-    let id: zgrid_types::WorkloadId =
-        text.parse().map_err(|_| anyhow::anyhow!("{text:?} is not a workload id; list yours with `zgrid live`"))?;
+    let id = workload_id(text)?;
     let record = ctx.anonymous_client()?.workload(&id).await?;
     match record.workload.payload.data {
         zgrid_types::WorkloadData::Container(container) => Ok((id, container)),
@@ -70,10 +74,8 @@ async fn container(ctx: &Ctx, text: &str) -> Result<(zgrid_types::WorkloadId, zg
 
 /// A client of the node that runs workload `text`, signing as the current identity; and the id.
 async fn node_client(ctx: &Ctx, text: &str) -> Result<(zgrid_client::NodeClient, zgrid_types::WorkloadId)> {
-    use anyhow::Context;
     let (client, identity) = ctx.signed_client()?;
-    let id: zgrid_types::WorkloadId =
-        text.parse().with_context(|| format!("{text:?} is not a workload id; list yours with `zgrid live`"))?;
+    let id = workload_id(text)?;
     let record = client.workload(&id).await?;
     let node_id = &record.workload.payload.node_id;
     let node = client.node(node_id).await?;

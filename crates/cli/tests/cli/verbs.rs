@@ -232,6 +232,11 @@ async fn mistakes_get_an_error_that_says_what_to_do() {
     assert_eq!(bare.status.code(), Some(2), "{err}");
     assert!(err.contains("'--duration") && err.contains("2m, 2h or 2d") && !err.contains("2sec"), "{err}");
     fail(&["id", "import", "x", "--mnemonic", "not words"], url, "mnemonic");
+    // A mistyped workload id: what an id looks like and where to find one, said once.
+    let typo = zgrid(h, url, &["stats", "nosuch"]);
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(err.contains("16 lowercase hex") && err.contains("zgrid live"), "{err}");
+    assert_eq!(err.matches("is not a workload id").count(), 1, "{err}");
     // An explorer that is down: the cause once, the URL once, and what to check.
     let down = zgrid(h, "http://127.0.0.1:9", &["nodes"]);
     let err = String::from_utf8_lossy(&down.stderr);
