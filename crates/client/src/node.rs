@@ -85,7 +85,7 @@ impl NodeClient {
     /// Run `command` in container `id` (signed as its owner, with a fresh nonce, so a captured
     /// request cannot be replayed): with stdin when `stdin`, on a terminal when `tty`. The node
     /// refuses (before anything runs) with [`crate::ClientError::Api`]: 401, 403 (not the
-    /// owner), 404 (not a container on this node), 409 (one it cannot enter).
+    /// owner), 404 (not a container on this node).
     pub async fn exec(&self, id: &WorkloadId, command: &[String], stdin: bool, tty: bool) -> ClientResult<ExecStream> {
         // The serializer is not Send: it ends before the first await.
         let path = {

@@ -100,7 +100,6 @@ impl Fixture {
             pids_limit: 64,
             netns: None,
             binds: vec![],
-            user_namespace: true,
             host_init: None,
         }
     }

@@ -90,17 +90,24 @@ fn exec_runs_a_command_in_a_container_with_its_streams_stdin_terminal_and_exit_c
 }
 
 #[test]
-fn exec_enters_an_interactive_container_on_a_private_network_and_refuses_a_user_namespaced_one() {
+fn exec_enters_containers_on_a_private_network_in_their_own_user_namespaces() {
     let grid = Grid::new();
     let node = grid.node(60);
     crate::network::create(&grid, "execnet", "10.62.0.0/16", &[&node]);
-    let interactive = id_of(&grid.deploy(&node, "true", &["--network", "execnet", "--interactive", "--wait"]));
-    let out = exec(&grid, &[&interactive, "--", "cat", "/proc/net/dev"], b"");
-    assert!(out.status.success() && text(&out.stdout).contains("eth0"), "{}{}", text(&out.stdout), text(&out.stderr));
-
-    let confined = id_of(&grid.deploy(&node, "sleep 1000", &["--network", "execnet", "--wait"]));
-    assert!(node.runtime().unwrap().id_range(&confined).unwrap().is_some(), "it keeps its user namespace");
-    let out = exec(&grid, &[&confined, "--", "true"], b"");
-    let err = text(&out.stderr);
-    assert!(!out.status.success() && err.contains("409") && err.contains("cannot enter both together"), "{err}");
+    let runtime = node.runtime().unwrap();
+    for flags in [&["--interactive"][..], &[]] {
+        let command = if flags.is_empty() { "sleep 1000" } else { "true" };
+        let deployed = grid.deploy(&node, command, &[&["--network", "execnet", "--wait"], flags].concat());
+        let id = id_of(&deployed);
+        let range = runtime.id_range(&id).unwrap().unwrap_or_else(|| panic!("{flags:?}: no user namespace"));
+        // Its network, its own ids: container root is the range's first host id, not host root.
+        let out = exec(&grid, &[&id, "--", "sh", "-c", "cat /proc/net/dev /proc/self/uid_map; ls /sys/class/net"], b"");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{flags:?}: {stdout}{stderr}");
+        assert!(stdout.contains("eth0:"), "{flags:?}: not in its network namespace: {stdout}");
+        let map: Vec<&str> =
+            stdout.lines().find(|l| l.trim_start().starts_with('0')).unwrap().split_whitespace().collect();
+        assert_eq!(map, ["0", &range.base().to_string(), "65536"], "{flags:?}: {stdout}");
+        assert!(stdout.lines().any(|l| l == "eth0"), "{flags:?}: its /sys shows other devices: {stdout}");
+    }
 }

@@ -73,7 +73,7 @@ fn a_container_failing_its_liveness_probe_is_restarted_and_the_result_says_why()
 }
 
 #[test]
-fn a_container_on_a_private_network_is_probed_over_http_and_keeps_its_user_namespace() {
+fn a_container_on_a_private_network_is_probed_over_http_and_by_command_in_its_user_namespace() {
     let grid = Grid::new();
     let node = grid.node(60);
     crate::network::create(&grid, "probed", "10.61.0.0/16", &[&node]);
@@ -110,12 +110,12 @@ fn a_container_on_a_private_network_is_probed_over_http_and_keeps_its_user_names
     });
     assert_eq!(again["message"], "", "{again}");
 
-    // A command probe cannot enter it there without giving up the user namespace, so the node
-    // refuses it and says what to use instead.
-    let refused = id_of(&grid.deploy(&node, "sleep 1000", &["--network", "probed", "--liveness", "exec:true"]));
-    let result = grid.wait_for_result(&node, &refused, "error", Duration::from_secs(60));
-    let message = result["result"]["payload"]["message"].as_str().unwrap();
-    assert!(message.contains("exec probes cannot run") && message.contains("tcp: or http:"), "{message}");
+    // A command probe enters it there too, with its user namespace kept.
+    let flags = ["--network", "probed", "--readiness", "exec:cat /tmp/ready", "--probe-period", "1"];
+    let probed = id_of(&grid.deploy(&node, "sh -c 'sleep 2; touch /tmp/ready; exec sleep 1000'", &flags));
+    let ready = wait_for(&grid, &node, &probed, "ready by a command", |r| is_ok(r) && r["data"]["ready"] == true);
+    assert_eq!(ready["data"]["restarts"], 0, "{ready}");
+    assert!(runtime.id_range(&probed).unwrap().is_some());
 }
 
 #[test]

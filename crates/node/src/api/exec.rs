@@ -76,7 +76,7 @@ pub(super) async fn exec(
     if entry.workload.payload.owner_key != auth.key {
         return Err(Refusal(StatusCode::FORBIDDEN, format!("only the owner of workload {id} may exec in it")));
     }
-    let WorkloadData::Container(container) = &entry.workload.payload.data else {
+    let WorkloadData::Container(_) = &entry.workload.payload.data else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
             format!("workload {id} is not a container; exec runs in containers"),
@@ -94,20 +94,6 @@ pub(super) async fn exec(
     }
     if !state.runtime.exists(id.as_str()) {
         return Err(Refusal(StatusCode::NOT_FOUND, format!("container {id} is not running on this node")));
-    }
-    if !container.network_connection.is_empty()
-        && state.runtime.id_range(id.as_str()).map_err(|e| internal(&e))?.is_some()
-    {
-        // Confinement is not traded for exec: runc 1.1 joins the user namespace first and may
-        // then not enter a network namespace the host's user namespace owns.
-        return Err(Refusal(
-            StatusCode::CONFLICT,
-            format!(
-                "exec cannot enter container {id}: it is on a private network and runs in a user namespace of \
-                 its own, and this node's runc cannot enter both together; containers without a network, and \
-                 interactive ones, can be entered"
-            ),
-        ));
     }
     let ws = ws.map_err(|e| Refusal(e.status(), format!("exec is a WebSocket: {}", e.body_text())))?;
     let ws = ws.max_message_size(MAX_MESSAGE).protocols([exec::PROTOCOL_V5, exec::PROTOCOL_V4]);

@@ -29,7 +29,7 @@ use zgrid_types::{Keypair, PublicKey, WorkloadId};
 
 use crate::provision::ProvisionError;
 use crate::runtime::RuntimeError;
-use netns::Netns;
+use netns::{Helpers, Netns};
 pub(crate) use netns::{in_netns, in_netns_of};
 use wireguard::{PeerConfig, Tunnel};
 
@@ -79,6 +79,8 @@ pub struct Networks {
     ip: PathBuf,
     /// The `nft` program, needed for egress only.
     nft: Option<PathBuf>,
+    /// What makes containers' namespaces inside their user namespaces.
+    helpers: Helpers,
     /// Live WireGuard devices by network resource id.
     tunnels: Mutex<HashMap<WorkloadId, Arc<Mutex<Tunnel>>>>,
 }
@@ -103,7 +105,8 @@ impl Networks {
             "WireGuard: embedded userspace implementation (boringtun)"
         );
         let nft = crate::runtime::command::find_program("nft", "nftables").ok();
-        Ok(Self { key, dir, ports, ip, nft, tunnels: Mutex::default() })
+        let helpers = Helpers::find()?;
+        Ok(Self { key, dir, ports, ip, nft, helpers, tunnels: Mutex::default() })
     }
 
     /// The namespace of network resource `id`.
@@ -329,18 +332,24 @@ impl Networks {
     }
 
     /// Attach container `id` to `owner_key`'s network `name` with address `ip`: a namespace
-    /// with `eth0` on the network's bridge and a default route through the gateway. Returns
-    /// the namespace for the container to join. Idempotent.
+    /// (inside the container's user namespace pinned at `userns`, if it has one) with `eth0` on
+    /// the network's bridge and a default route through the gateway. Returns the namespace for
+    /// the container to join. Idempotent.
     pub async fn attach(
         &self,
         id: &WorkloadId,
+        userns: Option<&Path>,
         owner_key: &PublicKey,
         name: &str,
         ip: Ipv4Addr,
     ) -> Result<PathBuf, ProvisionError> {
         let (record, network) = self.member(owner_key, name, ip)?;
         let inside = self.container_netns(id);
-        inside.ensure(false).await.map_err(transient)?;
+        match userns {
+            Some(userns) => inside.ensure_in(userns, &self.helpers).await,
+            None => inside.ensure(false).await,
+        }
+        .map_err(transient)?;
         inside.allow_ping().await.map_err(transient)?;
         let outside = veth_name(id);
         if !inside.has_link(ETH).await.map_err(transient)? {

@@ -13,6 +13,28 @@ const NETNS_DIR: &str = "/run/netns";
 /// Time limit of one `ip` command.
 const IP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The programs that make a network namespace inside a container's user namespace: a helper
+/// enters that user namespace (`nsenter --user`) and unshares a network namespace (`unshare
+/// --net`, then `sleep`) for `ip netns attach` to name.
+#[derive(Debug, Clone)]
+pub(crate) struct Helpers {
+    nsenter: PathBuf,
+    unshare: PathBuf,
+    sleep: PathBuf,
+}
+
+impl Helpers {
+    /// Find them (util-linux and coreutils).
+    pub(crate) fn find() -> Result<Self, RuntimeError> {
+        use crate::runtime::command::find_program;
+        Ok(Self {
+            nsenter: find_program("nsenter", "util-linux")?,
+            unshare: find_program("unshare", "util-linux")?,
+            sleep: find_program("sleep", "coreutils")?,
+        })
+    }
+}
+
 /// One named network namespace; `owner` (a workload id) is named in errors.
 #[derive(Debug, Clone)]
 pub(crate) struct Netns {
@@ -47,6 +69,48 @@ impl Netns {
         if !self.exists() {
             self.host(&["netns", "add", &self.name]).await?;
         }
+        self.set_up(forward).await
+    }
+
+    /// Create it unless it exists inside the user namespace pinned at `userns`, so that a
+    /// process of that user namespace (a container's `exec`) may enter it; its loopback up and
+    /// IPv4 forwarding off.
+    pub(crate) async fn ensure_in(&self, userns: &Path, helpers: &Helpers) -> Result<(), RuntimeError> {
+        if !self.exists() {
+            let mut helper = tokio::process::Command::new(&helpers.nsenter)
+                .arg(format!("--user={}", userns.display()))
+                .arg("--")
+                .arg(&helpers.unshare)
+                .args(["--net", "--"])
+                .arg(&helpers.sleep)
+                .arg("60")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|source| RuntimeError::Spawn {
+                    id: self.owner.clone(),
+                    command: "nsenter --user … unshare --net".into(),
+                    source,
+                })?;
+            let pid = helper.id().unwrap_or_default().to_string();
+            let proc = Path::new("/proc").join(&pid);
+            let entered = tokio::task::spawn_blocking(move || crate::runtime::wait_for_namespace(&proc, "net"))
+                .await
+                .map_err(std::io::Error::other)
+                .flatten();
+            if let Err(e) = entered {
+                return Err(RuntimeError::io(&self.owner, "make a network namespace in", userns, e));
+            }
+            self.host(&["netns", "attach", &self.name, &pid]).await?;
+            let _ = helper.kill().await;
+        }
+        self.set_up(false).await
+    }
+
+    /// Bring its loopback up and set IPv4 forwarding as `forward` says.
+    async fn set_up(&self, forward: bool) -> Result<(), RuntimeError> {
         self.ip(&["link", "set", "lo", "up"]).await?;
         self.sysctl("/proc/sys/net/ipv4/ip_forward", if forward { "1" } else { "0" }).await
     }

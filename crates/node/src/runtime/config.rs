@@ -35,17 +35,13 @@ pub struct ContainerConfig {
     pub disk_mib: u64,
     /// Most processes and threads at once; 0 or less leaves it unlimited.
     pub pids_limit: i64,
-    /// Network namespace to join (e.g. `/var/run/netns/x`); `None` gives a new, empty one.
+    /// Network namespace to join (e.g. `/var/run/netns/x`), made inside the container's user
+    /// namespace ([`Runtime::user_namespace`]) when it has one; `None` gives a new, empty one.
+    ///
+    /// [`Runtime::user_namespace`]: super::Runtime::user_namespace
     pub netns: Option<PathBuf>,
     /// Host directories (volumes) bind-mounted into the container, read-write.
     pub binds: Vec<Bind>,
-    /// Run in a user namespace of its own id range, when the node can. Containers that are to
-    /// be entered with [`Runtime::exec_tty`] while they join a network namespace cannot:
-    /// Debian's runc 1.1 joins the user namespace first on `exec`, and then may not enter a
-    /// network namespace the host's user namespace owns.
-    ///
-    /// [`Runtime::exec_tty`]: super::Runtime::exec_tty
-    pub user_namespace: bool,
     /// A static program of the host mounted read-only at [`HOST_INIT`] in the container, for
     /// `args` to run instead of anything from the image.
     pub host_init: Option<PathBuf>,
@@ -157,7 +153,6 @@ mod tests {
             pids_limit: 100,
             netns: None,
             binds: vec![],
-            user_namespace: true,
             host_init: None,
         }
     }

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::RuntimeError;
 use super::command::Tools;
 use super::layout::{self, ContainerPaths};
+use super::mounts;
 
 /// Host ids one container gets: its ids 0 to 65535.
 pub const IDS_PER_CONTAINER: u32 = 1 << 16;
@@ -115,10 +116,32 @@ pub(crate) fn recorded(path: &Path) -> Result<Option<IdRange>, RuntimeError> {
     }
 }
 
-/// A user namespace mapping ids 0 to 65535 to `range`, held by the returned descriptor: a
-/// helper (`unshare --user sleep`) makes it, the agent writes its maps, opens it and ends the
-/// helper.
-pub(crate) fn namespace(tools: &Tools, id: &str, range: IdRange) -> Result<OwnedFd, RuntimeError> {
+/// The container's user namespace, mapping its ids 0 to 65535 to `range`, pinned by a bind
+/// mount at [`ContainerPaths::userns`] so that it outlives the container's processes: every start
+/// of the container joins it, and its network namespace is made inside it, so that `runc exec`
+/// (which enters the user namespace first) may then enter the network namespace too. Made when
+/// the pin is missing (first start, or a reboot dropped it).
+pub(crate) fn pinned(tools: &Tools, paths: &ContainerPaths, range: IdRange) -> Result<OwnedFd, RuntimeError> {
+    let (id, pin) = (paths.id(), paths.userns());
+    if !mounts::is_mounted(&pin)? {
+        with_new_namespace(tools, id, range, |ns| {
+            std::fs::File::create(&pin).map_err(|e| RuntimeError::io(id, "create", &pin, e))?;
+            rustix::mount::mount_bind(ns, &pin)
+                .map_err(|e| RuntimeError::io(id, "pin its user namespace at", &pin, e.into()))
+        })?;
+    }
+    Ok(std::fs::File::open(&pin).map_err(|e| RuntimeError::io(id, "open", &pin, e))?.into())
+}
+
+/// Make a user namespace mapping ids 0 to 65535 to `range` and give `keep` its file (under
+/// `/proc`) to open or pin: a helper (`unshare --user sleep`) enters a new one, the agent writes
+/// its maps, and the helper ends once `keep` returns.
+fn with_new_namespace<T>(
+    tools: &Tools,
+    id: &str,
+    range: IdRange,
+    keep: impl FnOnce(&Path) -> Result<T, RuntimeError>,
+) -> Result<T, RuntimeError> {
     let mut helper = Command::new(&tools.unshare)
         .args(["--user", "--"])
         .arg(&tools.sleep)
@@ -128,33 +151,38 @@ pub(crate) fn namespace(tools: &Tools, id: &str, range: IdRange) -> Result<Owned
         .stderr(Stdio::null())
         .spawn()
         .map_err(|source| RuntimeError::Spawn { id: id.to_owned(), command: "unshare --user".into(), source })?;
-    let made = enter_and_open(id, helper.id(), range);
-    // The namespace lives on through the descriptor.
+    let proc = Path::new("/proc").join(helper.id().to_string());
+    let made = write_maps(id, &proc, range).and_then(|()| keep(&proc.join("ns/user")));
     let _ = helper.kill();
     let _ = helper.wait();
     made
 }
 
-/// Wait until process `pid` is in a user namespace of its own, write its maps, and open it.
-fn enter_and_open(id: &str, pid: u32, range: IdRange) -> Result<OwnedFd, RuntimeError> {
-    let proc = Path::new("/proc").join(pid.to_string());
-    let own =
-        std::fs::read_link("/proc/self/ns/user").map_err(|e| RuntimeError::io(id, "read", "/proc/self/ns/user", e))?;
-    let deadline = Instant::now() + HELPER_WAIT;
-    while std::fs::read_link(proc.join("ns/user")).is_ok_and(|ns| ns == own) {
-        if Instant::now() >= deadline {
-            let e = std::io::Error::from(std::io::ErrorKind::TimedOut);
-            return Err(RuntimeError::io(id, "wait for a new user namespace in", proc, e));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+/// Wait until process `proc` is in a user namespace of its own and write its maps.
+fn write_maps(id: &str, proc: &Path, range: IdRange) -> Result<(), RuntimeError> {
+    wait_for_namespace(proc, "user").map_err(|e| RuntimeError::io(id, "wait for a new user namespace in", proc, e))?;
     let map = format!("0 {} {IDS_PER_CONTAINER}\n", range.base);
     for file in ["uid_map", "gid_map"] {
         let path = proc.join(file);
         std::fs::write(&path, &map).map_err(|e| RuntimeError::io(id, "write", path, e))?;
     }
-    let ns = proc.join("ns/user");
-    Ok(std::fs::File::open(&ns).map_err(|e| RuntimeError::io(id, "open", ns, e))?.into())
+    Ok(())
+}
+
+/// Wait (a few seconds at most) until process `proc` (its `/proc` directory) is in a namespace
+/// of kind `kind` (`user`, `net`, …) other than the agent's: a helper that makes one has then
+/// made it.
+pub(crate) fn wait_for_namespace(proc: &Path, kind: &str) -> std::io::Result<()> {
+    let ns = Path::new("ns").join(kind);
+    let own = std::fs::read_link(Path::new("/proc/self").join(&ns))?;
+    let deadline = Instant::now() + HELPER_WAIT;
+    while std::fs::read_link(proc.join(&ns))? == own {
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Mount the tree at `source` again at `target` (made if missing), with its owners translated
@@ -220,7 +248,10 @@ pub(crate) fn shift_tree(id: &str, dir: &Path, range: IdRange) -> Result<(), Run
 /// unprivileged host user).
 pub(crate) fn unsupported(tools: &Tools, root: &Path) -> Option<String> {
     let probe = IdRange { base: FIRST_HOST_ID };
-    let userns = match namespace(tools, "probe", probe) {
+    let open = |ns: &Path| -> Result<OwnedFd, RuntimeError> {
+        Ok(std::fs::File::open(ns).map_err(|e| RuntimeError::io("probe", "open", ns, e))?.into())
+    };
+    let userns = match with_new_namespace(tools, "probe", probe, open) {
         Ok(ns) => ns,
         Err(e) => return Some(format!("cannot make a user namespace: {e}")),
     };

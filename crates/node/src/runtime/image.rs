@@ -111,7 +111,6 @@ mod tests {
             pids_limit: 0,
             netns: None,
             binds: vec![],
-            user_namespace: true,
             host_init: None,
         }
     }

@@ -62,9 +62,9 @@ impl ContainerPaths {
         self.dir.join("volumes").join(n.to_string())
     }
 
-    /// Where the sysfs of the container's network namespace is mounted.
-    pub(crate) fn sys(&self) -> PathBuf {
-        self.dir.join("sys")
+    /// Where the container's user namespace is pinned (a bind mount of it).
+    pub(crate) fn userns(&self) -> PathBuf {
+        self.dir.join("userns")
     }
 
     /// The record of the container's id range.

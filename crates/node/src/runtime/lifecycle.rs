@@ -24,8 +24,16 @@ impl Runtime {
     pub async fn prepare(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
         cfg.validate()?;
         let paths = self.paths(&cfg.id)?;
-        let mapping = self.mapping(cfg, &paths).await?;
+        let mapping = self.mapping(&paths).await?;
         rootfs::prepare(&self.tools, cfg, &paths, mapping.as_ref()).await
+    }
+
+    /// The user namespace container `id` runs in, pinned at a file and made now if it is not
+    /// there; `None` when containers on this node run without one. The container's network
+    /// namespace is to be made inside it, so that `exec` can enter both.
+    pub async fn user_namespace(&self, id: &str) -> Result<Option<PathBuf>, RuntimeError> {
+        let paths = self.paths(id)?;
+        Ok(self.mapping(&paths).await?.map(|_| paths.userns()))
     }
 
     /// Prepare the root filesystem and start the container detached.
@@ -52,26 +60,21 @@ impl Runtime {
             }
             None => {}
         }
-        let mapping = self.mapping(cfg, &paths).await?;
+        let mapping = self.mapping(&paths).await?;
         rootfs::prepare(&self.tools, cfg, &paths, mapping.as_ref()).await?;
         // A host init is mounted by runc; anything else must be in the image.
         if cfg.host_init.is_none() {
             check_entrypoint(&paths.rootfs(), &process)?;
         }
         let binds = map_binds(&paths, &cfg.binds, mapping.as_ref())?;
-        let sys = match (&mapping, &cfg.netns) {
-            (Some(_), Some(netns)) => Some(mount_sys(&paths, netns)?),
-            _ => None,
-        };
-        let rootfs = paths.rootfs();
+        let (rootfs, userns) = (paths.rootfs(), paths.userns());
         let cgroups_path = self.cgroups.cgroups_path(id);
         let at = Placement {
             rootfs: &rootfs,
             cgroups_path: &cgroups_path,
             swap_accounting: self.cgroups.swap_accounting(),
             binds: &binds,
-            ids: mapping.as_ref().map(|m| m.range),
-            sys: sys.as_deref(),
+            user: mapping.as_ref().map(|m| (m.range, userns.as_path())),
         };
         write_config(id, &paths, &spec::build(cfg, &process, &at))?;
         remove_file(id, &paths.oom_marker())?;
@@ -173,16 +176,16 @@ impl Runtime {
         }
     }
 
-    /// The container's id range and a user namespace holding it, when containers run in user
-    /// namespaces on this node and this one is to.
-    async fn mapping(&self, cfg: &ContainerConfig, paths: &ContainerPaths) -> Result<Option<Mapping>, RuntimeError> {
-        if !self.user_namespaces || !cfg.user_namespace {
+    /// The container's id range and its pinned user namespace, when containers run in user
+    /// namespaces on this node.
+    async fn mapping(&self, paths: &ContainerPaths) -> Result<Option<Mapping>, RuntimeError> {
+        if !self.user_namespaces {
             return Ok(None);
         }
         let range = idmap::assign(&self.root, paths, &self.ranges)?;
-        let (tools, id) = (self.tools.clone(), paths.id().to_owned());
+        let (tools, pinned) = (self.tools.clone(), paths.clone());
         let userns =
-            tokio::task::spawn_blocking(move || idmap::namespace(&tools, &id, range)).await.map_err(|e| {
+            tokio::task::spawn_blocking(move || idmap::pinned(&tools, &pinned, range)).await.map_err(|e| {
                 RuntimeError::io(paths.id(), "make a user namespace for", &paths.dir, std::io::Error::other(e))
             })??;
         Ok(Some(Mapping { range, userns }))
@@ -244,22 +247,6 @@ fn map_binds(paths: &ContainerPaths, binds: &[Bind], mapping: Option<&Mapping>) 
         mapped.push(Bind { source: copy, destination: bind.destination.clone() });
     }
     Ok(mapped)
-}
-
-/// Mount a sysfs of network namespace `netns` (whose devices it shows) under the container
-/// directory, for runc to bind at `/sys`.
-fn mount_sys(paths: &ContainerPaths, netns: &Path) -> Result<PathBuf, RuntimeError> {
-    use nix::mount::MsFlags;
-    let (id, sys) = (paths.id(), paths.sys());
-    rootfs::detach(id, &sys)?;
-    std::fs::create_dir_all(&sys).map_err(|e| RuntimeError::io(id, "create directory", &sys, e))?;
-    let target = sys.clone();
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    crate::network::in_netns(netns, move || {
-        nix::mount::mount(Some("sysfs"), &target, Some("sysfs"), flags, None::<&str>).map_err(std::io::Error::from)
-    })
-    .map_err(|e| RuntimeError::io(id, "mount the sysfs of its network namespace at", &sys, e))?;
-    Ok(sys)
 }
 
 /// Write the runtime spec, atomically.

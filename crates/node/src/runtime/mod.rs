@@ -55,6 +55,7 @@ use cgroup::Cgroups;
 pub use cgroup::Usage;
 use command::Tools;
 pub(crate) use config::check_id;
+pub(crate) use idmap::wait_for_namespace;
 use layout::ContainerPaths;
 pub use reaper::Exit;
 pub use runc::Exited;

@@ -64,11 +64,9 @@ pub(crate) struct Placement<'a> {
     pub swap_accounting: bool,
     /// The container's volumes as runc mounts them (their sources may be idmapped copies).
     pub binds: &'a [Bind],
-    /// The container's id range, when it runs in a user namespace.
-    pub ids: Option<IdRange>,
-    /// A sysfs to bind at `/sys` instead of mounting one: in a user namespace, sysfs can only
-    /// be mounted from a network namespace that user namespace owns, and a joined one is not.
-    pub sys: Option<&'a Path>,
+    /// The container's id range and its pinned user namespace (which owns its network
+    /// namespace), when it runs in one.
+    pub user: Option<(IdRange, &'a Path)>,
 }
 
 /// The runtime spec for `cfg` running `process`.
@@ -100,12 +98,12 @@ fn linux(cfg: &ContainerConfig, at: &Placement<'_>) -> Value {
     let mut linux = json!({
         "cgroupsPath": at.cgroups_path,
         "resources": resources(cfg, at.swap_accounting),
-        "namespaces": namespaces(cfg, at.ids.is_some()),
+        "namespaces": namespaces(cfg, at.user.map(|(_, pin)| pin)),
         "seccomp": seccomp::profile(),
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
     });
-    if let Some(ids) = at.ids {
+    if let Some((ids, _)) = at.user {
         linux["uidMappings"] = ids.oci();
         linux["gidMappings"] = ids.oci();
     }
@@ -131,9 +129,9 @@ fn resources(cfg: &ContainerConfig, swap_accounting: bool) -> Value {
     resources
 }
 
-/// New pid, ipc, uts and mount namespaces, and a user namespace when `user`; the network
-/// namespace given, or a new one.
-fn namespaces(cfg: &ContainerConfig, user: bool) -> Value {
+/// New pid, ipc, uts and mount namespaces; the network namespace given, or a new one; and the
+/// user namespace pinned at `user`, if any.
+fn namespaces(cfg: &ContainerConfig, user: Option<&Path>) -> Value {
     let network = match &cfg.netns {
         Some(path) => json!({ "type": "network", "path": path }),
         None => json!({ "type": "network" }),
@@ -145,8 +143,8 @@ fn namespaces(cfg: &ContainerConfig, user: bool) -> Value {
         json!({ "type": "uts" }),
         json!({ "type": "mount" }),
     ];
-    if user {
-        all.push(json!({ "type": "user" }));
+    if let Some(pin) = user {
+        all.push(json!({ "type": "user", "path": pin }));
     }
     Value::Array(all)
 }
@@ -156,14 +154,6 @@ fn mounts(cfg: &ContainerConfig, at: &Placement<'_>) -> Value {
     let binds = at.binds.iter().map(|b| {
         json!({ "destination": b.destination, "type": "bind", "source": b.source, "options": ["rbind", "rw", "nosuid", "nodev"] })
     });
-    let sys = match at.sys {
-        Some(sys) => {
-            json!({ "destination": "/sys", "type": "bind", "source": sys, "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] })
-        }
-        None => {
-            json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] })
-        }
-    };
     let standard = json!([
         { "destination": "/proc", "type": "proc", "source": "proc" },
         {
@@ -179,7 +169,7 @@ fn mounts(cfg: &ContainerConfig, at: &Placement<'_>) -> Value {
             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
         },
         { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] },
-        sys,
+        { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] },
         {
             "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
@@ -212,7 +202,6 @@ mod tests {
             pids_limit: 50,
             netns: Some("/var/run/netns/n1".into()),
             binds: vec![Bind { source: "/vol/data".into(), destination: "/data".into() }],
-            user_namespace: true,
             host_init: None,
         };
         let process = Process { args: vec!["/bin/sh".into()], env: vec!["A=b".into()], cwd: "/".into() };
@@ -222,8 +211,7 @@ mod tests {
             cgroups_path: "/zgrid/spec-test",
             swap_accounting: true,
             binds: &mapped,
-            ids: Some(IdRange::from_base(1 << 30)),
-            sys: Some(Path::new("/r/sys")),
+            user: Some((IdRange::from_base(1 << 30), Path::new("/r/userns"))),
         };
         let spec = build(&cfg, &process, &at);
         let r = &spec["linux"]["resources"];
@@ -233,7 +221,7 @@ mod tests {
         assert_eq!(r["pids"]["limit"], 50);
         assert_eq!(spec["linux"]["cgroupsPath"], "/zgrid/spec-test");
         assert_eq!(spec["linux"]["namespaces"][1]["path"], "/var/run/netns/n1");
-        assert_eq!(spec["linux"]["namespaces"][5]["type"], "user");
+        assert_eq!(spec["linux"]["namespaces"][5], json!({ "type": "user", "path": "/r/userns" }));
         assert_eq!(spec["linux"]["uidMappings"][0]["hostID"], 1 << 30);
         assert_eq!(spec["linux"]["gidMappings"][0]["size"], 65536);
         assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
@@ -246,16 +234,14 @@ mod tests {
         let mounts = spec["mounts"].as_array().unwrap();
         let last = mounts.last().unwrap();
         assert_eq!((last["source"].as_str(), last["destination"].as_str()), (Some("/r/volumes/0"), Some("/data")));
-        let sys = mounts.iter().find(|m| m["destination"] == "/sys").unwrap();
-        assert_eq!((sys["type"].as_str(), sys["source"].as_str()), (Some("bind"), Some("/r/sys")));
+        assert!(mounts.iter().any(|m| m["destination"] == "/sys" && m["type"] == "sysfs"));
 
-        let plain = Placement { ids: None, sys: None, ..at };
+        let plain = Placement { user: None, ..at };
         let without = build(&ContainerConfig { cpu: 0, pids_limit: 0, netns: None, ..cfg }, &process, &plain);
         assert!(without["linux"]["resources"].get("cpu").is_none());
         assert!(without["linux"]["resources"].get("pids").is_none());
         assert!(without["linux"]["namespaces"][1].get("path").is_none());
         assert_eq!(without["linux"]["namespaces"].as_array().unwrap().len(), 5, "no user namespace");
         assert!(without["linux"].get("uidMappings").is_none());
-        assert!(without["mounts"].as_array().unwrap().iter().any(|m| m["type"] == "sysfs"));
     }
 }

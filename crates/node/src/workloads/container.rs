@@ -8,7 +8,7 @@ use zgrid_types::{WorkloadId, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Workloads, logs, probes, redis, stats};
+use super::{Workloads, logs, redis, stats};
 use crate::flist::ImageProblem;
 use crate::provision::{Exit, Health, Progress, ProvisionError};
 use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT, RuntimeError};
@@ -57,22 +57,19 @@ impl Workloads {
                 "an interactive container needs a private network: its console listens on the container's address there (deploy it with --network)".into(),
             ));
         }
-        if probes::execs(&c.probes) && !c.network_connection.is_empty() && self.runtime.user_namespaces() {
-            // Confinement is not traded for a probe: runc 1.1 cannot enter a container's own
-            // user namespace and the network namespace it joined together.
-            return Err(ProvisionError::Permanent(
-                "exec probes cannot run in a container on a private network on this node (its runc cannot enter \
-                 the container's user and network namespaces together): probe it with tcp: or http: instead"
-                    .into(),
-            ));
-        }
         let (image, image_config) = self.image(spec, c).await?;
         let mut binds = Vec::with_capacity(c.volumes.len());
         for mount in &c.volumes {
             binds.push(Bind { source: self.volume_dir(mount)?, destination: mount.mountpoint.clone() });
         }
         let netns = match c.network_connection.first() {
-            Some(n) => Some(self.networks.attach(id, &spec.owner_key, &n.network_id, n.ipaddress).await?),
+            Some(n) => {
+                let userns = self.runtime.user_namespace(id.as_str()).await.map_err(|e| {
+                    tracing::warn!(workload = %id, error = %e, "no user namespace for the container");
+                    ProvisionError::Transient(e.for_owner(self.runtime.root()))
+                })?;
+                Some(self.networks.attach(id, userns.as_deref(), &spec.owner_key, &n.network_id, n.ipaddress).await?)
+            }
             None => None,
         };
         let env = self.environment(spec, &c.environment, &c.secret_environment)?;
@@ -99,8 +96,6 @@ impl Workloads {
             pids_limit: PIDS_LIMIT,
             netns,
             binds,
-            // Its console enters it with runc exec (see the field).
-            user_namespace: !c.interactive,
             host_init,
         })
     }

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use zgrid_types::workload::{Probe, ProbeAction, Probes};
+use zgrid_types::workload::{Probe, Probes};
 
 use self::attempt::Target;
 use crate::runtime::Runtime;
@@ -88,11 +88,6 @@ impl Prober {
     pub fn forget(&self, id: &str) {
         self.verdicts.lock().expect("lock").remove(id);
     }
-}
-
-/// Whether any probe of `probes` runs a command in the container.
-pub fn execs(probes: &Probes) -> bool {
-    [&probes.readiness, &probes.liveness].into_iter().flatten().any(|p| matches!(p.action, ProbeAction::Exec { .. }))
 }
 
 fn set_ready(tx: &watch::Sender<Verdict>, ready: Result<(), String>) {
@@ -200,6 +195,7 @@ async fn watch_liveness<F: Future<Output = Result<(), String>>>(
 mod tests {
     use super::*;
     use tokio::time::Instant;
+    use zgrid_types::workload::ProbeAction;
 
     fn probe(delay: u32, period: u32, failures: u32, successes: u32) -> Probe {
         Probe {
@@ -274,14 +270,5 @@ mod tests {
         assert_eq!(*times.lock().unwrap(), [0, 1, 2, 3, 4, 5]);
         let (attempt, _) = scripted(&[Err("refused")]);
         assert_eq!(watch_liveness(&probe(0, 10, 1, 1), attempt).await, "refused");
-    }
-
-    #[test]
-    fn exec_probes_are_found() {
-        let exec = Probe::new(ProbeAction::Exec { command: vec!["true".into()] });
-        let tcp = probe(0, 1, 1, 1);
-        assert!(!execs(&Probes::default()));
-        assert!(!execs(&Probes { readiness: Some(tcp.clone()), liveness: Some(tcp.clone()) }));
-        assert!(execs(&Probes { readiness: Some(tcp), liveness: Some(exec) }));
     }
 }
