@@ -1131,6 +1131,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         nodes: usize,
     },
+    /// Load times of the explorer's cockpit pages on a big grid: an in-process explorer on
+    /// loopback filled through the signed API, then each kind of page loaded 50 times.
+    Cockpit {
+        /// Nodes to register (spread over 5 countries, a heartbeat each).
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Workloads to submit (spread over the nodes and users, a node's result each).
+        #[arg(long, default_value_t = 10_000)]
+        workloads: usize,
+        /// Deployers owning them.
+        #[arg(long, default_value_t = 10)]
+        users: usize,
+        /// Database (default: a temporary SQLite file).
+        #[arg(long)]
+        db: Option<String>,
+    },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {
         /// Workloads to submit.

@@ -34,11 +34,13 @@ pub struct NodeOptions {
     /// How the node runs VMs (`--vm-accel`: `auto`, `kvm` or `tcg`); the agent's default
     /// (`auto`) without.
     pub vm_accel: Option<String>,
+    /// The country and city it registers (`--country`, `--city`); none without.
+    pub location: Option<(String, String)>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { step_timeout: Duration::from_secs(60), public: true, api_tls: None, vm_accel: None }
+        Self { step_timeout: Duration::from_secs(60), public: true, api_tls: None, vm_accel: None, location: None }
     }
 }
 
@@ -200,6 +202,9 @@ pub(crate) fn agent_command(launch: &Launch, netns: &Path, address: std::net::Ip
     }
     if let Some(accel) = &l.options.vm_accel {
         command.args(["--vm-accel", accel]);
+    }
+    if let Some((country, city)) = &l.options.location {
+        command.args(["--country", country, "--city", city]);
     }
     if let Some(tls) = &l.options.api_tls {
         command.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);

@@ -10,6 +10,7 @@
 //! ```
 
 mod auth;
+mod cockpit;
 pub mod db;
 mod error;
 mod expiry;
@@ -82,13 +83,15 @@ impl AppState {
     }
 }
 
-/// The HTTP application.
+/// The HTTP application: the API under `/v1`, its OpenAPI document, and the cockpit.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let (router, api) = openapi::routes();
     let api = Arc::new(api);
     router
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }))
+        .merge(cockpit::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cockpit::touch_on_change))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -117,6 +117,7 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             println!("  zgrid k8s up --name kube --nodes 2");
         }
         println!("  zgrid live");
+        println!("  a browser on {}/ (the cockpit)", status.explorer.address.trim_end_matches('/'));
         println!("  zgrid status; zgrid down");
     })
 }

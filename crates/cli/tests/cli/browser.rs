@@ -1,7 +1,7 @@
-//! Debian's headless Chromium inside a network namespace, driven over the DevTools protocol:
-//! open a page, run script in it, type, and take screenshots. The protocol's socket is opened
-//! from a thread that joins the namespace (Chromium listens on its loopback), then used from
-//! here.
+//! Debian's headless Chromium, on the host or inside a network namespace, driven over the
+//! DevTools protocol: open a page, run script in it, type, and take screenshots. In a namespace,
+//! the protocol's socket is opened from a thread that joins it (Chromium listens on its
+//! loopback), then used from here.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -27,11 +27,11 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    /// Start Chromium in `netns` with a blank page.
-    pub(crate) fn open(netns: &zgrid_devnet::Netns) -> Self {
+    /// Start Chromium in `netns` (the host's network without) with a blank page.
+    pub(crate) fn open(netns: Option<&zgrid_devnet::Netns>) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let mut chromium = netns
-            .command("chromium")
+            .map_or_else(|| std::process::Command::new("chromium"), |n| n.command("chromium"))
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
             .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
             .args(["--remote-debugging-port=0", "--window-size=1280,860", "--hide-scrollbars"])
@@ -57,7 +57,10 @@ impl Browser {
         // Keep reading, or Chromium blocks once the pipe is full.
         std::thread::spawn(move || lines.for_each(drop));
         let port: u16 = url.trim_start_matches("ws://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
-        let stream = connect_in(&netns.path(), port);
+        let stream = match netns {
+            Some(netns) => connect_in(&netns.path(), port),
+            None => TcpStream::connect(("127.0.0.1", port)).unwrap(),
+        };
         stream.set_read_timeout(Some(CALL_LIMIT)).unwrap();
         let (socket, _) = tungstenite::client(url.as_str(), stream).expect("the DevTools WebSocket");
         let mut browser = Self { chromium, socket, session: String::new(), next_id: 0, _profile: profile };

@@ -111,7 +111,7 @@ fn an_interactive_container_has_a_console_reachable_only_on_its_private_network(
     assert!(listed.status.success() && shown.contains(&url), "{shown}");
 
     // The web page: the process list (container pids, no init), start, attach, kill.
-    let mut browser = Browser::open(&laptop.netns);
+    let mut browser = Browser::open(Some(&laptop.netns));
     browser.goto(&url);
     assert_eq!(browser.eval("typeof Terminal"), "function", "no xterm.js on the page");
     assert_eq!(browser.eval("fetch('/assets/xterm.js').then((r) => r.status)"), 200);

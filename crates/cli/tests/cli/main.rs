@@ -5,6 +5,7 @@ mod common;
 mod grid;
 
 mod clusters;
+mod cockpit;
 mod console;
 mod crash;
 mod exec;

@@ -82,8 +82,13 @@ pub async fn upsert(
     Ok(())
 }
 
-/// Record a heartbeat (capacity in use and the hypervisor); returns false when the node is not
-/// registered.
+/// Width of one bucket of [`usage`] history, seconds.
+pub const USAGE_BUCKET_SECS: i64 = 300;
+/// How long [`usage`] history is kept, seconds.
+pub const USAGE_KEEP_SECS: i64 = 24 * 3600;
+
+/// Record a heartbeat (capacity in use and the hypervisor, and the usage in the current
+/// [`usage`] bucket); returns false when the node is not registered.
 pub async fn heartbeat(db: &Db, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> DbResult<bool> {
     let used = &beat.used;
     let mut tx = db.write().await?;
@@ -101,8 +106,43 @@ pub async fn heartbeat(db: &Db, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> 
     .bind(beat.hypervisor.clone())
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO node_usage (node_id, bucket, used_cru, used_mru, used_sru, used_hru)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (node_id, bucket) DO UPDATE SET
+            used_cru = excluded.used_cru, used_mru = excluded.used_mru,
+            used_sru = excluded.used_sru, used_hru = excluded.used_hru",
+    )
+    .bind(id.to_string())
+    .bind(now - now.rem_euclid(USAGE_BUCKET_SECS))
+    .bind(used.cru as i64)
+    .bind(used.mru as i64)
+    .bind(used.sru as i64)
+    .bind(used.hru as i64)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(true)
+}
+
+/// Capacity `id` had in use over the last day, oldest first: (bucket start, usage).
+pub async fn usage(db: &Db, id: &NodeId, now: i64) -> DbResult<Vec<(i64, Capacity)>> {
+    let rows = sqlx::query("SELECT * FROM node_usage WHERE node_id = $1 AND bucket >= $2 ORDER BY bucket")
+        .bind(id.to_string())
+        .bind(now - USAGE_KEEP_SECS)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get("bucket")?, capacity(r, "used")?))).collect()
+}
+
+/// Forget usage history older than a day.
+pub async fn prune_usage(db: &Db, now: i64) -> DbResult<u64> {
+    let done =
+        sqlx::query("DELETE FROM node_usage WHERE bucket < $1").bind(now - USAGE_KEEP_SECS).execute(db.pool()).await?;
+    Ok(done.rows_affected())
 }
 
 /// The node with this id; `alive_since` is the oldest last-seen time that counts as alive.
@@ -110,6 +150,70 @@ pub async fn by_id(db: &Db, id: &NodeId, alive_since: i64) -> DbResult<Option<No
     let row =
         sqlx::query("SELECT * FROM nodes WHERE node_id = $1").bind(id.to_string()).fetch_optional(db.pool()).await?;
     row.as_ref().map(|r| node(r, alive_since)).transpose()
+}
+
+/// The order of a node search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeOrder {
+    /// Oldest registration first (the API's order).
+    #[default]
+    Registered,
+    /// Most free memory first.
+    FreeMemory,
+    /// Most free CPUs first.
+    FreeCpu,
+    /// Most free SSD first.
+    FreeSsd,
+    /// Most recently seen first.
+    LastSeen,
+    /// By country, then city.
+    Country,
+}
+
+impl NodeOrder {
+    /// Every order, as offered to people.
+    pub const ALL: &'static [Self] =
+        &[Self::Registered, Self::FreeMemory, Self::FreeCpu, Self::FreeSsd, Self::LastSeen, Self::Country];
+
+    /// Its name in a query string.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::FreeMemory => "free_mru",
+            Self::FreeCpu => "free_cru",
+            Self::FreeSsd => "free_sru",
+            Self::LastSeen => "last_seen",
+            Self::Country => "country",
+        }
+    }
+
+    /// The order named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|o| o.name() == name)
+    }
+
+    /// Its description for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Registered => "registration",
+            Self::FreeMemory => "free memory",
+            Self::FreeCpu => "free CPUs",
+            Self::FreeSsd => "free SSD",
+            Self::LastSeen => "last seen",
+            Self::Country => "country, city",
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Registered => "created_at, node_id",
+            Self::FreeMemory => "total_mru - used_mru DESC, node_id",
+            Self::FreeCpu => "total_cru - used_cru DESC, node_id",
+            Self::FreeSsd => "total_sru - used_sru DESC, node_id",
+            Self::LastSeen => "last_seen DESC, node_id",
+            Self::Country => "LOWER(country), LOWER(city), node_id",
+        }
+    }
 }
 
 const FILTER: &str = "($1 IS NULL OR farm_id = $1)
@@ -121,10 +225,16 @@ const FILTER: &str = "($1 IS NULL OR farm_id = $1)
     AND ($7 IS NULL OR total_hru - used_hru >= $7)
     AND ($8 IS NULL OR ($8 = 1 AND last_seen >= $9) OR ($8 = 0 AND last_seen < $9))";
 
-/// One page of the nodes matching `filter`.
-pub async fn search(db: &Db, filter: &NodeFilter, page: u32, size: u32, alive_since: i64) -> DbResult<Page<Node>> {
+/// One page of the nodes matching `filter`, in `order`.
+pub async fn search(
+    db: &Db,
+    filter: &NodeFilter,
+    order: NodeOrder,
+    (page, size): (u32, u32),
+    alive_since: i64,
+) -> DbResult<Page<Node>> {
     let count_sql = format!("SELECT COUNT(*) FROM nodes WHERE {FILTER}");
-    let list_sql = format!("SELECT * FROM nodes WHERE {FILTER} ORDER BY created_at, node_id LIMIT $10 OFFSET $11");
+    let list_sql = format!("SELECT * FROM nodes WHERE {FILTER} ORDER BY {} LIMIT $10 OFFSET $11", order.sql());
     macro_rules! bind_filter {
         ($q:expr) => {
             $q.bind(filter.farm.map(|f| f as i64))

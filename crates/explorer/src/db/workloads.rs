@@ -11,7 +11,8 @@ use zgrid_types::{DeleteRequest, NodeId, Signed, UserId, WorkloadData, WorkloadI
 
 use super::{Db, DbError, DbResult, Tx, from_json, next_feed_seq, to_json};
 
-fn record(row: &AnyRow) -> DbResult<WorkloadRecord> {
+/// A `workloads` row as its record.
+pub(crate) fn record(row: &AnyRow) -> DbResult<WorkloadRecord> {
     let state: String = row.try_get("state")?;
     let deleted_at: Option<i64> = row.try_get("deleted_at")?;
     let deleted_by: Option<i64> = row.try_get("deleted_by")?;

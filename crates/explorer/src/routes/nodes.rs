@@ -130,7 +130,7 @@ pub async fn search(
     ] {
         fits_i64(field, value)?;
     }
-    Ok(Json(nodes::search(&state.db, &filter, page, size, state.alive_since()).await?))
+    Ok(Json(nodes::search(&state.db, &filter, nodes::NodeOrder::Registered, (page, size), state.alive_since()).await?))
 }
 
 /// A node's whole desired set and the feed cursor to stream later changes from.

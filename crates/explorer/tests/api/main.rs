@@ -2,6 +2,7 @@
 
 mod common;
 
+mod cockpit;
 mod directory;
 mod feed;
 mod input;

@@ -14,7 +14,7 @@ use zgrid_types::directory::{Capacity, FarmRegistration, NodeRegistration};
 use zgrid_types::workload::{DiskType, Volume};
 use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadId, WorkloadSpec};
 
-use super::{ms, percentile};
+use super::{LocalExplorer, ms, percentile};
 use crate::config::Ctx;
 use crate::output;
 
@@ -22,13 +22,8 @@ use crate::output;
 const LATENCY_SAMPLES: usize = 200;
 
 pub async fn run(ctx: &Ctx, workloads: usize, concurrency: usize, db: Option<String>) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let database = db.unwrap_or_else(|| dir.path().join("bench.sqlite").display().to_string());
-    let state = zgrid_explorer::AppState::open(zgrid_explorer::Config::new(&database)).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(zgrid_explorer::run(listener, state, async { stopped.await.unwrap_or(()) }));
+    let explorer = LocalExplorer::start(db).await?;
+    let url = explorer.url.clone();
 
     let user = Identity::generate("bench");
     let client = ExplorerClient::new(&url)?.with_key(user.keypair.clone());
@@ -106,12 +101,12 @@ pub async fn run(ctx: &Ctx, workloads: usize, concurrency: usize, db: Option<Str
         submit_to_node.push(arrived - sent);
         accept_to_node.push(arrived.saturating_duration_since(acked));
     }
-    let _ = stop.send(());
     listener_task.abort();
-    server.await??;
+    let engine = explorer.engine;
+    explorer.stop().await?;
 
     let report = json!({
-        "database": if database.starts_with("postgres") { "postgresql" } else { "sqlite" },
+        "database": engine,
         "workloads": workloads,
         "concurrency": concurrency,
         "failures": failures,

@@ -1,5 +1,6 @@
 //! `zgrid bench`: measurements recorded in `docs/benchmarks.md`.
 
+mod cockpit;
 mod explorer;
 mod flist;
 mod k8s;
@@ -20,6 +21,7 @@ use crate::config::Ctx;
 pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Explorer { workloads, concurrency, db } => explorer::run(ctx, workloads, concurrency, db).await,
+        BenchCommand::Cockpit { nodes, workloads, users, db } => cockpit::run(ctx, nodes, workloads, users, db).await,
         BenchCommand::Node { containers } => node::run(ctx, containers).await,
         BenchCommand::Network { seconds } => network::run_bench(ctx, seconds).await,
         BenchCommand::Flist { runs, extra_mib, image, versions } => {
@@ -79,4 +81,36 @@ fn run_tool(command: &mut Command, what: &str, package: &str) -> Result<String> 
         bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// An explorer in this process, on loopback, over the given database or a temporary SQLite file.
+struct LocalExplorer {
+    /// Its base URL.
+    url: String,
+    /// `sqlite` or `postgresql`, for reports.
+    engine: &'static str,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalExplorer {
+    /// Open `db` (or a new SQLite file) and serve it on a free loopback port.
+    async fn start(db: Option<String>) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let database = db.unwrap_or_else(|| dir.path().join("bench.sqlite").display().to_string());
+        let engine = if database.starts_with("postgres") { "postgresql" } else { "sqlite" };
+        let state = zgrid_explorer::AppState::open(zgrid_explorer::Config::new(&database)).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(zgrid_explorer::run(listener, state, async { stopped.await.unwrap_or(()) }));
+        Ok(Self { url, engine, stop, server, _dir: dir })
+    }
+
+    /// Shut it down and wait until it has.
+    async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        Ok(self.server.await??)
+    }
 }
