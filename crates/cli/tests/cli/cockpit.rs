@@ -114,6 +114,18 @@ fn the_cockpit_finds_nodes_shows_capacity_and_failures_and_follows_new_deploymen
     assert!(text.contains("BE, Ghent") && text.contains(&web), "{text}");
     browser.screenshot("cockpit-node.png");
 
+    // Its farm's page lists the farm's nodes.
+    browser.eval("document.querySelector('a[href^=\"/farms/\"]').click()");
+    browser
+        .wait_for("location.pathname.startsWith('/farms/') && document.readyState === 'complete'", LIMIT)
+        .expect("the farm's page");
+    assert_eq!(
+        listed(&mut browser),
+        BTreeSet::from([ghent.id().to_owned(), delft.id().to_owned()]),
+        "the farm's nodes"
+    );
+    browser.screenshot("cockpit-farm.png");
+
     // The deployer's page: the failed container's reason, and no sealed value.
     let key = grid.cli(&["id", "show"])["public_key"].as_str().unwrap().to_owned();
     browser.goto(&format!("{explorer}/users?name={key}"));

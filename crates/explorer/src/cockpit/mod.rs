@@ -62,6 +62,8 @@ pub fn router() -> Router<AppState> {
         .route("/cockpit/events", get(move |state| events(state, streams.clone())))
         .route("/cockpit/style.css", get(|| async { asset("text/css; charset=utf-8", pages::STYLE) }))
         .route("/cockpit/script.js", get(|| async { asset("text/javascript; charset=utf-8", pages::SCRIPT) }))
+        // Browsers ask for it; there is none.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
 }
 
 /// Middleware: after any request that changed something (not a read, and accepted), tell
@@ -96,7 +98,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 fn not_found(what: String) -> Response {
-    page(StatusCode::NOT_FOUND, pages::not_found(&what))
+    page(StatusCode::NOT_FOUND, pages::message("Not found", &what))
+}
+
+fn bad_request(what: String) -> Response {
+    page(StatusCode::BAD_REQUEST, pages::message("Cannot show that", &what))
 }
 
 /// A failure of the database, as a page (the cause goes to the log only).
@@ -273,7 +279,7 @@ async fn lookup(state: &AppState, who: &str) -> Result<Option<zgrid_types::direc
 async fn find_user(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let query = pairs(raw.as_deref());
     let Some(name) = query.get("name").map(|n| n.trim()) else {
-        return not_found("Give a user's name, id or public key.".to_owned());
+        return bad_request("Give a user's name, id or public key (?name=).".to_owned());
     };
     match lookup(&state, name).await {
         Ok(Some(user)) => Redirect::to(&format!("/users/{}", user.id)).into_response(),
@@ -286,7 +292,7 @@ async fn user(State(state): State<AppState>, Path(who): Path<String>, RawQuery(r
     let query = pairs(raw.as_deref());
     let wanted = query.get("state").cloned();
     if let Some(s) = wanted.as_deref().filter(|s| !["active", "deleted", "expired"].contains(s)) {
-        return not_found(format!("state must be active, deleted or expired, not {s:?}"));
+        return bad_request(format!("state must be active, deleted or expired, not {s:?}"));
     }
     let now = zgrid_types::unix_now();
     let read = async {

@@ -46,9 +46,9 @@ pub fn layout(title: &str, fixed: Markup, main: Markup) -> Markup {
     }
 }
 
-/// A page saying what was not found.
-pub fn not_found(what: &str) -> Markup {
-    layout("Not found", html! {}, html! { p { (what) } p { a href="/" { "Back to the grid" } } })
+/// A page titled `title` saying `what` (what was not found, or what to change).
+pub fn message(title: &str, what: &str) -> Markup {
+    layout(title, html! {}, html! { p { (what) } p { a href="/" { "Back to the grid" } } })
 }
 
 /// The node list's filter and sort form (kept while the list refreshes).
@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn what_strangers_write_is_escaped() {
-        let page = not_found("<script>alert(1)</script>").into_string();
+        let page = message("Not found", "<script>alert(1)</script>").into_string();
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     }

@@ -81,6 +81,8 @@ async fn pages_show_the_grid_its_nodes_and_a_users_results(backend: Backend) {
     assert_eq!(found.headers()["location"], format!("/users/{}", w.alice.id).as_str());
     assert_eq!(get(&w.ex, &format!("/users/{}", w.bob.key.public())).await.0, 200);
     assert_eq!(get(&w.ex, "/users/nobody").await.0, 404);
+    let (status, bad, _) = get(&w.ex, &format!("/users/{}?state=running", w.alice.id)).await;
+    assert!(status == 400 && bad.contains("state must be active, deleted or expired"), "{status} {bad}");
     w.ex.stop().await;
 }
 
