@@ -540,7 +540,8 @@ pub enum NetworkCommand {
         /// The network's private range, a /16 such as 10.20.0.0/16.
         #[arg(long)]
         cidr: Ipv4Net,
-        /// A node to put it on (repeatable, at least one).
+        /// A node to put it on: its id, or the start of it (at least 4 characters); repeatable,
+        /// at least one.
         #[arg(long = "node", required = true)]
         nodes: Vec<String>,
         /// Let containers on the network reach outside it through their node's uplink
@@ -701,7 +702,7 @@ pub struct NetworkName {
 pub struct NetworkNode {
     #[command(flatten)]
     pub network: NetworkName,
-    /// The node.
+    /// The node: its id, or the start of it (at least 4 characters) as `zgrid live` shows it.
     #[arg(long)]
     pub node: String,
 }

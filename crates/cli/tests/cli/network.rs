@@ -12,11 +12,12 @@ use crate::grid::{Grid, id_of, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// `zgrid network create` over `nodes`, with progress on stderr.
+/// `zgrid network create` over `nodes` (named by the first 8 characters of their ids, as
+/// `zgrid live` shows them), with progress on stderr.
 pub(crate) fn create(grid: &Grid, name: &str, cidr: &str, nodes: &[&Node]) {
     let mut args = vec!["network", "create", "--name", name, "--cidr", cidr];
     for node in nodes {
-        args.extend(["--node", node.id()]);
+        args.extend(["--node", &node.id()[..8]]);
     }
     let out = grid.cli_raw(&args);
     assert!(out.status.success(), "network create failed:\n{}", String::from_utf8_lossy(&out.stderr));

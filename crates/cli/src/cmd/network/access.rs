@@ -27,7 +27,7 @@ pub async fn add(
     let path = output.unwrap_or_else(|| PathBuf::from(format!("{name}.conf")));
     check_output(&path, force, "--output")?;
     let network = s.existing(name).await?;
-    let node = submit::node_id(&target.node)?;
+    let node = submit::resolve_node(&s.client, &target.node).await?;
     let access = grant(s, network, node, subnet, &path).await?;
     let shown = serde_json::json!({ "network": name, "access_point": access, "config": path });
     output::report(s.json, &shown, || {

@@ -30,7 +30,11 @@ pub async fn create(
         );
     }
     let expires_at = submit::expiry(common.duration);
-    let nodes = nodes.iter().map(|n| submit::node_id(n)).collect::<Result<Vec<_>>>()?;
+    let mut ids = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        ids.push(submit::resolve_node(&s.client, node).await?);
+    }
+    let nodes = ids;
     let network = Network::new(name, cidr).context("--cidr")?.with_egress(egress);
     build(s, network, &nodes, expires_at, &Notes::described(&common.description)).await?;
     view::finish(s, name).await
@@ -81,7 +85,7 @@ pub async fn add_node(
 ) -> Result<()> {
     let name = &target.network.name;
     let network = s.existing(name).await?;
-    let node = submit::node_id(&target.node)?;
+    let node = submit::resolve_node(&s.client, &target.node).await?;
     let expires_at = match duration {
         Some(d) => submit::expiry(d),
         None => network.latest_expiry().context("the network's members have no expiry: pass --duration")?,
@@ -141,7 +145,7 @@ fn refuse_in_use(name: &str, users: &[&Attachment]) -> Result<()> {
 pub async fn remove_node(s: &Session, target: &NetworkNode) -> Result<()> {
     let name = &target.network.name;
     let mut network = s.existing(name).await?;
-    let node = submit::node_id(&target.node)?;
+    let node = submit::resolve_node(&s.client, &target.node).await?;
     refuse_in_use(name, &network.attachments_on(&node).collect::<Vec<_>>())?;
     let (member, lost) = network.remove_member(&node)?;
     network.check().context("the rest of the network would not work without it")?;

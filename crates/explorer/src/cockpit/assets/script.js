@@ -50,7 +50,6 @@
       for (const row of main.querySelectorAll("tr[data-workload]")) {
         if (open.has(row.dataset.workload)) row.querySelector("details")?.setAttribute("open", "");
       }
-      document.body.dataset.updated = String(Date.now());
     } catch (_) {
       // The explorer is away; the next event tries again.
     } finally {
