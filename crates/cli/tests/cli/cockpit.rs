@@ -77,13 +77,10 @@ fn the_cockpit_finds_nodes_shows_capacity_and_failures_and_follows_new_deploymen
     browser.screenshot("cockpit-nodes.png");
 
     // A node's page shows the capacity `zgrid nodes --json` reports.
-    browser.eval("document.querySelector('tr[data-node] a[href^=\"/nodes/\"]').click()");
-    browser
-        .wait_for(
-            &format!("location.pathname === '/nodes/{}' && document.readyState === 'complete'", ghent.id()),
-            LIMIT,
-        )
-        .expect("the node's page opens from the list");
+    // (Links are followed with `goto`: a click's navigation races the next evaluation.)
+    let link = browser.eval("document.querySelector('tr[data-node] a[href^=\"/nodes/\"]')?.getAttribute('href')");
+    assert_eq!(link, format!("/nodes/{}", ghent.id()), "the list's link to the node");
+    browser.goto(&format!("{explorer}{}", link.as_str().unwrap()));
     // Heartbeats change the used capacity: the page and the CLI are read until a heartbeat
     // falls between neither.
     let page = format!("{explorer}/nodes/{}", ghent.id());
@@ -115,10 +112,8 @@ fn the_cockpit_finds_nodes_shows_capacity_and_failures_and_follows_new_deploymen
     browser.screenshot("cockpit-node.png");
 
     // Its farm's page lists the farm's nodes.
-    browser.eval("document.querySelector('a[href^=\"/farms/\"]').click()");
-    browser
-        .wait_for("location.pathname.startsWith('/farms/') && document.readyState === 'complete'", LIMIT)
-        .expect("the farm's page");
+    let link = browser.eval("document.querySelector('a[href^=\"/farms/\"]')?.getAttribute('href')");
+    browser.goto(&format!("{explorer}{}", link.as_str().expect("a link to the node's farm")));
     assert_eq!(
         listed(&mut browser),
         BTreeSet::from([ghent.id().to_owned(), delft.id().to_owned()]),

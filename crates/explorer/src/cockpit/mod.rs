@@ -2,29 +2,23 @@
 //!
 //! Pages are HTML rendered here ([`pages`]) with one small script and one stylesheet, both
 //! compiled into the binary: nothing to build with npm, nothing fetched from a CDN, and every
-//! page reads without the script. The script keeps pages live: it listens to
-//! `/cockpit/events` (server-sent events, sent when the explorer accepts any change, at most
-//! every [`EVENT_GAP`]) and loads the page's `<main>` again. Pages show only what the public
-//! API shows, and never a sealed value.
+//! page reads without the script. The script keeps pages live: twice a second, while the page
+//! is visible, it asks `/cockpit/changes` how many changes the explorer has accepted, and when
+//! that grew it loads the page's `<main>` again. Pages show only what the public API shows, and
+//! never a sealed value.
 
 mod pages;
 mod query;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use futures::{Stream, StreamExt};
 use maud::Markup;
-use tokio::sync::Semaphore;
 use zgrid_types::api::{NodeFilter, WorkloadFilter};
 use zgrid_types::{NodeId, PublicKey, UserId};
 
@@ -40,10 +34,6 @@ const HISTORY: i64 = 10;
 const NETWORKED: i64 = 500;
 /// Workloads listed on a node's page.
 const ON_NODE: i64 = 100;
-/// The least time between two change events to one page.
-const EVENT_GAP: Duration = Duration::from_millis(500);
-/// Open event streams at once; more are refused with 503 (pages then stay as loaded).
-const MAX_EVENT_STREAMS: usize = 1024;
 
 /// Who may show the pages: none but this origin may frame them, and only their own script and
 /// stylesheet run.
@@ -52,14 +42,13 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; i
 
 /// The cockpit's routes.
 pub fn router() -> Router<AppState> {
-    let streams = Arc::new(Semaphore::new(MAX_EVENT_STREAMS));
     Router::new()
         .route("/", get(overview))
         .route("/nodes/{id}", get(node))
         .route("/farms/{id}", get(farm))
         .route("/users", get(find_user))
         .route("/users/{who}", get(user))
-        .route("/cockpit/events", get(move |state| events(state, streams.clone())))
+        .route("/cockpit/changes", get(changes))
         .route("/cockpit/style.css", get(|| async { asset("text/css; charset=utf-8", pages::STYLE) }))
         .route("/cockpit/script.js", get(|| async { asset("text/javascript; charset=utf-8", pages::SCRIPT) }))
         // Browsers ask for it; there is none.
@@ -315,23 +304,14 @@ async fn user(State(state): State<AppState>, Path(who): Path<String>, RawQuery(r
     }
 }
 
-/// Server-sent events: `change` whenever the explorer accepted a change, at most every
-/// [`EVENT_GAP`], until the explorer shuts down.
-async fn events(State(state): State<AppState>, streams: Arc<Semaphore>) -> Response {
-    let Ok(permit) = streams.try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many open cockpit pages; reload later").into_response();
-    };
-    let changes = state.feed.changes();
-    let stream = futures::stream::unfold((changes, permit), |(mut changes, permit)| async move {
-        changes.changed().await.ok()?;
-        tokio::time::sleep(EVENT_GAP).await;
-        // Browsers drop events without data: the data is the change count.
-        let count = *changes.borrow_and_update();
-        Some((Ok::<_, Infallible>(Event::default().event("change").data(count.to_string())), (changes, permit)))
-    });
-    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-        Box::pin(stream.take_until(state.feed.closed()));
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+/// How many changes the explorer has accepted since it started: a page that polls it loads
+/// again when it grows. Polling, not a held connection, so open pages cost no connection each
+/// (browsers allow only 6 to a host over HTTP/1.1, across all tabs).
+async fn changes(State(state): State<AppState>) -> Response {
+    let count = *state.feed.changes().borrow();
+    let mut response = count.to_string().into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 #[cfg(test)]

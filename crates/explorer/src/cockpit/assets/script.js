@@ -28,37 +28,45 @@
     selection.addRange(range);
   }
 
-  // Live: when the explorer reports a change, load this page again and swap its <main>,
-  // keeping which history lists were open. The filter form is outside <main>, so what is
-  // being typed stays.
+  // Live: twice a second while the page is visible, ask how many changes the explorer has
+  // accepted; when that grew, load this page again and swap its <main>, keeping which history
+  // lists were open. The filter form is outside <main>, so what is being typed stays. Polling
+  // holds no connection open (browsers allow 6 to a host, across tabs).
   const main = document.getElementById("live");
-  if (!main || !window.EventSource) return;
-  let loading = false;
-  let again = false;
+  if (!main) return;
+  let seen = null;
 
-  async function reload() {
-    if (loading) { again = true; return; }
-    loading = true;
+  async function poll() {
+    if (document.visibilityState !== "visible") return;
     try {
-      const response = await fetch(window.location.href, { cache: "no-store", headers: { Accept: "text/html" } });
+      const response = await fetch("/cockpit/changes", { cache: "no-store" });
       if (!response.ok) return;
-      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("live");
-      if (!fresh) return;
-      const open = new Set([...main.querySelectorAll("tr[data-workload] details[open]")]
-        .map((d) => d.closest("tr").dataset.workload));
-      main.replaceChildren(...fresh.childNodes);
-      for (const row of main.querySelectorAll("tr[data-workload]")) {
-        if (open.has(row.dataset.workload)) row.querySelector("details")?.setAttribute("open", "");
-      }
+      const count = await response.text();
+      document.body.dataset.live = "yes";
+      if (seen === null || count === seen || await reload()) seen = count;
     } catch (_) {
-      // The explorer is away; the next event tries again.
-    } finally {
-      loading = false;
-      if (again) { again = false; reload(); }
+      // The explorer is away; the next poll tries again.
     }
   }
 
-  const events = new EventSource("/cockpit/events");
-  events.addEventListener("change", reload);
-  events.addEventListener("open", () => { document.body.dataset.live = "yes"; });
+  // Load this page again and swap its <main>; whether that was done.
+  async function reload() {
+    const response = await fetch(window.location.href, { cache: "no-store", headers: { Accept: "text/html" } });
+    if (!response.ok) return false;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("live");
+    if (!fresh) return false;
+    const open = new Set([...main.querySelectorAll("tr[data-workload] details[open]")]
+      .map((d) => d.closest("tr").dataset.workload));
+    main.replaceChildren(...fresh.childNodes);
+    for (const row of main.querySelectorAll("tr[data-workload]")) {
+      if (open.has(row.dataset.workload)) row.querySelector("details")?.setAttribute("open", "");
+    }
+    return true;
+  }
+
+  // One poll at a time: the next starts half a second after the last ended.
+  (async function loop() {
+    await poll();
+    setTimeout(loop, 500);
+  })();
 })();
