@@ -21,9 +21,11 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// Explorer URL (overrides the config file).
-    #[arg(long, global = true, env = "ZGRID_EXPLORER")]
-    pub explorer: Option<String>,
+    /// Explorer URL (overrides the config file). Several explorers sharing one database:
+    /// separate their URLs with commas or repeat the flag; a command (or the node agent) moves
+    /// on to the next when the one in use cannot be reached.
+    #[arg(long, global = true, env = "ZGRID_EXPLORER", value_name = "URL", value_delimiter = ',')]
+    pub explorer: Vec<String>,
     /// Identity to act as (default: the one set with `zgrid id use`).
     #[arg(long, global = true, env = "ZGRID_IDENTITY")]
     pub identity: Option<String>,
@@ -219,6 +221,17 @@ pub struct PageArgs {
     pub size: u32,
 }
 
+/// How a listing that shows every match reads it.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Items per request to the explorer (1 to 500); every match is shown, page after page.
+    #[arg(long, default_value_t = 500)]
+    pub size: u32,
+    /// Show at most this many.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
 #[derive(Debug, Args)]
 pub struct NodesArgs {
     /// Only nodes of this farm.
@@ -249,7 +262,7 @@ pub struct NodesArgs {
     #[arg(long)]
     pub dead: bool,
     #[command(flatten)]
-    pub page: PageArgs,
+    pub list: ListArgs,
 }
 
 // Parsed once per process: the size of the container variant does not matter.
@@ -713,7 +726,7 @@ pub struct LiveArgs {
     #[arg(long, default_value = "active")]
     pub state: String,
     #[command(flatten)]
-    pub page: PageArgs,
+    pub list: ListArgs,
 }
 
 #[derive(Debug, Args)]
@@ -725,8 +738,8 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Set a value: `explorer URL`, `hub URL`, `identity NAME`, `ca-cert FILE`, `timeout SECS`
-    /// or `k8s-flist URL`.
+    /// Set a value: `explorer URL` (or `URL,URL,...` for explorers sharing one database), `hub
+    /// URL`, `identity NAME`, `ca-cert FILE`, `timeout SECS` or `k8s-flist URL`.
     Set {
         /// The key: explorer, hub, identity, ca-cert, timeout or k8s-flist.
         key: String,
@@ -1148,6 +1161,60 @@ pub enum BenchCommand {
         #[arg(long)]
         db: Option<String>,
     },
+    /// The explorer with many nodes connected: `zgrid explorer` processes on loopback and, in
+    /// this process, simulated nodes that register (signed), keep their feed open, send
+    /// heartbeats every 30 s and a signed result for each workload; then deployers' workloads
+    /// accepted per second, acceptance-to-feed latency, and the explorers' memory and CPU with
+    /// every feed idle (heartbeats the only load).
+    Scale {
+        /// Simulated nodes (each holds one feed connection open).
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+        /// Workloads the deployers create, spread over the nodes.
+        #[arg(long, default_value_t = 100_000)]
+        workloads: usize,
+        /// Explorer processes; nodes and deployers use them in turn. More than one needs a
+        /// PostgreSQL `--db`.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        explorers: u16,
+        /// Database: an SQLite file path (default: a temporary one), or a PostgreSQL server's
+        /// URL (postgres://user:password@host/db), on which a new database is created for the
+        /// run and dropped after it.
+        #[arg(long, visible_alias = "database")]
+        db: Option<String>,
+        /// Requests in flight while registering nodes and creating workloads.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Creates timed one at a time from acceptance to the node's feed.
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+        /// Seconds the explorers are watched with every feed idle.
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
+        /// Then, loads of each listing timed (`GET /v1/nodes` filters, `GET /v1/workloads?owner=`
+        /// pages) on the full grid; 0 skips them.
+        #[arg(long, default_value_t = 20)]
+        query_loads: usize,
+    },
+    /// Directory listings on a big ledger: a database filled directly (not through the API) with
+    /// 10,000 nodes and 100,000 workloads, served by an in-process explorer; `GET /v1/nodes`
+    /// filters and an owner's `GET /v1/workloads` timed (first and a later page), the plans the
+    /// database chooses for them, and what a `COUNT` over the same filters would cost.
+    Lists {
+        /// Nodes to fill in.
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+        /// Workloads to fill in (5 % of them the first owner's).
+        #[arg(long, default_value_t = 100_000)]
+        workloads: usize,
+        /// Requests timed per listing.
+        #[arg(long, default_value_t = 200)]
+        loads: usize,
+        /// Database: an SQLite file path (default: a temporary one) or an empty PostgreSQL
+        /// database's URL.
+        #[arg(long)]
+        db: Option<String>,
+    },
     /// Signed workloads accepted per second and feed latency, against an in-process explorer.
     Explorer {
         /// Workloads to submit.
@@ -1219,7 +1286,19 @@ mod tests {
         for (path, help) in all {
             assert!(!help.contains("[default: ]"), "{path}:\n{help}");
             let (own, global) = help.split_once("Global options:").unwrap_or_else(|| panic!("{path}:\n{help}"));
-            assert!(!own.contains("--explorer") && global.contains("--explorer"), "{path}:\n{help}");
+            // (`bench scale` has an own `--explorers`.)
+            assert!(!own.contains("--explorer <") && global.contains("--explorer <"), "{path}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn several_explorers_are_given_with_commas_or_the_flag_repeated() {
+        let urls = ["http://a:1", "http://b:2", "http://c:3"];
+        for args in [
+            ["zgrid", "--explorer", "http://a:1,http://b:2", "--explorer", "http://c:3", "nodes"],
+            ["zgrid", "nodes", "--explorer", "http://a:1", "--explorer", "http://b:2,http://c:3"],
+        ] {
+            assert_eq!(Cli::try_parse_from(args).unwrap().global.explorer, urls, "{args:?}");
         }
     }
 

@@ -25,6 +25,13 @@ pub const GRID: &str = "grid";
 /// The key of the Kubernetes image's flist (`zgrid k8s up` boots it; `zgrid up` sets it).
 pub const K8S_FLIST: &str = "k8s-flist";
 
+/// The explorers `--explorer` (repeated or with commas) or `ZGRID_EXPLORER` named, as one
+/// comma-separated list; `None` when none was given.
+fn explorer_list(given: &[String]) -> Option<String> {
+    let urls: Vec<&str> = given.iter().map(|u| u.trim()).filter(|u| !u.is_empty()).collect();
+    (!urls.is_empty()).then(|| urls.join(","))
+}
+
 /// Resolved settings for one command: the home directory and what the global flags asked for.
 pub struct Ctx {
     pub home: PathBuf,
@@ -50,7 +57,7 @@ impl Ctx {
         };
         Ok(Self {
             home,
-            global_explorer: global.explorer.clone(),
+            global_explorer: explorer_list(&global.explorer),
             identity: global.identity.clone(),
             json: global.json,
             ca_cert: global.ca_cert.clone(),
@@ -104,7 +111,8 @@ impl Ctx {
         }
     }
 
-    /// The explorer URL: flag or environment, then the config file, then the identity's.
+    /// The explorer URL, or several separated by commas: flag or environment, then the config
+    /// file, then the identity's.
     pub fn explorer_url(&self, identity: Option<&Identity>) -> Result<String> {
         if let Some(url) = &self.global_explorer {
             return Ok(url.clone());

@@ -1,7 +1,11 @@
-//! The HTTP layer shared by the explorer, hub and node clients: base URL handling, request
-//! signing (`Authorization: Zgrid ...`), and what can go wrong ([`ClientError`]).
+//! The HTTP layer shared by the explorer, hub and node clients: base URL handling (with
+//! failover between several URLs of one service), request signing (`Authorization: Zgrid
+//! ...`), and what can go wrong ([`ClientError`]).
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -112,15 +116,25 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the server could not be reached, or its connection broke or went silent: no
+    /// server answered, so another URL of the same service may.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Transport { .. } | Self::Broken { .. } | Self::TimedOut { .. })
+    }
 }
 
 /// Result alias for client calls.
 pub type ClientResult<T> = Result<T, ClientError>;
 
-/// One server's base URL, an HTTP client and an optional signing key.
+/// A service's base URLs (one server, or several sharing one state), an HTTP client and an
+/// optional signing key.
 #[derive(Clone)]
 pub(crate) struct Http {
-    base: url::Url,
+    /// Tried in turn when the one in use cannot be reached.
+    bases: Arc<[url::Url]>,
+    /// Which of `bases` is in use; shared by clones, so they all move on together.
+    current: Arc<AtomicUsize>,
     client: HttpClient,
     pub(crate) key: Option<Keypair>,
     peer: &'static str,
@@ -129,16 +143,35 @@ pub(crate) struct Http {
 impl Http {
     /// A client of the `peer` (`explorer`, `node` or `hub`) at `base`, over `client`.
     pub(crate) fn new(base: &str, peer: &'static str, client: &HttpClient) -> ClientResult<Self> {
-        let base = url::Url::parse(base)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| ClientError::BadUrl(base.to_string()))?;
-        Ok(Self { base, client: client.clone(), key: None, peer })
+        Self::with_bases(&[base], peer, client)
     }
 
-    /// The base URL.
+    /// A client of the `peer` at any of `bases` (servers sharing one state), over `client`:
+    /// the first is used until it cannot be reached, then the next, and so on.
+    pub(crate) fn with_bases(bases: &[&str], peer: &'static str, client: &HttpClient) -> ClientResult<Self> {
+        if bases.is_empty() {
+            return Err(ClientError::BadUrl(String::new()));
+        }
+        let bases = bases
+            .iter()
+            .map(|base| {
+                url::Url::parse(base)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| ClientError::BadUrl((*base).to_string()))
+            })
+            .collect::<ClientResult<Vec<_>>>()?;
+        Ok(Self { bases: bases.into(), current: Arc::default(), client: client.clone(), key: None, peer })
+    }
+
+    /// The base URL in use.
     pub(crate) fn base(&self) -> &str {
-        self.base.as_str()
+        self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()].as_str()
+    }
+
+    /// Every base URL, in the order they are tried.
+    pub(crate) fn bases(&self) -> impl Iterator<Item = &str> {
+        self.bases.iter().map(url::Url::as_str)
     }
 
     /// The limit on the server's silence.
@@ -146,8 +179,41 @@ impl Http {
         self.client.timeout()
     }
 
+    /// `path_and_query` on base URL number `at`.
+    fn url_at(&self, at: usize, path_and_query: &str) -> String {
+        format!("{}{}", self.bases[at % self.bases.len()].as_str().trim_end_matches('/'), path_and_query)
+    }
+
+    /// `path_and_query` on the base URL in use.
     fn url(&self, path_and_query: &str) -> String {
-        format!("{}{}", self.base.as_str().trim_end_matches('/'), path_and_query)
+        self.url_at(self.current.load(Ordering::Relaxed), path_and_query)
+    }
+
+    /// Run `attempt` on the base URL in use (its index is passed); when it cannot reach that
+    /// server ([`ClientError::is_unreachable`]), run it again on the next, until one answers or
+    /// every one was tried. The one that answered, even with a refusal, stays in use.
+    async fn failover<T, F, Fut>(&self, mut attempt: F) -> ClientResult<T>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = ClientResult<T>>,
+    {
+        let count = self.bases.len();
+        let first = self.current.load(Ordering::Relaxed) % count;
+        for tried in 0..count {
+            let at = (first + tried) % count;
+            match attempt(at).await {
+                Err(e) if e.is_unreachable() && tried + 1 < count => {
+                    let next = &self.bases[(at + 1) % count];
+                    tracing::warn!("{e}; trying the {} at {next}", self.peer);
+                }
+                Err(e) if e.is_unreachable() => return Err(e),
+                answered => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return answered;
+                }
+            }
+        }
+        unreachable!("every base URL was tried")
     }
 
     /// Send a request, signed with the key when `signed`; error answers become [`ClientError::Api`].
@@ -172,7 +238,27 @@ impl Http {
         signed: bool,
         patience: Duration,
     ) -> ClientResult<Answer> {
-        let url = self.url(path_and_query);
+        match body {
+            // A body is sent once: it may be a stream that cannot be read again.
+            Some(body) => {
+                let at = self.current.load(Ordering::Relaxed);
+                self.send_at(at, method, path_and_query, Some(body), signed, patience).await
+            }
+            None => self.failover(|at| self.send_at(at, method.clone(), path_and_query, None, signed, patience)).await,
+        }
+    }
+
+    /// Send a request to base URL number `at`, signed (with a fresh nonce) when `signed`.
+    async fn send_at(
+        &self,
+        at: usize,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Payload>,
+        signed: bool,
+        patience: Duration,
+    ) -> ClientResult<Answer> {
+        let url = self.url_at(at, path_and_query);
         let mut req = self.client.request(method.clone(), &url);
         if signed {
             let key = self.key.as_ref().ok_or(ClientError::NoKey)?;
@@ -201,7 +287,9 @@ impl Http {
         crate::websocket::connect(&self.client, self.peer, &self.url(path_and_query), headers, protocols).await
     }
 
-    /// Send a JSON request and parse the JSON answer.
+    /// Send a JSON request and parse the JSON answer; when the server cannot be reached, or
+    /// breaks off before its answer is in, the request is signed again and sent to the next
+    /// base URL.
     pub(crate) async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
@@ -209,9 +297,14 @@ impl Http {
         body: Option<&B>,
         signed: bool,
     ) -> ClientResult<R> {
-        let body =
-            body.map(|b| Payload::bytes(serde_json::to_vec(b).expect("zgrid types serialise"), "application/json"));
-        self.request(method, path, body, signed).await?.json().await
+        let body = body.map(|b| serde_json::to_vec(b).expect("zgrid types serialise"));
+        let patience = self.timeout();
+        self.failover(|at| {
+            let body = body.clone().map(|b| Payload::bytes(b, "application/json"));
+            let method = method.clone();
+            async move { self.send_at(at, method, path, body, signed, patience).await?.json().await }
+        })
+        .await
     }
 
     /// An unsigned `GET` with a JSON answer.

@@ -21,12 +21,15 @@ pub struct DevnetConfig {
     pub dir: PathBuf,
     /// `ZGRID_LOG` for the explorer and the nodes.
     pub log_level: String,
+    /// The explorer's database (`--db`, e.g. a `postgres://` URL other explorers share);
+    /// `<dir>/explorer.sqlite` without.
+    pub database: Option<String>,
 }
 
 impl DevnetConfig {
     /// Run `zgrid` at `zgrid`, keeping state in `dir`, logging at `info`.
     pub fn new(zgrid: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
-        Self { zgrid: zgrid.into(), dir: dir.into(), log_level: "info".into() }
+        Self { zgrid: zgrid.into(), dir: dir.into(), log_level: "info".into(), database: None }
     }
 }
 
@@ -94,7 +97,7 @@ impl Devnet {
         self.farm
     }
 
-    /// The explorer's SQLite database file.
+    /// The explorer's SQLite database file (unless [`DevnetConfig::database`] names another).
     pub fn database(&self) -> PathBuf {
         self.config.dir.join("explorer.sqlite")
     }
@@ -131,7 +134,7 @@ impl Devnet {
         Node::start(
             crate::node::Launch {
                 zgrid: self.config.zgrid.clone(),
-                explorer: self.explorer.url.clone(),
+                explorer: options.explorers.clone().unwrap_or_else(|| self.explorer.url.clone()),
                 farm: self.farm,
                 farmer_home: self.config.dir.join("farmer"),
                 log_level: self.config.log_level.clone(),
@@ -145,9 +148,12 @@ impl Devnet {
     }
 }
 
-/// `zgrid explorer` on the devnet's SQLite database.
+/// `zgrid explorer` on the devnet's database.
 fn start_explorer(config: &DevnetConfig, listen: std::net::SocketAddr) -> Result<Server> {
-    let db = config.dir.join("explorer.sqlite");
+    let db = match &config.database {
+        Some(url) => url.into(),
+        None => config.dir.join("explorer.sqlite").into_os_string(),
+    };
     let args = ["--db".as_ref(), db.as_os_str()];
     Server::start(&config.zgrid, "explorer", listen, &args, &config.dir.join("explorer.log"), &config.log_level)
 }

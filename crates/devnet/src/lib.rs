@@ -1,6 +1,7 @@
 //! A whole grid on one machine, for tests, benchmarks and a newcomer's first try: an explorer
-//! (SQLite) and node agents, each node in its own network namespace attached to a shared
-//! underlay bridge, all real `zgrid` processes. Everything a [`Devnet`] or [`Node`] created is
+//! (SQLite, or a given database such as a PostgreSQL one other explorers share) and node
+//! agents, each node in its own network namespace attached to a shared underlay bridge, all
+//! real `zgrid` processes. Everything a [`Devnet`] or [`Node`] created is
 //! stopped and removed when it is dropped, also when a test fails: processes, containers,
 //! cgroups, mounts, namespaces and interfaces.
 //!

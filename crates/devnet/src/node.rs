@@ -36,11 +36,21 @@ pub struct NodeOptions {
     pub vm_accel: Option<String>,
     /// The country and city it registers (`--country`, `--city`); none without.
     pub location: Option<(String, String)>,
+    /// The explorers the agent follows (`--explorer`: a URL, or several sharing one database
+    /// separated by commas, each reachable from the node's namespace); the devnet's without.
+    pub explorers: Option<String>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { step_timeout: Duration::from_secs(60), public: true, api_tls: None, vm_accel: None, location: None }
+        Self {
+            step_timeout: Duration::from_secs(60),
+            public: true,
+            api_tls: None,
+            vm_accel: None,
+            location: None,
+            explorers: None,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The extractor for signed requests: checks the `Authorization` signature over method, path,
-//! timestamp, nonce and body, the timestamp window and the nonce's single use, then parses the
-//! JSON body with the path of any field at fault.
+//! timestamp, nonce and body (on a blocking thread, off the async workers) and the timestamp
+//! window, then parses the JSON body with the path of any field at fault. The nonce is claimed
+//! later, in the same transaction as the request's action ([`crate::db::Db::transact`]).
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
@@ -9,7 +10,7 @@ use zgrid_types::PublicKey;
 use zgrid_types::auth::RequestAuth;
 
 use crate::AppState;
-use crate::db::nonces;
+use crate::db::{Db, Nonce, Replayed};
 use crate::error::ApiErr;
 
 /// A request body signed by `key`.
@@ -18,6 +19,26 @@ pub struct Authed<T> {
     pub key: PublicKey,
     /// The parsed body (`()` for requests without one).
     pub body: T,
+    /// The request's nonce: give it to the write that carries the request out.
+    pub nonce: Nonce,
+}
+
+impl From<Replayed> for ApiErr {
+    fn from(_: Replayed) -> Self {
+        ApiErr::unauthorized("this request was already used (nonce seen before); sign a new one")
+    }
+}
+
+/// Refuse a signed request with `err` after spending its nonce, so that it cannot be carried
+/// out later either (a replay of it is still refused as a replay).
+pub async fn refused<T>(db: &Db, nonce: Nonce, err: ApiErr) -> Result<T, ApiErr> {
+    db.transact(Some(nonce), |_| Box::pin(async { Ok::<_, ApiErr>(()) })).await?;
+    Err(err)
+}
+
+/// Run CPU-bound signature checks on the blocking threads, so the async workers keep serving.
+pub async fn off_async<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    tokio::task::spawn_blocking(f).await.expect("a signature check panicked")
 }
 
 /// Parse JSON, naming the field at fault on error.
@@ -49,15 +70,17 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Authed<T> {
                 format!("request body is larger than the limit of {limit} bytes"),
             )
         })?;
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        auth.verify(parts.method.as_str(), path, &bytes).map_err(|e| ApiErr::unauthorized(e.to_string()))?;
         let window = state.config.request_window_secs;
         auth.check_time(window, "explorer").map_err(|e| ApiErr::unauthorized(e.to_string()))?;
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let method = parts.method.as_str().to_string();
+        let (auth, bytes) = off_async(move || {
+            auth.verify(&method, &path, &bytes).map_err(|e| ApiErr::unauthorized(e.to_string()))?;
+            Ok::<_, ApiErr>((auth, bytes))
+        })
+        .await?;
         let body = parse_json(&bytes)?;
-        let signer = auth.key.to_string();
-        if !nonces::claim(&state.db, &signer, &auth.nonce, auth.timestamp + window).await? {
-            return Err(ApiErr::unauthorized("this request was already used (nonce seen before); sign a new one"));
-        }
-        Ok(Self { key: auth.key, body })
+        let nonce = Nonce { signer: auth.key.to_string(), nonce: auth.nonce, expires_at: auth.timestamp + window };
+        Ok(Self { key: auth.key, body, nonce })
     }
 }

@@ -47,6 +47,16 @@ impl ApiErr {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// Whether the client is at fault (a 4xx).
+    pub fn is_client_error(&self) -> bool {
+        self.status.is_client_error()
+    }
+
+    /// What went wrong, in words.
+    pub fn message(&self) -> &str {
+        &self.body.error
+    }
+
     /// 409: conflicts with what exists.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, message)

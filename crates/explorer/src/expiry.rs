@@ -3,6 +3,7 @@
 
 use crate::AppState;
 use crate::db::{nodes, nonces, workloads};
+use crate::error::ApiErr;
 
 /// How often old usage history is pruned, seconds.
 const USAGE_PRUNE_SECS: i64 = 60;
@@ -15,18 +16,28 @@ pub async fn run(state: AppState) {
     loop {
         tick.tick().await;
         let now = zgrid_types::unix_now();
-        match workloads::expire_due(&state.db, now).await {
-            Ok(nodes) => nodes.into_iter().for_each(|n| state.feed.notify(n)),
-            Err(e) => tracing::warn!(error = %e, "expiry sweep failed; retrying next tick"),
-        }
-        if let Err(e) = nonces::prune(&state.db, now).await {
-            tracing::warn!(error = %e, "nonce pruning failed; retrying next tick");
-        }
-        if now - usage_pruned >= USAGE_PRUNE_SECS {
-            match nodes::prune_usage(&state.db, now).await {
-                Ok(_) => usage_pruned = now,
-                Err(e) => tracing::warn!(error = %e, "usage history pruning failed; retrying next tick"),
+        let prune_usage = now - usage_pruned >= USAGE_PRUNE_SECS;
+        let swept = state
+            .db
+            .transact(None, move |tx| {
+                Box::pin(async move {
+                    let expired = workloads::expire_due(tx, now).await?;
+                    nonces::prune(tx, now).await?;
+                    if prune_usage {
+                        nodes::prune_usage(tx, now).await?;
+                    }
+                    Ok::<_, ApiErr>(expired)
+                })
+            })
+            .await;
+        match swept {
+            Ok(expired) => {
+                expired.into_iter().for_each(|n| state.feed.notify(n));
+                if prune_usage {
+                    usage_pruned = now;
+                }
             }
+            Err(e) => tracing::warn!(error = e.message(), "expiry sweep failed; retrying next tick"),
         }
     }
 }

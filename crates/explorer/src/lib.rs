@@ -29,7 +29,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
 pub use crate::db::Db;
-pub use crate::feed::Feed;
+pub use crate::feed::{Feed, Subscription};
 
 /// Explorer settings.
 #[derive(Debug, Clone)]
@@ -71,10 +71,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Open the database (creating or migrating the schema).
+    /// Open the database (creating or migrating the schema). On PostgreSQL, also start
+    /// listening for the changes other explorer processes on the same database accept
+    /// ([`Feed::listen_postgres`]), until [`Feed::close`].
     pub async fn open(config: Config) -> Result<Self, db::DbError> {
         let db = Db::open(&config.database).await?;
-        Ok(Self { db, config: Arc::new(config), feed: Feed::default() })
+        let feed = Feed::default();
+        if db.backend() == db::Backend::Postgres {
+            feed.listen_postgres(db::database_url(&config.database));
+        }
+        Ok(Self { db, config: Arc::new(config), feed })
     }
 
     /// The oldest last-seen time that still counts as alive.

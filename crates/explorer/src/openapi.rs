@@ -84,6 +84,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::register, nodes::search))
         .routes(routes!(nodes::get))
         .routes(routes!(nodes::heartbeat))
+        .routes(routes!(nodes::results))
         .routes(routes!(nodes::desired))
         .routes(routes!(feed::stream))
         .routes(routes!(workloads::create, workloads::list))
@@ -139,8 +140,9 @@ mod tests {
                 signed += usize::from(op["security"][0].get(SIGNATURE_SCHEME).is_some());
             }
         }
-        // The creates, updates, deletes, results, registrations, heartbeats and the feed.
-        assert_eq!(signed, 9);
+        // The creates, updates, deletes, results (one, and a node's batch), registrations,
+        // heartbeats and the feed.
+        assert_eq!(signed, 10);
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         assert!(schemas.contains_key("NodeCapacity") && schemas.contains_key("ContainerCapacity"));
         assert!(!schemas.contains_key("Capacity"));

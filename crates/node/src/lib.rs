@@ -44,7 +44,9 @@ use crate::workloads::Workloads;
 pub struct NodeConfig {
     /// Where the node keeps its key, its store and its workloads' files.
     pub state_dir: PathBuf,
-    /// The explorer's URL.
+    /// The explorer's URL, or several explorers sharing one database separated by commas: the
+    /// agent moves on to the next when the one in use cannot be reached, and resumes its feed
+    /// there from where it stopped.
     pub explorer: String,
     /// The farm this node belongs to.
     pub farm_id: FarmId,
@@ -92,7 +94,7 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
     let listener = zgrid_serve::Listener::new(tcp, config.api_tls.as_ref()).context("cannot serve the node API")?;
     let api_url = match config.api_url.clone() {
         Some(url) => url,
-        None => advertised_url(listener.scheme(), listener.local_addr()?, &config.explorer)?,
+        None => advertised_url(listener.scheme(), listener.local_addr()?, explorer.base_urls()[0])?,
     };
     let registration = NodeRegistration {
         farm_id: config.farm_id,
@@ -141,7 +143,7 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
 }
 
 /// `scheme://` the API's listen address; for a wildcard address, the local address of the
-/// route to the explorer (no packet is sent).
+/// route to the (first) explorer (no packet is sent).
 fn advertised_url(scheme: &str, listen: SocketAddr, explorer: &str) -> Result<String> {
     if !listen.ip().is_unspecified() {
         return Ok(format!("{scheme}://{listen}"));

@@ -1,11 +1,13 @@
-//! Signs results with the node key and delivers them to the explorer, retrying with backoff
-//! until it takes them. Only the newest result of each workload is kept waiting.
+//! Signs results with the node key and delivers them to the explorer, all that are waiting in
+//! one request, retrying with backoff until it takes them. Only the newest result of each
+//! workload is kept waiting.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use zgrid_client::ExplorerClient;
+use zgrid_types::api::MAX_RESULTS;
 use zgrid_types::{Keypair, ResultState, Signed, WorkloadId, WorkloadResult, WorkloadSpec};
 
 use crate::backoff::Backoff;
@@ -78,16 +80,24 @@ async fn deliver(explorer: ExplorerClient, mut rx: mpsc::UnboundedReceiver<Signe
             waiting.insert(r.payload.workload_id.clone(), r);
         }
         let mut failed = false;
-        for (id, result) in std::mem::take(&mut waiting) {
-            match explorer.post_result(&result).await {
-                Ok(()) => {}
-                // The explorer refuses this result for good (e.g. the workload is unknown).
+        let all: Vec<_> = std::mem::take(&mut waiting).into_values().collect();
+        for batch in all.chunks(MAX_RESULTS) {
+            match explorer.post_results(batch).await {
+                Ok(receipt) => {
+                    for refused in receipt.refused {
+                        tracing::warn!(workload = %refused.workload_id, error = refused.error, "the explorer refused a result; dropped");
+                    }
+                }
+                // The explorer refuses these results for good.
                 Err(e) if e.status().is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 429) => {
-                    tracing::warn!(workload = %id, error = %e, "the explorer refused a result; dropped");
+                    tracing::warn!(results = batch.len(), error = %e, "the explorer refused results; dropped");
                 }
                 Err(e) => {
-                    tracing::debug!(workload = %id, error = %e, "result not delivered yet; will retry");
-                    waiting.entry(id).or_insert(result);
+                    tracing::debug!(results = batch.len(), error = %e, "results not delivered yet; will retry");
+                    for result in batch {
+                        // A newer result queued meanwhile wins.
+                        waiting.entry(result.payload.workload_id.clone()).or_insert_with(|| result.clone());
+                    }
                     failed = true;
                 }
             }

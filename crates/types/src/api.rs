@@ -83,6 +83,27 @@ pub struct FeedEvent {
     pub record: WorkloadRecord,
 }
 
+/// Most results one `POST /v1/nodes/{id}/results` carries.
+pub const MAX_RESULTS: usize = 256;
+
+/// The explorer's answer to a batch of results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResultsReceipt {
+    /// How many results were kept.
+    pub accepted: u32,
+    /// The results refused, with why; they will never be kept, so the node drops them.
+    pub refused: Vec<RefusedResult>,
+}
+
+/// A result the explorer refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RefusedResult {
+    /// The workload the result was about.
+    pub workload_id: crate::WorkloadId,
+    /// Why it was refused.
+    pub error: String,
+}
+
 /// A node's whole desired set, for reconciling after a gap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DesiredSet {
@@ -92,7 +113,7 @@ pub struct DesiredSet {
     pub workloads: Vec<WorkloadRecord>,
 }
 
-/// One page of a listing.
+/// One page of a listing paged by number (farms).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     /// The items on this page.
@@ -103,6 +124,18 @@ pub struct Page<T> {
     pub size: u32,
     /// Items matching in all pages.
     pub total: u64,
+}
+
+/// One page of a listing paged by key: follow `next` until it is absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyPage<T> {
+    /// The items on this page, in the listing's order.
+    pub items: Vec<T>,
+    /// Send this as `after` to get the next page; absent on the last page. An opaque key:
+    /// it names where this page ended, not a position, so items added or removed meanwhile
+    /// neither repeat nor skip the items that come after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// The body of every error response.
@@ -159,9 +192,8 @@ pub struct NodeFilter {
     pub free_hru: Option<u64>,
     /// Only nodes that are (true) or are not (false) alive.
     pub alive: Option<bool>,
-    /// 1-based page number (default 1, at most 2147483647).
-    #[param(minimum = 1, maximum = 2147483647)]
-    pub page: Option<u32>,
+    /// Start after this key: the `next` of the previous page (absent for the first page).
+    pub after: Option<String>,
     /// Items per page (default 50, at most 500).
     #[param(minimum = 1, maximum = 500)]
     pub size: Option<u32>,
@@ -177,9 +209,8 @@ pub struct WorkloadFilter {
     /// Only workloads in this state.
     #[param(value_type = Option<WorkloadState>)]
     pub state: Option<String>,
-    /// 1-based page number (default 1, at most 2147483647).
-    #[param(minimum = 1, maximum = 2147483647)]
-    pub page: Option<u32>,
+    /// Start after this key: the `next` of the previous page (absent for the first page).
+    pub after: Option<String>,
     /// Items per page (default 50, at most 500).
     #[param(minimum = 1, maximum = 500)]
     pub size: Option<u32>,

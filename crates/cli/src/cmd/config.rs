@@ -15,6 +15,8 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
             }
             match key.as_str() {
                 "explorer" => {
+                    // One URL, or several explorers sharing one database, separated by commas.
+                    value = value.split(',').map(str::trim).filter(|u| !u.is_empty()).collect::<Vec<_>>().join(",");
                     zgrid_client::ExplorerClient::new(&value)?;
                 }
                 "hub" => {

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, cmd: IdCommand) -> Result<()> {
                 let client = client.with_key(identity.keypair.clone());
                 if let Ok(Some(user)) = client.whoami().await {
                     identity.user_id = Some(user.id);
-                    identity.explorer = Some(client.base_url().to_string());
+                    identity.explorer = Some(client.base_urls().join(","));
                 }
             }
             let path = store.save(&identity, false)?;

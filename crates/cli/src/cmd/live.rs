@@ -1,5 +1,5 @@
-//! `zgrid live`: my workloads, their state and the nodes' latest results (node ids shortened
-//! like git's; `--json` has them whole).
+//! `zgrid live`: my workloads, newest first, their state and the nodes' latest results (node
+//! ids shortened like git's; `--json` has them whole); every one, read page after page.
 
 use anyhow::Result;
 use zgrid_types::api::WorkloadFilter;
@@ -14,15 +14,14 @@ pub async fn run(ctx: &Ctx, a: LiveArgs) -> Result<()> {
     let filter = WorkloadFilter {
         owner: Some(Ctx::user_id(&identity)?),
         state: (a.state != "all").then_some(a.state),
-        page: Some(a.page.page),
-        size: Some(a.page.size),
+        after: None,
+        size: Some(a.list.size),
     };
-    let page = client.workloads(&filter).await?;
+    let records = client.all_workloads_matching(&filter, a.list.limit).await?;
     if ctx.json {
-        return output::json(&page);
+        return output::json(&serde_json::json!({ "items": records, "total": records.len() }));
     }
-    let rows: Vec<Vec<String>> = page
-        .items
+    let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
             let w = &r.workload.payload;
@@ -44,7 +43,7 @@ pub async fn run(ctx: &Ctx, a: LiveArgs) -> Result<()> {
         })
         .collect();
     output::table(&["ID", "TYPE", "VER", "NODE", "NETWORK", "STATE", "EXPIRES", "RESULT"], &rows);
-    println!("page {}, {} workloads", page.page, page.total);
+    println!("{} workloads", records.len());
     Ok(())
 }
 

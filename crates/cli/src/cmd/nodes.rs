@@ -1,4 +1,5 @@
-//! `zgrid nodes`: find nodes, with their free capacity and the hypervisor their VMs use.
+//! `zgrid nodes`: find nodes, with their free capacity and the hypervisor their VMs use; every
+//! match, oldest registration first, read from the explorer page after page.
 
 use anyhow::Result;
 use zgrid_types::api::NodeFilter;
@@ -23,15 +24,14 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
         } else {
             None
         },
-        page: Some(a.page.page),
-        size: Some(a.page.size),
+        after: None,
+        size: Some(a.list.size),
     };
-    let nodes = ctx.anonymous_client()?.nodes(&filter).await?;
+    let nodes = ctx.anonymous_client()?.all_nodes(&filter, a.list.limit).await?;
     if ctx.json {
-        return output::json(&nodes);
+        return output::json(&serde_json::json!({ "items": nodes, "total": nodes.len() }));
     }
     let rows: Vec<Vec<String>> = nodes
-        .items
         .iter()
         .map(|n| {
             let free = n.free();
@@ -52,9 +52,6 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
         .collect();
     let header = ["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN", "VMS"];
     output::table(&header, &rows);
-    println!(
-        "free/total shown; VMS: the hypervisor VMs use (why, with --json); page {}, {} matching nodes",
-        nodes.page, nodes.total
-    );
+    println!("free/total shown; VMS: the hypervisor VMs use (why, with --json); {} nodes", nodes.len());
     Ok(())
 }

@@ -33,15 +33,8 @@ pub async fn resolve_node(client: &ExplorerClient, text: &str) -> Result<NodeId>
             "--node {text:?} is too short: give a node id or its first {MIN_PREFIX} characters or more (`zgrid nodes` lists them)"
         );
     }
-    let mut matches = Vec::new();
-    for page in 1.. {
-        let filter = zgrid_types::api::NodeFilter { page: Some(page), size: Some(500), ..Default::default() };
-        let listed = client.nodes(&filter).await?;
-        matches.extend(listed.items.iter().map(|n| n.node_id).filter(|id| id.to_string().starts_with(text)));
-        if u64::from(page) * u64::from(listed.size) >= listed.total || listed.items.is_empty() {
-            break;
-        }
-    }
+    let listed = client.all_nodes(&zgrid_types::api::NodeFilter::default(), None).await?;
+    let matches = listed.iter().map(|n| n.node_id).filter(|id| id.to_string().starts_with(text)).collect();
     pick_node(text, matches)
 }
 

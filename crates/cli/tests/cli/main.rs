@@ -4,6 +4,7 @@ mod browser;
 mod common;
 mod grid;
 
+mod bench;
 mod clusters;
 mod cockpit;
 mod console;
@@ -14,6 +15,7 @@ mod flist;
 mod hub;
 mod k8s;
 mod kubelet;
+mod multi_explorer;
 mod network;
 mod node;
 mod probes;

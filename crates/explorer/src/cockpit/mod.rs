@@ -23,7 +23,8 @@ use zgrid_types::api::{NodeFilter, WorkloadFilter};
 use zgrid_types::{NodeId, PublicKey, UserId};
 
 use crate::AppState;
-use crate::db::nodes::NodeOrder;
+use crate::db::nodes::{NodeKey, NodeOrder};
+use crate::db::workloads::WorkloadKey;
 use crate::db::{DbError, farms, nodes, users, workloads};
 
 /// Nodes or workloads on one page.
@@ -116,9 +117,13 @@ fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
 }
 
-/// The page number in `query` (1 when missing or not a number).
-fn page_number(query: &HashMap<String, String>) -> u32 {
-    query.get("page").and_then(|p| p.parse().ok()).filter(|p| (1..=i32::MAX as u32).contains(p)).unwrap_or(1)
+/// What a page link's `after` that is not a key of the list gets.
+const BAD_AFTER: &str = "That link's page key (after=) is not one this list made; follow the page links, or \
+                         start again from the first page.";
+
+/// The key in `query`'s `after`, read by `decode`: `Ok(None)` when missing, `Err` when not a key.
+fn after_key<K>(query: &HashMap<String, String>, decode: impl FnOnce(&str) -> Option<K>) -> Result<Option<K>, String> {
+    query.get("after").map(|text| decode(text).ok_or_else(|| BAD_AFTER.to_owned())).transpose()
 }
 
 /// The node filter in the query string, or what to change in it.
@@ -157,9 +162,10 @@ fn node_filter(query: &HashMap<String, String>) -> Result<(NodeFilter, NodeOrder
         free_sru: number("free_sru")?,
         free_hru: number("free_hru")?,
         alive,
-        page: None,
+        after: None,
         size: None,
     };
+    after_key(query, |k| NodeKey::decode(k, order))?;
     Ok((filter, order))
 }
 
@@ -192,7 +198,8 @@ async fn overview(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
     let alive_since = state.alive_since();
     let read = async {
         let summary = query::summary(&state.db, alive_since).await?;
-        let list = nodes::search(&state.db, &filter, order, (page_number(&query), PAGE_SIZE), alive_since).await?;
+        let after = after_key(&query, |k| NodeKey::decode(k, order)).unwrap_or_default();
+        let list = nodes::search(&state.db, &filter, order, after.as_ref(), PAGE_SIZE, alive_since).await?;
         Ok::<_, DbError>((summary, list, farm_names(&state).await?))
     };
     match read.await {
@@ -231,13 +238,17 @@ async fn farm(State(state): State<AppState>, Path(id): Path<String>, RawQuery(ra
         return not_found(format!("{id:?} is not a farm id (a number)"));
     };
     let query = pairs(raw.as_deref());
+    let after = match after_key(&query, |k| NodeKey::decode(k, NodeOrder::default())) {
+        Ok(after) => after,
+        Err(why) => return bad_request(why),
+    };
     let now = zgrid_types::unix_now();
     let read = async {
         let Some(farm) = farms::by_id(&state.db, farm_id).await? else { return Ok(None) };
         let owner = users::by_id(&state.db, farm.owner).await?;
         let filter = NodeFilter { farm: Some(farm_id), ..NodeFilter::default() };
-        let paging = (page_number(&query), PAGE_SIZE);
-        let list = nodes::search(&state.db, &filter, NodeOrder::default(), paging, state.alive_since()).await?;
+        let order = NodeOrder::default();
+        let list = nodes::search(&state.db, &filter, order, after.as_ref(), PAGE_SIZE, state.alive_since()).await?;
         Ok::<_, DbError>(Some((farm, owner, list)))
     };
     match read.await {
@@ -283,11 +294,15 @@ async fn user(State(state): State<AppState>, Path(who): Path<String>, RawQuery(r
     if let Some(s) = wanted.as_deref().filter(|s| !["active", "deleted", "expired"].contains(s)) {
         return bad_request(format!("state must be active, deleted or expired, not {s:?}"));
     }
+    let after = match after_key(&query, WorkloadKey::decode) {
+        Ok(after) => after,
+        Err(why) => return bad_request(why),
+    };
     let now = zgrid_types::unix_now();
     let read = async {
         let Some(user) = lookup(&state, &who).await? else { return Ok(None) };
-        let filter = WorkloadFilter { owner: Some(user.id), state: wanted.clone(), page: None, size: None };
-        let list = workloads::list(&state.db, &filter, page_number(&query), PAGE_SIZE).await?;
+        let filter = WorkloadFilter { owner: Some(user.id), state: wanted.clone(), after: None, size: None };
+        let list = workloads::list(&state.db, &filter, after.as_ref(), PAGE_SIZE).await?;
         let ids: Vec<_> = list.items.iter().map(|w| w.workload.payload.id.clone()).collect();
         let history = query::history(&state.db, &ids, HISTORY).await?;
         let networked = query::networked(&state.db, user.id, NETWORKED).await?;
@@ -320,15 +335,15 @@ mod tests {
 
     #[test]
     fn filters_are_read_from_the_form_and_bad_ones_say_what_to_change() {
-        let query = pairs(Some("country=BE&free_mru=2048&city=&alive=true&sort=free_mru&page=2"));
+        let query = pairs(Some("country=BE&free_mru=2048&city=&alive=true&sort=free_mru"));
         let (filter, order) = node_filter(&query).unwrap();
         assert_eq!((filter.country.as_deref(), filter.free_mru, filter.city), (Some("BE"), Some(2048), None));
-        assert_eq!((filter.alive, order, page_number(&query)), (Some(true), NodeOrder::FreeMemory, 2));
+        assert_eq!((filter.alive, order), (Some(true), NodeOrder::FreeMemory));
         let bad = node_filter(&pairs(Some("free_mru=lots"))).unwrap_err();
         assert!(bad.contains("free_mru must be a whole number") && bad.contains("\"lots\""), "{bad}");
         let huge = node_filter(&pairs(Some("free_cru=99999999999999999999"))).unwrap_err();
         assert!(huge.contains("free_cru"), "{huge}");
         assert!(node_filter(&pairs(Some("sort=price"))).unwrap_err().contains("free_mru"));
-        assert_eq!(page_number(&pairs(Some("page=0"))), 1);
+        assert_eq!(node_filter(&pairs(Some("sort=country&after=2"))).unwrap_err(), BAD_AFTER);
     }
 }

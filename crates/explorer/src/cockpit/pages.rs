@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use maud::{DOCTYPE, Markup, html};
-use zgrid_types::api::{NodeFilter, Page, WorkloadRecord};
+use zgrid_types::api::{KeyPage, NodeFilter, WorkloadRecord};
 use zgrid_types::directory::{Capacity, Farm, Node, User};
 use zgrid_types::result::WorkloadResult;
 use zgrid_types::workload::{DiskType, WorkloadData};
@@ -86,7 +86,13 @@ pub fn node_filter(filter: &NodeFilter, order: NodeOrder) -> Markup {
 }
 
 /// The grid at a glance and one page of nodes.
-pub fn overview(summary: &Summary, nodes: &Page<Node>, farms: &HashMap<u64, String>, now: i64, query: &str) -> Markup {
+pub fn overview(
+    summary: &Summary,
+    nodes: &KeyPage<Node>,
+    farms: &HashMap<u64, String>,
+    now: i64,
+    query: &str,
+) -> Markup {
     let free = minus(summary.total, summary.used);
     html! {
         section aria-label="Totals" {
@@ -113,9 +119,9 @@ pub fn overview(summary: &Summary, nodes: &Page<Node>, farms: &HashMap<u64, Stri
             }
         }
         section aria-labelledby="nodes" {
-            h2 #nodes { "Nodes " small { "(" (nodes.total) " matching)" } }
+            h2 #nodes { "Nodes" }
             (node_table(&nodes.items, farms, now))
-            (pager(nodes.page, nodes.size, nodes.total, "/", query))
+            (pager(nodes.next.as_deref(), "/", query))
         }
     }
 }
@@ -243,7 +249,7 @@ fn usage_chart(total: Capacity, usage: &[(i64, Capacity)], now: i64) -> Markup {
 }
 
 /// A farm and its nodes.
-pub fn farm_page(farm: &Farm, owner: Option<&User>, nodes: &Page<Node>, now: i64, query: &str) -> Markup {
+pub fn farm_page(farm: &Farm, owner: Option<&User>, nodes: &KeyPage<Node>, now: i64, query: &str) -> Markup {
     let names = HashMap::from([(farm.id, farm.name.clone())]);
     html! {
         dl.facts {
@@ -255,9 +261,9 @@ pub fn farm_page(farm: &Farm, owner: Option<&User>, nodes: &Page<Node>, now: i64
             }
             dt { "Created" } dd { (ago(now - farm.created_at)) }
         }
-        h2 { "Nodes " small { "(" (nodes.total) ")" } }
+        h2 { "Nodes" }
         (node_table(&nodes.items, &names, now))
-        (pager(nodes.page, nodes.size, nodes.total, &format!("/farms/{}", farm.id), query))
+        (pager(nodes.next.as_deref(), &format!("/farms/{}", farm.id), query))
     }
 }
 
@@ -277,7 +283,7 @@ pub fn state_filter(user: &User, state: Option<&str>) -> Markup {
 /// A user's workloads with their latest results and history, and their networks.
 pub fn user_page(
     user: &User,
-    workloads: &Page<WorkloadRecord>,
+    workloads: &KeyPage<WorkloadRecord>,
     history: &HashMap<WorkloadId, Vec<(i64, WorkloadResult)>>,
     networked: &[WorkloadRecord],
     now: i64,
@@ -290,9 +296,9 @@ pub fn user_page(
             dt { "Key" } dd { code { (key) } " " (copy(&key)) }
             dt { "Registered" } dd { (ago(now - user.created_at)) }
         }
-        h2 { "Workloads " small { "(" (workloads.total) ")" } }
+        h2 { "Workloads" }
         (workload_table(&workloads.items, history, false, now))
-        (pager(workloads.page, workloads.size, workloads.total, &format!("/users/{}", user.id), query))
+        (pager(workloads.next.as_deref(), &format!("/users/{}", user.id), query))
         h2 { "Networks" }
         (networks(networked))
     }
@@ -456,21 +462,28 @@ fn fmt(v: f64) -> String {
     format!("{v:.1}")
 }
 
-/// Links to the previous and next page, keeping the other query parameters.
-fn pager(page: u32, size: u32, total: u64, path: &str, query: &str) -> Markup {
-    let pages = total.div_ceil(u64::from(size.max(1))).max(1);
-    let link = |to: u32| {
-        let mut pairs: Vec<String> =
-            query.split('&').filter(|p| !p.is_empty() && !p.starts_with("page=")).map(str::to_owned).collect();
-        pairs.push(format!("page={to}"));
-        format!("{path}?{}", pairs.join("&"))
+/// Links to the first page (when this is not it) and to the next one (`next`, its key),
+/// keeping the other query parameters. Pages are by key, so there is no page count.
+fn pager(next: Option<&str>, path: &str, query: &str) -> Markup {
+    let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k != "after" && k != "page")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let later = url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "after" && !v.is_empty());
+    let link = |after: Option<&str>| {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        out.extend_pairs(&kept);
+        if let Some(key) = after {
+            out.append_pair("after", key);
+        }
+        let query = out.finish();
+        if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
     };
     html! {
-        @if pages > 1 {
+        @if later || next.is_some() {
             nav.pager aria-label="Pages" {
-                @if page > 1 { a rel="prev" href=(link(page - 1)) { "← previous" } }
-                " page " (page) " of " (pages) " "
-                @if u64::from(page) < pages { a rel="next" href=(link(page + 1)) { "next →" } }
+                @if later { a rel="first" href=(link(None)) { "← first page" } " " }
+                @if let Some(key) = next { a rel="next" href=(link(Some(key))) { "next page →" } }
             }
         }
     }
@@ -581,9 +594,11 @@ mod tests {
 
     #[test]
     fn pages_keep_their_filters() {
-        let html = pager(2, 10, 35, "/", "country=be&page=2&sort=free_mru").into_string();
-        assert!(html.contains(r#"href="/?country=be&amp;sort=free_mru&amp;page=1""#), "{html}");
-        assert!(html.contains(r#"href="/?country=be&amp;sort=free_mru&amp;page=3""#), "{html}");
-        assert!(html.contains("page 2 of 4"));
+        let html = pager(Some("k2"), "/", "country=be&after=k1&sort=free_mru").into_string();
+        assert!(html.contains(r#"href="/?country=be&amp;sort=free_mru""#), "the first page: {html}");
+        assert!(html.contains(r#"href="/?country=be&amp;sort=free_mru&amp;after=k2""#), "{html}");
+        let first = pager(Some("k1"), "/farms/1", "").into_string();
+        assert!(first.contains(r#"href="/farms/1?after=k1""#) && !first.contains("first page"), "{first}");
+        assert_eq!(pager(None, "/", "").into_string(), "", "one page needs no links");
     }
 }

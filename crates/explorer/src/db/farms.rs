@@ -6,7 +6,7 @@ use zgrid_types::api::Page;
 use zgrid_types::directory::{Farm, FarmRegistration};
 use zgrid_types::{FarmId, UserId};
 
-use super::{Db, DbResult, from_json, to_json};
+use super::{Db, DbResult, Tx, from_json, to_json};
 
 fn farm(row: &AnyRow) -> DbResult<Farm> {
     Ok(Farm {
@@ -19,8 +19,7 @@ fn farm(row: &AnyRow) -> DbResult<Farm> {
 }
 
 /// Create a farm owned by `owner`; fails with a unique violation when the name is taken.
-pub async fn insert(db: &Db, owner: UserId, reg: &FarmRegistration, now: i64) -> DbResult<Farm> {
-    let mut tx = db.write().await?;
+pub async fn insert(tx: &mut Tx, owner: UserId, reg: &FarmRegistration, now: i64) -> DbResult<Farm> {
     let row = sqlx::query(
         "INSERT INTO farms (owner, name, public_ips, created_at) VALUES ($1, $2, $3, $4)
          RETURNING id, owner, name, public_ips, created_at",
@@ -29,9 +28,8 @@ pub async fn insert(db: &Db, owner: UserId, reg: &FarmRegistration, now: i64) ->
     .bind(&reg.name)
     .bind(to_json(&reg.public_ips))
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
-    tx.commit().await?;
     farm(&row)
 }
 

@@ -6,7 +6,10 @@
 //! the machine; writing transactions take the write lock up front (`BEGIN IMMEDIATE`) so
 //! concurrent writers queue instead of failing.
 
+pub mod bulk;
 pub mod farms;
+mod group_commit;
+pub(crate) mod keyset;
 pub mod nodes;
 pub mod nonces;
 pub mod users;
@@ -15,8 +18,13 @@ pub mod workloads;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::mpsc;
+
+pub use group_commit::Replayed;
+pub use nonces::Nonce;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +38,9 @@ pub enum DbError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value in {0}")]
     Corrupt(String),
+    /// The transaction a write shared with others could not be committed; the write is lost.
+    #[error("the write could not be committed: {0}")]
+    Commit(String),
 }
 
 impl DbError {
@@ -56,6 +67,50 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    writer: mpsc::Sender<group_commit::Job>,
+    known: std::sync::Arc<Known>,
+}
+
+/// Most entries of each kind [`Known`] keeps; past that it starts over.
+const KNOWN_MAX: usize = 100_000;
+
+/// What never changes once stored (a user's key; that a node is registered: users are not
+/// removed nor their keys changed, nodes are not removed), remembered so that signed writes do
+/// not read it again for every request.
+#[derive(Default)]
+pub(crate) struct Known {
+    keys: std::sync::Mutex<std::collections::HashMap<zgrid_types::UserId, zgrid_types::PublicKey>>,
+    nodes: std::sync::Mutex<std::collections::HashSet<zgrid_types::NodeId>>,
+}
+
+impl Known {
+    /// User `id`'s key, if remembered.
+    pub(crate) fn key(&self, id: zgrid_types::UserId) -> Option<zgrid_types::PublicKey> {
+        self.keys.lock().expect("known lock").get(&id).copied()
+    }
+
+    /// Remember user `id`'s key.
+    pub(crate) fn remember_key(&self, id: zgrid_types::UserId, key: zgrid_types::PublicKey) {
+        let mut keys = self.keys.lock().expect("known lock");
+        if keys.len() >= KNOWN_MAX {
+            keys.clear();
+        }
+        keys.insert(id, key);
+    }
+
+    /// Whether `node` is known to be registered.
+    pub(crate) fn node(&self, node: &zgrid_types::NodeId) -> bool {
+        self.nodes.lock().expect("known lock").contains(node)
+    }
+
+    /// Remember that `node` is registered.
+    pub(crate) fn remember_node(&self, node: zgrid_types::NodeId) {
+        let mut nodes = self.nodes.lock().expect("known lock");
+        if nodes.len() >= KNOWN_MAX {
+            nodes.clear();
+        }
+        nodes.insert(node);
+    }
 }
 
 /// A write transaction.
@@ -97,7 +152,9 @@ impl Db {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let (writer, jobs) = mpsc::channel(4096);
+        tokio::spawn(group_commit::run(pool.clone(), backend, jobs));
+        Ok(Self { pool, backend, writer, known: Default::default() })
     }
 
     /// The engine in use.
@@ -105,29 +162,32 @@ impl Db {
         self.backend
     }
 
+    /// Facts remembered for the write path.
+    pub(crate) fn known(&self) -> &Known {
+        &self.known
+    }
+
     /// The connection pool, for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Start a write transaction that holds the write lock from its first statement.
-    pub async fn write(&self) -> DbResult<Tx> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
-    }
-
-    /// Start a write transaction that changes the workload ledger. It takes the feed counter's
-    /// row lock first, so on PostgreSQL (as on SQLite) ledger transactions run one at a time:
-    /// checks such as "this address is free" cannot race, and feed positions become visible in
-    /// the order they were taken.
-    pub async fn write_ledger(&self) -> DbResult<Tx> {
-        let mut tx = self.write().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT value FROM counters WHERE name = 'feed' FOR UPDATE").execute(&mut *tx).await?;
-        }
-        Ok(tx)
+    /// Run `f` as one write: inside a transaction it may share with other writes (on
+    /// PostgreSQL, one that holds the ledger lock, so checks such as "this address is free"
+    /// cannot race with another explorer and feed positions become visible in the order they
+    /// were taken). `nonce`, the signed request's, is claimed in the same transaction; a
+    /// replayed one is refused without running `f`, and it is spent even if `f` fails. `f`'s
+    /// error undoes its changes. The outcome returns once the transaction is durable.
+    pub async fn transact<T, E, F>(&self, nonce: Option<Nonce>, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<Replayed> + Send + 'static,
+    {
+        let (job, outcome) = group_commit::Job::new(nonce, f);
+        let gone = || E::from(DbError::Commit("the explorer's writer stopped".into()));
+        self.writer.send(job).await.map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?
     }
 
     /// Close every connection.
@@ -136,7 +196,7 @@ impl Db {
     }
 }
 
-/// Take the next feed position (inside a [`Db::write_ledger`] transaction). The counter row stays
+/// Take the next feed position (inside a [`Db::transact`] write). The counter row stays
 /// locked until the transaction ends, so positions become visible in the order they were taken
 /// and a node never skips one.
 pub async fn next_feed_seq(tx: &mut Tx) -> DbResult<i64> {
@@ -144,6 +204,21 @@ pub async fn next_feed_seq(tx: &mut Tx) -> DbResult<i64> {
         .fetch_one(&mut **tx)
         .await?;
     Ok(seq)
+}
+
+/// Tell every explorer on this database, when the write commits, that `node`'s desired set
+/// changed (`None`: that something the cockpit shows changed). On PostgreSQL this is a
+/// `NOTIFY` sent with the commit; an SQLite file has a single explorer, which wakes its own
+/// streams after the commit.
+pub async fn announce(tx: &mut Tx, node: Option<&zgrid_types::NodeId>) -> DbResult<()> {
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::feed::CHANNEL)
+            .bind(node.map(ToString::to_string).unwrap_or_default())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Read a JSON column into a type, naming the table on failure.

@@ -2,12 +2,13 @@
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use zgrid_types::api::{NodeFilter, Page};
+use zgrid_types::api::{KeyPage, NodeFilter};
 use zgrid_types::directory::{Capacity, Node, NodeHeartbeat, NodeRegistration};
 use zgrid_types::invitation::FarmInvitation;
 use zgrid_types::{FarmId, NodeId, Signed};
 
-use super::{Db, DbError, DbResult, from_json, to_json};
+use super::keyset::{self, Bind, Conditions};
+use super::{Db, DbError, DbResult, Tx, from_json, to_json};
 
 fn capacity(row: &AnyRow, prefix: &str) -> DbResult<Capacity> {
     let get = |unit: &str| -> DbResult<u64> { Ok(row.try_get::<i64, _>(format!("{prefix}_{unit}").as_str())? as u64) };
@@ -41,13 +42,12 @@ fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
 /// `consent` is the farm owner's invitation that admitted it into the farm, kept as evidence
 /// (never listed: an invitation without a node is a bearer token); `None` keeps the one it has.
 pub async fn upsert(
-    db: &Db,
+    tx: &mut Tx,
     id: &NodeId,
     reg: &NodeRegistration,
     consent: Option<&Signed<FarmInvitation>>,
     now: i64,
 ) -> DbResult<()> {
-    let mut tx = db.write().await?;
     sqlx::query(
         "INSERT INTO nodes (node_id, farm_id, hostname, total_cru, total_mru, total_sru, total_hru,
                             used_cru, used_mru, used_sru, used_hru, country, city, location,
@@ -76,9 +76,8 @@ pub async fn upsert(
     .bind(&reg.version)
     .bind(now)
     .bind(consent.map(to_json))
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -89,9 +88,8 @@ pub const USAGE_KEEP_SECS: i64 = 24 * 3600;
 
 /// Record a heartbeat (capacity in use and the hypervisor, and the usage in the current
 /// [`usage`] bucket); returns false when the node is not registered.
-pub async fn heartbeat(db: &Db, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> DbResult<bool> {
+pub async fn heartbeat(tx: &mut Tx, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> DbResult<bool> {
     let used = &beat.used;
-    let mut tx = db.write().await?;
     let done = sqlx::query(
         "UPDATE nodes SET used_cru = $2, used_mru = $3, used_sru = $4, used_hru = $5, last_seen = $6,
                           hypervisor = $7
@@ -104,7 +102,7 @@ pub async fn heartbeat(db: &Db, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> 
     .bind(used.hru as i64)
     .bind(now)
     .bind(beat.hypervisor.clone())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
@@ -122,9 +120,8 @@ pub async fn heartbeat(db: &Db, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> 
     .bind(used.mru as i64)
     .bind(used.sru as i64)
     .bind(used.hru as i64)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(true)
 }
 
@@ -139,10 +136,25 @@ pub async fn usage(db: &Db, id: &NodeId, now: i64) -> DbResult<Vec<(i64, Capacit
 }
 
 /// Forget usage history older than a day.
-pub async fn prune_usage(db: &Db, now: i64) -> DbResult<u64> {
+pub async fn prune_usage(tx: &mut Tx, now: i64) -> DbResult<u64> {
     let done =
-        sqlx::query("DELETE FROM node_usage WHERE bucket < $1").bind(now - USAGE_KEEP_SECS).execute(db.pool()).await?;
+        sqlx::query("DELETE FROM node_usage WHERE bucket < $1").bind(now - USAGE_KEEP_SECS).execute(&mut **tx).await?;
     Ok(done.rows_affected())
+}
+
+/// Whether node `id` is registered (remembered once seen: nodes are not removed).
+pub async fn is_registered(db: &Db, id: &NodeId) -> DbResult<bool> {
+    if db.known().node(id) {
+        return Ok(true);
+    }
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE node_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(db.pool())
+        .await?;
+    if found.is_some() {
+        db.known().remember_node(*id);
+    }
+    Ok(found.is_some())
 }
 
 /// The node with this id; `alive_since` is the oldest last-seen time that counts as alive.
@@ -204,56 +216,170 @@ impl NodeOrder {
         }
     }
 
-    fn sql(self) -> &'static str {
+    /// The columns this order sorts by, before the node id (which breaks ties), as SQL
+    /// expressions the indexes of migration 0006 cover.
+    fn columns(self) -> &'static [&'static str] {
         match self {
-            Self::Registered => "created_at, node_id",
-            Self::FreeMemory => "total_mru - used_mru DESC, node_id",
-            Self::FreeCpu => "total_cru - used_cru DESC, node_id",
-            Self::FreeSsd => "total_sru - used_sru DESC, node_id",
-            Self::LastSeen => "last_seen DESC, node_id",
-            Self::Country => "LOWER(country), LOWER(city), node_id",
+            Self::Registered => &["created_at"],
+            Self::FreeMemory => &["(total_mru - used_mru)"],
+            Self::FreeCpu => &["(total_cru - used_cru)"],
+            Self::FreeSsd => &["(total_sru - used_sru)"],
+            Self::LastSeen => &["last_seen"],
+            Self::Country => &["LOWER(country)", "LOWER(city)"],
         }
+    }
+
+    /// Whether the largest values come first (the node id then too, so a row comparison pages).
+    fn descending(self) -> bool {
+        matches!(self, Self::FreeMemory | Self::FreeCpu | Self::FreeSsd | Self::LastSeen)
+    }
+
+    /// Whether the sort values are text (else integers).
+    fn textual(self) -> bool {
+        self == Self::Country
     }
 }
 
-const FILTER: &str = "($1 IS NULL OR farm_id = $1)
-    AND ($2 IS NULL OR LOWER(country) = LOWER($2))
-    AND ($3 IS NULL OR LOWER(city) = LOWER($3))
-    AND ($4 IS NULL OR total_cru - used_cru >= $4)
-    AND ($5 IS NULL OR total_mru - used_mru >= $5)
-    AND ($6 IS NULL OR total_sru - used_sru >= $6)
-    AND ($7 IS NULL OR total_hru - used_hru >= $7)
-    AND ($8 IS NULL OR ($8 = 1 AND last_seen >= $9) OR ($8 = 0 AND last_seen < $9))";
+/// Where a page of a node search ended: the order, the last node's sort values and its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeKey {
+    order: NodeOrder,
+    values: Vec<serde_json::Value>,
+    id: String,
+}
 
-/// One page of the nodes matching `filter`, in `order`.
+impl NodeKey {
+    /// The key `text` (the `next` of a page in `order`), or `None` when it is not one.
+    pub fn decode(text: &str, order: NodeOrder) -> Option<Self> {
+        let mut parts = keyset::decode(text)?;
+        if parts.len() != order.columns().len() + 2 || parts.first()?.as_str()? != order.name() {
+            return None;
+        }
+        let id = parts.pop()?.as_str()?.to_owned();
+        let values: Vec<_> = parts.drain(1..).collect();
+        let fits = values.iter().all(|v| if order.textual() { v.is_string() } else { v.is_i64() });
+        fits.then_some(Self { order, values, id })
+    }
+
+    /// As sent in a page's `next`.
+    pub fn encode(&self) -> String {
+        let mut parts = vec![serde_json::Value::from(self.order.name())];
+        parts.extend(self.values.iter().cloned());
+        parts.push(self.id.clone().into());
+        keyset::encode(&parts)
+    }
+}
+
+/// The conditions of `filter` (each only when given, so the planner can pick an index for it).
+fn conditions(filter: &NodeFilter, alive_since: i64) -> Conditions {
+    let mut c = Conditions::default();
+    if let Some(farm) = filter.farm {
+        let p = c.param(Bind::Int(farm as i64));
+        c.push(format!("farm_id = {p}"));
+    }
+    for (column, value) in [("country", &filter.country), ("city", &filter.city)] {
+        if let Some(value) = value {
+            let p = c.param(Bind::Text(value.clone()));
+            c.push(format!("LOWER({column}) = LOWER({p})"));
+        }
+    }
+    for (unit, value) in
+        [("cru", filter.free_cru), ("mru", filter.free_mru), ("sru", filter.free_sru), ("hru", filter.free_hru)]
+    {
+        if let Some(value) = value {
+            let p = c.param(Bind::Int(value as i64));
+            c.push(format!("(total_{unit} - used_{unit}) >= {p}"));
+        }
+    }
+    if let Some(alive) = filter.alive {
+        let p = c.param(Bind::Int(alive_since));
+        c.push(format!("last_seen {} {p}", if alive { ">=" } else { "<" }));
+    }
+    c
+}
+
+/// How the database runs [`search`] with these arguments (see [`super::keyset`]): for tests
+/// and benchmarks that check it reads an index range, not the table.
+pub async fn explain_search(
+    db: &Db,
+    filter: &NodeFilter,
+    order: NodeOrder,
+    after: Option<&NodeKey>,
+    size: u32,
+    alive_since: i64,
+) -> DbResult<Vec<String>> {
+    let (sql, c) = search_statement(filter, order, after, size, alive_since);
+    keyset::explain(db, &sql, &c).await
+}
+
+/// The statement listing `size + 1` nodes matching `filter` in `order` after `after` (the
+/// extra row says whether there is a next page), and its parameters.
+fn search_statement(
+    filter: &NodeFilter,
+    order: NodeOrder,
+    after: Option<&NodeKey>,
+    size: u32,
+    alive_since: i64,
+) -> (String, Conditions) {
+    let mut c = conditions(filter, alive_since);
+    let mut columns: Vec<&str> = order.columns().to_vec();
+    columns.push("node_id");
+    if let Some(key) = after {
+        let mut params: Vec<String> = key
+            .values
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => c.param(Bind::Text(s.clone())),
+                other => c.param(Bind::Int(other.as_i64().unwrap_or_default())),
+            })
+            .collect();
+        params.push(c.param(Bind::Text(key.id.clone())));
+        let op = if order.descending() { "<" } else { ">" };
+        c.push(format!("({}) {op} ({})", columns.join(", "), params.join(", ")));
+    }
+    let direction = if order.descending() { " DESC" } else { "" };
+    let by: Vec<String> = columns.iter().map(|col| format!("{col}{direction}")).collect();
+    let keys: Vec<String> = order.columns().iter().enumerate().map(|(i, col)| format!("{col} AS sort_{i}")).collect();
+    let sql = format!(
+        "SELECT *, {} FROM nodes{} ORDER BY {} LIMIT {}",
+        keys.join(", "),
+        c.clause(),
+        by.join(", "),
+        u64::from(size) + 1
+    );
+    (sql, c)
+}
+
+/// One page of at most `size` nodes matching `filter`, in `order`, after the node `after`
+/// names (from the first when `None`).
 pub async fn search(
     db: &Db,
     filter: &NodeFilter,
     order: NodeOrder,
-    (page, size): (u32, u32),
+    after: Option<&NodeKey>,
+    size: u32,
     alive_since: i64,
-) -> DbResult<Page<Node>> {
-    let count_sql = format!("SELECT COUNT(*) FROM nodes WHERE {FILTER}");
-    let list_sql = format!("SELECT * FROM nodes WHERE {FILTER} ORDER BY {} LIMIT $10 OFFSET $11", order.sql());
-    macro_rules! bind_filter {
-        ($q:expr) => {
-            $q.bind(filter.farm.map(|f| f as i64))
-                .bind(filter.country.clone())
-                .bind(filter.city.clone())
-                .bind(filter.free_cru.map(|v| v as i64))
-                .bind(filter.free_mru.map(|v| v as i64))
-                .bind(filter.free_sru.map(|v| v as i64))
-                .bind(filter.free_hru.map(|v| v as i64))
-                .bind(filter.alive.map(i64::from))
-                .bind(alive_since)
-        };
-    }
-    let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))).fetch_one(db.pool()).await?;
-    let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(list_sql)))
-        .bind(i64::from(size))
-        .bind(i64::from(page - 1) * i64::from(size))
-        .fetch_all(db.pool())
-        .await?;
+) -> DbResult<KeyPage<Node>> {
+    let (sql, c) = search_statement(filter, order, after, size, alive_since);
+    let mut rows = c.query(sql).fetch_all(db.pool()).await?;
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    let next = match rows.last() {
+        Some(last) if more => {
+            let values = (0..order.columns().len())
+                .map(|i| {
+                    let column = format!("sort_{i}");
+                    Ok(if order.textual() {
+                        serde_json::Value::from(last.try_get::<String, _>(column.as_str())?)
+                    } else {
+                        serde_json::Value::from(last.try_get::<i64, _>(column.as_str())?)
+                    })
+                })
+                .collect::<DbResult<_>>()?;
+            Some(NodeKey { order, values, id: last.try_get("node_id")? }.encode())
+        }
+        _ => None,
+    };
     let items = rows.iter().map(|r| node(r, alive_since)).collect::<DbResult<_>>()?;
-    Ok(Page { items, page, size, total: total as u64 })
+    Ok(KeyPage { items, next })
 }

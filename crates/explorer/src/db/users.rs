@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use zgrid_types::directory::{User, UserRegistration};
 use zgrid_types::{PublicKey, UserId};
 
-use super::{Db, DbError, DbResult};
+use super::{Db, DbError, DbResult, Tx};
 
 fn user(row: &AnyRow) -> DbResult<User> {
     let key: String = row.try_get("public_key")?;
@@ -19,8 +19,7 @@ fn user(row: &AnyRow) -> DbResult<User> {
 }
 
 /// Register a user; fails with a unique violation when the name or key is taken.
-pub async fn insert(db: &Db, reg: &UserRegistration, now: i64) -> DbResult<User> {
-    let mut tx = db.write().await?;
+pub async fn insert(tx: &mut Tx, reg: &UserRegistration, now: i64) -> DbResult<User> {
     let row = sqlx::query(
         "INSERT INTO users (name, email, public_key, created_at) VALUES ($1, $2, $3, $4)
          RETURNING id, name, email, public_key, created_at",
@@ -29,9 +28,8 @@ pub async fn insert(db: &Db, reg: &UserRegistration, now: i64) -> DbResult<User>
     .bind(&reg.email)
     .bind(reg.public_key.to_string())
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
-    tx.commit().await?;
     user(&row)
 }
 
@@ -39,6 +37,18 @@ pub async fn insert(db: &Db, reg: &UserRegistration, now: i64) -> DbResult<User>
 pub async fn by_id(db: &Db, id: UserId) -> DbResult<Option<User>> {
     let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id as i64).fetch_optional(db.pool()).await?;
     row.as_ref().map(user).transpose()
+}
+
+/// User `id`'s public key (remembered once read: it never changes).
+pub async fn key_of(db: &Db, id: UserId) -> DbResult<Option<PublicKey>> {
+    if let Some(key) = db.known().key(id) {
+        return Ok(Some(key));
+    }
+    let user = by_id(db, id).await?;
+    if let Some(user) = &user {
+        db.known().remember_key(user.id, user.public_key);
+    }
+    Ok(user.map(|u| u.public_key))
 }
 
 /// The user with this key.

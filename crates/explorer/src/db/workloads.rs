@@ -6,9 +6,10 @@
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use zgrid_types::api::{Deletion, DesiredSet, Page, WorkloadFilter, WorkloadRecord};
+use zgrid_types::api::{Deletion, DesiredSet, KeyPage, WorkloadFilter, WorkloadRecord};
 use zgrid_types::{DeleteRequest, NodeId, Signed, UserId, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
 
+use super::keyset::{self, Bind, Conditions};
 use super::{Db, DbError, DbResult, Tx, from_json, next_feed_seq, to_json};
 
 /// A `workloads` row as its record.
@@ -160,17 +161,17 @@ pub async fn set_result(tx: &mut Tx, result: &Signed<WorkloadResult>, now: i64) 
     Ok(())
 }
 
-/// Mark every active workload whose expiry has passed as expired. Returns the nodes affected.
-pub async fn expire_due(db: &Db, now: i64) -> DbResult<Vec<NodeId>> {
-    let mut tx = db.write_ledger().await?;
+/// Mark every active workload whose expiry has passed as expired, and announce each node
+/// affected (see [`super::announce`]). Returns those nodes.
+pub async fn expire_due(tx: &mut Tx, now: i64) -> DbResult<Vec<NodeId>> {
     let due: Vec<(String, String)> =
         sqlx::query_as("SELECT id, node_id FROM workloads WHERE state = 'active' AND expires_at <= $1")
             .bind(now)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
     let mut nodes = Vec::new();
     for (id, node) in due {
-        let seq = next_feed_seq(&mut tx).await?;
+        let seq = next_feed_seq(tx).await?;
         sqlx::query(
             "UPDATE workloads SET state = 'expired', deleted_at = $2, updated_at = $2, feed_seq = $3
              WHERE id = $1 AND state = 'active'",
@@ -178,39 +179,97 @@ pub async fn expire_due(db: &Db, now: i64) -> DbResult<Vec<NodeId>> {
         .bind(&id)
         .bind(now)
         .bind(seq)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let node: NodeId = node.parse().map_err(|_| DbError::Corrupt("workloads.node_id".into()))?;
         if !nodes.contains(&node) {
+            super::announce(tx, Some(&node)).await?;
             nodes.push(node);
         }
     }
-    tx.commit().await?;
     Ok(nodes)
 }
 
-/// One page of workloads matching `filter`, newest first.
-pub async fn list(db: &Db, filter: &WorkloadFilter, page: u32, size: u32) -> DbResult<Page<WorkloadRecord>> {
-    let owner = filter.owner.map(|o| o as i64);
-    let total: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM workloads WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR state = $2)",
-    )
-    .bind(owner)
-    .bind(filter.state.clone())
-    .fetch_one(db.pool())
-    .await?;
-    let rows = sqlx::query(
-        "SELECT * FROM workloads WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR state = $2)
-         ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
-    )
-    .bind(owner)
-    .bind(filter.state.clone())
-    .bind(i64::from(size))
-    .bind(i64::from(page - 1) * i64::from(size))
-    .fetch_all(db.pool())
-    .await?;
+/// Where a page of a workload listing ended: the last workload's creation time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadKey {
+    created_at: i64,
+    id: String,
+}
+
+impl WorkloadKey {
+    /// The key `text` (the `next` of a page), or `None` when it is not one.
+    pub fn decode(text: &str) -> Option<Self> {
+        match keyset::decode(text)?.as_slice() {
+            [created_at, id] => Some(Self { created_at: created_at.as_i64()?, id: id.as_str()?.to_owned() }),
+            _ => None,
+        }
+    }
+
+    /// As sent in a page's `next`.
+    pub fn encode(&self) -> String {
+        keyset::encode(&[self.created_at.into(), self.id.clone().into()])
+    }
+}
+
+/// How the database runs [`list`] with these arguments (see [`super::keyset`]): for tests and
+/// benchmarks that check it reads an index range, not the table.
+pub async fn explain_list(
+    db: &Db,
+    filter: &WorkloadFilter,
+    after: Option<&WorkloadKey>,
+    size: u32,
+) -> DbResult<Vec<String>> {
+    let (sql, c) = list_statement(filter, after, size);
+    keyset::explain(db, &sql, &c).await
+}
+
+/// The statement listing `size + 1` workloads matching `filter`, newest first (ties: larger id
+/// first), after `after` (the extra row says whether there is a next page), and its parameters.
+fn list_statement(filter: &WorkloadFilter, after: Option<&WorkloadKey>, size: u32) -> (String, Conditions) {
+    // Only the conditions given, so `(owner, state, created_at, id)` or `(owner, created_at, id)`
+    // serves the listing in key order.
+    let mut c = Conditions::default();
+    if let Some(owner) = filter.owner {
+        let p = c.param(Bind::Int(owner as i64));
+        c.push(format!("owner = {p}"));
+    }
+    if let Some(state) = &filter.state {
+        let p = c.param(Bind::Text(state.clone()));
+        c.push(format!("state = {p}"));
+    }
+    if let Some(key) = after {
+        let (at, id) = (c.param(Bind::Int(key.created_at)), c.param(Bind::Text(key.id.clone())));
+        c.push(format!("(created_at, id) < ({at}, {id})"));
+    }
+    let sql = format!(
+        "SELECT * FROM workloads{} ORDER BY created_at DESC, id DESC LIMIT {}",
+        c.clause(),
+        u64::from(size) + 1
+    );
+    (sql, c)
+}
+
+/// One page of at most `size` workloads matching `filter`, newest first, after the workload
+/// `after` names (from the newest when `None`).
+pub async fn list(
+    db: &Db,
+    filter: &WorkloadFilter,
+    after: Option<&WorkloadKey>,
+    size: u32,
+) -> DbResult<KeyPage<WorkloadRecord>> {
+    let (sql, c) = list_statement(filter, after, size);
+    let mut rows = c.query(sql).fetch_all(db.pool()).await?;
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    let next = match rows.last() {
+        Some(last) if more => {
+            Some(WorkloadKey { created_at: last.try_get("created_at")?, id: last.try_get("id")? }.encode())
+        }
+        _ => None,
+    };
     let items = rows.iter().map(record).collect::<DbResult<_>>()?;
-    Ok(Page { items, page, size, total: total as u64 })
+    Ok(KeyPage { items, next })
 }
 
 /// Changes to `node`'s workloads after `cursor`, oldest first, at most `limit`. From cursor 0

@@ -10,7 +10,7 @@ use zgrid_types::directory::{Farm, FarmRegistration};
 use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
 use super::paging;
 use crate::AppState;
-use crate::auth::Authed;
+use crate::auth::{Authed, refused};
 use crate::db::{farms, users};
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
@@ -25,19 +25,28 @@ pub async fn create(
     State(state): State<AppState>,
     req: Authed<FarmRegistration>,
 ) -> ApiResult<(StatusCode, Json<Farm>)> {
-    let owner = users::by_key(&state.db, &req.key)
-        .await?
-        .ok_or_else(|| ApiErr::forbidden("the signing key is not a registered user; run `zgrid id register` first"))?;
-    req.body.validate()?;
-    match farms::insert(&state.db, owner.id, &req.body, zgrid_types::unix_now()).await {
-        Ok(farm) => Ok((StatusCode::CREATED, Json(farm))),
-        Err(e) if e.is_unique_violation() => Err(ApiErr::field(
-            StatusCode::CONFLICT,
-            "name",
-            format!("a farm named {:?} exists; choose another name", req.body.name),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let Authed { key, body: reg, nonce } = req;
+    let Some(owner) = users::by_key(&state.db, &key).await? else {
+        let err = ApiErr::forbidden("the signing key is not a registered user; run `zgrid id register` first");
+        return refused(&state.db, nonce, err).await;
+    };
+    let farm = state
+        .db
+        .transact(Some(nonce), move |tx| {
+            Box::pin(async move {
+                reg.validate()?;
+                match farms::insert(tx, owner.id, &reg, zgrid_types::unix_now()).await {
+                    Err(e) if e.is_unique_violation() => Err(ApiErr::field(
+                        StatusCode::CONFLICT,
+                        "name",
+                        format!("a farm named {:?} exists; choose another name", reg.name),
+                    )),
+                    other => Ok(other?),
+                }
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(farm)))
 }
 
 /// One farm.

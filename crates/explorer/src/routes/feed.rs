@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use tokio::sync::broadcast::error::RecvError;
 use zgrid_types::api::{FEED_KEEPALIVE_SECS, FeedEvent, FeedQuery, WorkloadRecord};
 use zgrid_types::{NodeId, PublicKey};
 
@@ -23,6 +22,7 @@ use crate::auth::Authed;
 use crate::db::{Db, workloads};
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::feed::Subscription;
 
 /// Rows read per database query.
 const BATCH: i64 = 256;
@@ -31,7 +31,7 @@ struct Cursor {
     db: Db,
     node: NodeId,
     cursor: i64,
-    rx: tokio::sync::broadcast::Receiver<NodeId>,
+    changes: Subscription,
     pending: VecDeque<(i64, WorkloadRecord)>,
     closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
@@ -56,17 +56,9 @@ impl Cursor {
                     return None;
                 }
             }
-            loop {
-                let notice = tokio::select! {
-                    notice = self.rx.recv() => notice,
-                    () = &mut self.closed => return None,
-                };
-                match notice {
-                    Ok(node) if node == self.node => break,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => return None,
-                }
+            tokio::select! {
+                () = self.changes.changed() => {}
+                () = &mut self.closed => return None,
             }
         }
     }
@@ -86,21 +78,27 @@ pub async fn stream(
     headers: HeaderMap,
     req: Authed<()>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let node = node_id(&id)?;
-    if req.key != node {
-        return Err(ApiErr::forbidden("a node's feed is opened only by that node"));
-    }
-    let resume = headers
-        .get("last-event-id")
-        .map(|v| v.to_str().ok().and_then(|s| s.parse::<i64>().ok()))
-        .map(|v| v.ok_or_else(|| ApiErr::field(StatusCode::BAD_REQUEST, "Last-Event-ID", "must be a cursor number")))
-        .transpose()?;
-    let cursor = resume.or(query.cursor).unwrap_or(0).max(0);
+    let Authed { key, nonce, .. } = req;
+    let checked = node_id(&id).and_then(|node| {
+        if key != node {
+            return Err(ApiErr::forbidden("a node's feed is opened only by that node"));
+        }
+        let resume = headers
+            .get("last-event-id")
+            .map(|v| v.to_str().ok().and_then(|s| s.parse::<i64>().ok()))
+            .map(|v| {
+                v.ok_or_else(|| ApiErr::field(StatusCode::BAD_REQUEST, "Last-Event-ID", "must be a cursor number"))
+            })
+            .transpose()?;
+        Ok((node, resume.or(query.cursor).unwrap_or(0).max(0)))
+    });
+    // The request is spent (a captured one cannot open the feed again), whatever the answer.
+    let (node, cursor) = state.db.transact(Some(nonce), move |_| Box::pin(async move { checked })).await?;
     let state = Cursor {
         db: state.db.clone(),
         node,
         cursor,
-        rx: state.feed.subscribe(),
+        changes: state.feed.subscribe(node),
         pending: VecDeque::new(),
         closed: Box::pin(state.feed.closed()),
     };

@@ -25,6 +25,29 @@ pub(crate) fn fits_i64(field: &str, value: Option<u64>) -> ApiResult<()> {
     }
 }
 
+/// Resolve a keyset listing's `size` with its default, refusing out-of-range values.
+pub(crate) fn page_size(size: Option<u32>) -> ApiResult<u32> {
+    paging(Paging { page: None, size }).map(|(_, size)| size)
+}
+
+/// The key in `after`, read by `decode`, or a 400 that says what to send.
+pub(crate) fn after_key<K>(after: Option<&str>, decode: impl FnOnce(&str) -> Option<K>) -> ApiResult<Option<K>> {
+    after
+        .map(|text| {
+            decode(text).ok_or_else(|| {
+                ApiErr::field(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "after",
+                    format!(
+                        "{text:?} is not a key of this listing: send the `next` of the previous page unchanged \
+                         (with the same filters), or leave `after` out for the first page"
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// Resolve `page` and `size` with defaults, refusing out-of-range values.
 pub(crate) fn paging(p: Paging) -> ApiResult<(u32, u32)> {
     let page = p.page.unwrap_or(1);

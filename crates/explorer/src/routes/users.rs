@@ -11,7 +11,7 @@ use zgrid_types::{PublicKey, UserId};
 
 use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
 use crate::AppState;
-use crate::auth::Authed;
+use crate::auth::{Authed, refused};
 use crate::db::users;
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
@@ -26,29 +26,31 @@ pub async fn register(
     State(state): State<AppState>,
     req: Authed<UserRegistration>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    let reg = req.body;
-    if req.key != reg.public_key {
-        return Err(ApiErr::forbidden("a user registration must be signed by the key it registers"));
+    let Authed { key, body: reg, nonce } = req;
+    if let Some(existing) = users::by_key(&state.db, &reg.public_key).await? {
+        let taken = format!("this key is already registered as user {} ({})", existing.id, existing.name);
+        return refused(&state.db, nonce, ApiErr::conflict(taken)).await;
     }
-    reg.validate()?;
-    match users::insert(&state.db, &reg, zgrid_types::unix_now()).await {
-        Ok(user) => Ok((StatusCode::CREATED, Json(user))),
-        Err(e) if e.is_unique_violation() => {
-            if let Some(existing) = users::by_key(&state.db, &reg.public_key).await? {
-                Err(ApiErr::conflict(format!(
-                    "this key is already registered as user {} ({})",
-                    existing.id, existing.name
-                )))
-            } else {
-                Err(ApiErr::field(
-                    StatusCode::CONFLICT,
-                    "name",
-                    format!("the name {:?} is taken; choose another", reg.name),
-                ))
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
+    let user = state
+        .db
+        .transact(Some(nonce), move |tx| {
+            Box::pin(async move {
+                if key != reg.public_key {
+                    return Err(ApiErr::forbidden("a user registration must be signed by the key it registers"));
+                }
+                reg.validate()?;
+                match users::insert(tx, &reg, zgrid_types::unix_now()).await {
+                    Err(e) if e.is_unique_violation() => Err(ApiErr::field(
+                        StatusCode::CONFLICT,
+                        "name",
+                        format!("the name {:?} is taken; choose another", reg.name),
+                    )),
+                    other => Ok(other?),
+                }
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// One user.

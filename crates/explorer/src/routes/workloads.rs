@@ -5,15 +5,15 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use zgrid_types::api::{ApiError, Page, WorkloadFilter, WorkloadRecord, WorkloadState};
+use zgrid_types::api::{ApiError, KeyPage, WorkloadFilter, WorkloadRecord, WorkloadState};
 use zgrid_types::workload::check_host_ip;
-use zgrid_types::{DeleteRequest, PublicKey, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
+use zgrid_types::{DeleteRequest, NodeId, PublicKey, Signed, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
 
 use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
-use super::{fits_i64, paging};
+use super::{after_key, fits_i64, page_size};
 use crate::AppState;
-use crate::auth::Authed;
-use crate::db::{Tx, nodes, users, workloads};
+use crate::auth::{Authed, off_async, refused};
+use crate::db::{Tx, announce, nodes, users, workloads};
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 
@@ -28,25 +28,33 @@ fn workload_id(text: &str) -> ApiResult<WorkloadId> {
 
 /// Checks shared by create and update: the request comes from the owner, the owner's signature
 /// over the spec verifies, every field is valid and the node exists.
-async fn check_signed_spec(state: &AppState, key: &PublicKey, signed: &Signed<WorkloadSpec>) -> ApiResult<()> {
+async fn check_signed_spec(
+    state: &AppState,
+    key: &PublicKey,
+    signed: Signed<WorkloadSpec>,
+) -> ApiResult<Signed<WorkloadSpec>> {
     let spec = &signed.payload;
-    let owner = users::by_id(&state.db, spec.owner)
+    let owner = spec.owner;
+    let owner_key = users::key_of(&state.db, owner)
         .await?
-        .ok_or_else(|| unprocessable("payload.owner", format!("no user {}", spec.owner)))?;
-    if owner.public_key != spec.owner_key {
-        return Err(unprocessable("payload.owner_key", format!("is not the key of user {}", owner.id)));
+        .ok_or_else(|| unprocessable("payload.owner", format!("no user {owner}")))?;
+    if owner_key != spec.owner_key {
+        return Err(unprocessable("payload.owner_key", format!("is not the key of user {owner}")));
     }
-    if owner.public_key != *key {
-        return Err(ApiErr::forbidden(format!("a workload must be submitted by its owner (user {})", owner.id)));
+    if owner_key != *key {
+        return Err(ApiErr::forbidden(format!("a workload must be submitted by its owner (user {owner})")));
     }
-    signed
-        .verify_owner()
-        .map_err(|_| unprocessable("signature", "the owner's signature does not match this workload; sign it again"))?;
+    let signed = off_async(move || match signed.verify_owner() {
+        Ok(()) => Ok(signed),
+        Err(_) => Err(unprocessable("signature", "the owner's signature does not match this workload; sign it again")),
+    })
+    .await?;
+    let spec = &signed.payload;
     spec.validate(zgrid_types::unix_now()).map_err(|e| e.within("payload"))?;
-    if nodes::by_id(&state.db, &spec.node_id, 0).await?.is_none() {
+    if !nodes::is_registered(&state.db, &spec.node_id).await? {
         return Err(unprocessable("payload.node_id", format!("node {} is not registered", spec.node_id)));
     }
-    Ok(())
+    Ok(signed)
 }
 
 /// Checks against the rest of the ledger: networks, addresses and volumes the workload uses
@@ -151,27 +159,34 @@ pub async fn create(
     State(state): State<AppState>,
     req: Authed<Signed<WorkloadSpec>>,
 ) -> ApiResult<(StatusCode, Json<WorkloadRecord>)> {
-    let signed = req.body;
-    check_signed_spec(&state, &req.key, &signed).await?;
+    let Authed { key, body, nonce } = req;
+    let signed = match check_signed_spec(&state, &key, body).await {
+        Ok(signed) => signed,
+        Err(e) => return refused(&state.db, nonce, e).await,
+    };
+    let node = signed.payload.node_id;
+    let record = state.db.transact(Some(nonce), move |tx| Box::pin(async move { insert(tx, &signed).await })).await?;
+    state.feed.notify(node);
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// Store a new workload, after the checks against the ledger.
+async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>) -> ApiResult<WorkloadRecord> {
     let spec = &signed.payload;
-    let mut tx = state.db.write_ledger().await?;
-    if workloads::get_for_update(&mut tx, &spec.id).await?.is_some() {
-        return Err(ApiErr::field(
-            StatusCode::CONFLICT,
-            "payload.id",
-            format!("workload {} exists; to change it, PUT a higher version to /v1/workloads/{}", spec.id, spec.id),
-        ));
-    }
-    check_context(&mut tx, spec).await?;
-    let record = match workloads::insert(&mut tx, &signed, zgrid_types::unix_now()).await {
+    check_context(tx, spec).await?;
+    // The id is the table's key: a workload that has it, in any state, refuses the insert.
+    let record = match workloads::insert(tx, signed, zgrid_types::unix_now()).await {
         Err(e) if e.is_unique_violation() => {
-            return Err(ApiErr::field(StatusCode::CONFLICT, "payload.id", format!("workload {} exists", spec.id)));
+            return Err(ApiErr::field(
+                StatusCode::CONFLICT,
+                "payload.id",
+                format!("workload {} exists; to change it, PUT a higher version to /v1/workloads/{}", spec.id, spec.id),
+            ));
         }
         other => other?,
     };
-    tx.commit().await?;
-    state.feed.notify(spec.node_id);
-    Ok((StatusCode::CREATED, Json(record)))
+    announce(tx, Some(&spec.node_id)).await?;
+    Ok(record)
 }
 
 /// Replace a workload with a newer version signed by its owner.
@@ -187,16 +202,30 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     req: Authed<Signed<WorkloadSpec>>,
 ) -> ApiResult<Json<WorkloadRecord>> {
-    let id = workload_id(&id)?;
-    let signed = req.body;
+    let Authed { key, body, nonce } = req;
+    let checked = match workload_id(&id) {
+        Ok(id) if body.payload.id != id => {
+            Err(unprocessable("payload.id", format!("the body is workload {}, the path says {id}", body.payload.id)))
+        }
+        Ok(_) => check_signed_spec(&state, &key, body).await,
+        Err(e) => Err(e),
+    };
+    let signed = match checked {
+        Ok(signed) => signed,
+        Err(e) => return refused(&state.db, nonce, e).await,
+    };
+    let node = signed.payload.node_id;
+    let record = state.db.transact(Some(nonce), move |tx| Box::pin(async move { replace(tx, &signed).await })).await?;
+    state.feed.notify(node);
+    Ok(Json(record))
+}
+
+/// Replace an active workload with `signed`, after the checks against its current version.
+async fn replace(tx: &mut Tx, signed: &Signed<WorkloadSpec>) -> ApiResult<WorkloadRecord> {
     let spec = &signed.payload;
-    if spec.id != id {
-        return Err(unprocessable("payload.id", format!("the body is workload {}, the path says {id}", spec.id)));
-    }
-    check_signed_spec(&state, &req.key, &signed).await?;
-    let mut tx = state.db.write_ledger().await?;
+    let id = &spec.id;
     let current =
-        workloads::get_for_update(&mut tx, &id).await?.ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))?;
+        workloads::get_for_update(tx, id).await?.ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))?;
     let old = &current.workload.payload;
     if current.state != WorkloadState::Active {
         return Err(ApiErr::conflict(format!(
@@ -226,11 +255,10 @@ pub async fn update(
             format!("version {} is not newer than the current version {}", spec.version, old.version),
         ));
     }
-    check_context(&mut tx, spec).await?;
-    let record = workloads::update(&mut tx, &signed, zgrid_types::unix_now()).await?;
-    tx.commit().await?;
-    state.feed.notify(spec.node_id);
-    Ok(Json(record))
+    check_context(tx, spec).await?;
+    let record = workloads::update(tx, signed, zgrid_types::unix_now()).await?;
+    announce(tx, Some(&spec.node_id)).await?;
+    Ok(record)
 }
 
 /// Delete a workload at its owner's signed request.
@@ -246,8 +274,38 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
     req: Authed<Signed<DeleteRequest>>,
 ) -> ApiResult<Json<WorkloadRecord>> {
-    let id = workload_id(&id)?;
-    let request = req.body;
+    let Authed { key, body, nonce } = req;
+    let (id, node, request) = match check_delete(&state, &id, &key, body).await {
+        Ok(checked) => checked,
+        Err(e) => return refused(&state.db, nonce, e).await,
+    };
+    let record = state
+        .db
+        .transact(Some(nonce), move |tx| {
+            Box::pin(async move {
+                let now = workloads::get_for_update(tx, &id).await?.map_or(WorkloadState::Deleted, |r| r.state);
+                if now != WorkloadState::Active {
+                    return Err(ApiErr::conflict(format!("workload {id} is already {}", now.as_str())));
+                }
+                let record = workloads::delete(tx, &request, zgrid_types::unix_now()).await?;
+                announce(tx, Some(&node)).await?;
+                Ok(record)
+            })
+        })
+        .await?;
+    state.feed.notify(node);
+    Ok(Json(record))
+}
+
+/// Checks of a delete request: it names the workload of the path, comes from the workload's
+/// owner and is signed by them in time. Returns the workload id and its node.
+async fn check_delete(
+    state: &AppState,
+    id: &str,
+    key: &PublicKey,
+    request: Signed<DeleteRequest>,
+) -> ApiResult<(WorkloadId, NodeId, Signed<DeleteRequest>)> {
+    let id = workload_id(id)?;
     if request.payload.workload_id != id {
         return Err(unprocessable(
             "payload.workload_id",
@@ -257,27 +315,21 @@ pub async fn delete(
     let current =
         workloads::get(&state.db, &id).await?.ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))?;
     let owner_id = current.workload.payload.owner;
-    let owner =
-        users::by_id(&state.db, owner_id).await?.ok_or_else(|| ApiErr::not_found(format!("no user {owner_id}")))?;
-    if req.key != owner.public_key || request.payload.owner != owner_id {
+    let owner_key =
+        users::key_of(&state.db, owner_id).await?.ok_or_else(|| ApiErr::not_found(format!("no user {owner_id}")))?;
+    if *key != owner_key || request.payload.owner != owner_id {
         return Err(ApiErr::forbidden(format!("only the owner (user {owner_id}) can delete workload {id}")));
     }
-    request
-        .verify(&owner.public_key)
-        .map_err(|_| ApiErr::forbidden("the delete request is not signed by the workload's owner"))?;
+    let request = off_async(move || match request.verify(&owner_key) {
+        Ok(()) => Ok(request),
+        Err(_) => Err(ApiErr::forbidden("the delete request is not signed by the workload's owner")),
+    })
+    .await?;
     request
         .payload
         .check_time(zgrid_types::unix_now(), state.config.request_window_secs)
         .map_err(|e| e.within("payload"))?;
-    let mut tx = state.db.write_ledger().await?;
-    let state_now = workloads::get_for_update(&mut tx, &id).await?.map_or(WorkloadState::Deleted, |r| r.state);
-    if state_now != WorkloadState::Active {
-        return Err(ApiErr::conflict(format!("workload {id} is already {}", state_now.as_str())));
-    }
-    let record = workloads::delete(&mut tx, &request, zgrid_types::unix_now()).await?;
-    tx.commit().await?;
-    state.feed.notify(current.workload.payload.node_id);
-    Ok(Json(record))
+    Ok((id, current.workload.payload.node_id, request))
 }
 
 /// Report a result, signed by the workload's node.
@@ -293,29 +345,62 @@ pub async fn result(
     ApiPath(id): ApiPath<String>,
     req: Authed<Signed<WorkloadResult>>,
 ) -> ApiResult<StatusCode> {
-    let id = workload_id(&id)?;
-    let result = req.body;
-    let r = &result.payload;
-    if r.workload_id != id {
-        return Err(unprocessable(
+    let Authed { key, body, nonce } = req;
+    let checked = match workload_id(&id) {
+        Ok(id) if body.payload.workload_id != id => Err(unprocessable(
             "payload.workload_id",
-            format!("the body reports on {}, the path says {id}", r.workload_id),
-        ));
-    }
-    let mut tx = state.db.write().await?;
+            format!("the body reports on {}, the path says {id}", body.payload.workload_id),
+        )),
+        Ok(_) => verify_results(key, vec![body]).await,
+        Err(e) => Err(e),
+    };
+    let result = match checked {
+        Ok(mut results) => results.pop().expect("one result in, one out"),
+        Err(e) => return refused(&state.db, nonce, e).await,
+    };
+    state.db.transact(Some(nonce), move |tx| Box::pin(async move { record_result(tx, &result).await })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Check, off the async threads, that every result comes from node `key` and is signed by it.
+pub(super) async fn verify_results(
+    key: PublicKey,
+    results: Vec<Signed<WorkloadResult>>,
+) -> ApiResult<Vec<Signed<WorkloadResult>>> {
+    off_async(move || {
+        for (i, result) in results.iter().enumerate() {
+            let r = &result.payload;
+            if r.node_id != key {
+                return Err(ApiErr::forbidden(format!(
+                    "result {i} (workload {}) is from node {}, not from the signer {key}",
+                    r.workload_id, r.node_id
+                )));
+            }
+            result.verify(&key).map_err(|_| {
+                ApiErr::forbidden(format!("result {i} (workload {}) is not signed by node {key}", r.workload_id))
+            })?;
+        }
+        Ok(results)
+    })
+    .await
+}
+
+/// Keep a verified result as its workload's latest, if the workload is its node's.
+pub(super) async fn record_result(tx: &mut Tx, result: &Signed<WorkloadResult>) -> ApiResult<()> {
+    let r = &result.payload;
+    let id = &r.workload_id;
     let current =
-        workloads::get_for_update(&mut tx, &id).await?.ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))?;
+        workloads::get_for_update(tx, id).await?.ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))?;
     let node = current.workload.payload.node_id;
-    if req.key != node || r.node_id != node {
+    if r.node_id != node {
         return Err(ApiErr::forbidden(format!("only node {node} reports on workload {id}")));
     }
-    result.verify(&node).map_err(|_| ApiErr::forbidden("the result is not signed by the workload's node"))?;
     if r.version > current.workload.payload.version {
         return Err(unprocessable("payload.version", format!("workload {id} has no version {}", r.version)));
     }
-    workloads::set_result(&mut tx, &result, zgrid_types::unix_now()).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    workloads::set_result(tx, result, zgrid_types::unix_now()).await?;
+    announce(tx, None).await?;
+    Ok(())
 }
 
 /// One workload with its state and latest result.
@@ -329,19 +414,21 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) ->
     workloads::get(&state.db, &id).await?.map(Json).ok_or_else(|| ApiErr::not_found(format!("no workload {id}")))
 }
 
-/// Workloads, newest first, by owner and state.
+/// Workloads, newest first (ties by id, descending), by owner and state. Pages are by key:
+/// follow `next` in `after` until it is absent.
 #[utoipa::path(get, path = "/v1/workloads", operation_id = "list_workloads", tag = "workloads",
     params(WorkloadFilter),
-    responses((status = 200, description = "A page of workloads", body = Page<WorkloadRecord>),
+    responses((status = 200, description = "A page of workloads", body = KeyPage<WorkloadRecord>),
         ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(filter): ApiQuery<WorkloadFilter>,
-) -> ApiResult<Json<Page<WorkloadRecord>>> {
-    let (page, size) = paging(zgrid_types::api::Paging { page: filter.page, size: filter.size })?;
+) -> ApiResult<Json<KeyPage<WorkloadRecord>>> {
+    let size = page_size(filter.size)?;
     fits_i64("owner", filter.owner)?;
     if let Some(s) = &filter.state {
         s.parse::<WorkloadState>().map_err(|m| ApiErr::field(StatusCode::BAD_REQUEST, "state", m))?;
     }
-    Ok(Json(workloads::list(&state.db, &filter, page, size).await?))
+    let after = after_key(filter.after.as_deref(), workloads::WorkloadKey::decode)?;
+    Ok(Json(workloads::list(&state.db, &filter, after.as_ref(), size).await?))
 }

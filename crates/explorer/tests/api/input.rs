@@ -75,6 +75,11 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
     // Bad query parameters and paths.
     let resp = reqwest::get(format!("{}/v1/nodes?size=0", w.ex.url)).await.unwrap();
     assert_eq!(resp.status(), 400);
+    for (query, field) in [("/v1/nodes?page=2", "page"), ("/v1/workloads?after=3", "after")] {
+        let resp = reqwest::get(format!("{}{query}", w.ex.url)).await.unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+        assert!(resp.text().await.unwrap().contains(field), "{query}");
+    }
     let resp = reqwest::get(format!("{}/v1/nodes?colour=red", w.ex.url)).await.unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("colour"));

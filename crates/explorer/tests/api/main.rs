@@ -6,6 +6,8 @@ mod cockpit;
 mod directory;
 mod feed;
 mod input;
+mod notify;
 mod openapi;
+mod paging;
 mod security;
 mod workloads;

@@ -232,4 +232,75 @@ crate::on_both_backends!(
     kubernetes_vms_need_their_network_on_the_node_and_a_free_address,
     updates_need_a_higher_version_from_the_owner,
     results_are_accepted_only_from_the_workloads_node,
+    concurrent_writes_are_kept_apart,
+    a_node_reports_many_results_at_once,
 );
+
+/// Many writes at once share commits; one that fails (here, the same workload sent nine extra
+/// times) is refused alone and every other one is kept, each with its own feed position.
+async fn concurrent_writes_are_kept_apart(backend: Backend) {
+    let w = World::new(backend).await;
+    let node = w.node.public();
+    let volumes: Vec<_> = (0..50).map(|_| w.signed(&w.alice, &node, volume())).collect();
+    let contested = w.signed(&w.alice, &node, volume());
+    let sends = volumes.iter().chain(std::iter::repeat_n(&contested, 10)).map(|s| w.alice.client.create_workload(s));
+    let outcomes = futures::future::join_all(sends).await;
+    let (kept, refused): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+    assert_eq!(kept.len(), 51, "{refused:?}");
+    assert!(refused.iter().all(|r| r.as_ref().unwrap_err().status() == Some(409)), "{refused:?}");
+    let set = w.ex.signed(&w.node).desired_set(&node).await.unwrap();
+    assert_eq!(set.workloads.len(), 51);
+    let positions: Vec<i64> = sqlx::query_scalar("SELECT feed_seq FROM workloads ORDER BY feed_seq")
+        .fetch_all(w.ex.state.db.pool())
+        .await
+        .unwrap();
+    let mut distinct = positions.clone();
+    distinct.dedup();
+    assert_eq!(distinct, positions, "two writes took one feed position");
+    assert_eq!(positions.len(), 51);
+    w.ex.stop().await;
+}
+
+/// A node sends every result it has in one request: each is kept or refused on its own.
+async fn a_node_reports_many_results_at_once(backend: Backend) {
+    let w = World::new(backend).await;
+    let mine: Vec<_> = (0..3).map(|_| w.signed(&w.alice, &w.node.public(), volume())).collect();
+    let theirs = w.signed(&w.alice, &w.node2.public(), volume());
+    for s in mine.iter().chain([&theirs]) {
+        w.alice.client.create_workload(s).await.unwrap();
+    }
+    let result = |id: &zgrid_types::WorkloadId| WorkloadResult {
+        workload_id: id.clone(),
+        version: 1,
+        node_id: w.node.public(),
+        state: ResultState::Ok,
+        message: String::new(),
+        data: serde_json::json!({"volume_id": id}),
+        timestamp: zgrid_types::unix_now(),
+    };
+    let node = w.ex.signed(&w.node);
+    // One forged result refuses the whole request, and nothing of it is kept.
+    let mut batch: Vec<_> = mine.iter().map(|s| Signed::sign(result(&s.payload.id), &w.node)).collect();
+    let mut forged = Signed::sign(result(&mine[0].payload.id), &w.node2);
+    forged.payload.node_id = w.node.public();
+    let err = node.post_results(&[batch.clone(), vec![forged]].concat()).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert_eq!(w.ex.client().workload(&mine[0].payload.id).await.unwrap().result, None);
+
+    let unknown = zgrid_client::new_workload_id();
+    batch.push(Signed::sign(result(&theirs.payload.id), &w.node));
+    batch.push(Signed::sign(result(&unknown), &w.node));
+    let receipt = node.post_results(&batch).await.unwrap();
+    assert_eq!(receipt.accepted, 3, "{receipt:?}");
+    let refused: Vec<_> = receipt.refused.iter().map(|r| r.workload_id.clone()).collect();
+    assert_eq!(refused, vec![theirs.payload.id.clone(), unknown], "{receipt:?}");
+    assert!(receipt.refused[0].error.contains("only node"), "{receipt:?}");
+    for (s, r) in mine.iter().zip(&batch) {
+        assert_eq!(w.ex.client().workload(&s.payload.id).await.unwrap().result.as_ref(), Some(r));
+    }
+    assert_eq!(w.ex.client().workload(&theirs.payload.id).await.unwrap().result, None);
+    // Only the node itself sends its results.
+    let err = w.ex.signed(&w.node2).post_results(&batch).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    w.ex.stop().await;
+}

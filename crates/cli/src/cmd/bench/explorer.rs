@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde_json::json;
-use zgrid_client::{ExplorerClient, Identity, new_workload_id};
-use zgrid_types::directory::{Capacity, FarmRegistration, NodeRegistration};
-use zgrid_types::workload::{DiskType, Volume};
-use zgrid_types::{Keypair, Signed, WorkloadData, WorkloadId, WorkloadSpec};
+use zgrid_client::{ExplorerClient, Identity};
+use zgrid_types::directory::FarmRegistration;
+use zgrid_types::{Keypair, WorkloadId};
 
-use super::{LocalExplorer, ms, percentile};
+use super::{LocalExplorer, ms, node_registration, percentile, volume};
 use crate::config::Ctx;
 use crate::output;
 
@@ -33,21 +32,7 @@ pub async fn run(ctx: &Ctx, workloads: usize, concurrency: usize, db: Option<Str
         .await?;
     let node_key = Keypair::from_seed(&rand::random());
     let node = ExplorerClient::new(&url)?.with_key(node_key.clone());
-    let reg = NodeRegistration {
-        farm_id: farm.id,
-        hostname: "bench-node".into(),
-        total: Capacity { cru: 64, mru: 1 << 20, sru: 1 << 30, hru: 1 << 30 },
-        location: Default::default(),
-        public_endpoint: None,
-        api_url: None,
-        version: env!("CARGO_PKG_VERSION").into(),
-        farm_invitation: Some(zgrid_types::invitation::invite(
-            &user.keypair,
-            farm.id,
-            Some(node_key.public()),
-            zgrid_types::unix_now() + 3600,
-        )),
-    };
+    let reg = node_registration(&user.keypair, farm.id, &node_key, "bench-node".into());
     node.register_node(&reg).await?;
 
     // The node listens on its feed and notes when each workload arrives.
@@ -60,20 +45,7 @@ pub async fn run(ctx: &Ctx, workloads: usize, concurrency: usize, db: Option<Str
         }
     });
 
-    let make = |key: &Keypair| {
-        let spec = WorkloadSpec {
-            id: new_workload_id(),
-            version: 1,
-            owner,
-            owner_key: key.public(),
-            node_id: node_key.public(),
-            expires_at: zgrid_types::unix_now() + 3600,
-            description: String::new(),
-            metadata: String::new(),
-            data: WorkloadData::Volume(Volume { size: 64, disk_type: DiskType::Ssd }),
-        };
-        Signed::sign(spec, key)
-    };
+    let make = |key: &Keypair| volume(owner, key, node_key.public());
 
     // Throughput: many submitters at once.
     let signed: Vec<_> = (0..workloads).map(|_| make(&user.keypair)).collect();

@@ -5,8 +5,10 @@ mod explorer;
 mod flist;
 mod k8s;
 mod kubelet;
+mod lists;
 mod network;
 mod node;
+mod scale;
 mod vm;
 
 use std::process::Command;
@@ -14,6 +16,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use zgrid_client::new_workload_id;
+use zgrid_types::directory::{Capacity, NodeRegistration};
+use zgrid_types::workload::{DiskType, Volume};
+use zgrid_types::{FarmId, Keypair, NodeId, Signed, UserId, WorkloadData, WorkloadSpec};
 
 use crate::args::BenchCommand;
 use crate::config::Ctx;
@@ -30,6 +36,26 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Vm { runs, image } => vm::run(ctx, runs, image).await,
         BenchCommand::K8s { vms, size, image } => k8s::run(ctx, vms, size, image).await,
         BenchCommand::Kubelet { pods, nodes } => kubelet::run(ctx, pods, nodes).await,
+        BenchCommand::Lists { nodes, workloads, loads, db } => {
+            let fill = zgrid_explorer::db::bulk::Fill {
+                nodes,
+                workloads,
+                first_owner_workloads: workloads / 20,
+                ..Default::default()
+            };
+            let report = lists::at_scale(db, &fill, loads).await?;
+            if ctx.json {
+                crate::output::json(&report)
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+        }
+        BenchCommand::Scale { nodes, workloads, explorers, db, concurrency, samples, idle_seconds, query_loads } => {
+            let idle = Duration::from_secs(idle_seconds);
+            let options = scale::Options { nodes, workloads, explorers, db, concurrency, samples, idle, query_loads };
+            scale::run(ctx, options).await
+        }
     }
 }
 
@@ -59,6 +85,43 @@ fn summary(samples: &mut [Duration]) -> Value {
     let p99 = ms(percentile(samples, 99.0));
     let max = ms(*samples.last().expect("non-empty"));
     json!({ "count": samples.len(), "p50_ms": round(p50), "p99_ms": round(p99), "max_ms": round(max) })
+}
+
+/// A new volume workload of `owner` (signed with `key`) on `node`, expiring in an hour: the
+/// cheapest kind for the explorer, as it has no network or volume checks.
+fn volume(owner: UserId, key: &Keypair, node: NodeId) -> Signed<WorkloadSpec> {
+    let spec = WorkloadSpec {
+        id: new_workload_id(),
+        version: 1,
+        owner,
+        owner_key: key.public(),
+        node_id: node,
+        expires_at: zgrid_types::unix_now() + 3600,
+        description: String::new(),
+        metadata: String::new(),
+        data: WorkloadData::Volume(Volume { size: 64, disk_type: DiskType::Ssd }),
+    };
+    Signed::sign(spec, key)
+}
+
+/// The registration of node `key`, named `hostname`, in `farm`, with the farm owner's
+/// (`farmer`'s) invitation for that key, valid for an hour.
+fn node_registration(farmer: &Keypair, farm: FarmId, key: &Keypair, hostname: String) -> NodeRegistration {
+    NodeRegistration {
+        farm_id: farm,
+        hostname,
+        total: Capacity { cru: 64, mru: 1 << 20, sru: 1 << 30, hru: 1 << 30 },
+        location: Default::default(),
+        public_endpoint: None,
+        api_url: None,
+        version: env!("CARGO_PKG_VERSION").into(),
+        farm_invitation: Some(zgrid_types::invitation::invite(
+            farmer,
+            farm,
+            Some(key.public()),
+            zgrid_types::unix_now() + 3600,
+        )),
+    }
 }
 
 /// Remove a benchmark's working directory, unless a failed cleanup left a mount under it:

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 use zgrid_types::NodeId;
-use zgrid_types::api::{MAX_PAGE_SIZE, NodeFilter};
+use zgrid_types::api::NodeFilter;
 use zgrid_types::directory::{Capacity, Node};
 use zgrid_types::workload::KubernetesSize;
 
@@ -136,18 +136,7 @@ pub fn check_given(node: &Node, count: usize, size: KubernetesSize) -> Result<()
 
 /// Every node that is up, from the directory.
 pub async fn alive_nodes(s: &Session) -> Result<Vec<Node>> {
-    let mut nodes = Vec::new();
-    for page in 1.. {
-        let filter =
-            NodeFilter { alive: Some(true), page: Some(page), size: Some(MAX_PAGE_SIZE), ..NodeFilter::default() };
-        let listed = s.client.nodes(&filter).await?;
-        let last = listed.items.is_empty();
-        nodes.extend(listed.items);
-        if last || nodes.len() as u64 >= listed.total {
-            break;
-        }
-    }
-    Ok(nodes)
+    Ok(s.client.all_nodes(&NodeFilter { alive: Some(true), ..NodeFilter::default() }, None).await?)
 }
 
 #[cfg(test)]
