@@ -123,7 +123,8 @@ async fn commit(
         Backend::Postgres => pool.begin().await?,
     };
     if backend == Backend::Postgres {
-        // Ledger order across explorers: see `Db::write_ledger`.
+        // The feed counter's row lock: explorers sharing the database run their batches one at
+        // a time, so ledger checks cannot race and feed positions become visible in order.
         sqlx::query("SELECT value FROM counters WHERE name = 'feed' FOR UPDATE").execute(&mut *tx).await?;
     }
     for job in jobs {
