@@ -25,10 +25,12 @@ pub const GRID: &str = "grid";
 /// The key of the Kubernetes image's flist (`zgrid k8s up` boots it; `zgrid up` sets it).
 pub const K8S_FLIST: &str = "k8s-flist";
 
-/// The explorers `--explorer` (repeated or with commas) or `ZGRID_EXPLORER` named, as one
-/// comma-separated list; `None` when none was given.
-fn explorer_list(given: &[String]) -> Option<String> {
-    let urls: Vec<&str> = given.iter().map(|u| u.trim()).filter(|u| !u.is_empty()).collect();
+/// The explorers named in `given` (each a URL or several separated by commas: `--explorer`
+/// repeated, `ZGRID_EXPLORER`, `zgrid config set explorer`), as one comma-separated list
+/// without blanks; `None` when none was given.
+pub fn explorer_list<'a>(given: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let urls: Vec<&str> =
+        given.into_iter().flat_map(|u| u.split(',')).map(str::trim).filter(|u| !u.is_empty()).collect();
     (!urls.is_empty()).then(|| urls.join(","))
 }
 
@@ -57,7 +59,7 @@ impl Ctx {
         };
         Ok(Self {
             home,
-            global_explorer: explorer_list(&global.explorer),
+            global_explorer: explorer_list(global.explorer.iter().map(String::as_str)),
             identity: global.identity.clone(),
             json: global.json,
             ca_cert: global.ca_cert.clone(),

@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<()> {
             match key.as_str() {
                 "explorer" => {
                     // One URL, or several explorers sharing one database, separated by commas.
-                    value = value.split(',').map(str::trim).filter(|u| !u.is_empty()).collect::<Vec<_>>().join(",");
+                    value = crate::config::explorer_list([value.as_str()]).unwrap_or_default();
                     zgrid_client::ExplorerClient::new(&value)?;
                 }
                 "hub" => {

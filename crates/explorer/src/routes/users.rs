@@ -27,6 +27,10 @@ pub async fn register(
     req: Authed<UserRegistration>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     let Authed { key, body: reg, nonce } = req;
+    if key != reg.public_key {
+        let err = ApiErr::forbidden("a user registration must be signed by the key it registers");
+        return refused(&state.db, nonce, err).await;
+    }
     if let Some(existing) = users::by_key(&state.db, &reg.public_key).await? {
         let taken = format!("this key is already registered as user {} ({})", existing.id, existing.name);
         return refused(&state.db, nonce, ApiErr::conflict(taken)).await;
@@ -35,9 +39,6 @@ pub async fn register(
         .db
         .transact(Some(nonce), move |tx| {
             Box::pin(async move {
-                if key != reg.public_key {
-                    return Err(ApiErr::forbidden("a user registration must be signed by the key it registers"));
-                }
                 reg.validate()?;
                 match users::insert(tx, &reg, zgrid_types::unix_now()).await {
                     Err(e) if e.is_unique_violation() => Err(ApiErr::field(
