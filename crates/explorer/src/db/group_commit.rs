@@ -1,22 +1,22 @@
-//! Group commit: every write of the explorer runs on one writer task, which takes the writes
-//! waiting at that moment, runs each inside its own savepoint of one transaction, and commits
-//! them together, so concurrent writes share one durable commit (one fsync on SQLite, one WAL
-//! flush on PostgreSQL). A write is answered only after that commit; a write that fails rolls
-//! back to its savepoint and leaves the others in.
+//! Group commit: every write of the explorer runs on one writer, on a thread of its own, which
+//! takes the writes waiting at that moment, runs each inside its own savepoint of one
+//! transaction, and commits them together, so concurrent writes share one durable commit (one
+//! fsync on SQLite, one WAL flush on PostgreSQL). A write is answered only after that commit;
+//! a write that fails rolls back to its savepoint and leaves the others in.
 //!
-//! A signed request's nonce is claimed inside the same transaction as its action. A request
-//! that is refused still spends its nonce, so no signed request is ever carried out later.
+//! A signed request's nonce is claimed inside the same transaction as its action (all of a
+//! batch's in one statement). A request that is refused still spends its nonce, so no signed
+//! request is ever carried out later.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sqlx::Executor;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::nonces::{self, Nonce};
-use super::{Backend, DbError, DbResult, Tx};
+use super::{Backend, DbError, DbResult};
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 512;
@@ -42,17 +42,28 @@ struct Done {
 
 type Work = Box<dyn for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Done> + Send>;
 
+/// How a write is kept apart from the others in its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Guard {
+    /// In a savepoint of its own: a failure anywhere in it undoes all it did.
+    Savepoint,
+    /// None: its only change is its last statement, which applies whole or not at all and
+    /// fails for nothing a request can cause (see [`super::Db::transact_single`]).
+    SingleChange,
+}
+
 /// One queued write.
 pub(super) struct Job {
     nonce: Option<Nonce>,
+    guard: Guard,
     work: Work,
     fail: Box<dyn FnOnce(Failure) + Send>,
 }
 
 impl Job {
-    /// A write that runs `f` in the batch transaction after claiming `nonce`; its outcome goes
-    /// to the returned receiver once the batch has committed.
-    pub(super) fn new<T, E, F>(nonce: Option<Nonce>, f: F) -> (Self, oneshot::Receiver<Result<T, E>>)
+    /// A write that runs `f` in the batch transaction after claiming `nonce`, kept apart by
+    /// `guard`; its outcome goes to the returned receiver once the batch has committed.
+    pub(super) fn new<T, E, F>(nonce: Option<Nonce>, guard: Guard, f: F) -> (Self, oneshot::Receiver<Result<T, E>>)
     where
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,
@@ -84,23 +95,68 @@ impl Job {
             };
             send(&slot, reply);
         });
-        (Self { nonce, work, fail }, rx)
+        (Self { nonce, guard, work, fail }, rx)
     }
 }
 
-/// Run batches until every sender is gone.
-pub(super) async fn run(pool: sqlx::AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Job>) {
+/// Start the writer on a thread of its own, with its own connection, and return once it is
+/// connected. Its own thread keeps each write's turn from waiting behind the requests the
+/// runtime is serving: every write in a batch is one after the other, so the writer's latency
+/// between statements is the explorer's write throughput.
+pub(super) async fn start(
+    options: sqlx::any::AnyPoolOptions,
+    connect: sqlx::any::AnyConnectOptions,
+    backend: Backend,
+    mut jobs: mpsc::Receiver<Job>,
+    stop: Arc<Notify>,
+) -> DbResult<()> {
+    let (ready_tx, ready) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("zgrid-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(DbError::Commit(format!("cannot start the writer: {e}"))));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let pool = match options.connect_with(connect).await {
+                    Ok(pool) => pool,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                run(&pool, backend, &mut jobs, &stop).await;
+                pool.close().await;
+                // Dropping `jobs` last tells `Db::close` the writer is done.
+                drop(jobs);
+            });
+        })
+        .map_err(|e| DbError::Commit(format!("cannot start the writer: {e}")))?;
+    ready.await.map_err(|_| DbError::Commit("the writer stopped while connecting".into()))?
+}
+
+/// Run batches until every sender is gone or `stop` is notified.
+async fn run(pool: &sqlx::AnyPool, backend: Backend, jobs: &mut mpsc::Receiver<Job>, stop: &Notify) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.notified() => break,
+            taken = jobs.recv_many(&mut batch, MAX_BATCH) => if taken == 0 { break },
+        }
         let (writes, started) = (batch.len(), std::time::Instant::now());
         let mut answers = Vec::with_capacity(batch.len());
-        let mut waiting = batch.drain(..);
-        let outcome = commit(&pool, backend, &mut waiting, &mut answers).await.map_err(|e| e.to_string());
+        let outcome = commit(pool, backend, &mut batch, &mut answers).await.map_err(|e| e.to_string());
         tracing::trace!(writes, elapsed = ?started.elapsed(), "group commit");
         if let Err(e) = &outcome {
             tracing::error!(error = %e, writes, "a group commit failed; its writes are refused");
             // Those that did not run yet (the commit broke off before them).
-            for job in waiting {
+            for job in batch.drain(..) {
                 (job.fail)(Failure::Commit(e.clone()));
             }
         }
@@ -110,53 +166,149 @@ pub(super) async fn run(pool: sqlx::AnyPool, backend: Backend, mut jobs: mpsc::R
     }
 }
 
-/// One transaction over the jobs; those that ran leave their answers in `answers`, those that
-/// did not stay in `jobs`.
+/// One transaction over `batch`: every nonce claimed in one statement, then each write in its
+/// savepoint, then one commit. The writes that ran leave their answers in `answers`; those that
+/// did not run stay in `batch`.
 async fn commit(
     pool: &sqlx::AnyPool,
     backend: Backend,
-    jobs: &mut impl Iterator<Item = Job>,
+    batch: &mut Vec<Job>,
     answers: &mut Vec<Answer>,
 ) -> DbResult<()> {
-    let mut tx = match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => pool.begin().await?,
-    };
-    if backend == Backend::Postgres {
-        // The feed counter's row lock: explorers sharing the database run their batches one at
-        // a time, so ledger checks cannot race and feed positions become visible in order.
-        sqlx::query("SELECT value FROM counters WHERE name = 'feed' FOR UPDATE").execute(&mut *tx).await?;
-    }
-    for job in jobs {
-        run_one(&mut tx, job, answers).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// One write inside its savepoint.
-async fn run_one(tx: &mut Tx, job: Job, answers: &mut Vec<Answer>) -> DbResult<()> {
-    let Job { nonce, work, fail } = job;
-    tx.execute("SAVEPOINT job").await?;
-    if let Some(nonce) = &nonce
-        && !nonces::claim(tx, nonce).await?
-    {
-        tx.execute("RELEASE SAVEPOINT job").await?;
-        fail(Failure::Replayed);
-        return Ok(());
-    }
-    let done = AssertUnwindSafe(work(tx)).catch_unwind().await;
-    let kept = done.as_ref().is_ok_and(|d| d.kept);
-    if !kept {
-        tx.execute("ROLLBACK TO SAVEPOINT job").await?;
-        if let Some(nonce) = &nonce {
-            nonces::claim(tx, nonce).await?;
+    let mut tx = Tx::begin(pool, backend).await?;
+    let mut fresh = nonces::claim_all(&mut tx, batch.iter().map(|job| job.nonce.as_ref())).await?;
+    // Taken from the back, so in the order they arrived; what is left stays in `batch`.
+    batch.reverse();
+    fresh.reverse();
+    let mut open = false;
+    while let Some(job) = batch.pop() {
+        let Job { guard, work, fail, .. } = job;
+        if !fresh.pop().expect("one claim per job") {
+            fail(Failure::Replayed);
+            continue;
+        }
+        if guard == Guard::Savepoint {
+            // One round trip ends the last write's savepoint and opens this one's. (A write
+            // without one runs inside the last write's, which no longer rolls back.)
+            let boundary = if open { "RELEASE SAVEPOINT job; SAVEPOINT job" } else { "SAVEPOINT job" };
+            sqlx::raw_sql(boundary).execute(&mut *tx.conn).await?;
+            open = true;
+        }
+        let mark = tx.mark();
+        let done = AssertUnwindSafe(work(&mut tx)).catch_unwind().await;
+        if !done.as_ref().is_ok_and(|d| d.kept) {
+            if guard == Guard::Savepoint {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT job").execute(&mut *tx.conn).await?;
+            }
+            tx.undo(mark);
+        }
+        match done {
+            Ok(done) => answers.push(done.answer),
+            Err(_) if guard == Guard::SingleChange => {
+                // Its change may have been made: refuse the whole batch rather than keep it
+                // unanswered.
+                return Err(DbError::Commit("a write panicked; the batch is rolled back".into()));
+            }
+            Err(_) => tracing::error!("a write panicked; rolled back"),
         }
     }
-    tx.execute("RELEASE SAVEPOINT job").await?;
-    match done {
-        Ok(done) => answers.push(done.answer),
-        Err(_) => tracing::error!("a write panicked; rolled back"),
+    tx.commit().await
+}
+
+/// The transaction a group commit's writes share, which every write gets. It holds the write
+/// lock (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL, the feed counter's row lock, so explorers
+/// sharing the database run their batches one at a time, ledger checks cannot race and feed
+/// positions become visible in order). Feed positions are taken from memory and the counter
+/// row is written once, at commit; the batch's `NOTIFY`s go with it in one statement.
+pub struct Tx {
+    conn: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    /// The last feed position taken.
+    feed: i64,
+    /// The feed position when the transaction began.
+    feed_start: i64,
+    /// Nodes whose desired sets changed ("" for other changes), announced on PostgreSQL.
+    announced: Vec<String>,
+}
+
+/// What a write's savepoint undoes besides its statements.
+struct Mark {
+    feed: i64,
+    announced: usize,
+}
+
+impl Tx {
+    async fn begin(pool: &sqlx::AnyPool, backend: Backend) -> DbResult<Self> {
+        let (mut conn, lock) = match backend {
+            Backend::Sqlite => {
+                (pool.begin_with("BEGIN IMMEDIATE").await?, "SELECT value FROM counters WHERE name = 'feed'")
+            }
+            Backend::Postgres => (pool.begin().await?, "SELECT value FROM counters WHERE name = 'feed' FOR UPDATE"),
+        };
+        let feed: i64 = sqlx::query_scalar(lock).fetch_one(&mut *conn).await?;
+        Ok(Self { conn, backend, feed, feed_start: feed, announced: Vec::new() })
     }
-    Ok(())
+
+    /// Take the next feed position. Positions become visible in the order they were taken
+    /// (the transaction holds the write lock), so a node never skips one.
+    pub fn next_feed_seq(&mut self) -> i64 {
+        self.feed += 1;
+        self.feed
+    }
+
+    /// Tell every explorer on this database, when the write commits, that `node`'s desired set
+    /// changed (`None`: that something the cockpit shows changed). On PostgreSQL this is a
+    /// `NOTIFY` sent with the commit; an SQLite file has a single explorer, which wakes its own
+    /// streams after the commit.
+    pub fn announce(&mut self, node: Option<&zgrid_types::NodeId>) {
+        if self.backend == Backend::Postgres {
+            self.announced.push(node.map(ToString::to_string).unwrap_or_default());
+        }
+    }
+
+    fn mark(&self) -> Mark {
+        Mark { feed: self.feed, announced: self.announced.len() }
+    }
+
+    /// Forget what a rolled-back write took.
+    fn undo(&mut self, mark: Mark) {
+        self.feed = mark.feed;
+        self.announced.truncate(mark.announced);
+    }
+
+    async fn commit(mut self) -> DbResult<()> {
+        if self.feed != self.feed_start {
+            sqlx::query("UPDATE counters SET value = $1 WHERE name = 'feed'")
+                .bind(self.feed)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        self.announced.sort_unstable();
+        self.announced.dedup();
+        if !self.announced.is_empty() {
+            let calls: Vec<String> = (0..self.announced.len()).map(|i| format!("pg_notify($1, ${})", i + 2)).collect();
+            let sql = format!("SELECT {}", calls.join(", "));
+            // Only placeholders are formatted in; the node ids are bound.
+            let mut notify = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::feed::CHANNEL);
+            for node in &self.announced {
+                notify = notify.bind(node);
+            }
+            notify.execute(&mut *self.conn).await?;
+        }
+        self.conn.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.conn
+    }
 }

@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{AnyPool, Executor};
 use tokio::sync::mpsc;
 
-pub use group_commit::Replayed;
+use group_commit::Guard;
+pub use group_commit::{Replayed, Tx};
 pub use nonces::Nonce;
 
 /// A storage failure.
@@ -68,6 +69,8 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     writer: mpsc::Sender<group_commit::Job>,
+    /// Tells the writer to stop (see [`Db::close`]).
+    stop_writer: std::sync::Arc<tokio::sync::Notify>,
     known: std::sync::Arc<Known>,
 }
 
@@ -113,9 +116,6 @@ impl Known {
     }
 }
 
-/// A write transaction.
-pub type Tx = Transaction<'static, Any>;
-
 /// Turn what the user gave (`postgres://...`, `sqlite:...` or a plain file path) into a URL.
 pub fn database_url(spec: &str) -> String {
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") || spec.starts_with("sqlite:") {
@@ -132,29 +132,17 @@ impl Db {
         let url = database_url(spec);
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(backend, if backend == Backend::Sqlite { 8 } else { 16 })
+            .connect_with(options.clone())
             .await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let (writer, jobs) = mpsc::channel(4096);
-        tokio::spawn(group_commit::run(pool.clone(), backend, jobs));
-        Ok(Self { pool, backend, writer, known: Default::default() })
+        let stop_writer = std::sync::Arc::new(tokio::sync::Notify::new());
+        group_commit::start(pool_options(backend, 1), options, backend, jobs, stop_writer.clone()).await?;
+        Ok(Self { pool, backend, writer, stop_writer, known: Default::default() })
     }
 
     /// The engine in use.
@@ -184,41 +172,59 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + From<Replayed> + Send + 'static,
     {
-        let (job, outcome) = group_commit::Job::new(nonce, f);
+        self.queue(nonce, Guard::Savepoint, f).await
+    }
+
+    /// [`Db::transact`] for a write whose only change is its last statement: one that applies
+    /// whole or not at all and that nothing a request can send makes fail (a duplicate key is
+    /// met with `ON CONFLICT DO NOTHING` and a look at what changed, not with an error). It
+    /// runs without a savepoint of its own, which saves a round trip to the database per
+    /// write. If that statement failed after all, the whole batch would be refused (on
+    /// PostgreSQL the error aborts the transaction), never half kept.
+    pub async fn transact_single<T, E, F>(&self, nonce: Option<Nonce>, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<Replayed> + Send + 'static,
+    {
+        self.queue(nonce, Guard::SingleChange, f).await
+    }
+
+    /// Hand a write to the writer and wait for its outcome.
+    async fn queue<T, E, F>(&self, nonce: Option<Nonce>, guard: Guard, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<Replayed> + Send + 'static,
+    {
+        let (job, outcome) = group_commit::Job::new(nonce, guard, f);
         let gone = || E::from(DbError::Commit("the explorer's writer stopped".into()));
         self.writer.send(job).await.map_err(|_| gone())?;
         outcome.await.map_err(|_| gone())?
     }
 
-    /// Close every connection.
+    /// Close every connection, the writer's last: writes still queued are refused.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.stop_writer.notify_one();
+        self.writer.closed().await;
     }
 }
 
-/// Take the next feed position (inside a [`Db::transact`] write). The counter row stays
-/// locked until the transaction ends, so positions become visible in the order they were taken
-/// and a node never skips one.
-pub async fn next_feed_seq(tx: &mut Tx) -> DbResult<i64> {
-    let seq: i64 = sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'feed' RETURNING value")
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(seq)
-}
-
-/// Tell every explorer on this database, when the write commits, that `node`'s desired set
-/// changed (`None`: that something the cockpit shows changed). On PostgreSQL this is a
-/// `NOTIFY` sent with the commit; an SQLite file has a single explorer, which wakes its own
-/// streams after the commit.
-pub async fn announce(tx: &mut Tx, node: Option<&zgrid_types::NodeId>) -> DbResult<()> {
-    if tx.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::feed::CHANNEL)
-            .bind(node.map(ToString::to_string).unwrap_or_default())
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+/// How connections to `backend` are made: at most `max` of them, each set up for durable,
+/// queued writes.
+fn pool_options(backend: Backend, max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(move |conn, _| {
+        Box::pin(async move {
+            if backend == Backend::Sqlite {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute("PRAGMA busy_timeout = 30000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Read a JSON column into a type, naming the table on failure.

@@ -1,5 +1,7 @@
 //! The `nonces` table: single-use request nonces, kept while their timestamp is in the window.
 
+use std::collections::HashSet;
+
 use super::{DbResult, Tx};
 
 /// A signed request's nonce, to be claimed with the request's action.
@@ -13,15 +15,30 @@ pub struct Nonce {
     pub expires_at: i64,
 }
 
-/// Record `nonce`. Returns false if it was already used.
-pub async fn claim(tx: &mut Tx, nonce: &Nonce) -> DbResult<bool> {
-    let done = sqlx::query("INSERT INTO nonces (signer, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(&nonce.signer)
-        .bind(&nonce.nonce)
-        .bind(nonce.expires_at)
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// Record every nonce given, in one statement. Returns, for each, whether it was fresh: one
+/// seen before, or earlier in the same list, is not.
+pub(super) async fn claim_all<'n>(tx: &mut Tx, nonces: impl Iterator<Item = Option<&'n Nonce>>) -> DbResult<Vec<bool>> {
+    let nonces: Vec<Option<&Nonce>> = nonces.collect();
+    let mut first = HashSet::new();
+    // A job without a nonce counts as fresh; a repeat within the list is never inserted.
+    let wanted: Vec<&Nonce> =
+        nonces.iter().flatten().copied().filter(|n| first.insert((n.signer.as_str(), n.nonce.as_str()))).collect();
+    let mut inserted = HashSet::new();
+    if !wanted.is_empty() {
+        let rows: Vec<String> =
+            (0..wanted.len()).map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+        let sql = format!(
+            "INSERT INTO nonces (signer, nonce, expires_at) VALUES {} ON CONFLICT DO NOTHING RETURNING signer, nonce",
+            rows.join(", ")
+        );
+        // Only placeholders are formatted in; the nonces are bound.
+        let mut claim = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        for n in &wanted {
+            claim = claim.bind(&n.signer).bind(&n.nonce).bind(n.expires_at);
+        }
+        inserted.extend(claim.fetch_all(&mut **tx).await?);
+    }
+    Ok(nonces.iter().map(|n| n.is_none_or(|n| inserted.remove(&(n.signer.clone(), n.nonce.clone())))).collect())
 }
 
 /// Forget nonces whose timestamps can no longer pass the window check.

@@ -6,11 +6,11 @@
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use zgrid_types::api::{Deletion, DesiredSet, KeyPage, WorkloadFilter, WorkloadRecord};
+use zgrid_types::api::{Deletion, DesiredSet, KeyPage, WorkloadFilter, WorkloadRecord, WorkloadState};
 use zgrid_types::{DeleteRequest, NodeId, Signed, UserId, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
 
 use super::keyset::{self, Bind, Conditions};
-use super::{Db, DbError, DbResult, Tx, from_json, next_feed_seq, to_json};
+use super::{Db, DbError, DbResult, Tx, from_json, to_json};
 
 /// A `workloads` row as its record.
 pub(crate) fn record(row: &AnyRow) -> DbResult<WorkloadRecord> {
@@ -59,15 +59,19 @@ pub async fn get_for_update(tx: &mut Tx, id: &WorkloadId) -> DbResult<Option<Wor
     row.as_ref().map(record).transpose()
 }
 
-/// Store a new workload (version 1 or any first version) and return its record.
-pub async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<WorkloadRecord> {
-    let seq = next_feed_seq(tx).await?;
+/// Store a new workload (version 1 or any first version) and return its record, or `None` if
+/// a workload with its id exists (in any state); one statement, for
+/// [`super::Db::transact_single`]. The database keeps the version in `workload_versions` (a
+/// trigger).
+pub async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<Option<WorkloadRecord>> {
+    let seq = tx.next_feed_seq();
     let spec = &signed.payload;
     let (network, ip, subnet) = network_columns(&spec.data);
-    let row = sqlx::query(
+    let stored = sqlx::query(
         "INSERT INTO workloads (id, owner, node_id, kind, version, expires_at, state, signed,
                                 network_name, ipaddress, subnet, created_at, updated_at, feed_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $11, $12) RETURNING *",
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $11, $12)
+         ON CONFLICT DO NOTHING",
     )
     .bind(spec.id.as_str())
     .bind(spec.owner as i64)
@@ -81,26 +85,22 @@ pub async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbR
     .bind(subnet)
     .bind(now)
     .bind(seq)
-    .fetch_one(&mut **tx)
+    .execute(&mut **tx)
     .await?;
-    insert_version(tx, signed, now).await?;
-    record(&row)
+    Ok((stored.rows_affected() == 1).then(|| WorkloadRecord {
+        workload: signed.clone(),
+        state: WorkloadState::Active,
+        created_at: now,
+        updated_at: now,
+        deletion: None,
+        result: None,
+    }))
 }
 
-async fn insert_version(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<()> {
-    sqlx::query("INSERT INTO workload_versions (id, version, signed, accepted_at) VALUES ($1, $2, $3, $4)")
-        .bind(signed.payload.id.as_str())
-        .bind(i64::from(signed.payload.version))
-        .bind(to_json(signed))
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Replace an active workload with a newer signed version.
+/// Replace an active workload with a newer signed version (kept in `workload_versions` by a
+/// trigger).
 pub async fn update(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<WorkloadRecord> {
-    let seq = next_feed_seq(tx).await?;
+    let seq = tx.next_feed_seq();
     let spec = &signed.payload;
     let (network, ip, subnet) = network_columns(&spec.data);
     let row = sqlx::query(
@@ -119,13 +119,12 @@ pub async fn update(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbR
     .bind(seq)
     .fetch_one(&mut **tx)
     .await?;
-    insert_version(tx, signed, now).await?;
     record(&row)
 }
 
 /// Mark an active workload deleted by its owner's signed request.
 pub async fn delete(tx: &mut Tx, request: &Signed<DeleteRequest>, now: i64) -> DbResult<WorkloadRecord> {
-    let seq = next_feed_seq(tx).await?;
+    let seq = tx.next_feed_seq();
     let row = sqlx::query(
         "UPDATE workloads SET state = 'deleted', deleted_at = $2, deleted_by = $3, delete_request = $4,
                 updated_at = $2, feed_seq = $5
@@ -171,7 +170,7 @@ pub async fn expire_due(tx: &mut Tx, now: i64) -> DbResult<Vec<NodeId>> {
             .await?;
     let mut nodes = Vec::new();
     for (id, node) in due {
-        let seq = next_feed_seq(tx).await?;
+        let seq = tx.next_feed_seq();
         sqlx::query(
             "UPDATE workloads SET state = 'expired', deleted_at = $2, updated_at = $2, feed_seq = $3
              WHERE id = $1 AND state = 'active'",
@@ -183,7 +182,7 @@ pub async fn expire_due(tx: &mut Tx, now: i64) -> DbResult<Vec<NodeId>> {
         .await?;
         let node: NodeId = node.parse().map_err(|_| DbError::Corrupt("workloads.node_id".into()))?;
         if !nodes.contains(&node) {
-            super::announce(tx, Some(&node)).await?;
+            tx.announce(Some(&node));
             nodes.push(node);
         }
     }

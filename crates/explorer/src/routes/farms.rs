@@ -25,7 +25,7 @@ pub async fn create(
     State(state): State<AppState>,
     req: Authed<FarmRegistration>,
 ) -> ApiResult<(StatusCode, Json<Farm>)> {
-    let Authed { key, body: reg, nonce } = req;
+    let Authed { key, body: reg, nonce, .. } = req;
     let Some(owner) = users::by_key(&state.db, &key).await? else {
         let err = ApiErr::forbidden("the signing key is not a registered user; run `zgrid id register` first");
         return refused(&state.db, nonce, err).await;

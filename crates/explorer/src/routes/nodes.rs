@@ -13,7 +13,7 @@ use super::workloads as workloads_routes;
 use super::{after_key, fits_i64, page_size};
 use crate::AppState;
 use crate::auth::{Authed, refused};
-use crate::db::{announce, farms, nodes, users, workloads};
+use crate::db::{farms, nodes, users, workloads};
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 
@@ -32,7 +32,7 @@ pub(crate) fn node_id(text: &str) -> ApiResult<NodeId> {
     responses((status = 200, description = "The node as the directory now lists it", body = Node),
         SignedErrors, Refused))]
 pub async fn register(State(state): State<AppState>, req: Authed<NodeRegistration>) -> ApiResult<Json<Node>> {
-    let Authed { key, body: reg, nonce } = req;
+    let Authed { key, body: reg, nonce, .. } = req;
     let now = zgrid_types::unix_now();
     let admitted = match admit(&state, &key, &reg, now).await {
         Ok(admitted) => admitted,
@@ -44,7 +44,7 @@ pub async fn register(State(state): State<AppState>, req: Authed<NodeRegistratio
             Box::pin(async move {
                 let consent = if admitted { reg.farm_invitation.as_ref() } else { None };
                 nodes::upsert(tx, &key, &reg, consent, now).await?;
-                announce(tx, None).await?;
+                tx.announce(None);
                 Ok::<_, ApiErr>(())
             })
         })
@@ -108,7 +108,7 @@ pub async fn heartbeat(
     ApiPath(id): ApiPath<String>,
     req: Authed<NodeHeartbeat>,
 ) -> ApiResult<StatusCode> {
-    let Authed { key, body: beat, nonce } = req;
+    let Authed { key, body: beat, nonce, .. } = req;
     state
         .db
         .transact(Some(nonce), move |tx| {
@@ -121,7 +121,7 @@ pub async fn heartbeat(
                 if !nodes::heartbeat(tx, &id, &beat, zgrid_types::unix_now()).await? {
                     return Err(ApiErr::not_found(format!("node {id} is not registered")));
                 }
-                announce(tx, None).await?;
+                tx.announce(None);
                 Ok(())
             })
         })
@@ -142,7 +142,7 @@ pub async fn results(
     ApiPath(id): ApiPath<String>,
     req: Authed<Vec<Signed<WorkloadResult>>>,
 ) -> ApiResult<Json<ResultsReceipt>> {
-    let Authed { key, body, nonce } = req;
+    let Authed { key, body, nonce, .. } = req;
     let checked = match node_id(&id) {
         Ok(id) if id != key => Err(ApiErr::forbidden("a node's results are sent by that node")),
         Ok(_) if body.len() > MAX_RESULTS => Err(ApiErr::field(

@@ -26,7 +26,7 @@ pub async fn register(
     State(state): State<AppState>,
     req: Authed<UserRegistration>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    let Authed { key, body: reg, nonce } = req;
+    let Authed { key, body: reg, nonce, .. } = req;
     if key != reg.public_key {
         let err = ApiErr::forbidden("a user registration must be signed by the key it registers");
         return refused(&state.db, nonce, err).await;

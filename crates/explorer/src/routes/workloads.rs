@@ -12,8 +12,8 @@ use zgrid_types::{DeleteRequest, NodeId, PublicKey, Signed, WorkloadData, Worklo
 use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
 use super::{after_key, fits_i64, page_size};
 use crate::AppState;
-use crate::auth::{Authed, off_async, refused};
-use crate::db::{Tx, announce, nodes, users, workloads};
+use crate::auth::{Authed, OwnerSignature, off_async, refused};
+use crate::db::{Tx, nodes, users, workloads};
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 
@@ -27,11 +27,13 @@ fn workload_id(text: &str) -> ApiResult<WorkloadId> {
 }
 
 /// Checks shared by create and update: the request comes from the owner, the owner's signature
-/// over the spec verifies, every field is valid and the node exists.
+/// over the spec verifies (`owner_signature_ok`, checked with the request's), every field is
+/// valid and the node exists.
 async fn check_signed_spec(
     state: &AppState,
     key: &PublicKey,
     signed: Signed<WorkloadSpec>,
+    owner_signature_ok: bool,
 ) -> ApiResult<Signed<WorkloadSpec>> {
     let spec = &signed.payload;
     let owner = spec.owner;
@@ -44,11 +46,9 @@ async fn check_signed_spec(
     if owner_key != *key {
         return Err(ApiErr::forbidden(format!("a workload must be submitted by its owner (user {owner})")));
     }
-    let signed = off_async(move || match signed.verify_owner() {
-        Ok(()) => Ok(signed),
-        Err(_) => Err(unprocessable("signature", "the owner's signature does not match this workload; sign it again")),
-    })
-    .await?;
+    if !owner_signature_ok {
+        return Err(unprocessable("signature", "the owner's signature does not match this workload; sign it again"));
+    }
     let spec = &signed.payload;
     spec.validate(zgrid_types::unix_now()).map_err(|e| e.within("payload"))?;
     if !nodes::is_registered(&state.db, &spec.node_id).await? {
@@ -157,15 +157,17 @@ async fn check_volume(tx: &mut Tx, spec: &WorkloadSpec, id: &WorkloadId, field: 
         SignedErrors, Refused, Conflict))]
 pub async fn create(
     State(state): State<AppState>,
-    req: Authed<Signed<WorkloadSpec>>,
+    req: Authed<Signed<WorkloadSpec>, OwnerSignature>,
 ) -> ApiResult<(StatusCode, Json<WorkloadRecord>)> {
-    let Authed { key, body, nonce } = req;
-    let signed = match check_signed_spec(&state, &key, body).await {
+    let Authed { key, body, nonce, checked } = req;
+    let signed = match check_signed_spec(&state, &key, body, checked).await {
         Ok(signed) => signed,
         Err(e) => return refused(&state.db, nonce, e).await,
     };
     let node = signed.payload.node_id;
-    let record = state.db.transact(Some(nonce), move |tx| Box::pin(async move { insert(tx, &signed).await })).await?;
+    // The checks only read; the insert is the one change.
+    let record =
+        state.db.transact_single(Some(nonce), move |tx| Box::pin(async move { insert(tx, &signed).await })).await?;
     state.feed.notify(node);
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -175,17 +177,14 @@ async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>) -> ApiResult<Workloa
     let spec = &signed.payload;
     check_context(tx, spec).await?;
     // The id is the table's key: a workload that has it, in any state, refuses the insert.
-    let record = match workloads::insert(tx, signed, zgrid_types::unix_now()).await {
-        Err(e) if e.is_unique_violation() => {
-            return Err(ApiErr::field(
-                StatusCode::CONFLICT,
-                "payload.id",
-                format!("workload {} exists; to change it, PUT a higher version to /v1/workloads/{}", spec.id, spec.id),
-            ));
-        }
-        other => other?,
-    };
-    announce(tx, Some(&spec.node_id)).await?;
+    let record = workloads::insert(tx, signed, zgrid_types::unix_now()).await?.ok_or_else(|| {
+        ApiErr::field(
+            StatusCode::CONFLICT,
+            "payload.id",
+            format!("workload {} exists; to change it, PUT a higher version to /v1/workloads/{}", spec.id, spec.id),
+        )
+    })?;
+    tx.announce(Some(&spec.node_id));
     Ok(record)
 }
 
@@ -200,14 +199,14 @@ async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>) -> ApiResult<Workloa
 pub async fn update(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    req: Authed<Signed<WorkloadSpec>>,
+    req: Authed<Signed<WorkloadSpec>, OwnerSignature>,
 ) -> ApiResult<Json<WorkloadRecord>> {
-    let Authed { key, body, nonce } = req;
+    let Authed { key, body, nonce, checked } = req;
     let checked = match workload_id(&id) {
         Ok(id) if body.payload.id != id => {
             Err(unprocessable("payload.id", format!("the body is workload {}, the path says {id}", body.payload.id)))
         }
-        Ok(_) => check_signed_spec(&state, &key, body).await,
+        Ok(_) => check_signed_spec(&state, &key, body, checked).await,
         Err(e) => Err(e),
     };
     let signed = match checked {
@@ -257,7 +256,7 @@ async fn replace(tx: &mut Tx, signed: &Signed<WorkloadSpec>) -> ApiResult<Worklo
     }
     check_context(tx, spec).await?;
     let record = workloads::update(tx, signed, zgrid_types::unix_now()).await?;
-    announce(tx, Some(&spec.node_id)).await?;
+    tx.announce(Some(&spec.node_id));
     Ok(record)
 }
 
@@ -274,7 +273,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
     req: Authed<Signed<DeleteRequest>>,
 ) -> ApiResult<Json<WorkloadRecord>> {
-    let Authed { key, body, nonce } = req;
+    let Authed { key, body, nonce, .. } = req;
     let (id, node, request) = match check_delete(&state, &id, &key, body).await {
         Ok(checked) => checked,
         Err(e) => return refused(&state.db, nonce, e).await,
@@ -288,7 +287,7 @@ pub async fn delete(
                     return Err(ApiErr::conflict(format!("workload {id} is already {}", now.as_str())));
                 }
                 let record = workloads::delete(tx, &request, zgrid_types::unix_now()).await?;
-                announce(tx, Some(&node)).await?;
+                tx.announce(Some(&node));
                 Ok(record)
             })
         })
@@ -345,7 +344,7 @@ pub async fn result(
     ApiPath(id): ApiPath<String>,
     req: Authed<Signed<WorkloadResult>>,
 ) -> ApiResult<StatusCode> {
-    let Authed { key, body, nonce } = req;
+    let Authed { key, body, nonce, .. } = req;
     let checked = match workload_id(&id) {
         Ok(id) if body.payload.workload_id != id => Err(unprocessable(
             "payload.workload_id",
@@ -399,7 +398,7 @@ pub(super) async fn record_result(tx: &mut Tx, result: &Signed<WorkloadResult>) 
         return Err(unprocessable("payload.version", format!("workload {id} has no version {}", r.version)));
     }
     workloads::set_result(tx, result, zgrid_types::unix_now()).await?;
-    announce(tx, None).await?;
+    tx.announce(None);
     Ok(())
 }
 

@@ -190,6 +190,16 @@ async fn updates_need_a_higher_version_from_the_owner(backend: Backend) {
     let err = w.bob.client.update_workload(&Signed::sign(bobs, &w.bob.key)).await.unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     assert_eq!(w.ex.client().workload(&v1.payload.id).await.unwrap().workload, v2);
+    // The ledger keeps every version accepted, and only those.
+    let kept: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, signed FROM workload_versions WHERE id = $1 ORDER BY version")
+            .bind(v1.payload.id.as_str())
+            .fetch_all(w.ex.state.db.pool())
+            .await
+            .unwrap();
+    let kept: Vec<(i64, Signed<zgrid_types::WorkloadSpec>)> =
+        kept.into_iter().map(|(v, signed)| (v, serde_json::from_str(&signed).unwrap())).collect();
+    assert_eq!(kept, vec![(1, v1), (2, v2)]);
     w.ex.stop().await;
 }
 
