@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use zgrid_types::ValidationError;
 use zgrid_types::api::ApiError;
 
-use crate::db::DbError;
+use crate::db::{DbError, Taken};
 
 /// An error response.
 #[derive(Debug)]
@@ -73,6 +73,12 @@ impl From<DbError> for ApiErr {
     fn from(e: DbError) -> Self {
         tracing::error!(error = %e, "storage failure");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; the explorer's log has the cause")
+    }
+}
+
+impl From<Taken> for ApiErr {
+    fn from(taken: Taken) -> Self {
+        ApiErr::field(StatusCode::CONFLICT, taken.field, taken.message)
     }
 }
 

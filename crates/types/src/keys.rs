@@ -3,14 +3,15 @@
 //! Public keys are base58 (a node's id *is* its public key, as in the seed system); signatures
 //! are lowercase hex. Key generation lives outside this crate because it needs an RNG.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
+
+use crate::remembered::Remembered;
 
 /// Why a key or signature could not be decoded or did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,19 +62,14 @@ impl PublicKey {
 
 /// Keys most recently written as text: base58 costs time quadratic in the length, and the same
 /// keys are written all the time (in every record, request and row). Cleared when full.
-static WRITTEN: LazyLock<Mutex<HashMap<[u8; 32], Arc<str>>>> = LazyLock::new(Default::default);
+static WRITTEN: LazyLock<Remembered<[u8; 32], Arc<str>>> = LazyLock::new(|| Remembered::new(CACHED_MAX));
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = self.0.as_bytes();
-        let cached = WRITTEN.lock().expect("key cache lock").get(bytes).cloned();
-        let text = cached.unwrap_or_else(|| {
+        let text = WRITTEN.get(bytes).unwrap_or_else(|| {
             let text: Arc<str> = bs58::encode(bytes).into_string().into();
-            let mut written = WRITTEN.lock().expect("key cache lock");
-            if written.len() >= CACHED_MAX {
-                written.clear();
-            }
-            written.insert(*bytes, text.clone());
+            WRITTEN.insert(*bytes, text.clone());
             text
         });
         f.write_str(&text)
@@ -89,24 +85,20 @@ impl fmt::Debug for PublicKey {
 /// Keys most recently parsed from text, by their text: the same keys come back all the time (a
 /// user's, a node's), and parsing one costs a base58 decode and a square root (the point's
 /// decompression), a tenth of an explorer's CPU per request before this. Cleared when full.
-static PARSED: LazyLock<Mutex<HashMap<Box<str>, PublicKey>>> = LazyLock::new(Default::default);
+static PARSED: LazyLock<Remembered<Box<str>, PublicKey>> = LazyLock::new(|| Remembered::new(CACHED_MAX));
 
 impl FromStr for PublicKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, KeyError> {
-        if let Some(key) = PARSED.lock().expect("key cache lock").get(s) {
-            return Ok(*key);
+        if let Some(key) = PARSED.get(s) {
+            return Ok(key);
         }
         let mut bytes = [0u8; 32];
         let key = match bs58::decode(s).onto(&mut bytes) {
             Ok(32) => Self::from_bytes(&bytes)?,
             _ => return Err(KeyError::BadPublicKey),
         };
-        let mut parsed = PARSED.lock().expect("key cache lock");
-        if parsed.len() >= CACHED_MAX {
-            parsed.clear();
-        }
-        parsed.insert(s.into(), key);
+        PARSED.insert(s.into(), key);
         Ok(key)
     }
 }

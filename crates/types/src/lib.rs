@@ -13,6 +13,7 @@ pub mod ids;
 pub mod invitation;
 pub mod keys;
 pub mod logs;
+pub mod remembered;
 pub mod result;
 pub mod sealed;
 pub mod signing;

@@ -9,7 +9,7 @@ use zgrid_types::directory::Location;
 use zgrid_types::workload::{DiskType, Volume};
 use zgrid_types::{Keypair, NodeId, Signed, UserId, WorkloadData, WorkloadId, WorkloadSpec};
 
-use super::keyset::{Bind, Conditions};
+use super::keyset::{Bind, insert_rows};
 use super::{Db, DbResult, to_json};
 
 /// What to put in the database.
@@ -65,13 +65,7 @@ fn key(kind: u8, n: usize) -> Keypair {
 async fn insert(db: &Db, table: &str, columns: &[&str], rows: Vec<Vec<Bind>>) -> DbResult<()> {
     let mut tx = db.pool().begin().await?;
     for batch in rows.chunks(BATCH) {
-        let mut c = Conditions::default();
-        let tuples: Vec<String> = batch
-            .iter()
-            .map(|row| format!("({})", row.iter().map(|v| c.param(v.clone())).collect::<Vec<_>>().join(", ")))
-            .collect();
-        let sql = format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), tuples.join(", "));
-        c.query(sql).execute(&mut *tx).await?;
+        insert_rows(table, columns, batch.iter().map(Vec::as_slice), "").execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -199,7 +193,7 @@ pub async fn fill(db: &Db, fill: &Fill, progress: impl Fn(&str)) -> DbResult<Fil
             Text(to_json(&Signed::sign(spec, &user_keys[owner]))),
             Int(created),
             Int(created),
-            if state == WorkloadState::Active { Bind::Null } else { Int(now) },
+            if state == WorkloadState::Active { Bind::NullInt } else { Int(now) },
             Int(i as i64 + 1),
         ]);
         if rows.len() == BATCH * 20 || i + 1 == fill.workloads {

@@ -28,7 +28,7 @@ pub async fn insert(tx: &mut Tx, owner: UserId, reg: &FarmRegistration, now: i64
     .bind(&reg.name)
     .bind(to_json(&reg.public_ips))
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx.conn().await?)
     .await?;
     farm(&row)
 }

@@ -7,14 +7,20 @@
 //! A signed request's nonce is claimed inside the same transaction as its action (all of a
 //! batch's in one statement). A request that is refused still spends its nonce, so no signed
 //! request is ever carried out later.
+//!
+//! A write's new row can be kept back ([`Tx::insert_later`]) and inserted with the rows of the
+//! writes after it in one multi-row statement, before any statement that could read it: a burst
+//! of creates costs a few statements, not one round trip to the database each.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use sqlx::Row;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::keyset::{Bind, insert_rows};
 use super::nonces::{self, Nonce};
 use super::{Backend, DbError, DbResult};
 
@@ -24,6 +30,43 @@ const MAX_BATCH: usize = 512;
 /// The request was seen before (its nonce is spent).
 #[derive(Debug)]
 pub struct Replayed;
+
+/// A row kept back by [`Tx::insert_later`] was not inserted: its key was taken, by a row
+/// stored before or one kept back earlier in the batch. The write is refused with this.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// The request field that gave the key.
+    pub field: &'static str,
+    /// What to tell the caller.
+    pub message: String,
+}
+
+/// What [`Tx::insert_later`] inserts into: a table, its columns in the order of each row's
+/// values, and the column of its key (which the rows must not repeat).
+#[derive(Debug)]
+pub(crate) struct InsertInto {
+    /// The table.
+    pub(crate) table: &'static str,
+    /// The columns each row gives.
+    pub(crate) columns: &'static [&'static str],
+    /// The unique text column that tells a row inserted from one refused as taken.
+    pub(crate) key: &'static str,
+}
+
+/// Sizes of the multi-row statements kept-back rows go in, largest first: few shapes, so each
+/// stays a prepared statement, and a run of n rows needs at most `n / 64 + 9` of them. (SQLite
+/// finds a parameter by name in a list, so a statement's cost grows with its square.)
+const ROWS_PER_INSERT: [usize; 4] = [64, 16, 4, 1];
+
+/// A row waiting to be inserted.
+struct Later {
+    into: &'static InsertInto,
+    /// Its place among the rows the transaction was given, to undo a failed write's.
+    n: usize,
+    key: String,
+    values: Vec<Bind>,
+    landed: Arc<OnceLock<bool>>,
+}
 
 /// Why a write was not carried out by the writer.
 enum Failure {
@@ -67,7 +110,7 @@ impl Job {
     where
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: From<DbError> + From<Replayed> + Send + 'static,
+        E: WriteError,
     {
         let (tx, rx) = oneshot::channel();
         let slot = Arc::new(Mutex::new(Some(tx)));
@@ -80,10 +123,17 @@ impl Job {
         let for_work = slot.clone();
         let work: Work = Box::new(move |conn| {
             Box::pin(async move {
+                let first = conn.landings.len();
                 let out = f(conn).await;
+                let landings = conn.landings.split_off(first);
                 let kept = out.is_ok();
                 let answer: Answer = Box::new(move |committed| {
-                    send(&for_work, committed.map_err(|e| E::from(DbError::Commit(e))).and(out));
+                    let landed = || match landings.into_iter().find(|(landed, _)| landed.get() != Some(&true)) {
+                        Some((_, taken)) => Err(E::from(taken)),
+                        None => Ok(()),
+                    };
+                    let reply = committed.map_err(|e| E::from(DbError::Commit(e))).and(out);
+                    send(&for_work, reply.and_then(|value| landed().map(|()| value)));
                 });
                 Done { kept, answer }
             })
@@ -98,6 +148,12 @@ impl Job {
         (Self { nonce, guard, work, fail }, rx)
     }
 }
+
+/// What a write's error must be made from: a storage failure, a replayed request and a key
+/// already taken.
+pub trait WriteError: From<DbError> + From<Replayed> + From<Taken> + Send + 'static {}
+
+impl<E: From<DbError> + From<Replayed> + From<Taken> + Send + 'static> WriteError for E {}
 
 /// Start the writer on a thread of its own, with its own connection, and return once it is
 /// connected. Its own thread keeps each write's turn from waiting behind the requests the
@@ -188,6 +244,8 @@ async fn commit(
             continue;
         }
         if guard == Guard::Savepoint {
+            // Rows kept back go in before the savepoint, which only this write's may undo.
+            tx.flush().await?;
             // One round trip ends the last write's savepoint and opens this one's. (A write
             // without one runs inside the last write's, which no longer rolls back.)
             let boundary = if open { "RELEASE SAVEPOINT job; SAVEPOINT job" } else { "SAVEPOINT job" };
@@ -229,12 +287,19 @@ pub struct Tx {
     feed_start: i64,
     /// Nodes whose desired sets changed ("" for other changes), announced on PostgreSQL.
     announced: Vec<String>,
+    /// Rows kept back, in the order they were given.
+    later: Vec<Later>,
+    /// How many rows were given to [`Tx::insert_later`].
+    later_given: usize,
+    /// Whether each kept-back row of the running write went in, and what to answer if not.
+    landings: Vec<(Arc<OnceLock<bool>>, Taken)>,
 }
 
 /// What a write's savepoint undoes besides its statements.
 struct Mark {
     feed: i64,
     announced: usize,
+    later_given: usize,
 }
 
 impl Tx {
@@ -246,7 +311,59 @@ impl Tx {
             Backend::Postgres => (pool.begin().await?, "SELECT value FROM counters WHERE name = 'feed' FOR UPDATE"),
         };
         let feed: i64 = sqlx::query_scalar(lock).fetch_one(&mut *conn).await?;
-        Ok(Self { conn, backend, feed, feed_start: feed, announced: Vec::new() })
+        Ok(Self {
+            conn,
+            backend,
+            feed,
+            feed_start: feed,
+            announced: Vec::new(),
+            later: Vec::new(),
+            later_given: 0,
+            landings: Vec::new(),
+        })
+    }
+
+    /// The connection, for a write's statements. Rows kept back are inserted first, so every
+    /// statement sees them.
+    pub async fn conn(&mut self) -> DbResult<&mut sqlx::AnyConnection> {
+        self.flush().await?;
+        Ok(&mut self.conn)
+    }
+
+    /// Insert `values` (of `into`'s columns, `key` being the value of its key column) with the
+    /// rows of later writes, in one statement before the next statement of any write. It
+    /// must be the write's last change: if the row's key is taken, the write is answered with
+    /// `taken` (the rest of it stays done), and the feed position it took stays unused.
+    pub(crate) fn insert_later(&mut self, into: &'static InsertInto, key: String, values: Vec<Bind>, taken: Taken) {
+        debug_assert_eq!(values.len(), into.columns.len(), "one value per column of {}", into.table);
+        let landed = Arc::new(OnceLock::new());
+        if self.later.iter().any(|row| std::ptr::eq(row.into, into) && row.key == key) {
+            landed.set(false).expect("a new cell");
+        } else {
+            self.later.push(Later { into, n: self.later_given, key, values, landed: landed.clone() });
+        }
+        self.later_given += 1;
+        self.landings.push((landed, taken));
+    }
+
+    /// Insert the rows kept back, a run of rows of the same table in a few multi-row
+    /// statements, and note which went in.
+    async fn flush(&mut self) -> DbResult<()> {
+        while let Some(first) = self.later.first() {
+            let into = first.into;
+            let run = self.later.iter().take_while(|row| std::ptr::eq(row.into, into)).count();
+            let size = ROWS_PER_INSERT.into_iter().find(|&size| size <= run).unwrap_or(1);
+            let rows: Vec<Later> = self.later.drain(..size).collect();
+            let tail = format!("ON CONFLICT DO NOTHING RETURNING {}", into.key);
+            let insert = insert_rows(into.table, into.columns, rows.iter().map(|row| &row.values[..]), &tail);
+            let returned = insert.fetch_all(&mut *self.conn).await?;
+            let inserted = returned.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?;
+            for row in rows {
+                // Keys are not repeated among the rows kept back, so a returned key is this row's.
+                let _ = row.landed.set(inserted.contains(&row.key));
+            }
+        }
+        Ok(())
     }
 
     /// Take the next feed position. Positions become visible in the order they were taken
@@ -267,16 +384,18 @@ impl Tx {
     }
 
     fn mark(&self) -> Mark {
-        Mark { feed: self.feed, announced: self.announced.len() }
+        Mark { feed: self.feed, announced: self.announced.len(), later_given: self.later_given }
     }
 
     /// Forget what a rolled-back write took.
     fn undo(&mut self, mark: Mark) {
         self.feed = mark.feed;
         self.announced.truncate(mark.announced);
+        self.later.retain(|row| row.n < mark.later_given);
     }
 
     async fn commit(mut self) -> DbResult<()> {
+        self.flush().await?;
         if self.feed != self.feed_start {
             sqlx::query("UPDATE counters SET value = $1 WHERE name = 'feed'")
                 .bind(self.feed)
@@ -297,18 +416,5 @@ impl Tx {
         }
         self.conn.commit().await?;
         Ok(())
-    }
-}
-
-impl std::ops::Deref for Tx {
-    type Target = sqlx::AnyConnection;
-    fn deref(&self) -> &sqlx::AnyConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.conn
     }
 }

@@ -1,5 +1,6 @@
 //! Keyset pagination shared by the listings: SQL built from only the conditions a request
-//! gives (so each can use its index), and the opaque keys that say where a page ended.
+//! gives (so each can use its index), and the opaque keys that say where a page ended. Also
+//! the multi-row inserts of the writer and the bulk fill.
 //!
 //! A key is the sort value(s) and the primary key of a page's last row, as a JSON array in
 //! unpadded URL-safe base64. The next page is the rows after that position in the listing's
@@ -21,8 +22,10 @@ pub(crate) enum Bind {
     Int(i64),
     /// Text.
     Text(String),
-    /// NULL.
-    Null,
+    /// NULL, in an integer column.
+    NullInt,
+    /// NULL, in a text column (PostgreSQL wants the type of a NULL in a `VALUES` list).
+    NullText,
 }
 
 /// The conditions of a `WHERE` clause and the values of their parameters.
@@ -56,11 +59,27 @@ impl Conditions {
             query = match bind {
                 Bind::Int(v) => query.bind(*v),
                 Bind::Text(v) => query.bind(v.clone()),
-                Bind::Null => query.bind(None::<i64>),
+                Bind::NullInt => query.bind(None::<i64>),
+                Bind::NullText => query.bind(None::<String>),
             };
         }
         query
     }
+}
+
+/// `INSERT INTO table (columns) VALUES (...), (...)` with a tuple of parameters for each of
+/// `rows` (one value per column, bound in order), then `tail` (such as `ON CONFLICT ...`).
+pub(crate) fn insert_rows<'r>(
+    table: &str,
+    columns: &[&str],
+    rows: impl Iterator<Item = &'r [Bind]>,
+    tail: &str,
+) -> Query<'static, Any, AnyArguments> {
+    let mut c = Conditions::default();
+    let tuples: Vec<String> = rows
+        .map(|row| format!("({})", row.iter().map(|v| c.param(v.clone())).collect::<Vec<_>>().join(", ")))
+        .collect();
+    c.query(format!("INSERT INTO {table} ({}) VALUES {} {tail}", columns.join(", "), tuples.join(", ")))
 }
 
 /// How the database runs `sql` with `c`'s values: the `detail` of each row of SQLite's

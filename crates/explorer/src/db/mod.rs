@@ -22,9 +22,11 @@ use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::mpsc;
+use zgrid_types::remembered::Remembered;
 
 use group_commit::Guard;
-pub use group_commit::{Replayed, Tx};
+pub(crate) use group_commit::InsertInto;
+pub use group_commit::{Replayed, Taken, Tx, WriteError};
 pub use nonces::Nonce;
 
 /// A storage failure.
@@ -80,39 +82,16 @@ const KNOWN_MAX: usize = 100_000;
 /// What never changes once stored (a user's key; that a node is registered: users are not
 /// removed nor their keys changed, nodes are not removed), remembered so that signed writes do
 /// not read it again for every request.
-#[derive(Default)]
 pub(crate) struct Known {
-    keys: std::sync::Mutex<std::collections::HashMap<zgrid_types::UserId, zgrid_types::PublicKey>>,
-    nodes: std::sync::Mutex<std::collections::HashSet<zgrid_types::NodeId>>,
+    /// Users' keys.
+    pub(crate) keys: Remembered<zgrid_types::UserId, zgrid_types::PublicKey>,
+    /// Nodes known to be registered.
+    pub(crate) nodes: Remembered<zgrid_types::NodeId, ()>,
 }
 
-impl Known {
-    /// User `id`'s key, if remembered.
-    pub(crate) fn key(&self, id: zgrid_types::UserId) -> Option<zgrid_types::PublicKey> {
-        self.keys.lock().expect("known lock").get(&id).copied()
-    }
-
-    /// Remember user `id`'s key.
-    pub(crate) fn remember_key(&self, id: zgrid_types::UserId, key: zgrid_types::PublicKey) {
-        let mut keys = self.keys.lock().expect("known lock");
-        if keys.len() >= KNOWN_MAX {
-            keys.clear();
-        }
-        keys.insert(id, key);
-    }
-
-    /// Whether `node` is known to be registered.
-    pub(crate) fn node(&self, node: &zgrid_types::NodeId) -> bool {
-        self.nodes.lock().expect("known lock").contains(node)
-    }
-
-    /// Remember that `node` is registered.
-    pub(crate) fn remember_node(&self, node: zgrid_types::NodeId) {
-        let mut nodes = self.nodes.lock().expect("known lock");
-        if nodes.len() >= KNOWN_MAX {
-            nodes.clear();
-        }
-        nodes.insert(node);
+impl Default for Known {
+    fn default() -> Self {
+        Self { keys: Remembered::new(KNOWN_MAX), nodes: Remembered::new(KNOWN_MAX) }
     }
 }
 
@@ -170,22 +149,23 @@ impl Db {
     where
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: From<DbError> + From<Replayed> + Send + 'static,
+        E: WriteError,
     {
         self.queue(nonce, Guard::Savepoint, f).await
     }
 
     /// [`Db::transact`] for a write whose only change is its last statement: one that applies
-    /// whole or not at all and that nothing a request can send makes fail (a duplicate key is
-    /// met with `ON CONFLICT DO NOTHING` and a look at what changed, not with an error). It
-    /// runs without a savepoint of its own, which saves a round trip to the database per
-    /// write. If that statement failed after all, the whole batch would be refused (on
-    /// PostgreSQL the error aborts the transaction), never half kept.
+    /// whole or not at all and that nothing a request can send makes fail (such as
+    /// `Tx::insert_later`, where a duplicate key is met with `ON CONFLICT DO NOTHING` and
+    /// answered with [`Taken`], not with an error). It runs without a savepoint of its own,
+    /// which saves a round trip to the database per write. If that statement failed after
+    /// all, the whole batch would be refused (on PostgreSQL the error aborts the
+    /// transaction), never half kept.
     pub async fn transact_single<T, E, F>(&self, nonce: Option<Nonce>, f: F) -> Result<T, E>
     where
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: From<DbError> + From<Replayed> + Send + 'static,
+        E: WriteError,
     {
         self.queue(nonce, Guard::SingleChange, f).await
     }
@@ -195,7 +175,7 @@ impl Db {
     where
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: From<DbError> + From<Replayed> + Send + 'static,
+        E: WriteError,
     {
         let (job, outcome) = group_commit::Job::new(nonce, guard, f);
         let gone = || E::from(DbError::Commit("the explorer's writer stopped".into()));

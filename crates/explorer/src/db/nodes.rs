@@ -76,7 +76,7 @@ pub async fn upsert(
     .bind(&reg.version)
     .bind(now)
     .bind(consent.map(to_json))
-    .execute(&mut **tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -102,7 +102,7 @@ pub async fn heartbeat(tx: &mut Tx, id: &NodeId, beat: &NodeHeartbeat, now: i64)
     .bind(used.hru as i64)
     .bind(now)
     .bind(beat.hypervisor.clone())
-    .execute(&mut **tx)
+    .execute(tx.conn().await?)
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
@@ -120,7 +120,7 @@ pub async fn heartbeat(tx: &mut Tx, id: &NodeId, beat: &NodeHeartbeat, now: i64)
     .bind(used.mru as i64)
     .bind(used.sru as i64)
     .bind(used.hru as i64)
-    .execute(&mut **tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(true)
 }
@@ -137,14 +137,16 @@ pub async fn usage(db: &Db, id: &NodeId, now: i64) -> DbResult<Vec<(i64, Capacit
 
 /// Forget usage history older than a day.
 pub async fn prune_usage(tx: &mut Tx, now: i64) -> DbResult<u64> {
-    let done =
-        sqlx::query("DELETE FROM node_usage WHERE bucket < $1").bind(now - USAGE_KEEP_SECS).execute(&mut **tx).await?;
+    let done = sqlx::query("DELETE FROM node_usage WHERE bucket < $1")
+        .bind(now - USAGE_KEEP_SECS)
+        .execute(tx.conn().await?)
+        .await?;
     Ok(done.rows_affected())
 }
 
 /// Whether node `id` is registered (remembered once seen: nodes are not removed).
 pub async fn is_registered(db: &Db, id: &NodeId) -> DbResult<bool> {
-    if db.known().node(id) {
+    if db.known().nodes.get(id).is_some() {
         return Ok(true);
     }
     let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE node_id = $1")
@@ -152,7 +154,7 @@ pub async fn is_registered(db: &Db, id: &NodeId) -> DbResult<bool> {
         .fetch_optional(db.pool())
         .await?;
     if found.is_some() {
-        db.known().remember_node(*id);
+        db.known().nodes.insert(*id, ());
     }
     Ok(found.is_some())
 }

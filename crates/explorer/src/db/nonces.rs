@@ -36,13 +36,13 @@ pub(super) async fn claim_all<'n>(tx: &mut Tx, nonces: impl Iterator<Item = Opti
         for n in &wanted {
             claim = claim.bind(&n.signer).bind(&n.nonce).bind(n.expires_at);
         }
-        inserted.extend(claim.fetch_all(&mut **tx).await?);
+        inserted.extend(claim.fetch_all(tx.conn().await?).await?);
     }
     Ok(nonces.iter().map(|n| n.is_none_or(|n| inserted.remove(&(n.signer.clone(), n.nonce.clone())))).collect())
 }
 
 /// Forget nonces whose timestamps can no longer pass the window check.
 pub async fn prune(tx: &mut Tx, now: i64) -> DbResult<u64> {
-    let done = sqlx::query("DELETE FROM nonces WHERE expires_at < $1").bind(now).execute(&mut **tx).await?;
+    let done = sqlx::query("DELETE FROM nonces WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
     Ok(done.rows_affected())
 }

@@ -28,7 +28,7 @@ pub async fn insert(tx: &mut Tx, reg: &UserRegistration, now: i64) -> DbResult<U
     .bind(&reg.email)
     .bind(reg.public_key.to_string())
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx.conn().await?)
     .await?;
     user(&row)
 }
@@ -41,12 +41,12 @@ pub async fn by_id(db: &Db, id: UserId) -> DbResult<Option<User>> {
 
 /// User `id`'s public key (remembered once read: it never changes).
 pub async fn key_of(db: &Db, id: UserId) -> DbResult<Option<PublicKey>> {
-    if let Some(key) = db.known().key(id) {
+    if let Some(key) = db.known().keys.get(&id) {
         return Ok(Some(key));
     }
     let user = by_id(db, id).await?;
     if let Some(user) = &user {
-        db.known().remember_key(user.id, user.public_key);
+        db.known().keys.insert(user.id, user.public_key);
     }
     Ok(user.map(|u| u.public_key))
 }

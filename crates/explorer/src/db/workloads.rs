@@ -10,7 +10,7 @@ use zgrid_types::api::{Deletion, DesiredSet, KeyPage, WorkloadFilter, WorkloadRe
 use zgrid_types::{DeleteRequest, NodeId, Signed, UserId, WorkloadData, WorkloadId, WorkloadResult, WorkloadSpec};
 
 use super::keyset::{self, Bind, Conditions};
-use super::{Db, DbError, DbResult, Tx, from_json, to_json};
+use super::{Db, DbError, DbResult, InsertInto, Taken, Tx, from_json, to_json};
 
 /// A `workloads` row as its record.
 pub(crate) fn record(row: &AnyRow) -> DbResult<WorkloadRecord> {
@@ -55,46 +55,67 @@ pub async fn get(db: &Db, id: &WorkloadId) -> DbResult<Option<WorkloadRecord>> {
 
 /// One workload by id, read inside a write transaction.
 pub async fn get_for_update(tx: &mut Tx, id: &WorkloadId) -> DbResult<Option<WorkloadRecord>> {
-    let row = sqlx::query("SELECT * FROM workloads WHERE id = $1").bind(id.as_str()).fetch_optional(&mut **tx).await?;
+    let row =
+        sqlx::query("SELECT * FROM workloads WHERE id = $1").bind(id.as_str()).fetch_optional(tx.conn().await?).await?;
     row.as_ref().map(record).transpose()
 }
 
-/// Store a new workload (version 1 or any first version) and return its record, or `None` if
-/// a workload with its id exists (in any state); one statement, for
-/// [`super::Db::transact_single`]. The database keeps the version in `workload_versions` (a
-/// trigger).
-pub async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbResult<Option<WorkloadRecord>> {
+/// Where [`insert`] puts a new workload.
+static WORKLOADS: InsertInto = InsertInto {
+    table: "workloads",
+    columns: &[
+        "id",
+        "owner",
+        "node_id",
+        "kind",
+        "version",
+        "expires_at",
+        "state",
+        "signed",
+        "network_name",
+        "ipaddress",
+        "subnet",
+        "created_at",
+        "updated_at",
+        "feed_seq",
+    ],
+    key: "id",
+};
+
+/// Store a new workload (version 1 or any first version) with the rows of the writes after it
+/// ([`Tx::insert_later`]), as the write's last change, and return its record; if a workload
+/// with its id exists (in any state), the write is answered with `taken` instead. The database
+/// keeps the version in `workload_versions` (a trigger).
+pub fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64, taken: Taken) -> WorkloadRecord {
     let seq = tx.next_feed_seq();
     let spec = &signed.payload;
     let (network, ip, subnet) = network_columns(&spec.data);
-    let stored = sqlx::query(
-        "INSERT INTO workloads (id, owner, node_id, kind, version, expires_at, state, signed,
-                                network_name, ipaddress, subnet, created_at, updated_at, feed_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $11, $12)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(spec.id.as_str())
-    .bind(spec.owner as i64)
-    .bind(spec.node_id.to_string())
-    .bind(spec.data.kind().as_str())
-    .bind(i64::from(spec.version))
-    .bind(spec.expires_at)
-    .bind(to_json(signed))
-    .bind(network)
-    .bind(ip)
-    .bind(subnet)
-    .bind(now)
-    .bind(seq)
-    .execute(&mut **tx)
-    .await?;
-    Ok((stored.rows_affected() == 1).then(|| WorkloadRecord {
+    let text = |v: Option<String>| v.map_or(Bind::NullText, Bind::Text);
+    let values = vec![
+        Bind::Text(spec.id.as_str().to_owned()),
+        Bind::Int(spec.owner as i64),
+        Bind::Text(spec.node_id.to_string()),
+        Bind::Text(spec.data.kind().as_str().to_owned()),
+        Bind::Int(i64::from(spec.version)),
+        Bind::Int(spec.expires_at),
+        Bind::Text(WorkloadState::Active.as_str().to_owned()),
+        Bind::Text(to_json(signed)),
+        text(network),
+        text(ip),
+        text(subnet),
+        Bind::Int(now),
+        Bind::Int(now),
+        Bind::Int(seq),
+    ];
+    tx.insert_later(&WORKLOADS, spec.id.as_str().to_owned(), values, taken);
+    WorkloadRecord {
         workload: signed.clone(),
         state: WorkloadState::Active,
         created_at: now,
         updated_at: now,
         deletion: None,
         result: None,
-    }))
+    }
 }
 
 /// Replace an active workload with a newer signed version (kept in `workload_versions` by a
@@ -117,7 +138,7 @@ pub async fn update(tx: &mut Tx, signed: &Signed<WorkloadSpec>, now: i64) -> DbR
     .bind(subnet)
     .bind(now)
     .bind(seq)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx.conn().await?)
     .await?;
     record(&row)
 }
@@ -135,7 +156,7 @@ pub async fn delete(tx: &mut Tx, request: &Signed<DeleteRequest>, now: i64) -> D
     .bind(request.payload.owner as i64)
     .bind(to_json(request))
     .bind(seq)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx.conn().await?)
     .await?;
     record(&row)
 }
@@ -150,12 +171,12 @@ pub async fn set_result(tx: &mut Tx, result: &Signed<WorkloadResult>, now: i64) 
         .bind(r.state.as_str())
         .bind(&json)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(tx.conn().await?)
         .await?;
     sqlx::query("UPDATE workloads SET result = $2 WHERE id = $1")
         .bind(r.workload_id.as_str())
         .bind(&json)
-        .execute(&mut **tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -166,7 +187,7 @@ pub async fn expire_due(tx: &mut Tx, now: i64) -> DbResult<Vec<NodeId>> {
     let due: Vec<(String, String)> =
         sqlx::query_as("SELECT id, node_id FROM workloads WHERE state = 'active' AND expires_at <= $1")
             .bind(now)
-            .fetch_all(&mut **tx)
+            .fetch_all(tx.conn().await?)
             .await?;
     let mut nodes = Vec::new();
     for (id, node) in due {
@@ -178,7 +199,7 @@ pub async fn expire_due(tx: &mut Tx, now: i64) -> DbResult<Vec<NodeId>> {
         .bind(&id)
         .bind(now)
         .bind(seq)
-        .execute(&mut **tx)
+        .execute(tx.conn().await?)
         .await?;
         let node: NodeId = node.parse().map_err(|_| DbError::Corrupt("workloads.node_id".into()))?;
         if !nodes.contains(&node) {
@@ -313,7 +334,7 @@ pub async fn network_resource(
     .bind(owner as i64)
     .bind(name)
     .bind(node.to_string())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx.conn().await?)
     .await?;
     row.map(|(id, subnet)| Ok((id.parse().map_err(|_| DbError::Corrupt("workloads.id".into()))?, subnet))).transpose()
 }
@@ -337,7 +358,7 @@ pub async fn ip_user(
     .bind(node.to_string())
     .bind(ip)
     .bind(except.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx.conn().await?)
     .await?)
 }
 
@@ -355,6 +376,6 @@ pub async fn network_members(
     .bind(owner as i64)
     .bind(name)
     .bind(except.as_str())
-    .fetch_all(&mut **tx)
+    .fetch_all(tx.conn().await?)
     .await?)
 }

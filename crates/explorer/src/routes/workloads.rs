@@ -13,7 +13,7 @@ use super::errors::{Conflict, ReadErrors, Refused, SignedErrors};
 use super::{after_key, fits_i64, page_size};
 use crate::AppState;
 use crate::auth::{Authed, OwnerSignature, off_async, refused};
-use crate::db::{Tx, nodes, users, workloads};
+use crate::db::{Taken, Tx, nodes, users, workloads};
 use crate::error::{ApiErr, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 
@@ -177,13 +177,14 @@ async fn insert(tx: &mut Tx, signed: &Signed<WorkloadSpec>) -> ApiResult<Workloa
     let spec = &signed.payload;
     check_context(tx, spec).await?;
     // The id is the table's key: a workload that has it, in any state, refuses the insert.
-    let record = workloads::insert(tx, signed, zgrid_types::unix_now()).await?.ok_or_else(|| {
-        ApiErr::field(
-            StatusCode::CONFLICT,
-            "payload.id",
-            format!("workload {} exists; to change it, PUT a higher version to /v1/workloads/{}", spec.id, spec.id),
-        )
-    })?;
+    let taken = Taken {
+        field: "payload.id",
+        message: format!(
+            "workload {} exists; to change it, PUT a higher version to /v1/workloads/{}",
+            spec.id, spec.id
+        ),
+    };
+    let record = workloads::insert(tx, signed, zgrid_types::unix_now(), taken);
     tx.announce(Some(&spec.node_id));
     Ok(record)
 }

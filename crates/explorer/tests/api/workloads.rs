@@ -243,6 +243,7 @@ crate::on_both_backends!(
     updates_need_a_higher_version_from_the_owner,
     results_are_accepted_only_from_the_workloads_node,
     concurrent_writes_are_kept_apart,
+    creates_kept_back_in_a_batch_are_seen_kept_apart_and_refused_when_taken,
     a_node_reports_many_results_at_once,
 );
 
@@ -268,6 +269,143 @@ async fn concurrent_writes_are_kept_apart(backend: Backend) {
     distinct.dedup();
     assert_eq!(distinct, positions, "two writes took one feed position");
     assert_eq!(positions.len(), 51);
+    w.ex.stop().await;
+}
+
+/// Why a write in [`creates_kept_back_in_a_batch_are_seen_kept_apart_and_refused_when_taken`]
+/// was refused.
+#[derive(Debug)]
+enum Refusal {
+    Db(#[expect(dead_code, reason = "shown by Debug")] zgrid_explorer::db::DbError),
+    Replayed,
+    Taken(zgrid_explorer::db::Taken),
+    /// The write gave up on purpose, after its insert.
+    GaveUp,
+}
+
+impl From<zgrid_explorer::db::DbError> for Refusal {
+    fn from(e: zgrid_explorer::db::DbError) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<zgrid_explorer::db::Replayed> for Refusal {
+    fn from(_: zgrid_explorer::db::Replayed) -> Self {
+        Self::Replayed
+    }
+}
+
+impl From<zgrid_explorer::db::Taken> for Refusal {
+    fn from(taken: zgrid_explorer::db::Taken) -> Self {
+        Self::Taken(taken)
+    }
+}
+
+/// Creates in one batch wait to be inserted together; each is still refused alone when its id
+/// is taken (stored before, or earlier in the batch), a later write in the batch sees them
+/// (and its failure does not undo them), and one that fails after its insert leaves nothing. The writer is held in a first batch
+/// while the writes queue in order, so they are all in the next one.
+async fn creates_kept_back_in_a_batch_are_seen_kept_apart_and_refused_when_taken(backend: Backend) {
+    use futures::future::BoxFuture;
+    use zgrid_explorer::db::{Db, Tx, workloads};
+    use zgrid_types::WorkloadSpec;
+
+    let w = World::new(backend).await;
+    let db = w.ex.state.db.clone();
+    let node = w.node.public();
+    let [a, c, d, e, f] = std::array::from_fn(|_| w.signed(&w.alice, &node, volume()));
+    w.alice.client.create_workload(&c).await.unwrap();
+
+    let (running, gate) = (tokio::sync::oneshot::channel::<()>(), tokio::sync::oneshot::channel::<()>());
+    let (running_tx, running_rx) = running;
+    let (open, closed) = gate;
+    let first = tokio::spawn({
+        let db = db.clone();
+        async move {
+            db.transact(None, move |_| {
+                Box::pin(async move {
+                    running_tx.send(()).unwrap();
+                    closed.await.unwrap();
+                    Ok::<_, Refusal>(())
+                })
+            })
+            .await
+        }
+    });
+    running_rx.await.unwrap();
+
+    // Queue a write without waiting for it: poll it once (it is in the writer's queue then),
+    // and leave the rest to a task.
+    type Write = Box<dyn for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<bool, Refusal>> + Send>;
+    async fn queue(db: &Db, single: bool, write: Write) -> tokio::task::JoinHandle<Result<bool, Refusal>> {
+        let db = db.clone();
+        let mut outcome = Box::pin(async move {
+            if single { db.transact_single(None, write).await } else { db.transact(None, write).await }
+        });
+        assert!(futures::poll!(&mut outcome).is_pending(), "the writer is held");
+        tokio::spawn(outcome)
+    }
+    fn create(signed: &Signed<WorkloadSpec>, then: Result<bool, Refusal>) -> Write {
+        let signed = signed.clone();
+        Box::new(move |tx| {
+            Box::pin(async move {
+                let taken =
+                    zgrid_explorer::db::Taken { field: "payload.id", message: format!("{} taken", signed.payload.id) };
+                workloads::insert(tx, &signed, zgrid_types::unix_now(), taken);
+                then
+            })
+        })
+    }
+    // Reads the create before it, then fails: its savepoint's undo must not undo that create.
+    let read_a: Write = {
+        let id = a.payload.id.clone();
+        Box::new(move |tx| {
+            Box::pin(async move {
+                let seen = workloads::get_for_update(tx, &id).await?.is_some();
+                if seen { Err(Refusal::GaveUp) } else { Ok(false) }
+            })
+        })
+    };
+    let writes = vec![
+        queue(&db, true, create(&a, Ok(true))).await,
+        queue(&db, true, create(&a, Ok(true))).await,
+        queue(&db, true, create(&c, Ok(true))).await,
+        queue(&db, false, read_a).await,
+        queue(&db, false, create(&d, Err(Refusal::GaveUp))).await,
+        queue(&db, true, create(&e, Err(Refusal::GaveUp))).await,
+        queue(&db, true, create(&f, Ok(true))).await,
+    ];
+    open.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    let mut outcomes = Vec::new();
+    for write in writes {
+        outcomes.push(write.await.unwrap());
+    }
+
+    assert!(matches!(outcomes[0], Ok(true)), "{outcomes:?}");
+    for (i, id) in [(1, &a.payload.id), (2, &c.payload.id)] {
+        match &outcomes[i] {
+            Err(Refusal::Taken(taken)) => assert_eq!(taken.message, format!("{id} taken"), "{outcomes:?}"),
+            other => panic!("write {i}: expected its id to be taken, got {other:?}"),
+        }
+    }
+    assert!(matches!(outcomes[3], Err(Refusal::GaveUp)), "the read did not see the create before it: {outcomes:?}");
+    assert!(matches!(outcomes[4], Err(Refusal::GaveUp)) && matches!(outcomes[5], Err(Refusal::GaveUp)), "{outcomes:?}");
+    assert!(matches!(outcomes[6], Ok(true)), "{outcomes:?}");
+
+    let stored: Vec<(String, i64)> =
+        sqlx::query_as("SELECT id, feed_seq FROM workloads ORDER BY feed_seq").fetch_all(db.pool()).await.unwrap();
+    let ids: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, [c.payload.id.as_str(), a.payload.id.as_str(), f.payload.id.as_str()], "stored, in feed order");
+    let versions: Vec<String> = sqlx::query_scalar("SELECT id FROM workload_versions ORDER BY accepted_at, id")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    let mut expected = vec![a.payload.id.to_string(), c.payload.id.to_string(), f.payload.id.to_string()];
+    expected.sort();
+    let mut versions_sorted = versions.clone();
+    versions_sorted.sort();
+    assert_eq!(versions_sorted, expected, "one version kept for each stored workload");
     w.ex.stop().await;
 }
 

@@ -321,11 +321,7 @@ impl Workloads {
             tracing::warn!(workload = %id, error = %e, "cannot read how the container ended");
             None
         });
-        let mut how = match exit {
-            _ if oom_killed => "killed by the kernel: out of memory".to_owned(),
-            Some(exit) => format!("the container {}", exit.describe()),
-            None => "the container exited".to_owned(),
-        };
+        let mut how = ended(exit, oom_killed);
         let mut permanent = false;
         if let (false, Some(flists)) = (oom_killed, &self.flists)
             && let Some(problem) = flists.problem(id.as_str()).await
@@ -370,9 +366,33 @@ impl Workloads {
     }
 }
 
+/// How a container ended, cause first; one that finished on its own is told what to do.
+fn ended(exit: Option<crate::runtime::Exit>, oom_killed: bool) -> String {
+    match exit {
+        _ if oom_killed => "killed by the kernel: out of memory".to_owned(),
+        Some(exit) if exit.code == Some(0) && exit.signal.is_none() => format!(
+            "the container {}: its entrypoint finished, and a container must keep running; give it \
+             an entrypoint that does not end (zgrid deploy container --entrypoint)",
+            exit.describe()
+        ),
+        Some(exit) => format!("the container {}", exit.describe()),
+        None => "the container exited".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_that_finished_is_told_to_keep_running() {
+        use crate::runtime::Exit;
+        let finished = ended(Some(Exit { code: Some(0), signal: None }), false);
+        assert!(finished.starts_with("the container exited with code 0: "), "{finished}");
+        assert!(finished.contains("--entrypoint"), "{finished}");
+        assert_eq!(ended(Some(Exit { code: Some(1), signal: None }), false), "the container exited with code 1");
+        assert_eq!(ended(Some(Exit { code: Some(0), signal: None }), true), "killed by the kernel: out of memory");
+    }
 
     #[test]
     fn the_last_lines_of_output_are_kept_short() {
