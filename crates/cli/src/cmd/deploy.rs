@@ -199,6 +199,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 Some(name) => Some(join(&client, &identity, &node, name, ip).await?),
                 None => None,
             };
+            let joined = connection.clone().map(|c| (c, ip.is_none()));
             let container = Container {
                 flist: image.flist,
                 hub_url: image.hub_url,
@@ -214,7 +215,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 stats: stats.into_iter().map(|endpoint| StatsEndpoint::Redis(RedisStats { endpoint })).collect(),
                 probes: probes_of(probes),
             };
-            (node, WorkloadData::Container(container), common, wait, connection)
+            (node, WorkloadData::Container(container), common, wait, joined)
         }
         DeployCommand::Kubernetes {
             source,
@@ -246,7 +247,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 disable_default_ingress: true,
                 registries,
             };
-            (node, WorkloadData::Kubernetes(kubernetes), common, wait, Some(connection))
+            (node, WorkloadData::Kubernetes(kubernetes), common, wait, Some((connection, ip.is_none())))
         }
         DeployCommand::Vm {
             image,
@@ -277,13 +278,32 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 secret_environment: image.secret_environment,
                 volumes: image.volumes,
             };
-            (node, WorkloadData::Vm(vm), common, wait, Some(connection))
+            (node, WorkloadData::Vm(vm), common, wait, Some((connection, ip.is_none())))
         }
     };
     let expires_at = submit::expiry(common.duration);
-    let record = submit::create(&client, &identity, node, expires_at, &common.description, data).await?;
+    let (mut data, mut joined) = (data, joined);
+    let mut tries = 1;
+    let record = loop {
+        let refused =
+            match submit::create(&client, &identity, node, expires_at, &common.description, data.clone()).await {
+                Ok(record) => break record,
+                Err(e) => e,
+            };
+        // An address this command chose, taken meanwhile by another deploy: the next free one.
+        let Some((taken, true)) = joined.take().filter(|_| tries < ADDRESS_TRIES && address_taken(&refused)) else {
+            return Err(refused);
+        };
+        let fresh = join(&client, &identity, &node, taken.network_id.clone(), None).await?;
+        if !ctx.json {
+            eprintln!("{} was taken meanwhile by another workload; trying {}", taken.ipaddress, fresh.ipaddress);
+        }
+        set_address(&mut data, fresh.ipaddress);
+        joined = Some((fresh, true));
+        tries += 1;
+    };
     let id = record.workload.payload.id.clone();
-    if let Some(c) = joined.as_ref().filter(|_| !ctx.json) {
+    if let Some((c, _)) = joined.as_ref().filter(|_| !ctx.json) {
         println!("workload {id} joins network {} at {}", c.network_id, c.ipaddress);
     }
     if !wait {
@@ -333,6 +353,28 @@ fn console_of(data: &WorkloadData, id: &str) -> Option<String> {
     let n = c.network_connection.first().filter(|_| c.interactive)?;
     let url = format!("http://{}:{}/", n.ipaddress, zgrid_node::console::PORT);
     Some(format!("console: {url} (from network {}), or `zgrid console {id}`", n.network_id))
+}
+
+/// Times a deploy that chose its workload's address submits it, each time with the lowest
+/// address still free, when other deploys take the one it chose first.
+const ADDRESS_TRIES: usize = 8;
+
+/// Whether the explorer refused a workload because its address in its network is taken.
+fn address_taken(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<zgrid_client::ClientError>(),
+        Some(zgrid_client::ClientError::Api { status: 409, field: Some(field), .. }) if field.ends_with("ipaddress")
+    )
+}
+
+/// Put the workload in `data` at `ip` in its network.
+fn set_address(data: &mut WorkloadData, ip: Ipv4Addr) {
+    match data {
+        WorkloadData::Container(c) => c.network_connection.iter_mut().for_each(|n| n.ipaddress = ip),
+        WorkloadData::Vm(vm) => vm.ipaddress = ip,
+        WorkloadData::Kubernetes(k) => k.ipaddress = ip,
+        WorkloadData::Volume(_) | WorkloadData::NetworkResource(_) => {}
+    }
 }
 
 /// The membership of network `name` on `node`: at `ip` after checking it, else at the lowest

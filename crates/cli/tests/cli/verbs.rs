@@ -207,6 +207,30 @@ async fn a_vm_is_deployed_on_a_network_with_the_deployers_ssh_keys() {
     assert!(!taken.status.success());
     let human = String::from_utf8_lossy(&zgrid(h, url, &["live"]).stdout).to_string();
     assert!(human.contains(" vm ") && human.contains(" office 10.20.1.3 "), "each VM's network and address: {human}");
+
+    // Deploys at once each choose the lowest free address; those that lose it to another take
+    // the next, and every one is deployed.
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let deploys: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let args = ["--json", "deploy", "vm", "--node", &node_id, "--flist", "/x", "--network", "office"];
+                    zgrid(h, url, &[&args[..], &["--ssh-key", keys]].concat())
+                })
+            })
+            .collect();
+        deploys.into_iter().map(|d| d.join().unwrap()).collect()
+    });
+    let mut addresses: Vec<String> = outcomes
+        .iter()
+        .map(|out| {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let deployed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            deployed["workload"]["payload"]["data"]["ipaddress"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    addresses.sort();
+    assert_eq!(addresses, ["10.20.1.4", "10.20.1.5", "10.20.1.6", "10.20.1.7"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
