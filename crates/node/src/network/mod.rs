@@ -102,7 +102,7 @@ impl Networks {
         tracing::info!(
             ports = %format!("{}-{}", ports.start(), ports.end()),
             kernel_module = if kernel { "loaded, not used yet" } else { "absent" },
-            "WireGuard: embedded userspace implementation (boringtun)"
+            "WireGuard: embedded userspace implementation (boringtun protocol, offloading data path)"
         );
         let nft = crate::runtime::command::find_program("nft", "nftables").ok();
         let helpers = Helpers::find()?;
@@ -165,7 +165,7 @@ impl Networks {
         let tunnel = self.tunnel(id, &ns, &private).await?;
         let want = if nr.wireguard_listen_port != 0 { nr.wireguard_listen_port } else { record.port };
         let port = self.bind(&tunnel, want, nr.wireguard_listen_port != 0, id).await?;
-        blocking(&tunnel, move |t| t.set_peers(peers)).await?;
+        tunnel.lock().expect("lock").set_peers(peers);
         ns.ip(&["route", "replace", &nr.network_iprange.to_string(), "dev", WG]).await.map_err(transient)?;
         record.port = port;
         self.write(&record).map_err(transient)?;
@@ -220,8 +220,7 @@ impl Networks {
         let live = self.tunnels.lock().expect("lock").get(id).cloned();
         if let Some(tunnel) = live {
             if ns.has_link(WG).await.map_err(transient)? {
-                let key = *private;
-                blocking(&tunnel, move |t| t.set_key(&key)).await?;
+                tunnel.lock().expect("lock").set_key(private);
                 return Ok(tunnel);
             }
             // The namespace was remade underneath the device: start over.
