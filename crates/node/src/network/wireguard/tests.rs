@@ -27,8 +27,13 @@ struct Pair {
     tunnels: Vec<Tunnel>,
 }
 
+/// The userspace backend.
+fn userspace() -> Backend {
+    Backend::Userspace("chosen by the test".into())
+}
+
 impl Pair {
-    fn new(tag: &str) -> Self {
+    fn new(tag: &str, backend: &Backend) -> Self {
         let id = format!("{tag}{}", std::process::id() % 100_000);
         let names = [format!("zgwa{id}"), format!("zgwb{id}")];
         let mut pair = Self { names: names.clone(), tunnels: Vec::new() };
@@ -42,9 +47,10 @@ impl Pair {
         for (i, (name, veth)) in names.iter().zip([&a, &b]).enumerate() {
             ip(&["-n", name, "addr", "add", &format!("{}/24", UNDERLAY[i]), "dev", veth]);
             ip(&["-n", name, "link", "set", veth, "up"]);
-            let (key, device) = (keys[i].0, format!("zgwt{i}"));
+            let (key, device, backend) = (keys[i].0, format!("zgwt{i}"), backend.clone());
             let mut tunnel = in_netns(&pair.path(i), move || {
-                let mut tunnel = Tunnel::create(&device, &key).map_err(std::io::Error::other)?;
+                let ip = crate::runtime::command::find_program("ip", "iproute2").map_err(std::io::Error::other)?;
+                let mut tunnel = Tunnel::create(&backend, &ip, &device, &key).map_err(std::io::Error::other)?;
                 assert!(tunnel.listen(PORT).map_err(std::io::Error::other)?);
                 Ok(tunnel)
             })
@@ -56,7 +62,7 @@ impl Pair {
                 endpoint: Some(SocketAddr::new(UNDERLAY[other].parse().unwrap(), PORT)),
                 allowed: vec![format!("{}/32", OVERLAY[other]).parse().unwrap()],
             };
-            tunnel.set_peers(BTreeMap::from([(keys[other].1, peer)]));
+            tunnel.set_peers(BTreeMap::from([(keys[other].1, peer)])).expect("peers");
             pair.tunnels.push(tunnel);
         }
         pair
@@ -144,7 +150,21 @@ fn receive_tcp(listener: TcpListener) -> std::thread::JoinHandle<(usize, blake3:
 
 #[test]
 fn a_gigabyte_of_tcp_and_datagrams_of_every_size_cross_the_tunnel_unchanged() {
-    let pair = Pair::new("g");
+    a_gigabyte_crosses_unchanged(&Pair::new("g", &userspace()));
+}
+
+#[test]
+fn with_the_kernel_backend_a_gigabyte_crosses_unchanged_too() {
+    let ip = crate::runtime::command::find_program("ip", "iproute2").unwrap();
+    match Backend::detect(&ip) {
+        backend @ Backend::Kernel(_) => a_gigabyte_crosses_unchanged(&Pair::new("k", &backend)),
+        Backend::Userspace(why) => eprintln!("SKIPPED: the kernel WireGuard backend cannot run here: {why}"),
+    }
+}
+
+/// 1 GiB of TCP (half each way, at once) and datagrams of every size up to past the MTU
+/// through `pair`, checked byte for byte.
+fn a_gigabyte_crosses_unchanged(pair: &Pair) {
     const EACH_WAY: usize = 512 << 20;
 
     // Datagrams of every size up to past the MTU (fragmented inside the tunnel), each echoed
@@ -182,7 +202,7 @@ fn a_gigabyte_of_tcp_and_datagrams_of_every_size_cross_the_tunnel_unchanged() {
         .map(|i| in_netns(&pair.path(i), move || TcpListener::bind((OVERLAY[i], 5001))).expect("listen"))
         .collect();
     let receivers: Vec<_> = listeners.into_iter().map(receive_tcp).collect();
-    let senders = [send_tcp(&pair, 0, 1, 5001, EACH_WAY, 1), send_tcp(&pair, 1, 0, 5001, EACH_WAY, 2)];
+    let senders = [send_tcp(pair, 0, 1, 5001, EACH_WAY, 1), send_tcp(pair, 1, 0, 5001, EACH_WAY, 2)];
     let sent: Vec<blake3::Hash> = senders.into_iter().map(|s| s.join().expect("sender")).collect();
     let received: Vec<(usize, blake3::Hash)> = receivers.into_iter().map(|r| r.join().expect("receiver")).collect();
     assert_eq!(received[1], (EACH_WAY, sent[0]), "what A sent reached B altered");
@@ -192,7 +212,7 @@ fn a_gigabyte_of_tcp_and_datagrams_of_every_size_cross_the_tunnel_unchanged() {
 
 #[test]
 fn a_dropped_device_takes_its_interface_and_threads_with_it() {
-    let mut pair = Pair::new("d");
+    let mut pair = Pair::new("d", &userspace());
     let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
     let before = threads();
     pair.tunnels.pop();
