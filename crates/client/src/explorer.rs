@@ -297,7 +297,7 @@ mod tests {
     }
 
     fn beat() -> NodeHeartbeat {
-        NodeHeartbeat { used: Default::default(), hypervisor: None }
+        NodeHeartbeat { used: Default::default(), hypervisor: None, wireguard: None }
     }
 
     #[tokio::test]

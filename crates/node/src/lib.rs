@@ -126,11 +126,12 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
         hypervisor.set(Some(description));
     });
     let reporter = report::Reporter::start(key.clone(), explorer.clone());
+    let wireguard = workloads.wireguard();
     let engine = Engine::new(explorer.clone(), reporter, key, store, workloads, total, config.engine.clone())?;
     let used = engine.used();
     let (tx, rx) = mpsc::channel(1024);
     let follower = tokio::spawn(follow::follow(explorer.clone(), tx));
-    let beats = tokio::spawn(heartbeats(explorer, used, config.hypervisor.clone(), config.heartbeat));
+    let beats = tokio::spawn(heartbeats(explorer, used, config.hypervisor.clone(), wireguard, config.heartbeat));
     tokio::select! {
         () = engine.run(rx) => {}
         () = shutdown => tracing::info!("node agent stopping; workloads keep running"),
@@ -180,17 +181,19 @@ async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) ->
     }
 }
 
-/// Report the capacity in use and the hypervisor every `every`.
+/// Report the capacity in use, the hypervisor and the WireGuard backend every `every`.
 async fn heartbeats(
     explorer: ExplorerClient,
     used: tokio::sync::watch::Receiver<zgrid_types::directory::Capacity>,
     hypervisor: Hypervisor,
+    wireguard: String,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let beat = NodeHeartbeat { used: *used.borrow(), hypervisor: hypervisor.get() };
+        let beat =
+            NodeHeartbeat { used: *used.borrow(), hypervisor: hypervisor.get(), wireguard: Some(wireguard.clone()) };
         if let Err(e) = explorer.heartbeat(&beat).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }

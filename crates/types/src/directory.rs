@@ -225,7 +225,7 @@ impl NodeRegistration {
     }
 }
 
-/// Longest [`NodeHeartbeat::hypervisor`], in bytes.
+/// Longest [`NodeHeartbeat::hypervisor`] or [`NodeHeartbeat::wireguard`], in bytes.
 pub const MAX_HYPERVISOR: usize = 256;
 
 /// A node's periodic report: what it has in use right now.
@@ -239,16 +239,22 @@ pub struct NodeHeartbeat {
     /// decided yet (or its version has no VMs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hypervisor: Option<String>,
+    /// Which WireGuard the node's networks use: `kernel`, or `userspace: <why not the
+    /// kernel's>`; absent from nodes whose version does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<String>,
 }
 
 impl NodeHeartbeat {
     /// Check the fields.
     pub fn validate(&self) -> Valid {
         self.used.validate("used")?;
-        match &self.hypervisor {
-            Some(h) => check_text(h, MAX_HYPERVISOR, "hypervisor"),
-            None => Ok(()),
+        for (text, field) in [(&self.hypervisor, "hypervisor"), (&self.wireguard, "wireguard")] {
+            if let Some(text) = text {
+                check_text(text, MAX_HYPERVISOR, field)?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -279,6 +285,10 @@ pub struct Node {
     /// ([`NodeHeartbeat::hypervisor`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hypervisor: Option<String>,
+    /// Which WireGuard the node's networks use, as its latest heartbeat said
+    /// ([`NodeHeartbeat::wireguard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<String>,
     /// Unix time of first registration.
     pub created_at: i64,
     /// Unix time of the last registration or heartbeat.

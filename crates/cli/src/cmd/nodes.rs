@@ -1,5 +1,6 @@
-//! `zgrid nodes`: find nodes, with their free capacity and the hypervisor their VMs use; every
-//! match, oldest registration first, read from the explorer page after page.
+//! `zgrid nodes`: find nodes, with their free capacity, the hypervisor their VMs use and the
+//! WireGuard their networks use; every match, oldest registration first, read from the
+//! explorer page after page.
 
 use anyhow::Result;
 use zgrid_types::api::NodeFilter;
@@ -47,11 +48,17 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
                 output::time(n.last_seen),
                 // `kvm`, `tcg` or `none`; why not KVM, or why no VMs, is in --json.
                 n.hypervisor.as_deref().and_then(|h| h.split(':').next()).unwrap_or("-").to_owned(),
+                // `kernel` or `userspace`; why not the kernel's is in --json.
+                n.wireguard.as_deref().and_then(|w| w.split(':').next()).unwrap_or("-").to_owned(),
             ]
         })
         .collect();
-    let header = ["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN", "VMS"];
+    let header =
+        ["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN", "VMS", "WIREGUARD"];
     output::table(&header, &rows);
-    println!("free/total shown; VMS: the hypervisor VMs use (why, with --json); {} nodes", nodes.len());
+    println!(
+        "free/total shown; VMS: the hypervisor VMs use, WIREGUARD: the networks' backend (why, with --json); {} nodes",
+        nodes.len()
+    );
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `zgrid bench scale` end to end at a small scale: explorer processes of the binary, simulated
-//! nodes with open feeds, heartbeats and batched results, and a report that adds up. On SQLite
-//! with one explorer, and, when `ZGRID_TEST_POSTGRES` names a server, on PostgreSQL with two.
+//! `zgrid bench network` on a devnet of two nodes, and `zgrid bench scale` end to end at a
+//! small scale: explorer processes of the binary, simulated nodes with open feeds, heartbeats
+//! and batched results, and a report that adds up. On SQLite with one explorer, and, when
+//! `ZGRID_TEST_POSTGRES` names a server, on PostgreSQL with two.
 
 use std::process::Command;
 
@@ -65,4 +66,29 @@ fn bench_scale_runs_with_two_explorers_on_postgresql_and_refuses_them_on_sqlite(
         return;
     };
     check(&scale(&["--explorers", "2", "--db", &server]), 2);
+}
+
+#[test]
+fn bench_network_reports_throughput_round_trips_and_ratios_for_every_path() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(ZGRID)
+        .args(["--json", "bench", "network", "--seconds", "1"])
+        .env("ZGRID_HOME", home.path())
+        .output()
+        .expect("run zgrid bench network");
+    assert!(out.status.success(), "zgrid bench network failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for path in ["overlay_container_to_container", "underlay_node_to_node", "wireguard_go_node_to_node"] {
+        for key in ["throughput_gbit_s", "throughput_4_streams_gbit_s"] {
+            assert!(report[path][key].as_f64().is_some_and(|g| g > 0.0), "{path}.{key}: {report:#}");
+        }
+        for key in ["rtt_avg_ms", "rtt_max_ms", "rtt_under_load_avg_ms", "rtt_under_load_max_ms"] {
+            assert!(report[path][key].as_f64().is_some_and(|ms| ms > 0.0), "{path}.{key}: {report:#}");
+        }
+    }
+    for ratios in ["overlay_vs_wireguard_go", "overlay_vs_underlay"] {
+        for key in ["one_stream", "four_streams"] {
+            assert!(report[ratios][key].as_f64().is_some_and(|r| r > 0.0), "{ratios}.{key}: {report:#}");
+        }
+    }
 }

@@ -97,6 +97,17 @@ fn containers_on_three_nodes_reach_each_other_move_100_mb_intact_and_leave_nothi
     let grid = Grid::new();
     let nodes = [grid.node(60), grid.node(60), grid.node(60)];
     let before: Vec<(String, String)> = nodes.iter().map(node_links_and_routes).collect();
+    // Each node's directory entry says which WireGuard its networks use (the kernel's where the
+    // module exists, the embedded one otherwise, with why).
+    for node in &nodes {
+        let said = wait_until(LIMIT, || {
+            let listed = grid.cli(&["nodes"]);
+            let entry = listed["items"].as_array()?.iter().find(|n| n["node_id"] == node.id())?.clone();
+            entry["wireguard"].as_str().map(str::to_owned)
+        })
+        .expect("no heartbeat said which WireGuard the node uses");
+        assert!(said == "kernel" || said.starts_with("userspace: "), "{said}");
+    }
     create(&grid, "net", "10.50.0.0/16", &[&nodes[0], &nodes[1], &nodes[2]]);
     let ips: Vec<String> = nodes.iter().map(|n| host(&grid, "net", n, 2)).collect();
 

@@ -183,6 +183,7 @@ pub fn node_page(
             dt { "Version" } dd { (node.version) }
             dt { "Public endpoint" } dd { (node.public_endpoint.map_or_else(|| "none".to_owned(), |e| e.to_string())) }
             dt { "Hypervisor" } dd { (node.hypervisor.as_deref().unwrap_or("not reported")) }
+            dt { "WireGuard" } dd { (node.wireguard.as_deref().unwrap_or("not reported")) }
         }
         h2 { "Capacity" }
         div.scroll {

@@ -32,6 +32,7 @@ fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
         api_url: row.try_get("api_url")?,
         version: row.try_get("version")?,
         hypervisor: row.try_get("hypervisor")?,
+        wireguard: row.try_get("wireguard")?,
         created_at: row.try_get("created_at")?,
         last_seen,
         alive: last_seen >= alive_since,
@@ -86,13 +87,13 @@ pub const USAGE_BUCKET_SECS: i64 = 300;
 /// How long [`usage`] history is kept, seconds.
 pub const USAGE_KEEP_SECS: i64 = 24 * 3600;
 
-/// Record a heartbeat (capacity in use and the hypervisor, and the usage in the current
+/// Record a heartbeat (capacity in use, the hypervisor and WireGuard backend, and the usage in the current
 /// [`usage`] bucket); returns false when the node is not registered.
 pub async fn heartbeat(tx: &mut Tx, id: &NodeId, beat: &NodeHeartbeat, now: i64) -> DbResult<bool> {
     let used = &beat.used;
     let done = sqlx::query(
         "UPDATE nodes SET used_cru = $2, used_mru = $3, used_sru = $4, used_hru = $5, last_seen = $6,
-                          hypervisor = $7
+                          hypervisor = $7, wireguard = $8
          WHERE node_id = $1",
     )
     .bind(id.to_string())
@@ -102,6 +103,7 @@ pub async fn heartbeat(tx: &mut Tx, id: &NodeId, beat: &NodeHeartbeat, now: i64)
     .bind(used.hru as i64)
     .bind(now)
     .bind(beat.hypervisor.clone())
+    .bind(beat.wireguard.clone())
     .execute(tx.conn().await?)
     .await?;
     if done.rows_affected() != 1 {

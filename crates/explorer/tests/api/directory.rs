@@ -72,7 +72,7 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 
     // Using capacity shows up as less free capacity.
     let used = Capacity { cru: 7, mru: 0, sru: 0, hru: 0 };
-    w.ex.signed(&w.node).heartbeat(&NodeHeartbeat { used, hypervisor: None }).await.unwrap();
+    w.ex.signed(&w.node).heartbeat(&NodeHeartbeat { used, hypervisor: None, wireguard: None }).await.unwrap();
     assert_eq!(find(NodeFilter { free_cru: Some(4), ..Default::default() }).await.items[0].node_id, w.node2.public());
     assert_eq!(c.node(&w.node.public()).await.unwrap().free().cru, 1);
 
@@ -91,7 +91,8 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 async fn nodes_report_only_for_themselves(backend: Backend) {
     let w = World::new(backend).await;
     // A heartbeat signed by another key for this node is refused.
-    let body = serde_json::to_vec(&NodeHeartbeat { used: Capacity::default(), hypervisor: None }).unwrap();
+    let body =
+        serde_json::to_vec(&NodeHeartbeat { used: Capacity::default(), hypervisor: None, wireguard: None }).unwrap();
     let (status, _) = w.ex.raw(&w.node2, "POST", &format!("/v1/nodes/{}/heartbeat", w.node.public()), body).await;
     assert_eq!(status, 403);
     // A node cannot join a farm that does not exist.
@@ -153,12 +154,16 @@ async fn a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent(bac
     w.ex.stop().await;
 }
 
-/// The directory says which hypervisor a node's VMs use, as its latest heartbeat said.
-async fn a_nodes_entry_says_which_hypervisor_it_uses(backend: Backend) {
+/// The directory says which hypervisor a node's VMs use and which WireGuard its networks use,
+/// as its latest heartbeat said.
+async fn a_nodes_entry_says_which_hypervisor_and_wireguard_it_uses(backend: Backend) {
     let w = World::new(backend).await;
     let c = w.ex.client();
-    let beat =
-        |hypervisor: Option<&str>| NodeHeartbeat { used: Capacity::default(), hypervisor: hypervisor.map(Into::into) };
+    let beat = |hypervisor: Option<&str>| NodeHeartbeat {
+        used: Capacity::default(),
+        hypervisor: hypervisor.map(Into::into),
+        wireguard: None,
+    };
     let listed = || async {
         let page = c.nodes(&NodeFilter::default()).await.unwrap();
         let node = page.items.into_iter().find(|n| n.node_id == w.node.public()).unwrap();
@@ -182,6 +187,25 @@ async fn a_nodes_entry_says_which_hypervisor_it_uses(backend: Backend) {
     let err = w.ex.signed(&w.node).heartbeat(&beat(Some(&long))).await.unwrap_err();
     assert_eq!(err.status(), Some(422));
     assert!(err.to_string().contains("hypervisor"), "{err}");
+
+    // And which WireGuard its networks use.
+    let userspace = "userspace: no WireGuard kernel module (Error: Unknown device type.)";
+    let with = |wireguard: &str| NodeHeartbeat { wireguard: Some(wireguard.into()), ..beat(Some("kvm")) };
+    w.ex.signed(&w.node).heartbeat(&with(userspace)).await.unwrap();
+    assert_eq!(c.node(&w.node.public()).await.unwrap().wireguard.as_deref(), Some(userspace));
+    let raw: serde_json::Value =
+        reqwest::get(format!("{}/v1/nodes/{}", w.ex.url, w.node.public())).await.unwrap().json().await.unwrap();
+    assert_eq!(raw["wireguard"], userspace);
+    w.ex.signed(&w.node).heartbeat(&with("kernel")).await.unwrap();
+    assert_eq!(c.node(&w.node.public()).await.unwrap().wireguard.as_deref(), Some("kernel"), "the latest counts");
+    let err = w.ex.signed(&w.node).heartbeat(&with(&long)).await.unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    assert!(err.to_string().contains("wireguard"), "{err}");
+    assert_eq!(
+        c.node(&w.node.public()).await.unwrap().wireguard.as_deref(),
+        Some("kernel"),
+        "a refused one changes nothing"
+    );
     w.ex.stop().await;
 }
 
@@ -209,6 +233,6 @@ crate::on_both_backends!(
     nodes_are_found_by_farm_location_capacity_and_liveness,
     nodes_report_only_for_themselves,
     a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent,
-    a_nodes_entry_says_which_hypervisor_it_uses,
+    a_nodes_entry_says_which_hypervisor_and_wireguard_it_uses,
     the_openapi_document_lists_every_route,
 );

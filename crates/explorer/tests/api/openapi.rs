@@ -69,7 +69,10 @@ async fn fill_ledger(w: &World) {
     let by_node = w.ex.signed(&w.node);
     by_node.post_result(&Signed::sign(result, &w.node)).await.expect("result");
     let used = zgrid_types::directory::Capacity { cru: 2, mru: 2048, sru: 4096, hru: 0 };
-    by_node.heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()) }).await.expect("heartbeat");
+    by_node
+        .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), wireguard: None })
+        .await
+        .expect("heartbeat");
 }
 
 /// Create a workload of `data` on `node` owned by alice; its id is returned and added to `made`.

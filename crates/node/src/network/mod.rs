@@ -31,7 +31,7 @@ use crate::provision::ProvisionError;
 use crate::runtime::RuntimeError;
 use netns::{Helpers, Netns};
 pub(crate) use netns::{in_netns, in_netns_of};
-use wireguard::{PeerConfig, Tunnel};
+use wireguard::{Backend, PeerConfig, Tunnel};
 
 /// UDP ports network resources listen on unless the owner asks for one.
 pub const DEFAULT_PORTS: RangeInclusive<u16> = 51820..=52819;
@@ -83,6 +83,8 @@ pub struct Networks {
     helpers: Helpers,
     /// Live WireGuard devices by network resource id.
     tunnels: Mutex<HashMap<WorkloadId, Arc<Mutex<Tunnel>>>>,
+    /// Which WireGuard the devices are.
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Networks {
@@ -98,15 +100,15 @@ impl Networks {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::host_io("create directory", &dir, e))?;
         let ip = crate::runtime::command::find_program("ip", "iproute2")?;
-        let kernel = Path::new("/sys/module/wireguard").exists();
+        let backend = Backend::detect(&ip);
         tracing::info!(
             ports = %format!("{}-{}", ports.start(), ports.end()),
-            kernel_module = if kernel { "loaded, not used yet" } else { "absent" },
-            "WireGuard: embedded userspace implementation (boringtun)"
+            backend = %backend.describe(),
+            "WireGuard"
         );
         let nft = crate::runtime::command::find_program("nft", "nftables").ok();
         let helpers = Helpers::find()?;
-        Ok(Self { key, dir, ports, ip, nft, helpers, tunnels: Mutex::default() })
+        Ok(Self { key, dir, ports, ip, nft, helpers, tunnels: Mutex::default(), backend })
     }
 
     /// The namespace of network resource `id`.
@@ -231,14 +233,15 @@ impl Networks {
             ns.ip(&["link", "delete", WG]).await.map_err(transient)?;
         }
         let name = host_name("zw", id);
-        let (key, create_name) = (*private, name.clone());
+        let (key, create_name, backend, ip) = (*private, name.clone(), self.backend.clone(), self.ip.clone());
         // Created on a blocking thread of the agent's namespace: the UDP socket stays here.
-        let tunnel = tokio::task::spawn_blocking(move || Tunnel::create(&create_name, &key))
+        let mut tunnel = tokio::task::spawn_blocking(move || Tunnel::create(&backend, &ip, &create_name, &key))
             .await
             .map_err(transient)?
             .map_err(transient)?;
         ns.host(&["link", "set", &name, "netns", ns.name()]).await.map_err(transient)?;
         ns.ip(&["link", "set", &name, "name", WG]).await.map_err(transient)?;
+        tunnel.moved(&ns.path(), WG).map_err(transient)?;
         ns.ip(&["link", "set", WG, "mtu", MTU, "up"]).await.map_err(transient)?;
         let tunnel = Arc::new(Mutex::new(tunnel));
         self.tunnels.lock().expect("lock").insert(id.clone(), tunnel.clone());
@@ -314,6 +317,12 @@ impl Networks {
             _ => {}
         }
         self.forget_unused_rules().await
+    }
+
+    /// Which WireGuard the node's networks use, as its log and directory entry say: `kernel`,
+    /// or `userspace: <why not the kernel's>`.
+    pub fn wireguard(&self) -> String {
+        self.backend.describe()
     }
 
     /// Whether `id` is a network resource of this node.

@@ -83,6 +83,11 @@ impl Workloads {
         self.vms.as_ref()
     }
 
+    /// What the node's directory entry says of its networks' WireGuard ([`Networks::wireguard`]).
+    pub fn wireguard(&self) -> String {
+        self.networks.wireguard()
+    }
+
     /// What the node's directory entry says of its VMs, once known: the accelerator they run
     /// with (found by trying it), or `none: <why>`.
     pub fn hypervisor(&self) -> impl std::future::Future<Output = String> + Send + 'static {

@@ -14,28 +14,37 @@ use super::run_tool as run;
 use crate::config::Ctx;
 use crate::output;
 
-/// Throughput (Gbit/s, received) and latency (average and maximum ms of 50 pings) from `client`
-/// to `server_ip` in `server`.
-fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Result<Value> {
+/// TCP throughput in Gbit/s (received) of `streams` parallel iperf3 streams from `client` to
+/// `server_ip` in `server`.
+fn iperf(client: &Path, server: &Path, server_ip: &str, seconds: u32, streams: u32) -> Result<f64> {
     let mut listener = nsenter(server, "iperf3")
         .args(["-s", "-1", "-B", server_ip])
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("cannot start iperf3")?;
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let report =
-        run(nsenter(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string()]), "iperf3 -c", "iperf3");
+    let report = run(
+        nsenter(client, "iperf3").args(["-c", server_ip, "-J", "-t", &seconds.to_string(), "-P", &streams.to_string()]),
+        "iperf3 -c",
+        "iperf3",
+    );
     let _ = listener.kill();
     let _ = listener.wait();
     let report: Value = serde_json::from_str(&report?)?;
     let bits = report["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 reported no throughput")?;
-    let ping = run(
-        nsenter(client, "busybox").args(["ping", "-c", "50", "-i", "0.02", "-q", server_ip]),
+    Ok((bits / 1e9 * 1000.0).round() / 1000.0)
+}
+
+/// Average and maximum round trip in ms of `count` busybox pings from `client` to `ip`,
+/// `interval` seconds apart.
+fn ping(client: &Path, ip: &str, count: u32, interval: &str) -> Result<(f64, f64)> {
+    let out = run(
+        nsenter(client, "busybox").args(["ping", "-c", &count.to_string(), "-i", interval, "-q", ip]),
         "ping",
         "busybox-static",
     )?;
     // round-trip min/avg/max = 0.020/0.061/0.094 ms
-    let rtt: Vec<f64> = ping
+    let rtt: Vec<f64> = out
         .lines()
         .find_map(|l| l.split(" = ").nth(1))
         .context("ping printed no round-trip summary")?
@@ -43,11 +52,41 @@ fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Resul
         .split('/')
         .filter_map(|v| v.parse().ok())
         .collect();
+    match rtt[..] {
+        [_, avg, max] => Ok((avg, max)),
+        _ => anyhow::bail!("cannot read ping's round-trip summary: {out}"),
+    }
+}
+
+/// From `client` to `server_ip` in `server`: one TCP stream, then four in parallel with pings
+/// going on meanwhile (the round trip under load), then pings alone.
+fn measure(client: &Path, server: &Path, server_ip: &str, seconds: u32) -> Result<Value> {
+    let one = iperf(client, server, server_ip, seconds, 1)?;
+    let (pinger, ip) = (client.to_owned(), server_ip.to_owned());
+    // Pings through the middle half of the loaded run.
+    let loaded = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500 + u64::from(seconds) * 250));
+        ping(&pinger, &ip, (seconds * 10).max(5), "0.05")
+    });
+    let four = iperf(client, server, server_ip, seconds, 4)?;
+    let (loaded_avg, loaded_max) = loaded.join().map_err(|_| anyhow::anyhow!("the pinging thread panicked"))??;
+    let (avg, max) = ping(client, server_ip, 50, "0.02")?;
     Ok(json!({
-        "throughput_gbit_s": (bits / 1e9 * 1000.0).round() / 1000.0,
-        "rtt_avg_ms": rtt.get(1),
-        "rtt_max_ms": rtt.get(2),
+        "throughput_gbit_s": one,
+        "throughput_4_streams_gbit_s": four,
+        "rtt_avg_ms": avg,
+        "rtt_max_ms": max,
+        "rtt_under_load_avg_ms": loaded_avg,
+        "rtt_under_load_max_ms": loaded_max,
     }))
+}
+
+/// `a / b` to two decimals, for the report's ratios.
+fn ratio(a: &Value, b: &Value, key: &str) -> Value {
+    match (a[key].as_f64(), b[key].as_f64()) {
+        (Some(a), Some(b)) if b > 0.0 => json!((a / b * 100.0).round() / 100.0),
+        _ => Value::Null,
+    }
 }
 
 /// A wireguard-go tunnel between namespaces `a` and `b` (underlay addresses `a_ip`, `b_ip`),
@@ -145,10 +184,18 @@ pub async fn run_bench(ctx: &Ctx, seconds: u32) -> Result<()> {
         }
         let reference = reference?;
         drop((a, b, devnet));
+        let ratios = |of: &Value| {
+            json!({
+                "one_stream": ratio(&overlay, of, "throughput_gbit_s"),
+                "four_streams": ratio(&overlay, of, "throughput_4_streams_gbit_s"),
+            })
+        };
         Ok(json!({
             "overlay_container_to_container": overlay,
             "underlay_node_to_node": underlay,
             "wireguard_go_node_to_node": reference,
+            "overlay_vs_wireguard_go": ratios(&reference),
+            "overlay_vs_underlay": ratios(&underlay),
             "seconds": seconds,
         }))
     })
@@ -163,9 +210,18 @@ pub async fn run_bench(ctx: &Ctx, seconds: u32) -> Result<()> {
     ] {
         let v = &report[key];
         println!(
-            "{name}: {} Gbit/s, rtt avg {} ms, max {} ms",
-            v["throughput_gbit_s"], v["rtt_avg_ms"], v["rtt_max_ms"]
+            "{name}: 1 stream {} Gbit/s, 4 streams {} Gbit/s; rtt avg {} ms (max {}), under load avg {} ms (max {})",
+            v["throughput_gbit_s"],
+            v["throughput_4_streams_gbit_s"],
+            v["rtt_avg_ms"],
+            v["rtt_max_ms"],
+            v["rtt_under_load_avg_ms"],
+            v["rtt_under_load_max_ms"]
         );
+    }
+    for (name, key) in [("wireguard-go", "overlay_vs_wireguard_go"), ("the underlay", "overlay_vs_underlay")] {
+        let v = &report[key];
+        println!("overlay / {name}: {}x with 1 stream, {}x with 4", v["one_stream"], v["four_streams"]);
     }
     Ok(())
 }

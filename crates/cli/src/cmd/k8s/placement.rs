@@ -156,6 +156,7 @@ mod tests {
             api_url: None,
             version: "test".into(),
             hypervisor: hypervisor.map(str::to_owned),
+            wireguard: None,
             created_at: 0,
             last_seen: 0,
             alive: true,

@@ -144,6 +144,7 @@ mod tests {
             api_url: None,
             version: "test".into(),
             hypervisor: None,
+            wireguard: None,
             created_at: 0,
             last_seen: 0,
             alive: true,
