@@ -15,7 +15,7 @@ feed is signed by the user, so it is always refused rather than held open.
 
 It also teaches schemathesis the string formats of the document that JSON Schema does not
 define, so the values it generates as valid are valid: `zgrid-public-key` (a real ed25519 key),
-`ipv4-network`, `ip-address` and `ip-network`.
+`ipv4-network`, `ipv6-network`, `ip-address` and `ip-network`.
 
 JSON Schema counts `2.0` as an integer and schemathesis sends such whole numbers as floats; the
 explorer reads integers with serde, which takes only integers (and says so with a 400). The hook
@@ -114,6 +114,7 @@ def prefixes(addresses, bits):
 
 schemathesis.openapi.format("zgrid-public-key", st.binary(min_size=32, max_size=32).map(generated_key))
 schemathesis.openapi.format("ipv4-network", prefixes(st.ip_addresses(v=4), 32))
+schemathesis.openapi.format("ipv6-network", prefixes(st.ip_addresses(v=6), 128))
 schemathesis.openapi.format("ip-address", st.ip_addresses().map(str))
 schemathesis.openapi.format(
     "ip-network", st.one_of(prefixes(st.ip_addresses(v=4), 32), prefixes(st.ip_addresses(v=6), 128))

@@ -261,6 +261,9 @@ pub struct NodesArgs {
     /// Only nodes that have not reported recently.
     #[arg(long)]
     pub dead: bool,
+    /// Only nodes that give containers public IPv6 addresses (`deploy container --public-ipv6`).
+    #[arg(long = "public-ipv6")]
+    pub public_ipv6: bool,
     #[command(flatten)]
     pub list: ListArgs,
 }
@@ -310,6 +313,14 @@ pub enum DeployCommand {
         /// Address in the network (default: the lowest free one of the node's subnet).
         #[arg(long, requires = "network")]
         ip: Option<Ipv4Addr>,
+        /// Also give the container a public IPv6 address from the node's prefix (nodes that
+        /// have one were started with --public-ipv6), closed to the outside but for --open.
+        #[arg(long = "public-ipv6", requires = "network")]
+        public_ipv6: bool,
+        /// Ports the public address takes connections on: PORT (TCP), PORT/tcp or PORT/udp,
+        /// comma-separated or repeated (default: none; ICMP always passes).
+        #[arg(long = "open", value_delimiter = ',', requires = "public_ipv6")]
+        open: Vec<zgrid_types::workload::OpenPort>,
         #[command(flatten)]
         probes: ProbeArgs,
         /// Wait until the node reports the container running (or failing), showing progress.
@@ -867,6 +878,15 @@ pub struct NodeArgs {
     /// UDP ports the node picks WireGuard listen ports from, as FIRST-LAST.
     #[arg(long, default_value = "51820-52819", value_parser = port_range)]
     pub wireguard_ports: std::ops::RangeInclusive<u16>,
+    /// A public IPv6 prefix (a /64 or larger) this node gives containers that ask for a public
+    /// address (`deploy container --public-ipv6`); it turns on IPv6 forwarding on the node.
+    #[arg(long = "public-ipv6", value_name = "PREFIX")]
+    pub public_ipv6: Option<ipnet::Ipv6Net>,
+    /// The interface the --public-ipv6 prefix is on, where the node answers for its containers'
+    /// addresses (default: the one holding an address of the prefix; none for a prefix routed
+    /// to the node).
+    #[arg(long = "public-ipv6-dev", value_name = "INTERFACE", requires = "public_ipv6")]
+    pub public_ipv6_dev: Option<String>,
     /// Most MiB of image chunks the node keeps cached (least recently used go first).
     #[arg(long, default_value_t = 10240)]
     pub flist_cache_mib: u64,

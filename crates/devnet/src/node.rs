@@ -39,6 +39,9 @@ pub struct NodeOptions {
     /// The explorers the agent follows (`--explorer`: a URL, or several sharing one database
     /// separated by commas, each reachable from the node's namespace); the devnet's without.
     pub explorers: Option<String>,
+    /// Give containers public IPv6 addresses of the underlay's IPv6 prefix
+    /// ([`crate::Underlay::ipv6_prefix`]), on which the node gets its own address first.
+    pub public_ipv6: bool,
 }
 
 impl Default for NodeOptions {
@@ -50,6 +53,7 @@ impl Default for NodeOptions {
             vm_accel: None,
             location: None,
             explorers: None,
+            public_ipv6: false,
         }
     }
 }
@@ -100,9 +104,12 @@ impl Node {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let child = agent_command(&self.launch, &self.netns.path(), self.netns.address())?
-            .spawn()
-            .context("cannot start the node agent (is nsenter from util-linux installed?)")?;
+        let mut command = agent_command(&self.launch, &self.netns.path(), self.netns.address())?;
+        if self.launch.options.public_ipv6 {
+            self.netns.add_ipv6()?;
+            command.args(["--public-ipv6", &self.netns.underlay_ipv6_prefix()]);
+        }
+        let child = command.spawn().context("cannot start the node agent (is nsenter from util-linux installed?)")?;
         self.child = Some(child);
         Ok(())
     }

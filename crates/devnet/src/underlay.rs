@@ -2,7 +2,7 @@
 //! namespaces attached to it by veth pairs, one per simulated machine. The host keeps `.1`, so
 //! processes on the host (the explorer, the CLI) reach every namespace and back.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -43,6 +43,12 @@ impl Underlay {
     /// The host's address on the underlay (`.1`).
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::new(self.net[0], self.net[1], self.net[2], 1)
+    }
+
+    /// The underlay's IPv6 /64 (a documentation range, 2001:db8::/32, told apart by the /24's
+    /// second and third octets), for tests of public addresses; unused until they add it.
+    pub fn ipv6_prefix(&self) -> String {
+        format!("{}/64", ipv6_of(self.net, 0))
     }
 
     /// The bridge's name.
@@ -102,6 +108,22 @@ impl Netns {
         self.underlay.gateway()
     }
 
+    /// Its address in the underlay's IPv6 prefix ([`Underlay::ipv6_prefix`]), the same host
+    /// number as its IPv4 address.
+    pub fn ipv6_address(&self) -> Ipv6Addr {
+        ipv6_of(self.underlay.net, self.address.octets()[3])
+    }
+
+    /// The underlay's IPv6 prefix ([`Underlay::ipv6_prefix`]).
+    pub fn underlay_ipv6_prefix(&self) -> String {
+        self.underlay.ipv6_prefix()
+    }
+
+    /// Give it its address of the underlay's IPv6 prefix on `eth0`.
+    pub fn add_ipv6(&self) -> Result<()> {
+        self.ip(&["-6", "addr", "replace", &format!("{}/64", self.ipv6_address()), "dev", "eth0", "nodad"]).map(drop)
+    }
+
     /// The namespace's file, for `nsenter --net=` or `setns`.
     pub fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)
@@ -127,6 +149,11 @@ impl Drop for Netns {
             eprintln!("devnet: {e:#}");
         }
     }
+}
+
+/// Host `host` of the IPv6 /64 of the underlay on /24 `net`.
+fn ipv6_of(net: [u8; 3], host: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, u16::from_be_bytes([net[1], net[2]]), 0, 0, 0, 0, u16::from(host))
 }
 
 /// A /24 of 10.200.0.0/13 that no interface or route of this machine uses (chosen under a

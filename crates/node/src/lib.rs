@@ -126,12 +126,18 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
         hypervisor.set(Some(description));
     });
     let reporter = report::Reporter::start(key.clone(), explorer.clone());
-    let wireguard = workloads.wireguard();
+    // What heartbeats say that does not change while the agent runs.
+    let fixed = NodeHeartbeat {
+        used: Default::default(),
+        hypervisor: None,
+        wireguard: Some(workloads.wireguard()),
+        public_ipv6: workloads.public_ipv6(),
+    };
     let engine = Engine::new(explorer.clone(), reporter, key, store, workloads, total, config.engine.clone())?;
     let used = engine.used();
     let (tx, rx) = mpsc::channel(1024);
     let follower = tokio::spawn(follow::follow(explorer.clone(), tx));
-    let beats = tokio::spawn(heartbeats(explorer, used, config.hypervisor.clone(), wireguard, config.heartbeat));
+    let beats = tokio::spawn(heartbeats(explorer, used, config.hypervisor.clone(), fixed, config.heartbeat));
     tokio::select! {
         () = engine.run(rx) => {}
         () = shutdown => tracing::info!("node agent stopping; workloads keep running"),
@@ -181,19 +187,19 @@ async fn register(explorer: &ExplorerClient, registration: &NodeRegistration) ->
     }
 }
 
-/// Report the capacity in use, the hypervisor and the WireGuard backend every `every`.
+/// Report the capacity in use and the hypervisor, with what `fixed` says (the WireGuard
+/// backend, the public IPv6 prefix), every `every`.
 async fn heartbeats(
     explorer: ExplorerClient,
     used: tokio::sync::watch::Receiver<zgrid_types::directory::Capacity>,
     hypervisor: Hypervisor,
-    wireguard: String,
+    fixed: NodeHeartbeat,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let beat =
-            NodeHeartbeat { used: *used.borrow(), hypervisor: hypervisor.get(), wireguard: Some(wireguard.clone()) };
+        let beat = NodeHeartbeat { used: *used.borrow(), hypervisor: hypervisor.get(), ..fixed.clone() };
         if let Err(e) = explorer.heartbeat(&beat).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }

@@ -243,6 +243,11 @@ pub struct NodeHeartbeat {
     /// kernel's>`; absent from nodes whose version does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<String>,
+    /// The public IPv6 prefix the node gives containers addresses from (e.g.
+    /// `2001:db8:1::/64`); absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = "ipv6-network", example = "2001:db8:1::/64")]
+    pub public_ipv6: Option<ipnet::Ipv6Net>,
 }
 
 impl NodeHeartbeat {
@@ -289,6 +294,11 @@ pub struct Node {
     /// ([`NodeHeartbeat::wireguard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<String>,
+    /// The public IPv6 prefix the node gives containers addresses from, as its latest
+    /// heartbeat said ([`NodeHeartbeat::public_ipv6`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = "ipv6-network", example = "2001:db8:1::/64")]
+    pub public_ipv6: Option<ipnet::Ipv6Net>,
     /// Unix time of first registration.
     pub created_at: i64,
     /// Unix time of the last registration or heartbeat.

@@ -112,6 +112,14 @@ fn container(node: crate::NodeId) -> impl Strategy<Value = Container> {
                     endpoint: format!("redis://10.20.1.9:6379/{channel}-stats"),
                 })],
                 probes,
+                open_ports: if public_ipv6 {
+                    vec![
+                        OpenPort { port: 8000 + u16::from(host), protocol: Protocol::Tcp },
+                        OpenPort { port: 53, protocol: Protocol::Udp },
+                    ]
+                } else {
+                    vec![]
+                },
             }
         })
 }

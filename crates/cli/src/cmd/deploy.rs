@@ -190,13 +190,17 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             disk_type: t,
             network,
             ip,
+            public_ipv6,
+            open,
             probes,
             wait,
             common,
         } => {
             let (node, image) = Image::from_args(ctx, image).await?;
             let connection = match network {
-                Some(name) => Some(join(&client, &identity, &node, name, ip).await?),
+                Some(name) => {
+                    Some(NetworkConnection { public_ipv6, ..join(&client, &identity, &node, name, ip).await? })
+                }
                 None => None,
             };
             let joined = connection.clone().map(|c| (c, ip.is_none()));
@@ -214,6 +218,7 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
                 logs: logs.iter().map(|url| log_endpoint(url, seal_logs, &node)).collect::<Result<_>>()?,
                 stats: stats.into_iter().map(|endpoint| StatsEndpoint::Redis(RedisStats { endpoint })).collect(),
                 probes: probes_of(probes),
+                open_ports: open,
             };
             (node, WorkloadData::Container(container), common, wait, joined)
         }
@@ -330,6 +335,9 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             if let Some(console) = console_of(&record.workload.payload.data, id.as_str()) {
                 println!("{console}");
             }
+            if let Some(address) = result.and_then(|r| r.data["public_ipv6"].as_str()) {
+                println!("public IPv6 address: {address}{}", open_ports_of(&record.workload.payload.data));
+            }
             // What the node wants the owner to know, such as the accelerator a VM runs with.
             if let Some(note) = result.and_then(|r| r.data["note"].as_str()) {
                 println!("note: {note}");
@@ -353,6 +361,16 @@ fn console_of(data: &WorkloadData, id: &str) -> Option<String> {
     let n = c.network_connection.first().filter(|_| c.interactive)?;
     let url = format!("http://{}:{}/", n.ipaddress, zgrid_node::console::PORT);
     Some(format!("console: {url} (from network {}), or `zgrid console {id}`", n.network_id))
+}
+
+/// The ports a container opened on its public address, as the end of a line.
+fn open_ports_of(data: &WorkloadData) -> String {
+    let WorkloadData::Container(c) = data else { return String::new() };
+    if c.open_ports.is_empty() {
+        return " (every port closed to the outside; open some with --open)".into();
+    }
+    let ports: Vec<String> = c.open_ports.iter().map(ToString::to_string).collect();
+    format!(" (open: {})", ports.join(", "))
 }
 
 /// Times a deploy that chose its workload's address submits it, each time with the lowest

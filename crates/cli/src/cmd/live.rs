@@ -1,5 +1,6 @@
-//! `zgrid live`: my workloads, newest first, their state and the nodes' latest results (node
-//! ids shortened like git's; `--json` has them whole); every one, read page after page.
+//! `zgrid live`: my workloads, newest first, their network addresses (public ones too), their
+//! state and the nodes' latest results (node ids shortened like git's; `--json` has them
+//! whole); every one, read page after page.
 
 use anyhow::Result;
 use zgrid_types::api::WorkloadFilter;
@@ -29,6 +30,12 @@ pub async fn run(ctx: &Ctx, a: LiveArgs) -> Result<()> {
                 (_, Some((name, ip))) => format!("{name} {ip}"),
                 (WorkloadData::NetworkResource(n), None) => format!("{} {}", n.name, n.iprange),
                 _ => "-".into(),
+            };
+            // A container's public address, as its node's result says.
+            let public = r.result.as_ref().and_then(|res| res.payload.data["public_ipv6"].as_str());
+            let network = match public {
+                Some(address) => format!("{network} {address}"),
+                None => network,
             };
             vec![
                 w.id.to_string(),

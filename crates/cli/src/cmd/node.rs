@@ -8,7 +8,7 @@ use zgrid_node::NodeConfig;
 use zgrid_node::engine::EngineConfig;
 use zgrid_node::flist::FlistImages;
 use zgrid_node::hypervisor::Hypervisor;
-use zgrid_node::network::Networks;
+use zgrid_node::network::{Networks, PublicIpv6};
 use zgrid_node::runtime::Runtime;
 use zgrid_node::vm::Vms;
 use zgrid_node::workloads::Workloads;
@@ -23,7 +23,12 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let explorer = ctx.explorer_url(None)?;
     let runtime = Runtime::new(a.state_dir.join("runtime"), &a.cgroup_parent)?;
     let key = zgrid_node::identity::load_or_create(&a.state_dir)?;
-    let networks = Networks::new(a.state_dir.join("networks"), key.clone(), a.wireguard_ports.clone())?;
+    let mut networks = Networks::new(a.state_dir.join("networks"), key.clone(), a.wireguard_ports.clone())?;
+    if let Some(prefix) = a.public_ipv6 {
+        let uplink = a.public_ipv6_dev.clone().or_else(|| interface_holding(prefix));
+        let public = PublicIpv6::new(prefix, uplink).map_err(anyhow::Error::msg).context("--public-ipv6")?;
+        networks = networks.with_public_ipv6(public)?;
+    }
     let program = std::env::current_exe().context("cannot find this program to start the flist mount service")?;
     let mut service = vec![program.to_string_lossy().into_owned()];
     // The mount service fetches chunks with the agent's trusted CAs and time limit.
@@ -105,4 +110,14 @@ pub fn mount_service(ctx: &Ctx, a: crate::args::MountServiceArgs) -> Result<()> 
         .join()
         .map_err(|_| anyhow::anyhow!("the flist mount service panicked"))?
         .with_context(|| format!("the flist mount service in {} stopped", dir.display()))
+}
+
+/// The interface with an address in `prefix`, if any (from `/proc/net/if_inet6`).
+fn interface_holding(prefix: ipnet::Ipv6Net) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let address = u128::from_str_radix(fields.first()?, 16).ok()?;
+        prefix.contains(&std::net::Ipv6Addr::from(address)).then(|| fields.last().map(|d| (*d).to_owned()))?
+    })
 }

@@ -1,6 +1,6 @@
-//! `zgrid nodes`: find nodes, with their free capacity, the hypervisor their VMs use and the
-//! WireGuard their networks use; every match, oldest registration first, read from the
-//! explorer page after page.
+//! `zgrid nodes`: find nodes, with their free capacity, the hypervisor their VMs use, the
+//! WireGuard their networks use and their public IPv6 prefix; every match, oldest registration
+//! first, read from the explorer page after page.
 
 use anyhow::Result;
 use zgrid_types::api::NodeFilter;
@@ -25,6 +25,7 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
         } else {
             None
         },
+        public_ipv6: a.public_ipv6.then_some(true),
         after: None,
         size: Some(a.list.size),
     };
@@ -50,11 +51,24 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
                 n.hypervisor.as_deref().and_then(|h| h.split(':').next()).unwrap_or("-").to_owned(),
                 // `kernel` or `userspace`; why not the kernel's is in --json.
                 n.wireguard.as_deref().and_then(|w| w.split(':').next()).unwrap_or("-").to_owned(),
+                n.public_ipv6.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             ]
         })
         .collect();
-    let header =
-        ["NODE", "FARM", "LOCATION", "CPU", "MEM MiB", "SSD MiB", "HDD MiB", "STATE", "LAST SEEN", "VMS", "WIREGUARD"];
+    let header = [
+        "NODE",
+        "FARM",
+        "LOCATION",
+        "CPU",
+        "MEM MiB",
+        "SSD MiB",
+        "HDD MiB",
+        "STATE",
+        "LAST SEEN",
+        "VMS",
+        "WIREGUARD",
+        "PUBLIC IPV6",
+    ];
     output::table(&header, &rows);
     println!(
         "free/total shown; VMS: the hypervisor VMs use, WIREGUARD: the networks' backend (why, with --json); {} nodes",

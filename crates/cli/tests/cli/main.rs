@@ -19,6 +19,7 @@ mod multi_explorer;
 mod network;
 mod node;
 mod probes;
+mod public;
 mod readme;
 mod redis;
 mod tls;

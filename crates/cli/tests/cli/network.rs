@@ -35,7 +35,7 @@ pub(crate) fn host(grid: &Grid, name: &str, node: &Node, n: u8) -> String {
 
 /// Run `script` in a busybox container on `node` joined to network `name` at `ip`; returns
 /// once the node reports it running.
-fn run_on(grid: &Grid, node: &Node, name: &str, ip: &str, script: &str) -> String {
+pub(crate) fn run_on(grid: &Grid, node: &Node, name: &str, ip: &str, script: &str) -> String {
     let entrypoint = format!("/bin/sh -c '{script}'");
     let deployed = grid.deploy(node, &entrypoint, &["--network", name, "--ip", ip]);
     let id = id_of(&deployed);
@@ -44,7 +44,13 @@ fn run_on(grid: &Grid, node: &Node, name: &str, ip: &str, script: &str) -> Strin
 }
 
 /// Wait until container `id`'s output satisfies `done`; returns the output.
-fn wait_for_logs(grid: &Grid, node: &Node, id: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+pub(crate) fn wait_for_logs(
+    grid: &Grid,
+    node: &Node,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let mut last = String::new();
     wait_until(limit, || {
         let out = grid.cli_raw(&["logs", id]);
@@ -57,7 +63,7 @@ fn wait_for_logs(grid: &Grid, node: &Node, id: &str, limit: Duration, done: impl
 }
 
 /// Delete workloads `ids` and wait until their nodes report them deleted.
-fn delete(grid: &Grid, node: &Node, ids: &[&str]) {
+pub(crate) fn delete(grid: &Grid, node: &Node, ids: &[&str]) {
     for id in ids {
         let out = grid.cli_raw(&["delete", id]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -81,7 +87,7 @@ fn tun_handles(node: &Node) -> usize {
 }
 
 /// Interfaces and routes of the node's own namespace.
-fn node_links_and_routes(node: &Node) -> (String, String) {
+pub(crate) fn node_links_and_routes(node: &Node) -> (String, String) {
     let links = node.netns().ip(&["-o", "link", "show"]).unwrap();
     let names = links
         .lines()

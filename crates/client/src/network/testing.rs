@@ -119,6 +119,7 @@ pub fn container_record(node_id: NodeId, network: &str, ip: &str) -> WorkloadRec
         logs: vec![],
         stats: vec![],
         probes: Default::default(),
+        open_ports: vec![],
     };
     record(node_id, WorkloadData::Container(container), None)
 }

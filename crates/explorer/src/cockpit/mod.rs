@@ -140,11 +140,11 @@ fn node_filter(query: &HashMap<String, String>) -> Result<(NodeFilter, NodeOrder
             })
             .transpose()
     };
-    let alive = match query.get("alive").map(String::as_str) {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(other) => return Err(format!("alive must be true or false, not {other:?}")),
+    let flag = |name: &str| match query.get(name).map(String::as_str) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(format!("{name} must be true or false, not {other:?}")),
     };
     let order = match query.get("sort") {
         None => NodeOrder::default(),
@@ -161,7 +161,8 @@ fn node_filter(query: &HashMap<String, String>) -> Result<(NodeFilter, NodeOrder
         free_mru: number("free_mru")?,
         free_sru: number("free_sru")?,
         free_hru: number("free_hru")?,
-        alive,
+        alive: flag("alive")?,
+        public_ipv6: flag("public_ipv6")?,
         after: None,
         size: None,
     };

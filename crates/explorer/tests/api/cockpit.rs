@@ -32,11 +32,11 @@ async fn pages_show_the_grid_its_nodes_and_a_users_results(backend: Backend) {
     let w = World::new(backend).await;
     let used = Capacity { cru: 3, mru: 12_288, sru: 0, hru: 0 };
     w.ex.signed(&w.node)
-        .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), wireguard: None })
+        .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), wireguard: None, public_ipv6: None })
         .await
         .unwrap();
     w.ex.signed(&w.node2)
-        .heartbeat(&NodeHeartbeat { used: Capacity::default(), hypervisor: None, wireguard: None })
+        .heartbeat(&NodeHeartbeat { used: Capacity::default(), hypervisor: None, wireguard: None, public_ipv6: None })
         .await
         .unwrap();
     let volume = w.signed(&w.alice, &w.node.public(), volume());

@@ -242,6 +242,7 @@ pub fn container(network: &str, ip: &str) -> WorkloadData {
         logs: vec![],
         stats: vec![],
         probes: Probes::default(),
+        open_ports: vec![],
     })
 }
 

@@ -72,7 +72,10 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 
     // Using capacity shows up as less free capacity.
     let used = Capacity { cru: 7, mru: 0, sru: 0, hru: 0 };
-    w.ex.signed(&w.node).heartbeat(&NodeHeartbeat { used, hypervisor: None, wireguard: None }).await.unwrap();
+    w.ex.signed(&w.node)
+        .heartbeat(&NodeHeartbeat { used, hypervisor: None, wireguard: None, public_ipv6: None })
+        .await
+        .unwrap();
     assert_eq!(find(NodeFilter { free_cru: Some(4), ..Default::default() }).await.items[0].node_id, w.node2.public());
     assert_eq!(c.node(&w.node.public()).await.unwrap().free().cru, 1);
 
@@ -91,8 +94,13 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 async fn nodes_report_only_for_themselves(backend: Backend) {
     let w = World::new(backend).await;
     // A heartbeat signed by another key for this node is refused.
-    let body =
-        serde_json::to_vec(&NodeHeartbeat { used: Capacity::default(), hypervisor: None, wireguard: None }).unwrap();
+    let body = serde_json::to_vec(&NodeHeartbeat {
+        used: Capacity::default(),
+        hypervisor: None,
+        wireguard: None,
+        public_ipv6: None,
+    })
+    .unwrap();
     let (status, _) = w.ex.raw(&w.node2, "POST", &format!("/v1/nodes/{}/heartbeat", w.node.public()), body).await;
     assert_eq!(status, 403);
     // A node cannot join a farm that does not exist.
@@ -154,15 +162,17 @@ async fn a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent(bac
     w.ex.stop().await;
 }
 
-/// The directory says which hypervisor a node's VMs use and which WireGuard its networks use,
-/// as its latest heartbeat said.
-async fn a_nodes_entry_says_which_hypervisor_and_wireguard_it_uses(backend: Backend) {
+/// The directory says which hypervisor a node's VMs use, which WireGuard its networks use and
+/// which public IPv6 prefix it gives containers, as its latest heartbeat said; nodes are found
+/// by whether they have one.
+async fn a_nodes_entry_says_which_hypervisor_wireguard_and_public_ipv6_prefix_it_has(backend: Backend) {
     let w = World::new(backend).await;
     let c = w.ex.client();
     let beat = |hypervisor: Option<&str>| NodeHeartbeat {
         used: Capacity::default(),
         hypervisor: hypervisor.map(Into::into),
         wireguard: None,
+        public_ipv6: None,
     };
     let listed = || async {
         let page = c.nodes(&NodeFilter::default()).await.unwrap();
@@ -206,6 +216,30 @@ async fn a_nodes_entry_says_which_hypervisor_and_wireguard_it_uses(backend: Back
         Some("kernel"),
         "a refused one changes nothing"
     );
+
+    // And its public IPv6 prefix, by which nodes are found.
+    let prefix: ipnet::Ipv6Net = "2001:db8:7::/64".parse().unwrap();
+    let public = NodeHeartbeat { public_ipv6: Some(prefix), ..beat(None) };
+    w.ex.signed(&w.node).heartbeat(&public).await.unwrap();
+    assert_eq!(c.node(&w.node.public()).await.unwrap().public_ipv6, Some(prefix));
+    let raw: serde_json::Value =
+        reqwest::get(format!("{}/v1/nodes/{}", w.ex.url, w.node.public())).await.unwrap().json().await.unwrap();
+    assert_eq!(raw["public_ipv6"], "2001:db8:7::/64");
+    let ids = |public_ipv6| {
+        let c = &c;
+        async move {
+            let page = c.nodes(&NodeFilter { public_ipv6: Some(public_ipv6), ..Default::default() }).await.unwrap();
+            page.items.into_iter().map(|n| n.node_id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(true).await, [w.node.public()]);
+    let without = ids(false).await;
+    assert!(!without.contains(&w.node.public()) && without.contains(&w.node2.public()), "{without:?}");
+    let body = serde_json::to_vec(&serde_json::json!({ "used": Capacity::default(), "public_ipv6": "2001:db8::/129" }))
+        .unwrap();
+    let (status, _) = w.ex.raw(&w.node, "POST", &format!("/v1/nodes/{}/heartbeat", w.node.public()), body).await;
+    assert!((400..500).contains(&status), "a malformed prefix got {status}");
+    assert_eq!(c.node(&w.node.public()).await.unwrap().public_ipv6, Some(prefix), "a refused one changes nothing");
     w.ex.stop().await;
 }
 
@@ -233,6 +267,6 @@ crate::on_both_backends!(
     nodes_are_found_by_farm_location_capacity_and_liveness,
     nodes_report_only_for_themselves,
     a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent,
-    a_nodes_entry_says_which_hypervisor_and_wireguard_it_uses,
+    a_nodes_entry_says_which_hypervisor_wireguard_and_public_ipv6_prefix_it_has,
     the_openapi_document_lists_every_route,
 );

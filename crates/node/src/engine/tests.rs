@@ -280,6 +280,7 @@ impl Harness {
                 logs: vec![],
                 stats: vec![],
                 probes: Default::default(),
+                open_ports: vec![],
             }),
         };
         let now = zgrid_types::unix_now();

@@ -13,10 +13,11 @@
 
 mod egress;
 mod netns;
+mod public;
 mod wireguard;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,13 +25,14 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
-use zgrid_types::workload::{NetworkResource, check_host_ip};
+use zgrid_types::workload::{NetworkResource, OpenPort, check_host_ip};
 use zgrid_types::{Keypair, PublicKey, WorkloadId};
 
 use crate::provision::ProvisionError;
 use crate::runtime::RuntimeError;
 use netns::{Helpers, Netns};
 pub(crate) use netns::{in_netns, in_netns_of};
+pub use public::PublicIpv6;
 use wireguard::{Backend, PeerConfig, Tunnel};
 
 /// UDP ports network resources listen on unless the owner asks for one.
@@ -85,6 +87,8 @@ pub struct Networks {
     tunnels: Mutex<HashMap<WorkloadId, Arc<Mutex<Tunnel>>>>,
     /// Which WireGuard the devices are.
     backend: Backend,
+    /// The public IPv6 prefix containers get addresses from, if the node has one.
+    public: Option<PublicIpv6>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -108,7 +112,23 @@ impl Networks {
         );
         let nft = crate::runtime::command::find_program("nft", "nftables").ok();
         let helpers = Helpers::find()?;
-        Ok(Self { key, dir, ports, ip, nft, helpers, tunnels: Mutex::default(), backend })
+        Ok(Self { key, dir, ports, ip, nft, helpers, tunnels: Mutex::default(), backend, public: None })
+    }
+
+    /// Give containers that ask for one an address of `public` (needs nftables, which keeps
+    /// them closed but for the ports their owners open).
+    pub fn with_public_ipv6(mut self, public: PublicIpv6) -> Result<Self, RuntimeError> {
+        if self.nft.is_none() {
+            crate::runtime::command::find_program("nft", "nftables")?;
+        }
+        tracing::info!(prefix = %public.prefix(), "public IPv6 addresses for containers");
+        self.public = Some(public);
+        Ok(self)
+    }
+
+    /// The public IPv6 prefix containers get addresses from, if any.
+    pub fn public_ipv6(&self) -> Option<&PublicIpv6> {
+        self.public.as_ref()
     }
 
     /// The namespace of network resource `id`.
@@ -449,9 +469,26 @@ impl Networks {
         Ok(())
     }
 
-    /// Remove container `id`'s namespace (and with it its veth pair), if any.
+    /// Give container `id`, attached to its network ([`Self::attach`]), its public IPv6
+    /// address, closed from outside but for `open`. Idempotent. Returns the address.
+    pub async fn attach_public(&self, id: &WorkloadId, open: &[OpenPort]) -> Result<Ipv6Addr, ProvisionError> {
+        let (Some(public), Some(nft)) = (&self.public, &self.nft) else {
+            return Err(ProvisionError::Permanent(
+                "this node has no public IPv6 addresses to give: deploy on a node that has (zgrid nodes shows PUBLIC IPV6)"
+                    .into(),
+            ));
+        };
+        public.attach(id, &self.container_netns(id), open, nft, &self.dir).await.map_err(transient)
+    }
+
+    /// Remove container `id`'s namespace (and with it its veth pairs) and its public address's
+    /// rules, if any.
     pub async fn detach(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
-        self.container_netns(id).delete().await
+        self.container_netns(id).delete().await?;
+        if let (Some(public), Some(nft)) = (&self.public, &self.nft) {
+            public.detach(id, &self.ip, nft).await;
+        }
+        Ok(())
     }
 
     fn path(&self, id: &WorkloadId) -> PathBuf {

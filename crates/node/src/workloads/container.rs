@@ -49,8 +49,14 @@ impl Workloads {
         let id = &spec.id;
         let unsupported =
             |what: &str| Err(ProvisionError::Permanent(format!("{what} is not supported by this node version yet")));
-        if c.network_connection.iter().any(|n| n.public_ipv6 || n.yggdrasil_ip) {
-            return unsupported("a public IPv6 or yggdrasil address");
+        if c.network_connection.iter().any(|n| n.yggdrasil_ip) {
+            return unsupported("a yggdrasil address");
+        }
+        if c.network_connection.iter().any(|n| n.public_ipv6) && self.networks.public_ipv6().is_none() {
+            return Err(ProvisionError::Permanent(
+                "this node has no public IPv6 addresses to give: deploy on a node that has (zgrid nodes shows PUBLIC IPV6)"
+                    .into(),
+            ));
         }
         if c.interactive && c.network_connection.is_empty() {
             return Err(ProvisionError::Permanent(
@@ -68,7 +74,12 @@ impl Workloads {
                     tracing::warn!(workload = %id, error = %e, "no user namespace for the container");
                     ProvisionError::Transient(e.for_owner(self.runtime.root()))
                 })?;
-                Some(self.networks.attach(id, userns.as_deref(), &spec.owner_key, &n.network_id, n.ipaddress).await?)
+                let netns =
+                    self.networks.attach(id, userns.as_deref(), &spec.owner_key, &n.network_id, n.ipaddress).await?;
+                if n.public_ipv6 {
+                    self.networks.attach_public(id, &c.open_ports).await?;
+                }
+                Some(netns)
             }
             None => None,
         };
@@ -234,11 +245,20 @@ impl Workloads {
         }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());
+        let public_ipv6 = match (c.network_connection.iter().any(|n| n.public_ipv6), self.networks.public_ipv6()) {
+            (true, Some(public)) => Some(public.address(id).to_string()),
+            _ => None,
+        };
         // Ready once its readiness probe passes, stable once it has run for the engine's settle
         // window; the engine reports the changes.
         let ready = c.probes.readiness.is_none();
         let start_ms = (start_ms * 10.0).round() / 10.0;
-        Ok(serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": start_ms, "ready": ready, "stable": false }))
+        let mut data =
+            serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": start_ms, "ready": ready, "stable": false });
+        if let Some(address) = public_ipv6 {
+            data["public_ipv6"] = address.into();
+        }
+        Ok(data)
     }
 
     /// What the owner hears of a failed start: the cause, without the node's paths or command

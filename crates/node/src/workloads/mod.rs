@@ -88,6 +88,11 @@ impl Workloads {
         self.networks.wireguard()
     }
 
+    /// The public IPv6 prefix containers get addresses from, for the node's directory entry.
+    pub fn public_ipv6(&self) -> Option<ipnet::Ipv6Net> {
+        self.networks.public_ipv6().map(|p| p.prefix())
+    }
+
     /// What the node's directory entry says of its VMs, once known: the accelerator they run
     /// with (found by trying it), or `none: <why>`.
     pub fn hypervisor(&self) -> impl std::future::Future<Output = String> + Send + 'static {

@@ -64,6 +64,71 @@ pub struct Container {
     /// specs signed before probes existed still verify.
     #[serde(default, skip_serializing_if = "Probes::is_empty")]
     pub probes: Probes,
+    /// Ports the container's public address (`public_ipv6`) takes connections on from outside;
+    /// every other port is closed to the outside (ICMP passes). Left out of the JSON when empty,
+    /// so specs signed before the field existed still verify.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_ports: Vec<OpenPort>,
+}
+
+/// Most entries of [`Container::open_ports`].
+pub const MAX_OPEN_PORTS: usize = 64;
+
+/// A port opened on a container's public address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenPort {
+    /// The port, 1 to 65535.
+    #[schema(minimum = 1, maximum = 65535)]
+    pub port: u16,
+    /// Its transport protocol.
+    pub protocol: Protocol,
+}
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// Its lowercase name, as nftables and the CLI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for OpenPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol.as_str())
+    }
+}
+
+impl std::str::FromStr for OpenPort {
+    type Err = String;
+
+    /// `PORT` (TCP), `PORT/tcp` or `PORT/udp`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (port, protocol) = s.split_once('/').unwrap_or((s, "tcp"));
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => {
+                return Err(format!("{s:?}: the protocol is tcp or udp, not {other:?} (e.g. 80, 443/tcp, 53/udp)"));
+            }
+        };
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Self { port, protocol }),
+            _ => Err(format!("{s:?}: give a port from 1 to 65535, with /tcp (the default) or /udp")),
+        }
+    }
 }
 
 /// A volume mounted into a container or a VM.
@@ -353,7 +418,28 @@ impl Container {
             let StatsEndpoint::Redis(r) = s;
             check_redis_url(&r.endpoint, &format!("stats[{i}].data.endpoint"))?;
         }
-        self.probes.validate().map_err(|e| e.within("probes"))
+        self.probes.validate().map_err(|e| e.within("probes"))?;
+        self.validate_open_ports()
+    }
+
+    /// Ports are opened on a public address only, at most [`MAX_OPEN_PORTS`] of them, each once.
+    fn validate_open_ports(&self) -> Valid {
+        if self.open_ports.is_empty() {
+            return Ok(());
+        }
+        ensure(self.network_connection.iter().any(|n| n.public_ipv6), "open_ports", || {
+            "ports are opened on the container's public address: ask for one with public_ipv6".into()
+        })?;
+        ensure(self.open_ports.len() <= MAX_OPEN_PORTS, "open_ports", || {
+            format!("{} ports: open at most {MAX_OPEN_PORTS}", self.open_ports.len())
+        })?;
+        let mut seen = BTreeSet::new();
+        for (i, p) in self.open_ports.iter().enumerate() {
+            let field = format!("open_ports[{i}]");
+            ensure(p.port > 0, &format!("{field}.port"), || "0 is not a port: give 1 to 65535".into())?;
+            ensure(seen.insert(*p), &field, || format!("{p} is listed twice"))?;
+        }
+        Ok(())
     }
 }
 
@@ -393,6 +479,7 @@ mod tests {
             logs: vec![],
             stats: vec![],
             probes: Probes::default(),
+            open_ports: vec![],
         }
     }
 
@@ -482,6 +569,36 @@ mod tests {
         let back: crate::Signed<crate::WorkloadSpec> = serde_json::from_str(&signed).unwrap();
         assert!(back.verify_owner().is_ok());
         assert_eq!(serde_json::to_string(&back).unwrap(), signed);
+    }
+
+    #[test]
+    fn ports_open_on_a_public_address_only_once_each() {
+        let port = |s: &str| s.parse::<OpenPort>().unwrap();
+        let public = |c: &mut Container| {
+            c.network_connection = vec![NetworkConnection {
+                network_id: "n".into(),
+                ipaddress: [10, 1, 1, 2].into(),
+                public_ipv6: true,
+                yggdrasil_ip: false,
+            }];
+        };
+        assert_eq!(port("80"), OpenPort { port: 80, protocol: Protocol::Tcp });
+        assert_eq!(port("53/udp").to_string(), "53/udp");
+        for bad in ["0", "65536", "80/sctp", "http", "", "/tcp"] {
+            assert!(bad.parse::<OpenPort>().is_err(), "{bad:?}");
+        }
+        assert_eq!(refused(|c| c.open_ports = vec![port("80")]).as_deref(), Some("open_ports"), "no public address");
+        assert_eq!(refused(|c| (public(c), c.open_ports = vec![port("80"), port("80/udp")]).1), None);
+        let twice = |c: &mut Container| (public(c), c.open_ports = vec![port("80"), port("443"), port("80")]).1;
+        assert_eq!(refused(twice).as_deref(), Some("open_ports[2]"));
+        let zero =
+            |c: &mut Container| (public(c), c.open_ports = vec![OpenPort { port: 0, protocol: Protocol::Udp }]).1;
+        assert_eq!(refused(zero).as_deref(), Some("open_ports[0].port"));
+        let many = |c: &mut Container| {
+            public(c);
+            c.open_ports = (1..=65).map(|p| OpenPort { port: p, protocol: Protocol::Tcp }).collect();
+        };
+        assert_eq!(refused(many).as_deref(), Some("open_ports"));
     }
 
     #[test]

@@ -15,8 +15,8 @@ mod volume;
 
 pub use container::{
     Capacity as ContainerCapacity, Container, DiskType, FlistSource, LogEndpoint, MAX_CPU, MAX_ENV_ENTRY,
-    MAX_ENVIRONMENT, MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection, RedisLogs, RedisStats, StatsEndpoint,
-    VolumeMount, flist_source, redis_channel,
+    MAX_ENVIRONMENT, MAX_OPEN_PORTS, MIN_DISK_MIB, MIN_MEMORY_MIB, NetworkConnection, OpenPort, Protocol, RedisLogs,
+    RedisStats, StatsEndpoint, VolumeMount, flist_source, redis_channel,
 };
 pub use kubernetes::{Kubernetes, KubernetesSize};
 pub use network::{NetworkResource, Peer, check_host_ip};

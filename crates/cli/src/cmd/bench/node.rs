@@ -67,6 +67,7 @@ pub async fn run(ctx: &Ctx, containers: usize) -> Result<()> {
                 logs: vec![],
                 stats: vec![],
                 probes: Default::default(),
+                open_ports: vec![],
             }),
         };
         Signed::sign(spec, &deployer.keypair)

@@ -157,6 +157,7 @@ mod tests {
             version: "test".into(),
             hypervisor: hypervisor.map(str::to_owned),
             wireguard: None,
+            public_ipv6: None,
             created_at: 0,
             last_seen: 0,
             alive: true,

@@ -355,6 +355,7 @@ impl Provider<'_> {
             logs: vec![],
             stats: vec![],
             probes: plan.probes.clone(),
+            open_ports: vec![],
         };
         match self.submit(pod, node, None, WorkloadData::Container(container)).await {
             Ok(record) => {

@@ -145,6 +145,7 @@ mod tests {
             version: "test".into(),
             hypervisor: None,
             wireguard: None,
+            public_ipv6: None,
             created_at: 0,
             last_seen: 0,
             alive: true,
