@@ -20,8 +20,6 @@ const UPLINKS: u32 = u32::from_be_bytes([100, 127, 0, 0]);
 pub(super) const MAX_UPLINKS: u16 = 16383;
 /// The uplink inside a network's namespace.
 const UPLINK: &str = "up0";
-/// Time limit of one `nft` run.
-const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The network side's rules: translate outgoing sources to `up0`'s address, and let nothing
 /// new in through it.
@@ -74,18 +72,13 @@ pub(super) async fn enable(ns: &Netns, outside: &str, index: u16, nft: &Path, di
     ns.ip(&["addr", "replace", &format!("{network_side}/30"), "dev", UPLINK]).await?;
     ns.ip(&["link", "set", UPLINK, "up"]).await?;
     ns.ip(&["route", "replace", "default", "via", &node_side.to_string()]).await?;
-    let forward = "/proc/sys/net/ipv4/ip_forward";
-    std::fs::write(forward, "1").map_err(|e| RuntimeError::host_io("enable forwarding in", forward, e))?;
+    super::sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
     let rules = dir.join(format!("{}.nft", ns.name()));
-    write(&rules, NODE_RULES)?;
-    Cmd::new(ns.name(), nft, [std::ffi::OsStr::new("-f"), rules.as_os_str()], NFT_TIMEOUT).run().await?;
-    write(&rules, NETWORK_RULES)?;
-    ns.exec(nft, &["-f", &rules.to_string_lossy()]).await?;
-    std::fs::remove_file(&rules).map_err(|e| RuntimeError::host_io("remove", rules, e))
-}
-
-fn write(path: &Path, rules: &str) -> Result<(), RuntimeError> {
-    std::fs::write(path, rules).map_err(|e| RuntimeError::host_io("write", path, e))
+    super::load_rules(ns.name(), nft, &rules, NODE_RULES).await?;
+    std::fs::write(&rules, NETWORK_RULES).map_err(|e| RuntimeError::host_io("write", &rules, e))?;
+    let loaded = ns.exec(nft, &["-f", &rules.to_string_lossy()]).await;
+    let _ = std::fs::remove_file(&rules);
+    loaded.map(drop)
 }
 
 /// Take network `ns`'s uplink away, if it has one.
@@ -98,5 +91,5 @@ pub(super) async fn disable(ns: &Netns, outside: &str) -> Result<(), RuntimeErro
 
 /// Remove the node's rules (no network uses an uplink any more).
 pub(super) async fn forget_node_rules(nft: &Path) {
-    let _ = Cmd::new("egress", nft, ["delete", "table", "ip", "zgrid_egress"], NFT_TIMEOUT).output().await;
+    let _ = Cmd::new("egress", nft, ["delete", "table", "ip", "zgrid_egress"], super::NFT_TIMEOUT).output().await;
 }

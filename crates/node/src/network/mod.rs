@@ -17,7 +17,7 @@ mod public;
 mod wireguard;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -469,15 +469,22 @@ impl Networks {
         Ok(())
     }
 
-    /// Give container `id`, attached to its network ([`Self::attach`]), its public IPv6
-    /// address, closed from outside but for `open`. Idempotent. Returns the address.
-    pub async fn attach_public(&self, id: &WorkloadId, open: &[OpenPort]) -> Result<Ipv6Addr, ProvisionError> {
-        let (Some(public), Some(nft)) = (&self.public, &self.nft) else {
-            return Err(ProvisionError::Permanent(
+    /// The prefix containers get public addresses from and the `nft` program that closes them,
+    /// or why this node gives none (checked before a container's first side effect).
+    pub fn public_ipv6_or_why(&self) -> Result<(&PublicIpv6, &Path), ProvisionError> {
+        match (&self.public, &self.nft) {
+            (Some(public), Some(nft)) => Ok((public, nft)),
+            _ => Err(ProvisionError::Permanent(
                 "this node has no public IPv6 addresses to give: deploy on a node that has (zgrid nodes shows PUBLIC IPV6)"
                     .into(),
-            ));
-        };
+            )),
+        }
+    }
+
+    /// Give container `id`, attached to its network ([`Self::attach`]), its public IPv6
+    /// address, closed from outside but for `open`. Idempotent.
+    pub async fn attach_public(&self, id: &WorkloadId, open: &[OpenPort]) -> Result<(), ProvisionError> {
+        let (public, nft) = self.public_ipv6_or_why()?;
         public.attach(id, &self.container_netns(id), open, nft, &self.dir).await.map_err(transient)
     }
 
@@ -485,7 +492,7 @@ impl Networks {
     /// rules, if any.
     pub async fn detach(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
         self.container_netns(id).delete().await?;
-        if let (Some(public), Some(nft)) = (&self.public, &self.nft) {
+        if let Ok((public, nft)) = self.public_ipv6_or_why() {
             public.detach(id, &self.ip, nft).await;
         }
         Ok(())
@@ -594,6 +601,25 @@ pub struct Tap {
 /// VM `id`'s tap, in the network's namespace.
 fn tap_name(id: &WorkloadId) -> String {
     format!("t{}", &id.as_str()[..14])
+}
+
+/// Time limit of one `nft` run.
+const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Load nftables `rules` in the agent's namespace through `file`, removed afterwards.
+async fn load_rules(label: &str, nft: &Path, file: &Path, rules: &str) -> Result<(), RuntimeError> {
+    std::fs::write(file, rules).map_err(|e| RuntimeError::host_io("write", file, e))?;
+    let loaded =
+        crate::runtime::command::Cmd::new(label, nft, [std::ffi::OsStr::new("-f"), file.as_os_str()], NFT_TIMEOUT)
+            .run()
+            .await;
+    let _ = std::fs::remove_file(file);
+    loaded.map(drop)
+}
+
+/// Set `key` (a file under `/proc/sys`) to `value` in the agent's namespace.
+fn sysctl(key: &str, value: &str) -> Result<(), RuntimeError> {
+    std::fs::write(key, value).map_err(|e| RuntimeError::host_io("write", key, e))
 }
 
 /// The outside end of container `id`'s veth pair, in the network's namespace.

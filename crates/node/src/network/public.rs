@@ -18,6 +18,7 @@ use zgrid_types::WorkloadId;
 use zgrid_types::workload::{OpenPort, Protocol};
 
 use super::netns::Netns;
+use super::{NFT_TIMEOUT, load_rules, sysctl};
 use crate::runtime::RuntimeError;
 use crate::runtime::command::Cmd;
 
@@ -25,8 +26,6 @@ use crate::runtime::command::Cmd;
 const PUBLIC: &str = "pub0";
 /// The node's address on every public link: the containers' IPv6 gateway.
 const GATEWAY: &str = "fe80::1";
-/// Time limit of one `nft` run.
-const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The node's public IPv6 prefix and the interface it is on, if it is on one.
 #[derive(Debug, Clone)]
@@ -70,7 +69,7 @@ impl PublicIpv6 {
     }
 
     /// Give container `id` (namespace `inside`) its public address, reachable on `open` only.
-    /// Idempotent. Returns the address.
+    /// Idempotent.
     pub(super) async fn attach(
         &self,
         id: &WorkloadId,
@@ -78,7 +77,7 @@ impl PublicIpv6 {
         open: &[OpenPort],
         nft: &Path,
         dir: &Path,
-    ) -> Result<Ipv6Addr, RuntimeError> {
+    ) -> Result<(), RuntimeError> {
         let address = self.address(id);
         let outside = link_name(id);
         if !inside.has_link(PUBLIC).await? {
@@ -106,14 +105,8 @@ impl PublicIpv6 {
             sysctl(&format!("/proc/sys/net/ipv6/conf/{uplink}/proxy_ndp"), "1")?;
             inside.host(&["-6", "neigh", "replace", "proxy", &address.to_string(), "dev", uplink]).await?;
         }
-        let rules_file = dir.join(format!("{}.nft", table_name(id)));
-        std::fs::write(&rules_file, rules(id, address, open))
-            .map_err(|e| RuntimeError::host_io("write", &rules_file, e))?;
-        let applied =
-            Cmd::new(id.as_str(), nft, [std::ffi::OsStr::new("-f"), rules_file.as_os_str()], NFT_TIMEOUT).run().await;
-        let _ = std::fs::remove_file(&rules_file);
-        applied?;
-        Ok(address)
+        let file = dir.join(format!("{}.nft", table_name(id)));
+        load_rules(id.as_str(), nft, &file, &rules(id, address, open)).await
     }
 
     /// Take container `id`'s public address away: its rules and the node's answers for it (its
@@ -173,10 +166,6 @@ table ip6 {table} {{
         ports(Protocol::Tcp),
         ports(Protocol::Udp)
     )
-}
-
-fn sysctl(key: &str, value: &str) -> Result<(), RuntimeError> {
-    std::fs::write(key, value).map_err(|e| RuntimeError::host_io("write", key, e))
 }
 
 #[cfg(test)]

@@ -52,11 +52,8 @@ impl Workloads {
         if c.network_connection.iter().any(|n| n.yggdrasil_ip) {
             return unsupported("a yggdrasil address");
         }
-        if c.network_connection.iter().any(|n| n.public_ipv6) && self.networks.public_ipv6().is_none() {
-            return Err(ProvisionError::Permanent(
-                "this node has no public IPv6 addresses to give: deploy on a node that has (zgrid nodes shows PUBLIC IPV6)"
-                    .into(),
-            ));
+        if c.network_connection.iter().any(|n| n.public_ipv6) {
+            self.networks.public_ipv6_or_why()?;
         }
         if c.interactive && c.network_connection.is_empty() {
             return Err(ProvisionError::Permanent(
