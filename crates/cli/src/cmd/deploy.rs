@@ -197,6 +197,12 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             common,
         } => {
             let (node, image) = Image::from_args(ctx, image).await?;
+            if public_ipv6 && client.node(&node).await?.public_ipv6.is_none() {
+                bail!(
+                    "--public-ipv6: node {node} has no public IPv6 addresses to give; \
+                     find nodes that have with `zgrid nodes --public-ipv6`"
+                );
+            }
             let connection = match network {
                 Some(name) => {
                     Some(NetworkConnection { public_ipv6, ..join(&client, &identity, &node, name, ip).await? })

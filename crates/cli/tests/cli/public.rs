@@ -107,13 +107,27 @@ fn a_public_ipv6_address_answers_on_open_ports_only_reaches_no_node_service_and_
     let logs = wait_for_logs(&grid, &node, &a, LIMIT, |l| l.matches("internet:INTERNET").count() >= 3);
     assert!(!logs.contains("node:NODE"), "a container reached a service of its node:\n{logs}");
 
-    // A node without a prefix says so; ports need a public address; a bad port says what to give.
-    let id = id_of(&grid.deploy(&plain, "sleep 1000", &["--network", "pub", "--public-ipv6"]));
-    let record = grid.wait_for_result(&plain, &id, "error", LIMIT);
-    let message = record["result"]["payload"]["message"].as_str().unwrap();
-    assert!(message.contains("no public IPv6 addresses"), "{message}");
-    let ip = host(&grid, "pub", &node, 50);
+    // A node without a prefix is refused before anything is submitted; ports need a public
+    // address; a bad port says what to give.
     let image = grid.image.to_str().unwrap().to_owned();
+    let submitted = || grid.cli(&["live", "--state", "all"])["total"].clone();
+    let before_deploy = submitted();
+    let out = grid.cli_raw(&[
+        "deploy",
+        "container",
+        "--node",
+        plain.id(),
+        "--flist",
+        &image,
+        "--network",
+        "pub",
+        "--public-ipv6",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("no public IPv6 addresses"), "{said}");
+    assert!(said.contains("zgrid nodes --public-ipv6"), "{said}");
+    assert_eq!(submitted(), before_deploy, "a refused deploy submitted a workload");
+    let ip = host(&grid, "pub", &node, 50);
     let bad = ["deploy", "container", "--node", node.id(), "--flist", &image, "--network", "pub", "--ip", &ip];
     let out = grid.cli_raw(&[&bad[..], &["--open", "80"]].concat());
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--public-ipv6"));
@@ -122,7 +136,6 @@ fn a_public_ipv6_address_answers_on_open_ports_only_reaches_no_node_service_and_
 
     // Deleting them takes their addresses, links, routes and rules away at once.
     delete(&grid, &node, &[&a, &b]);
-    delete(&grid, &plain, &[&id]);
     assert_eq!(fetch(&internet, &a6, 8080), "", "A's address still answers after its deletion");
     let out = grid.cli_raw(&["network", "delete", "--name", "pub"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

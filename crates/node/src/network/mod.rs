@@ -475,7 +475,7 @@ impl Networks {
         match (&self.public, &self.nft) {
             (Some(public), Some(nft)) => Ok((public, nft)),
             _ => Err(ProvisionError::Permanent(
-                "this node has no public IPv6 addresses to give: deploy on a node that has (zgrid nodes shows PUBLIC IPV6)"
+                "this node has no public IPv6 addresses to give: deploy on one that has (find them with `zgrid nodes --public-ipv6`)"
                     .into(),
             )),
         }
