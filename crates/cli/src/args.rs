@@ -264,6 +264,9 @@ pub struct NodesArgs {
     /// Only nodes that give containers public IPv6 addresses (`deploy container --public-ipv6`).
     #[arg(long = "public-ipv6")]
     pub public_ipv6: bool,
+    /// Only nodes that give containers Yggdrasil addresses (`deploy container --yggdrasil`).
+    #[arg(long)]
+    pub yggdrasil: bool,
     #[command(flatten)]
     pub list: ListArgs,
 }
@@ -273,6 +276,7 @@ pub struct NodesArgs {
 #[derive(Debug, Subcommand)]
 pub enum DeployCommand {
     /// A container started from an image.
+    #[command(group = clap::ArgGroup::new("outside").multiple(true).args(["public_ipv6", "yggdrasil"]))]
     Container {
         #[command(flatten)]
         image: ImageArgs,
@@ -317,9 +321,14 @@ pub enum DeployCommand {
         /// have one were started with --public-ipv6), closed to the outside but for --open.
         #[arg(long = "public-ipv6", requires = "network")]
         public_ipv6: bool,
-        /// Ports the public address takes connections on: PORT (TCP), PORT/tcp or PORT/udp,
-        /// comma-separated or repeated (default: none; ICMP always passes).
-        #[arg(long = "open", value_delimiter = ',', requires = "public_ipv6")]
+        /// Also give the container an address on the Yggdrasil network, from the node's
+        /// Yggdrasil subnet (nodes that have one were started with --yggdrasil), closed to the
+        /// outside but for --open.
+        #[arg(long, requires = "network")]
+        yggdrasil: bool,
+        /// Ports the public and Yggdrasil addresses take connections on: PORT (TCP), PORT/tcp
+        /// or PORT/udp, comma-separated or repeated (default: none; ICMP always passes).
+        #[arg(long = "open", value_delimiter = ',', requires = "outside")]
         open: Vec<zgrid_types::workload::OpenPort>,
         #[command(flatten)]
         probes: ProbeArgs,
@@ -887,6 +896,16 @@ pub struct NodeArgs {
     /// to the node).
     #[arg(long = "public-ipv6-dev", value_name = "INTERFACE", requires = "public_ipv6")]
     pub public_ipv6_dev: Option<String>,
+    /// Run Debian's yggdrasil (its key and configuration in the state directory) and give
+    /// containers that ask for one an address from the node's Yggdrasil subnet.
+    #[arg(long)]
+    pub yggdrasil: bool,
+    /// A Yggdrasil node to peer with, as tcp://HOST:PORT or tls://HOST:PORT (repeatable).
+    #[arg(long = "yggdrasil-peer", value_name = "URI", requires = "yggdrasil", value_parser = yggdrasil_uri)]
+    pub yggdrasil_peers: Vec<String>,
+    /// Where Yggdrasil takes peerings, as tcp://ADDRESS:PORT or tls://ADDRESS:PORT (repeatable).
+    #[arg(long = "yggdrasil-listen", value_name = "URI", requires = "yggdrasil", value_parser = yggdrasil_uri)]
+    pub yggdrasil_listen: Vec<String>,
     /// Most MiB of image chunks the node keeps cached (least recently used go first).
     #[arg(long, default_value_t = 10240)]
     pub flist_cache_mib: u64,
@@ -931,6 +950,17 @@ pub struct MountServiceArgs {
     /// Most bytes the chunk cache holds.
     #[arg(long)]
     pub cache_bytes: u64,
+}
+
+/// Check a Yggdrasil peer or listen URI: tcp:// or tls:// with a host and a port.
+fn yggdrasil_uri(text: &str) -> Result<String, String> {
+    let bad = || format!("{text:?}: write tcp://HOST:PORT or tls://HOST:PORT (IPv6 hosts in brackets)");
+    let rest = text.strip_prefix("tcp://").or_else(|| text.strip_prefix("tls://")).ok_or_else(bad)?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(text.to_owned())
 }
 
 /// Parse FIRST-LAST into a port range.

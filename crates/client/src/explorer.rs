@@ -297,7 +297,7 @@ mod tests {
     }
 
     fn beat() -> NodeHeartbeat {
-        NodeHeartbeat { used: Default::default(), hypervisor: None, wireguard: None, public_ipv6: None }
+        NodeHeartbeat::default()
     }
 
     #[tokio::test]

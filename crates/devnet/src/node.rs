@@ -42,7 +42,13 @@ pub struct NodeOptions {
     /// Give containers public IPv6 addresses of the underlay's IPv6 prefix
     /// ([`crate::Underlay::ipv6_prefix`]), on which the node gets its own address first.
     pub public_ipv6: bool,
+    /// Run Yggdrasil (`--yggdrasil`), listening on [`Node::yggdrasil_uri`] and peering with
+    /// these URIs (other nodes' [`Node::yggdrasil_uri`]); off without.
+    pub yggdrasil: Option<Vec<String>>,
 }
+
+/// The TCP port a node's Yggdrasil takes peerings on (TLS), on its underlay address.
+pub const YGGDRASIL_PORT: u16 = 7443;
 
 impl Default for NodeOptions {
     fn default() -> Self {
@@ -54,6 +60,7 @@ impl Default for NodeOptions {
             location: None,
             explorers: None,
             public_ipv6: false,
+            yggdrasil: None,
         }
     }
 }
@@ -109,6 +116,12 @@ impl Node {
             self.netns.add_ipv6()?;
             command.args(["--public-ipv6", &self.netns.underlay_ipv6_prefix()]);
         }
+        if let Some(peers) = &self.launch.options.yggdrasil {
+            command.args(["--yggdrasil", "--yggdrasil-listen", &self.yggdrasil_uri()]);
+            for peer in peers {
+                command.args(["--yggdrasil-peer", peer]);
+            }
+        }
         let child = command.spawn().context("cannot start the node agent (is nsenter from util-linux installed?)")?;
         self.child = Some(child);
         Ok(())
@@ -127,6 +140,11 @@ impl Node {
     /// The node's address on the underlay.
     pub fn address(&self) -> std::net::Ipv4Addr {
         self.netns.address()
+    }
+
+    /// Where the node's Yggdrasil takes peerings, when it runs one ([`NodeOptions::yggdrasil`]).
+    pub fn yggdrasil_uri(&self) -> String {
+        format!("tls://{}:{YGGDRASIL_PORT}", self.address())
     }
 
     /// The node's network namespace.
@@ -259,6 +277,8 @@ pub(crate) fn clean_node(state_dir: &Path, cgroup_parent: &str) -> Result<()> {
     let removed = remove_workloads(state_dir, cgroup_parent);
     // Also when a removal failed: the mount service would keep its mounts busy.
     zgrid_node::flist::FlistImages::stop_service(&state_dir.join("flist"));
+    // Killing the agent leaves its Yggdrasil daemon running.
+    zgrid_node::network::Yggdrasil::stop_left(&state_dir.join("yggdrasil"));
     removed?;
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
         let _ = std::fs::remove_dir(hierarchy.path().join(cgroup_parent));

@@ -131,7 +131,8 @@ pub async fn run(config: NodeConfig, workloads: Workloads, shutdown: impl Future
         used: Default::default(),
         hypervisor: None,
         wireguard: Some(workloads.wireguard()),
-        public_ipv6: workloads.public_ipv6(),
+        public_ipv6: workloads.outside_prefix(network::Reach::PublicIpv6),
+        yggdrasil: workloads.outside_prefix(network::Reach::Yggdrasil),
     };
     let engine = Engine::new(explorer.clone(), reporter, key, store, workloads, total, config.engine.clone())?;
     let used = engine.used();

@@ -194,6 +194,8 @@ pub struct NodeFilter {
     pub alive: Option<bool>,
     /// Only nodes that have (true) or have not (false) public IPv6 addresses for containers.
     pub public_ipv6: Option<bool>,
+    /// Only nodes that run (true) or do not run (false) Yggdrasil for containers.
+    pub yggdrasil: Option<bool>,
     /// Start after this key: the `next` of the previous page (absent for the first page).
     pub after: Option<String>,
     /// Items per page (default 50, at most 500).

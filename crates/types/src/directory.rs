@@ -229,7 +229,7 @@ impl NodeRegistration {
 pub const MAX_HYPERVISOR: usize = 256;
 
 /// A node's periodic report: what it has in use right now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeHeartbeat {
     /// Capacity in use.
@@ -248,6 +248,11 @@ pub struct NodeHeartbeat {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = "ipv6-network", example = "2001:db8:1::/64")]
     pub public_ipv6: Option<ipnet::Ipv6Net>,
+    /// The node's Yggdrasil subnet, which it gives containers addresses from (e.g.
+    /// `300:224b:7b9c:93fb::/64`); absent when it runs no Yggdrasil.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = "ipv6-network", example = "300:224b:7b9c:93fb::/64")]
+    pub yggdrasil: Option<ipnet::Ipv6Net>,
 }
 
 impl NodeHeartbeat {
@@ -299,6 +304,11 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = "ipv6-network", example = "2001:db8:1::/64")]
     pub public_ipv6: Option<ipnet::Ipv6Net>,
+    /// The node's Yggdrasil subnet, which it gives containers addresses from, as its latest
+    /// heartbeat said ([`NodeHeartbeat::yggdrasil`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = "ipv6-network", example = "300:224b:7b9c:93fb::/64")]
+    pub yggdrasil: Option<ipnet::Ipv6Net>,
     /// Unix time of first registration.
     pub created_at: i64,
     /// Unix time of the last registration or heartbeat.

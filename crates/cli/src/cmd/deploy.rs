@@ -191,22 +191,33 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             network,
             ip,
             public_ipv6,
+            yggdrasil,
             open,
             probes,
             wait,
             common,
         } => {
             let (node, image) = Image::from_args(ctx, image).await?;
-            if public_ipv6 && client.node(&node).await?.public_ipv6.is_none() {
-                bail!(
-                    "--public-ipv6: node {node} has no public IPv6 addresses to give; \
-                     find nodes that have with `zgrid nodes --public-ipv6`"
-                );
+            if public_ipv6 || yggdrasil {
+                let directory = client.node(&node).await?;
+                if public_ipv6 && directory.public_ipv6.is_none() {
+                    bail!(
+                        "--public-ipv6: node {node} has no public IPv6 addresses to give; \
+                         find nodes that have with `zgrid nodes --public-ipv6`"
+                    );
+                }
+                if yggdrasil && directory.yggdrasil.is_none() {
+                    bail!(
+                        "--yggdrasil: node {node} runs no Yggdrasil; find nodes that do with `zgrid nodes --yggdrasil`"
+                    );
+                }
             }
             let connection = match network {
-                Some(name) => {
-                    Some(NetworkConnection { public_ipv6, ..join(&client, &identity, &node, name, ip).await? })
-                }
+                Some(name) => Some(NetworkConnection {
+                    public_ipv6,
+                    yggdrasil_ip: yggdrasil,
+                    ..join(&client, &identity, &node, name, ip).await?
+                }),
                 None => None,
             };
             let joined = connection.clone().map(|c| (c, ip.is_none()));

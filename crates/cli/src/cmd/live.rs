@@ -31,12 +31,11 @@ pub async fn run(ctx: &Ctx, a: LiveArgs) -> Result<()> {
                 (WorkloadData::NetworkResource(n), None) => format!("{} {}", n.name, n.iprange),
                 _ => "-".into(),
             };
-            // A container's public address, as its node's result says.
-            let public = r.result.as_ref().and_then(|res| res.payload.data["public_ipv6"].as_str());
-            let network = match public {
-                Some(address) => format!("{network} {address}"),
-                None => network,
-            };
+            // A container's public and Yggdrasil addresses, as its node's result says.
+            let outside = ["public_ipv6", "yggdrasil_ip"]
+                .iter()
+                .filter_map(|key| r.result.as_ref().and_then(|res| res.payload.data[key].as_str()));
+            let network = std::iter::once(network.as_str()).chain(outside).collect::<Vec<_>>().join(" ");
             vec![
                 w.id.to_string(),
                 w.data.kind().to_string(),

@@ -8,7 +8,7 @@ use zgrid_node::NodeConfig;
 use zgrid_node::engine::EngineConfig;
 use zgrid_node::flist::FlistImages;
 use zgrid_node::hypervisor::Hypervisor;
-use zgrid_node::network::{Networks, PublicIpv6};
+use zgrid_node::network::{Networks, OutsideIpv6, Yggdrasil};
 use zgrid_node::runtime::Runtime;
 use zgrid_node::vm::Vms;
 use zgrid_node::workloads::Workloads;
@@ -26,9 +26,19 @@ pub async fn run(ctx: &Ctx, a: NodeArgs) -> Result<()> {
     let mut networks = Networks::new(a.state_dir.join("networks"), key.clone(), a.wireguard_ports.clone())?;
     if let Some(prefix) = a.public_ipv6 {
         let uplink = a.public_ipv6_dev.clone().or_else(|| interface_holding(prefix));
-        let public = PublicIpv6::new(prefix, uplink).map_err(anyhow::Error::msg).context("--public-ipv6")?;
-        networks = networks.with_public_ipv6(public)?;
+        let public = OutsideIpv6::public(prefix, uplink).map_err(anyhow::Error::msg).context("--public-ipv6")?;
+        networks = networks.with_outside(public)?;
     }
+    // Runs as long as the agent; its containers' addresses go with it.
+    let _yggdrasil = if a.yggdrasil {
+        let yggdrasil = Yggdrasil::start(&a.state_dir.join("yggdrasil"), &a.yggdrasil_peers, &a.yggdrasil_listen)
+            .await
+            .context("--yggdrasil")?;
+        networks = networks.with_outside(OutsideIpv6::yggdrasil(yggdrasil.subnet()))?;
+        Some(yggdrasil)
+    } else {
+        None
+    };
     let program = std::env::current_exe().context("cannot find this program to start the flist mount service")?;
     let mut service = vec![program.to_string_lossy().into_owned()];
     // The mount service fetches chunks with the agent's trusted CAs and time limit.

@@ -26,6 +26,7 @@ pub async fn run(ctx: &Ctx, a: NodesArgs) -> Result<()> {
             None
         },
         public_ipv6: a.public_ipv6.then_some(true),
+        yggdrasil: a.yggdrasil.then_some(true),
         after: None,
         size: Some(a.list.size),
     };

@@ -35,12 +35,7 @@ async fn node(h: &Path, url: &str, farm: u64, public: bool, hypervisor: &str) ->
     };
     let client = ExplorerClient::new(url).unwrap().with_key(key.clone());
     client.register_node(&reg).await.unwrap();
-    let beat = NodeHeartbeat {
-        used: Capacity::default(),
-        hypervisor: Some(hypervisor.into()),
-        wireguard: None,
-        public_ipv6: None,
-    };
+    let beat = NodeHeartbeat { used: Capacity::default(), hypervisor: Some(hypervisor.into()), ..Default::default() };
     client.heartbeat(&beat).await.unwrap();
     key
 }

@@ -118,8 +118,7 @@ async fn a_vm_is_deployed_on_a_network_with_the_deployers_ssh_keys() {
 
     // `zgrid nodes` says which hypervisor the node's VMs use, as its heartbeat said.
     let tcg = "tcg: no usable KVM on this node, expect it to be slow";
-    let beat =
-        NodeHeartbeat { used: Capacity::default(), hypervisor: Some(tcg.into()), wireguard: None, public_ipv6: None };
+    let beat = NodeHeartbeat { used: Capacity::default(), hypervisor: Some(tcg.into()), ..Default::default() };
     ExplorerClient::new(url).unwrap().with_key(node_key).heartbeat(&beat).await.unwrap();
     assert_eq!(zgrid_json(h, url, &["nodes"])["items"][0]["hypervisor"], tcg);
     let table = String::from_utf8_lossy(&zgrid(h, url, &["nodes"]).stdout).to_string();

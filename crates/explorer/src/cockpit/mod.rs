@@ -163,6 +163,7 @@ fn node_filter(query: &HashMap<String, String>) -> Result<(NodeFilter, NodeOrder
         free_hru: number("free_hru")?,
         alive: flag("alive")?,
         public_ipv6: flag("public_ipv6")?,
+        yggdrasil: flag("yggdrasil")?,
         after: None,
         size: None,
     };

@@ -185,6 +185,7 @@ pub fn node_page(
             dt { "Hypervisor" } dd { (node.hypervisor.as_deref().unwrap_or("not reported")) }
             dt { "WireGuard" } dd { (node.wireguard.as_deref().unwrap_or("not reported")) }
             dt { "Public IPv6" } dd { (node.public_ipv6.map_or_else(|| "none".to_owned(), |p| p.to_string())) }
+            dt { "Yggdrasil" } dd { (node.yggdrasil.map_or_else(|| "none".to_owned(), |p| p.to_string())) }
         }
         h2 { "Capacity" }
         div.scroll {

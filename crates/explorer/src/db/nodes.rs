@@ -38,6 +38,11 @@ fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
             .map(|p| p.parse())
             .transpose()
             .map_err(|e: ipnet::AddrParseError| DbError::Corrupt(format!("a node's public_ipv6: {e}")))?,
+        yggdrasil: row
+            .try_get::<Option<String>, _>("yggdrasil")?
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e: ipnet::AddrParseError| DbError::Corrupt(format!("a node's yggdrasil: {e}")))?,
         created_at: row.try_get("created_at")?,
         last_seen,
         alive: last_seen >= alive_since,
@@ -98,7 +103,7 @@ pub async fn heartbeat(tx: &mut Tx, id: &NodeId, beat: &NodeHeartbeat, now: i64)
     let used = &beat.used;
     let done = sqlx::query(
         "UPDATE nodes SET used_cru = $2, used_mru = $3, used_sru = $4, used_hru = $5, last_seen = $6,
-                          hypervisor = $7, wireguard = $8, public_ipv6 = $9
+                          hypervisor = $7, wireguard = $8, public_ipv6 = $9, yggdrasil = $10
          WHERE node_id = $1",
     )
     .bind(id.to_string())
@@ -110,6 +115,7 @@ pub async fn heartbeat(tx: &mut Tx, id: &NodeId, beat: &NodeHeartbeat, now: i64)
     .bind(beat.hypervisor.clone())
     .bind(beat.wireguard.clone())
     .bind(beat.public_ipv6.map(|p| p.to_string()))
+    .bind(beat.yggdrasil.map(|p| p.to_string()))
     .execute(tx.conn().await?)
     .await?;
     if done.rows_affected() != 1 {
@@ -305,8 +311,10 @@ fn conditions(filter: &NodeFilter, alive_since: i64) -> Conditions {
         let p = c.param(Bind::Int(alive_since));
         c.push(format!("last_seen {} {p}", if alive { ">=" } else { "<" }));
     }
-    if let Some(public) = filter.public_ipv6 {
-        c.push(format!("public_ipv6 IS {}NULL", if public { "NOT " } else { "" }));
+    for (column, wanted) in [("public_ipv6", filter.public_ipv6), ("yggdrasil", filter.yggdrasil)] {
+        if let Some(wanted) = wanted {
+            c.push(format!("{column} IS {}NULL", if wanted { "NOT " } else { "" }));
+        }
     }
     c
 }

@@ -32,13 +32,10 @@ async fn pages_show_the_grid_its_nodes_and_a_users_results(backend: Backend) {
     let w = World::new(backend).await;
     let used = Capacity { cru: 3, mru: 12_288, sru: 0, hru: 0 };
     w.ex.signed(&w.node)
-        .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), wireguard: None, public_ipv6: None })
+        .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), ..Default::default() })
         .await
         .unwrap();
-    w.ex.signed(&w.node2)
-        .heartbeat(&NodeHeartbeat { used: Capacity::default(), hypervisor: None, wireguard: None, public_ipv6: None })
-        .await
-        .unwrap();
+    w.ex.signed(&w.node2).heartbeat(&NodeHeartbeat::default()).await.unwrap();
     let volume = w.signed(&w.alice, &w.node.public(), volume());
     w.alice.client.create_workload(&volume).await.unwrap();
     let net = w.signed(&w.alice, &w.node2.public(), network_resource("office", "10.20.1.0/24"));

@@ -72,10 +72,7 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 
     // Using capacity shows up as less free capacity.
     let used = Capacity { cru: 7, mru: 0, sru: 0, hru: 0 };
-    w.ex.signed(&w.node)
-        .heartbeat(&NodeHeartbeat { used, hypervisor: None, wireguard: None, public_ipv6: None })
-        .await
-        .unwrap();
+    w.ex.signed(&w.node).heartbeat(&NodeHeartbeat { used, ..Default::default() }).await.unwrap();
     assert_eq!(find(NodeFilter { free_cru: Some(4), ..Default::default() }).await.items[0].node_id, w.node2.public());
     assert_eq!(c.node(&w.node.public()).await.unwrap().free().cru, 1);
 
@@ -94,13 +91,7 @@ async fn nodes_are_found_by_farm_location_capacity_and_liveness(backend: Backend
 async fn nodes_report_only_for_themselves(backend: Backend) {
     let w = World::new(backend).await;
     // A heartbeat signed by another key for this node is refused.
-    let body = serde_json::to_vec(&NodeHeartbeat {
-        used: Capacity::default(),
-        hypervisor: None,
-        wireguard: None,
-        public_ipv6: None,
-    })
-    .unwrap();
+    let body = serde_json::to_vec(&NodeHeartbeat::default()).unwrap();
     let (status, _) = w.ex.raw(&w.node2, "POST", &format!("/v1/nodes/{}/heartbeat", w.node.public()), body).await;
     assert_eq!(status, 403);
     // A node cannot join a farm that does not exist.
@@ -165,14 +156,13 @@ async fn a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent(bac
 /// The directory says which hypervisor a node's VMs use, which WireGuard its networks use and
 /// which public IPv6 prefix it gives containers, as its latest heartbeat said; nodes are found
 /// by whether they have one.
-async fn a_nodes_entry_says_which_hypervisor_wireguard_and_public_ipv6_prefix_it_has(backend: Backend) {
+async fn a_nodes_entry_says_its_hypervisor_wireguard_public_ipv6_prefix_and_yggdrasil_subnet(backend: Backend) {
     let w = World::new(backend).await;
     let c = w.ex.client();
     let beat = |hypervisor: Option<&str>| NodeHeartbeat {
         used: Capacity::default(),
         hypervisor: hypervisor.map(Into::into),
-        wireguard: None,
-        public_ipv6: None,
+        ..Default::default()
     };
     let listed = || async {
         let page = c.nodes(&NodeFilter::default()).await.unwrap();
@@ -240,6 +230,13 @@ async fn a_nodes_entry_says_which_hypervisor_wireguard_and_public_ipv6_prefix_it
     let (status, _) = w.ex.raw(&w.node, "POST", &format!("/v1/nodes/{}/heartbeat", w.node.public()), body).await;
     assert!((400..500).contains(&status), "a malformed prefix got {status}");
     assert_eq!(c.node(&w.node.public()).await.unwrap().public_ipv6, Some(prefix), "a refused one changes nothing");
+
+    // And its Yggdrasil subnet, by which nodes are found too.
+    let subnet: ipnet::Ipv6Net = "300:224b:7b9c:93fb::/64".parse().unwrap();
+    w.ex.signed(&w.node2).heartbeat(&NodeHeartbeat { yggdrasil: Some(subnet), ..beat(None) }).await.unwrap();
+    assert_eq!(c.node(&w.node2.public()).await.unwrap().yggdrasil, Some(subnet));
+    let page = c.nodes(&NodeFilter { yggdrasil: Some(true), ..Default::default() }).await.unwrap();
+    assert_eq!(page.items.into_iter().map(|n| n.node_id).collect::<Vec<_>>(), [w.node2.public()]);
     w.ex.stop().await;
 }
 
@@ -267,6 +264,6 @@ crate::on_both_backends!(
     nodes_are_found_by_farm_location_capacity_and_liveness,
     nodes_report_only_for_themselves,
     a_node_joins_or_moves_to_a_farm_only_with_its_owners_signed_consent,
-    a_nodes_entry_says_which_hypervisor_wireguard_and_public_ipv6_prefix_it_has,
+    a_nodes_entry_says_its_hypervisor_wireguard_public_ipv6_prefix_and_yggdrasil_subnet,
     the_openapi_document_lists_every_route,
 );

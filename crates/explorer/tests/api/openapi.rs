@@ -70,7 +70,7 @@ async fn fill_ledger(w: &World) {
     by_node.post_result(&Signed::sign(result, &w.node)).await.expect("result");
     let used = zgrid_types::directory::Capacity { cru: 2, mru: 2048, sru: 4096, hru: 0 };
     by_node
-        .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), wireguard: None, public_ipv6: None })
+        .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), ..Default::default() })
         .await
         .expect("heartbeat");
 }

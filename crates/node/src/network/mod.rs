@@ -13,8 +13,9 @@
 
 mod egress;
 mod netns;
-mod public;
+mod outside;
 mod wireguard;
+mod yggdrasil;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -32,8 +33,9 @@ use crate::provision::ProvisionError;
 use crate::runtime::RuntimeError;
 use netns::{Helpers, Netns};
 pub(crate) use netns::{in_netns, in_netns_of};
-pub use public::PublicIpv6;
+pub use outside::{OutsideIpv6, Reach};
 use wireguard::{Backend, PeerConfig, Tunnel};
+pub use yggdrasil::Yggdrasil;
 
 /// UDP ports network resources listen on unless the owner asks for one.
 pub const DEFAULT_PORTS: RangeInclusive<u16> = 51820..=52819;
@@ -88,7 +90,9 @@ pub struct Networks {
     /// Which WireGuard the devices are.
     backend: Backend,
     /// The public IPv6 prefix containers get addresses from, if the node has one.
-    public: Option<PublicIpv6>,
+    public: Option<OutsideIpv6>,
+    /// The Yggdrasil subnet containers get addresses from, if the node runs Yggdrasil.
+    yggdrasil: Option<OutsideIpv6>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -112,23 +116,40 @@ impl Networks {
         );
         let nft = crate::runtime::command::find_program("nft", "nftables").ok();
         let helpers = Helpers::find()?;
-        Ok(Self { key, dir, ports, ip, nft, helpers, tunnels: Mutex::default(), backend, public: None })
+        Ok(Self {
+            key,
+            dir,
+            ports,
+            ip,
+            nft,
+            helpers,
+            tunnels: Mutex::default(),
+            backend,
+            public: None,
+            yggdrasil: None,
+        })
     }
 
-    /// Give containers that ask for one an address of `public` (needs nftables, which keeps
+    /// Give containers that ask for one an address of `outside` (needs nftables, which keeps
     /// them closed but for the ports their owners open).
-    pub fn with_public_ipv6(mut self, public: PublicIpv6) -> Result<Self, RuntimeError> {
+    pub fn with_outside(mut self, outside: OutsideIpv6) -> Result<Self, RuntimeError> {
         if self.nft.is_none() {
             crate::runtime::command::find_program("nft", "nftables")?;
         }
-        tracing::info!(prefix = %public.prefix(), "public IPv6 addresses for containers");
-        self.public = Some(public);
+        tracing::info!(prefix = %outside.prefix(), reach = ?outside.reach(), "outside addresses for containers");
+        match outside.reach() {
+            Reach::PublicIpv6 => self.public = Some(outside),
+            Reach::Yggdrasil => self.yggdrasil = Some(outside),
+        }
         Ok(self)
     }
 
-    /// The public IPv6 prefix containers get addresses from, if any.
-    pub fn public_ipv6(&self) -> Option<&PublicIpv6> {
-        self.public.as_ref()
+    /// Where containers get addresses reaching `reach` from, if this node gives them.
+    pub fn outside(&self, reach: Reach) -> Option<&OutsideIpv6> {
+        match reach {
+            Reach::PublicIpv6 => self.public.as_ref(),
+            Reach::Yggdrasil => self.yggdrasil.as_ref(),
+        }
     }
 
     /// The namespace of network resource `id`.
@@ -469,31 +490,34 @@ impl Networks {
         Ok(())
     }
 
-    /// The prefix containers get public addresses from and the `nft` program that closes them,
-    /// or why this node gives none (checked before a container's first side effect).
-    pub fn public_ipv6_or_why(&self) -> Result<(&PublicIpv6, &Path), ProvisionError> {
-        match (&self.public, &self.nft) {
-            (Some(public), Some(nft)) => Ok((public, nft)),
-            _ => Err(ProvisionError::Permanent(
-                "this node has no public IPv6 addresses to give: deploy on one that has (find them with `zgrid nodes --public-ipv6`)"
-                    .into(),
-            )),
+    /// Where containers get addresses reaching `reach` from and the `nft` program that closes
+    /// them, or why this node gives none (checked before a container's first side effect).
+    pub fn outside_or_why(&self, reach: Reach) -> Result<(&OutsideIpv6, &Path), ProvisionError> {
+        match (self.outside(reach), &self.nft) {
+            (Some(outside), Some(nft)) => Ok((outside, nft)),
+            _ => Err(ProvisionError::Permanent(match reach {
+                Reach::PublicIpv6 => "this node has no public IPv6 addresses to give: deploy on one that has (find them with `zgrid nodes --public-ipv6`)",
+                Reach::Yggdrasil => "this node runs no Yggdrasil: deploy on one that does (find them with `zgrid nodes --yggdrasil`)",
+            }
+            .into())),
         }
     }
 
-    /// Give container `id`, attached to its network ([`Self::attach`]), its public IPv6
-    /// address, closed from outside but for `open`. Idempotent.
-    pub async fn attach_public(&self, id: &WorkloadId, open: &[OpenPort]) -> Result<(), ProvisionError> {
-        let (public, nft) = self.public_ipv6_or_why()?;
-        public.attach(id, &self.container_netns(id), open, nft, &self.dir).await.map_err(transient)
+    /// Give container `id`, attached to its network ([`Self::attach`]), its address reaching
+    /// `reach`, closed from outside but for `open`. Idempotent.
+    pub async fn attach_outside(&self, id: &WorkloadId, reach: Reach, open: &[OpenPort]) -> Result<(), ProvisionError> {
+        let (outside, nft) = self.outside_or_why(reach)?;
+        outside.attach(id, &self.container_netns(id), open, nft, &self.dir).await.map_err(transient)
     }
 
-    /// Remove container `id`'s namespace (and with it its veth pairs) and its public address's
-    /// rules, if any.
+    /// Remove container `id`'s namespace (and with it its veth pairs) and its outside
+    /// addresses' rules, if any.
     pub async fn detach(&self, id: &WorkloadId) -> Result<(), RuntimeError> {
         self.container_netns(id).delete().await?;
-        if let Ok((public, nft)) = self.public_ipv6_or_why() {
-            public.detach(id, &self.ip, nft).await;
+        for reach in [Reach::PublicIpv6, Reach::Yggdrasil] {
+            if let Ok((outside, nft)) = self.outside_or_why(reach) {
+                outside.detach(id, &self.ip, nft).await;
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::{Workloads, logs, redis, stats};
 use crate::flist::ImageProblem;
+use crate::network::Reach;
 use crate::provision::{Exit, Health, Progress, ProvisionError};
 use crate::runtime::{Bind, ContainerConfig, ContainerState, HOST_INIT, RuntimeError};
 
@@ -47,13 +48,8 @@ pub(super) struct Seen {
 impl Workloads {
     async fn config(&self, spec: &WorkloadSpec, c: &Container) -> Result<ContainerConfig, ProvisionError> {
         let id = &spec.id;
-        let unsupported =
-            |what: &str| Err(ProvisionError::Permanent(format!("{what} is not supported by this node version yet")));
-        if c.network_connection.iter().any(|n| n.yggdrasil_ip) {
-            return unsupported("a yggdrasil address");
-        }
-        if c.network_connection.iter().any(|n| n.public_ipv6) {
-            self.networks.public_ipv6_or_why()?;
+        for reach in outside_reaches(c) {
+            self.networks.outside_or_why(reach)?;
         }
         if c.interactive && c.network_connection.is_empty() {
             return Err(ProvisionError::Permanent(
@@ -73,8 +69,8 @@ impl Workloads {
                 })?;
                 let netns =
                     self.networks.attach(id, userns.as_deref(), &spec.owner_key, &n.network_id, n.ipaddress).await?;
-                if n.public_ipv6 {
-                    self.networks.attach_public(id, &c.open_ports).await?;
+                for reach in outside_reaches(c) {
+                    self.networks.attach_outside(id, reach, &c.open_ports).await?;
                 }
                 Some(netns)
             }
@@ -242,18 +238,20 @@ impl Workloads {
         }
         let start_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ipv4 = c.network_connection.first().map(|n| n.ipaddress.to_string());
-        let public_ipv6 = match (c.network_connection.iter().any(|n| n.public_ipv6), self.networks.public_ipv6()) {
-            (true, Some(public)) => Some(public.address(id).to_string()),
-            _ => None,
-        };
         // Ready once its readiness probe passes, stable once it has run for the engine's settle
         // window; the engine reports the changes.
         let ready = c.probes.readiness.is_none();
         let start_ms = (start_ms * 10.0).round() / 10.0;
         let mut data =
             serde_json::json!({ "id": id, "ipv4": ipv4, "start_ms": start_ms, "ready": ready, "stable": false });
-        if let Some(address) = public_ipv6 {
-            data["public_ipv6"] = address.into();
+        for reach in outside_reaches(c) {
+            if let Some(outside) = self.networks.outside(reach) {
+                let key = match reach {
+                    Reach::PublicIpv6 => "public_ipv6",
+                    Reach::Yggdrasil => "yggdrasil_ip",
+                };
+                data[key] = outside.address(id).to_string().into();
+            }
         }
         Ok(data)
     }
@@ -395,6 +393,14 @@ fn ended(exit: Option<crate::runtime::Exit>, oom_killed: bool) -> String {
         Some(exit) => format!("the container {}", exit.describe()),
         None => "the container exited".to_owned(),
     }
+}
+
+/// The outside networks container `c` asks for addresses on.
+fn outside_reaches(c: &Container) -> impl Iterator<Item = Reach> + '_ {
+    let connections = c.network_connection.iter();
+    let public = connections.clone().any(|n| n.public_ipv6).then_some(Reach::PublicIpv6);
+    let yggdrasil = connections.clone().any(|n| n.yggdrasil_ip).then_some(Reach::Yggdrasil);
+    public.into_iter().chain(yggdrasil)
 }
 
 #[cfg(test)]

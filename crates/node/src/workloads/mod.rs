@@ -88,9 +88,9 @@ impl Workloads {
         self.networks.wireguard()
     }
 
-    /// The public IPv6 prefix containers get addresses from, for the node's directory entry.
-    pub fn public_ipv6(&self) -> Option<ipnet::Ipv6Net> {
-        self.networks.public_ipv6().map(|p| p.prefix())
+    /// The prefix containers get addresses reaching `reach` from, for the node's directory entry.
+    pub fn outside_prefix(&self, reach: crate::network::Reach) -> Option<ipnet::Ipv6Net> {
+        self.networks.outside(reach).map(|p| p.prefix())
     }
 
     /// What the node's directory entry says of its VMs, once known: the accelerator they run

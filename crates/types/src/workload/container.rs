@@ -64,8 +64,8 @@ pub struct Container {
     /// specs signed before probes existed still verify.
     #[serde(default, skip_serializing_if = "Probes::is_empty")]
     pub probes: Probes,
-    /// Ports the container's public address (`public_ipv6`) takes connections on from outside;
-    /// every other port is closed to the outside (ICMP passes). Left out of the JSON when empty,
+    /// Ports the container's public and Yggdrasil addresses (`public_ipv6`, `yggdrasil_ip`)
+    /// take connections on from outside; every other port is closed to the outside (ICMP passes). Left out of the JSON when empty,
     /// so specs signed before the field existed still verify.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_ports: Vec<OpenPort>,
@@ -422,13 +422,15 @@ impl Container {
         self.validate_open_ports()
     }
 
-    /// Ports are opened on a public address only, at most [`MAX_OPEN_PORTS`] of them, each once.
+    /// Ports are opened on a public or Yggdrasil address only, at most [`MAX_OPEN_PORTS`] of
+    /// them, each once.
     fn validate_open_ports(&self) -> Valid {
         if self.open_ports.is_empty() {
             return Ok(());
         }
-        ensure(self.network_connection.iter().any(|n| n.public_ipv6), "open_ports", || {
-            "ports are opened on the container's public address: ask for one with public_ipv6".into()
+        ensure(self.network_connection.iter().any(|n| n.public_ipv6 || n.yggdrasil_ip), "open_ports", || {
+            "ports are opened on the container's public or Yggdrasil address: ask for one with public_ipv6 or yggdrasil_ip"
+                .into()
         })?;
         ensure(self.open_ports.len() <= MAX_OPEN_PORTS, "open_ports", || {
             format!("{} ports: open at most {MAX_OPEN_PORTS}", self.open_ports.len())
@@ -589,6 +591,13 @@ mod tests {
         }
         assert_eq!(refused(|c| c.open_ports = vec![port("80")]).as_deref(), Some("open_ports"), "no public address");
         assert_eq!(refused(|c| (public(c), c.open_ports = vec![port("80"), port("80/udp")]).1), None);
+        let yggdrasil = |c: &mut Container| {
+            public(c);
+            c.network_connection[0].public_ipv6 = false;
+            c.network_connection[0].yggdrasil_ip = true;
+            c.open_ports = vec![port("80")];
+        };
+        assert_eq!(refused(yggdrasil), None, "ports open on a Yggdrasil address too");
         let twice = |c: &mut Container| (public(c), c.open_ports = vec![port("80"), port("443"), port("80")]).1;
         assert_eq!(refused(twice).as_deref(), Some("open_ports[2]"));
         let zero =

@@ -68,9 +68,7 @@ pub async fn run(ctx: &Ctx, nodes: usize, workloads: usize, users: usize, db: Op
         async move {
             client.register_node(&reg).await?;
             let used = Capacity { cru: (n % 5) as u64, mru: (n % 7) as u64 * 1024, sru: 0, hru: 0 };
-            client
-                .heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), wireguard: None, public_ipv6: None })
-                .await
+            client.heartbeat(&NodeHeartbeat { used, hypervisor: Some("kvm".into()), ..Default::default() }).await
         }
     }))
     .buffer_unordered(CONCURRENCY)

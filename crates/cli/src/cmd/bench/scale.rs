@@ -642,7 +642,7 @@ async fn report(node: &SimNode, results: Vec<Signed<WorkloadResult>>, tally: &Ta
 async fn heartbeats(node: Arc<SimNode>, first: Instant, tally: Arc<Tally>) {
     let mut tick = tokio::time::interval_at(first.into(), HEARTBEAT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let beat = NodeHeartbeat { used: Default::default(), hypervisor: None, wireguard: None, public_ipv6: None };
+    let beat = NodeHeartbeat::default();
     loop {
         tick.tick().await;
         match node.client.heartbeat(&beat).await {

@@ -158,6 +158,7 @@ mod tests {
             hypervisor: hypervisor.map(str::to_owned),
             wireguard: None,
             public_ipv6: None,
+            yggdrasil: None,
             created_at: 0,
             last_seen: 0,
             alive: true,

@@ -146,6 +146,7 @@ mod tests {
             hypervisor: None,
             wireguard: None,
             public_ipv6: None,
+            yggdrasil: None,
             created_at: 0,
             last_seen: 0,
             alive: true,
