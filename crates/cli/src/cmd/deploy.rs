@@ -352,8 +352,10 @@ pub async fn run(ctx: &Ctx, cmd: DeployCommand) -> Result<()> {
             if let Some(console) = console_of(&record.workload.payload.data, id.as_str()) {
                 println!("{console}");
             }
-            if let Some(address) = result.and_then(|r| r.data["public_ipv6"].as_str()) {
-                println!("public IPv6 address: {address}{}", open_ports_of(&record.workload.payload.data));
+            for (key, what) in [("public_ipv6", "public IPv6"), ("yggdrasil_ip", "Yggdrasil")] {
+                if let Some(address) = result.and_then(|r| r.data[key].as_str()) {
+                    println!("{what} address: {address}{}", open_ports_of(&record.workload.payload.data));
+                }
             }
             // What the node wants the owner to know, such as the accelerator a VM runs with.
             if let Some(note) = result.and_then(|r| r.data["note"].as_str()) {

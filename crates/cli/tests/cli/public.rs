@@ -247,6 +247,7 @@ fn a_container_is_reached_on_its_yggdrasil_address_through_another_node_on_open_
         a.log()
     );
     assert_eq!(fetch(&laptop, address, 9090), "", "the closed port answered over Yggdrasil");
+    assert_eq!(fetch(&laptop, &a_own, 7001), "", "the node's own service answered over Yggdrasil");
     // A Yggdrasil daemon that exits is started again; one left by a killed agent is replaced by
     // the next agent's, with the same key and so the same addresses.
     let config = a.state_dir().join("yggdrasil/yggdrasil.json");

@@ -5,7 +5,9 @@
 //! farmer gives are written into it at every start. The interface is `zgy0`; the admin socket
 //! and multicast discovery are off (peers are static). The daemon's output goes to the agent's
 //! log. A daemon left behind by an agent that was killed is stopped before a new one starts;
-//! one that exits is started again.
+//! one that exits is started again. The node's own address on the Yggdrasil network takes no
+//! connections (nftables table `ip6 zgrid_yggdrasil`): anyone can peer with the network, and the
+//! node's services are not for it.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -51,7 +53,10 @@ impl Yggdrasil {
     /// `listen` (URIs such as `tls://192.0.2.1:7443`), once its interface is up.
     pub async fn start(dir: &Path, peers: &[String], listen: &[String]) -> anyhow::Result<Self> {
         let program = crate::runtime::command::find_program("yggdrasil", "yggdrasil")?;
+        let nft = crate::runtime::command::find_program("nft", "nftables")?;
         std::fs::create_dir_all(dir).map_err(|e| RuntimeError::host_io("create directory", dir, e))?;
+        // Closed before the interface exists.
+        super::load_rules("yggdrasil", &nft, &dir.join("zgrid_yggdrasil.nft"), &closed_node_rules()).await?;
         let config = dir.join("yggdrasil.json");
         write_config(&program, &config, peers, listen).await?;
         let subnet = one_shot(&program, &config, "-subnet").await?;
@@ -214,6 +219,23 @@ fn stop_stale(pid_file: &Path, config: &Path) {
     if runs_config(pid) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
+}
+
+/// Rules that keep the node's own Yggdrasil address closed: ICMPv6 and answers pass.
+fn closed_node_rules() -> String {
+    format!(
+        "table ip6 zgrid_yggdrasil
+delete table ip6 zgrid_yggdrasil
+table ip6 zgrid_yggdrasil {{
+    chain input {{
+        type filter hook input priority filter;
+        iifname \"{INTERFACE}\" ct state established,related accept
+        iifname \"{INTERFACE}\" meta l4proto ipv6-icmp accept
+        iifname \"{INTERFACE}\" drop
+    }}
+}}
+"
+    )
 }
 
 /// Whether the daemon's interface has its global address (the last step of its start).
