@@ -571,7 +571,7 @@ pub enum NetworkCommand {
         #[command(flatten)]
         network: NetworkName,
         /// The network's private range, a /16 such as 10.20.0.0/16.
-        #[arg(long)]
+        #[arg(long, value_parser = ipv4_cidr)]
         cidr: Ipv4Net,
         /// A node to put it on: its id, or the start of it (at least 4 characters); repeatable,
         /// at least one.
@@ -589,7 +589,7 @@ pub enum NetworkCommand {
         #[command(flatten)]
         target: NetworkNode,
         /// The node's /24 in the network (default: the lowest free one).
-        #[arg(long)]
+        #[arg(long, value_parser = ipv4_cidr)]
         subnet: Option<Ipv4Net>,
         /// How long to reserve it, e.g. 7d (default: until the last member expires).
         #[arg(long, allow_hyphen_values = true)]
@@ -606,7 +606,7 @@ pub enum NetworkCommand {
         #[command(flatten)]
         target: NetworkNode,
         /// The access point's /24 in the network (default: the lowest free one).
-        #[arg(long)]
+        #[arg(long, value_parser = ipv4_cidr)]
         subnet: Option<Ipv4Net>,
         /// Where to write the config, mode 0600 (default: NAME.conf in the current directory).
         #[arg(long)]
@@ -694,7 +694,7 @@ pub struct K8sUpArgs {
     /// The network's private range when it is made, a /16 clear of the cluster's own
     /// 10.42.0.0/16 (pods) and 10.43.0.0/16 (services). Default: the first free 10.N.0.0/16
     /// from 10.20.
-    #[arg(long)]
+    #[arg(long, value_parser = ipv4_cidr)]
     pub cidr: Option<Ipv4Net>,
     /// Let the VMs reach outside the network through their node's uplink (to pull images from
     /// public registries), when the network is made.
@@ -950,6 +950,18 @@ pub struct MountServiceArgs {
     /// Most bytes the chunk cache holds.
     #[arg(long)]
     pub cache_bytes: u64,
+}
+
+/// Parse ADDRESS/LENGTH into an IPv4 range, saying which half is wrong.
+fn ipv4_cidr(text: &str) -> Result<Ipv4Net, String> {
+    text.parse().map_err(|_| {
+        let hint = match text.split_once('/') {
+            None => "add the prefix length",
+            Some((address, _)) if address.parse::<Ipv4Addr>().is_err() => "the address is not an IPv4 address",
+            Some(_) => "the prefix length is 0 to 32",
+        };
+        format!("{text:?}: write an IPv4 range such as 10.20.0.0/16 ({hint})")
+    })
 }
 
 /// Check a Yggdrasil peer or listen URI: tcp:// or tls:// with a host and a port.
@@ -1376,6 +1388,15 @@ mod tests {
         assert!(no_network.is_err(), "--ip needs --network");
         let no_node = Cli::try_parse_from(["zgrid", "network", "create", "--name", "web", "--cidr", "10.20.0.0/16"]);
         assert!(no_node.is_err(), "create needs a --node");
+        for (cidr, says) in [
+            ("10.20.0.0/33", "the prefix length is 0 to 32"),
+            ("10.20.0/16", "the address is not an IPv4 address"),
+            ("10.20.0.0", "add the prefix length"),
+        ] {
+            let args = ["zgrid", "network", "create", "--name", "web", "--node", "N", "--cidr", cidr];
+            let said = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(said.contains(says) && said.contains("such as 10.20.0.0/16"), "{cidr}: {said}");
+        }
     }
 
     #[test]
