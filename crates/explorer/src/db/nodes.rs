@@ -15,6 +15,14 @@ fn capacity(row: &AnyRow, prefix: &str) -> DbResult<Capacity> {
     Ok(Capacity { cru: get("cru")?, mru: get("mru")?, sru: get("sru")?, hru: get("hru")? })
 }
 
+/// The IPv6 prefix in nullable column `column`.
+fn ipv6_prefix(row: &AnyRow, column: &str) -> DbResult<Option<ipnet::Ipv6Net>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|p| p.parse())
+        .transpose()
+        .map_err(|e: ipnet::AddrParseError| DbError::Corrupt(format!("a node's {column}: {e}")))
+}
+
 fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
     let id: String = row.try_get("node_id")?;
     let endpoint: Option<String> = row.try_get("public_endpoint")?;
@@ -33,16 +41,8 @@ fn node(row: &AnyRow, alive_since: i64) -> DbResult<Node> {
         version: row.try_get("version")?,
         hypervisor: row.try_get("hypervisor")?,
         wireguard: row.try_get("wireguard")?,
-        public_ipv6: row
-            .try_get::<Option<String>, _>("public_ipv6")?
-            .map(|p| p.parse())
-            .transpose()
-            .map_err(|e: ipnet::AddrParseError| DbError::Corrupt(format!("a node's public_ipv6: {e}")))?,
-        yggdrasil: row
-            .try_get::<Option<String>, _>("yggdrasil")?
-            .map(|p| p.parse())
-            .transpose()
-            .map_err(|e: ipnet::AddrParseError| DbError::Corrupt(format!("a node's yggdrasil: {e}")))?,
+        public_ipv6: ipv6_prefix(row, "public_ipv6")?,
+        yggdrasil: ipv6_prefix(row, "yggdrasil")?,
         created_at: row.try_get("created_at")?,
         last_seen,
         alive: last_seen >= alive_since,

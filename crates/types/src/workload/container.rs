@@ -65,8 +65,9 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Probes::is_empty")]
     pub probes: Probes,
     /// Ports the container's public and Yggdrasil addresses (`public_ipv6`, `yggdrasil_ip`)
-    /// take connections on from outside; every other port is closed to the outside (ICMP passes). Left out of the JSON when empty,
-    /// so specs signed before the field existed still verify.
+    /// take connections on from outside; every other port is closed to the outside (ICMP
+    /// passes). Left out of the JSON when empty, so specs signed before the field existed still
+    /// verify.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_ports: Vec<OpenPort>,
 }
